@@ -1,0 +1,53 @@
+/**
+ * The one catalog of error codes. Every ack error, every REST error body, every `connect_error`
+ * and every server-initiated disconnect uses a code from this table, so clients can branch on
+ * `code` and `retryable` without parsing messages.
+ *
+ * `retryable` tells a client whether sending the same request again (after a back-off, or after
+ * reconnecting / refreshing its token where the description says so) can succeed.
+ */
+export const errorCatalog = {
+  validation: { status: 400, retryable: false, description: 'The payload does not match the schema of the event or route.' },
+  unauthorized: { status: 401, retryable: false, description: 'No valid credentials for this request.' },
+  token_missing: { status: 401, retryable: false, description: 'No token: send `auth.token` in the Socket.IO handshake or `Authorization: Bearer <token>`.' },
+  token_malformed: { status: 401, retryable: false, description: 'The token is not a well-formed JWT.' },
+  token_invalid: { status: 401, retryable: false, description: 'Bad signature, unexpected algorithm (including `none`) or missing `sub` claim.' },
+  token_expired: { status: 401, retryable: true, description: 'The token has expired: refresh it and reconnect.' },
+  token_inactive: { status: 401, retryable: true, description: 'The token is not valid yet (`nbf` in the future).' },
+  token_claims: { status: 401, retryable: false, description: 'Issuer or audience do not match the configured ones.' },
+  forbidden: { status: 403, retryable: false, description: 'Authenticated, but not allowed to do this.' },
+  not_found: { status: 404, retryable: false, description: 'No such resource, or not visible to you.' },
+  conflict: { status: 409, retryable: false, description: 'The request conflicts with the current state.' },
+  payload_too_large: { status: 413, retryable: false, description: 'The request or event payload exceeds the size cap.' },
+  rate_limited: { status: 429, retryable: true, description: 'Too many requests: wait `retryAfterMs` and try again.' },
+  unavailable: { status: 503, retryable: true, description: 'A dependency is unreachable or the node is draining: retry, possibly on another node.' },
+  internal: { status: 500, retryable: true, description: 'Unexpected server error; details are in the server log, never in the response.' },
+} as const satisfies Record<string, { status: number; retryable: boolean; description: string }>;
+
+export type ErrorCode = keyof typeof errorCatalog;
+export const errorCodes = Object.keys(errorCatalog) as [ErrorCode, ...ErrorCode[]];
+
+/** The wire shape of an error, in acks, REST bodies and `connect_error.data`. */
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+  retryable: boolean;
+  /** Only for `rate_limited`: how long to wait before retrying. */
+  retryAfterMs?: number;
+}
+
+export function wireError(code: ErrorCode, message: string, extra?: { retryAfterMs?: number }): WireError {
+  return { code, message, retryable: errorCatalog[code].retryable, ...extra };
+}
+
+/**
+ * Why the server closes a socket. The server emits `session:ending` with one of these just before
+ * it disconnects, because Socket.IO's own reason ("io server disconnect") does not say why.
+ */
+export const disconnectCatalog = {
+  token_expired: { reconnect: 'after-refresh', description: 'The token expired: get a new one, then reconnect.' },
+  server_draining: { reconnect: 'now', description: 'The node is shutting down: reconnect at once (the load balancer picks another node).' },
+  rate_limited: { reconnect: 'after-backoff', description: 'The client kept flooding after being rate limited.' },
+} as const satisfies Record<string, { reconnect: 'now' | 'after-refresh' | 'after-backoff'; description: string }>;
+
+export type DisconnectReason = keyof typeof disconnectCatalog;

@@ -1,0 +1,3 @@
+export * from './errors.ts';
+export * from './ack.ts';
+export * from './events.ts';
