@@ -1,24 +1,20 @@
 import { z } from 'zod';
 import type { AckFn } from './ack.ts';
 import type { DisconnectReason } from './errors.ts';
+import type { User } from './schemas.ts';
 
 /**
- * Every client→server event: its payload schema, defined once. Handlers on the server, the SDK and
- * the load generator all derive their types from here.
+ * Every client→server event with its payload schema, defined once. Server handlers, REST routes, the
+ * SDK and the load generator all derive their types from here.
  */
 export const clientEventSchemas = {
-  /** Who am I on this connection: echoes the authenticated user, node and token expiry. */
+  /** Who am I on this connection: the authenticated user, node and token expiry. */
   'session:info': z.object({}).strict(),
 } as const;
 
 export type ClientEventName = keyof typeof clientEventSchemas;
-export type ClientPayload<E extends ClientEventName> = z.infer<(typeof clientEventSchemas)[E]>;
-
-export const userSchema = z.object({
-  id: z.string(),
-  displayName: z.string(),
-});
-export type User = z.infer<typeof userSchema>;
+export type ClientPayload<E extends ClientEventName> = z.input<(typeof clientEventSchemas)[E]>;
+export type ParsedPayload<E extends ClientEventName> = z.output<(typeof clientEventSchemas)[E]>;
 
 /** What each client→server event answers through its ack, on success. */
 export interface ClientEventResults {

@@ -1,3 +1,5 @@
 export * from './errors.ts';
 export * from './ack.ts';
+export * from './limits.ts';
+export * from './schemas.ts';
 export * from './events.ts';

@@ -1,0 +1,161 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+
+/** Used only outside production, so a newcomer's `npm start` works; production refuses it. */
+export const DEV_JWT_SECRET = 'dev-only-insecure-secret-do-not-use-in-production';
+
+const bool = z.stringbool({ truthy: ['true', '1', 'yes'], falsy: ['false', '0', 'no', ''] });
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const commaList = z
+  .string()
+  .transform((value) => value.split(',').map((item) => item.trim()).filter(Boolean));
+
+/**
+ * Every environment variable the node reads. The README's configuration table mirrors this schema;
+ * each entry's description is what a bad value's error message says it expects.
+ */
+const envSchema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    HOST: z.string().min(1).default('0.0.0.0'),
+    PORT: int(0, 65535).default(3000),
+    NODE_ID: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, dot, dash or underscore, at most 64')
+      .default(`${hostname()}-${process.pid}`),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'a postgresql:// connection string')
+      .optional(),
+    DATABASE_POOL_SIZE: int(1, 500).default(10),
+    DATA_DIR: z.string().min(1).default('.data'),
+
+    REDIS_URL: z
+      .string()
+      .regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')
+      .optional(),
+    REDIS_KEY_PREFIX: z.string().min(1).default('chat:'),
+
+    JWT_ALGORITHM: z.enum(['HS256', 'RS256']).default('HS256'),
+    JWT_SECRET: z.string().min(32, 'at least 32 characters').default(DEV_JWT_SECRET),
+    JWT_PUBLIC_KEY: z.string().includes('BEGIN PUBLIC KEY', { message: 'a PEM public key' }).optional(),
+    JWT_ISSUER: z.string().min(1).optional(),
+    JWT_AUDIENCE: z.string().min(1).optional(),
+    DEV_TOKENS: bool.default(false),
+    DEV_TOKEN_TTL_SECONDS: int(1, 30 * 24 * 3600).default(3600),
+
+    CORS_ORIGINS: commaList.optional(),
+    BODY_LIMIT_BYTES: int(1024, 10 * 1024 * 1024).default(64 * 1024),
+    SOCKET_MAX_PAYLOAD_BYTES: int(1024, 10 * 1024 * 1024).default(64 * 1024),
+    SOCKET_PING_INTERVAL_MS: int(1000, 300_000).default(25_000),
+    SOCKET_PING_TIMEOUT_MS: int(1000, 300_000).default(20_000),
+
+    SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
+    DRAIN_DELAY_MS: int(0, 600_000).default(0),
+  })
+  .superRefine((env, ctx) => {
+    if (env.JWT_ALGORITHM === 'RS256' && !env.JWT_PUBLIC_KEY) {
+      ctx.addIssue({ code: 'custom', path: ['JWT_PUBLIC_KEY'], message: 'a PEM public key (required when JWT_ALGORITHM=RS256)' });
+    }
+    if (env.DEV_TOKENS && env.JWT_ALGORITHM !== 'HS256') {
+      ctx.addIssue({ code: 'custom', path: ['DEV_TOKENS'], message: 'false unless JWT_ALGORITHM=HS256 (a public key cannot sign)' });
+    }
+    if (env.NODE_ENV === 'production') {
+      if (env.DEV_TOKENS) {
+        ctx.addIssue({ code: 'custom', path: ['DEV_TOKENS'], message: 'false in production (the dev token endpoint mints tokens for anyone)' });
+      }
+      if (env.JWT_ALGORITHM === 'HS256' && env.JWT_SECRET === DEV_JWT_SECRET) {
+        ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'a secret of your own in production (the default is public)' });
+      }
+    }
+  });
+
+type Env = z.infer<typeof envSchema>;
+
+export interface Config {
+  env: Env['NODE_ENV'];
+  host: string;
+  port: number;
+  nodeId: string;
+  logLevel: Env['LOG_LEVEL'];
+  /** PostgreSQL when a URL is given, otherwise an embedded PGlite database in `dataDir`. */
+  database: { kind: 'postgres'; url: string; poolSize: number } | { kind: 'pglite'; dataDir: string };
+  /** Redis when a URL is given, otherwise in-memory adapter and state (one node only). */
+  redis: { url: string; keyPrefix: string } | null;
+  jwt: {
+    algorithm: Env['JWT_ALGORITHM'];
+    secret: string;
+    publicKey: string | undefined;
+    issuer: string | undefined;
+    audience: string | undefined;
+  };
+  devTokens: { enabled: boolean; ttlSeconds: number };
+  corsOrigins: string[] | undefined;
+  limits: { bodyBytes: number; socketPayloadBytes: number };
+  socket: { pingIntervalMs: number; pingTimeoutMs: number };
+  shutdown: { timeoutMs: number; drainDelayMs: number };
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Parses and validates the environment. Throws a ConfigError whose message is one line naming the
+ * first bad variable and what it expects, e.g. `PORT: expected an integer from 0 to 65535, got "abc"`.
+ */
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  // Empty strings mean "unset": compose files and shells often export VAR= to clear a value.
+  const raw = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== ''));
+  const parsed = envSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const name = String(issue.path[0] ?? 'environment');
+    const got = raw[name] === undefined ? 'unset' : JSON.stringify(raw[name]);
+    throw new ConfigError(`Invalid configuration: ${name}: expected ${describeIssue(issue)}, got ${got}`);
+  }
+  const env = parsed.data;
+  return {
+    env: env.NODE_ENV,
+    host: env.HOST,
+    port: env.PORT,
+    nodeId: env.NODE_ID,
+    logLevel: env.LOG_LEVEL,
+    database: env.DATABASE_URL
+      ? { kind: 'postgres', url: env.DATABASE_URL, poolSize: env.DATABASE_POOL_SIZE }
+      : { kind: 'pglite', dataDir: env.DATA_DIR },
+    redis: env.REDIS_URL ? { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX } : null,
+    jwt: {
+      algorithm: env.JWT_ALGORITHM,
+      secret: env.JWT_SECRET,
+      publicKey: env.JWT_PUBLIC_KEY,
+      issuer: env.JWT_ISSUER,
+      audience: env.JWT_AUDIENCE,
+    },
+    devTokens: { enabled: env.DEV_TOKENS, ttlSeconds: env.DEV_TOKEN_TTL_SECONDS },
+    corsOrigins: env.CORS_ORIGINS,
+    limits: { bodyBytes: env.BODY_LIMIT_BYTES, socketPayloadBytes: env.SOCKET_MAX_PAYLOAD_BYTES },
+    socket: { pingIntervalMs: env.SOCKET_PING_INTERVAL_MS, pingTimeoutMs: env.SOCKET_PING_TIMEOUT_MS },
+    shutdown: { timeoutMs: env.SHUTDOWN_TIMEOUT_MS, drainDelayMs: env.DRAIN_DELAY_MS },
+  };
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'too_small':
+      return issue.origin === 'string' ? `at least ${issue.minimum} characters` : `a number >= ${issue.minimum}`;
+    case 'too_big':
+      return issue.origin === 'string' ? `at most ${issue.maximum} characters` : `a number <= ${issue.maximum}`;
+    case 'invalid_value':
+      return `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'invalid_type':
+      return issue.expected === 'number' ? 'an integer' : issue.expected;
+    case 'invalid_format':
+    case 'custom':
+      return issue.message;
+    default:
+      return issue.message;
+  }
+}

@@ -1,0 +1,66 @@
+import { buildApp } from './app.ts';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { createLogger } from './logger.ts';
+import { drainAndClose } from './shutdown.ts';
+
+/**
+ * The process: configuration, logging, listening, signals. Everything else is in app.ts.
+ * Exit codes: 0 after a clean drain, 1 on a start-up failure or a drain past SHUTDOWN_TIMEOUT_MS,
+ * 78 (EX_CONFIG) on bad configuration.
+ */
+let config: Config;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  process.stderr.write(`${error.message}\n`);
+  process.exit(78);
+}
+
+const log = createLogger(config);
+log.info(
+  {
+    database: config.database.kind,
+    cluster: config.redis ? 'redis' : 'memory',
+    env: config.env,
+  },
+  config.database.kind === 'pglite' && !config.redis
+    ? `embedded mode: PGlite database in ${config.database.dataDir}, in-memory adapter and state (single node; set DATABASE_URL and REDIS_URL for a cluster)`
+    : `cluster mode: ${config.database.kind === 'postgres' ? 'PostgreSQL' : 'embedded PGlite'} and ${config.redis ? 'Redis' : 'in-memory state'}`,
+);
+
+process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled rejection'));
+
+const app = await buildApp(config, log).catch((error: unknown) => {
+  log.fatal({ err: error }, 'start-up failed');
+  process.exit(1);
+});
+
+let stopping = false;
+async function stop(signal: NodeJS.Signals): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal, timeoutMs: config.shutdown.timeoutMs }, 'shutting down');
+  const deadline = setTimeout(() => {
+    log.error({ inflight: app.lifecycle.inflight }, 'drain exceeded SHUTDOWN_TIMEOUT_MS; exiting');
+    process.exit(1);
+  }, config.shutdown.timeoutMs);
+  deadline.unref();
+  try {
+    await drainAndClose(app);
+    log.info('drained; bye');
+    process.exit(0);
+  } catch (error) {
+    log.error({ err: error }, 'drain failed');
+    process.exit(1);
+  }
+}
+process.on('SIGTERM', (signal) => void stop(signal));
+process.on('SIGINT', (signal) => void stop(signal));
+
+try {
+  await app.listen({ host: config.host, port: config.port });
+} catch (error) {
+  log.fatal({ err: error }, 'listen failed');
+  process.exit(1);
+}

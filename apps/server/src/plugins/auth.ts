@@ -1,0 +1,104 @@
+import fastifyJwt from '@fastify/jwt';
+import type { FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Config } from '../config.ts';
+import { AppError } from '../errors.ts';
+
+/** Who is calling, as established by a verified token. */
+export interface Principal {
+  userId: string;
+  displayName: string;
+  /** Epoch ms when the token expires, or null for a token without `exp`. */
+  expiresAt: number | null;
+}
+
+export interface TokenService {
+  /** Verifies a token and returns its principal, or throws an AppError with a `token_*` code. */
+  verify(token: unknown): Principal;
+  /** Mints a token (HS256 only; used by the dev token endpoint). */
+  sign(claims: { sub: string; name: string }, ttlSeconds: number): string;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    tokens: TokenService;
+    /** preHandler for REST routes: sets `request.principal` or answers 401 with a `token_*` code. */
+    authenticate: (request: FastifyRequest) => Promise<void>;
+  }
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+/** Tokens larger than this are refused before any parsing work. */
+const MAX_TOKEN_BYTES = 8 * 1024;
+const SUBJECT = /^[A-Za-z0-9_.:@|-]{1,128}$/;
+
+// fast-jwt's error codes, folded into the catalog's token codes so REST and sockets report alike.
+const tokenErrorCodes: Record<string, AppError['code']> = {
+  FAST_JWT_MALFORMED: 'token_malformed',
+  FAST_JWT_INVALID_TYPE: 'token_malformed',
+  FAST_JWT_INVALID_PAYLOAD: 'token_malformed',
+  FAST_JWT_EXPIRED: 'token_expired',
+  FAST_JWT_INACTIVE: 'token_inactive',
+  FAST_JWT_INVALID_CLAIM_VALUE: 'token_claims',
+  FAST_JWT_INVALID_CLAIM_TYPE: 'token_claims',
+  FAST_JWT_MISSING_REQUIRED_CLAIM: 'token_claims',
+};
+const tokenErrorMessages: Partial<Record<AppError['code'], string>> = {
+  token_malformed: 'The token is not a well-formed JWT',
+  token_invalid: 'The token signature or algorithm is not accepted',
+  token_expired: 'The token has expired',
+  token_inactive: 'The token is not valid yet',
+  token_claims: 'The token claims (issuer, audience or subject) are not accepted',
+};
+
+export default fp<{ config: Config }>(
+  async (app, { config }) => {
+    const { jwt } = config;
+    await app.register(fastifyJwt, {
+      secret: jwt.algorithm === 'HS256' ? jwt.secret : { public: jwt.publicKey! },
+      sign: { algorithm: jwt.algorithm, ...(jwt.issuer && { iss: jwt.issuer }), ...(jwt.audience && { aud: jwt.audience }) },
+      verify: {
+        // Pinning the algorithm is what defeats `alg: none` and HS/RS key confusion.
+        algorithms: [jwt.algorithm],
+        requiredClaims: ['sub'],
+        ...(jwt.issuer && { allowedIss: jwt.issuer }),
+        ...(jwt.audience && { allowedAud: jwt.audience }),
+      },
+    });
+
+    const tokens: TokenService = {
+      verify(token) {
+        if (token === undefined || token === null || token === '') throw new AppError('token_missing', 'No token was sent');
+        if (typeof token !== 'string' || token.length > MAX_TOKEN_BYTES) {
+          throw new AppError('token_malformed', tokenErrorMessages.token_malformed!);
+        }
+        let claims: Record<string, unknown>;
+        try {
+          claims = app.jwt.verify<Record<string, unknown>>(token);
+        } catch (error) {
+          const code = tokenErrorCodes[(error as { code?: string }).code ?? ''] ?? 'token_invalid';
+          throw new AppError(code, tokenErrorMessages[code]!);
+        }
+        const { sub, name, exp } = claims;
+        if (typeof sub !== 'string' || !SUBJECT.test(sub)) throw new AppError('token_claims', tokenErrorMessages.token_claims!);
+        const displayName = typeof name === 'string' && name.trim() !== '' ? name.trim().slice(0, 100) : sub;
+        return { userId: sub, displayName, expiresAt: typeof exp === 'number' ? exp * 1000 : null };
+      },
+      sign(claims, ttlSeconds) {
+        return app.jwt.sign(claims, { expiresIn: ttlSeconds * 1000 });
+      },
+    };
+    app.decorate('tokens', tokens);
+    app.decorateRequest('principal', null);
+    app.decorate('authenticate', async (request: FastifyRequest) => {
+      const header = request.headers.authorization;
+      if (!header) throw new AppError('token_missing', 'Send Authorization: Bearer <token>');
+      const match = /^Bearer +(\S+)$/i.exec(header);
+      if (!match) throw new AppError('token_malformed', 'The Authorization header must be "Bearer <token>"');
+      request.principal = tokens.verify(match[1]);
+    });
+  },
+  { name: 'auth' },
+);

@@ -1,0 +1,61 @@
+import fp from 'fastify-plugin';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The node's Prometheus metrics. One registry per app instance, so tests can run several nodes in one process. */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly connectedSockets = new Gauge({ name: 'chat_connected_sockets', help: 'Sockets connected to this node', registers: [this.registry] });
+  readonly socketEvents = new Counter({
+    name: 'chat_socket_events_total',
+    help: 'Client events handled, by event name and outcome (ok or an error code)',
+    labelNames: ['event', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly ackLatency = new Histogram({
+    name: 'chat_ack_latency_seconds',
+    help: 'Time from receiving a client event to sending its ack',
+    labelNames: ['event'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly connectionsRefused = new Counter({
+    name: 'chat_connections_refused_total',
+    help: 'Socket connections refused at the handshake, by error code',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+  readonly clusterPublishFailures = new Counter({
+    name: 'chat_cluster_publish_failures_total',
+    help: 'Broadcasts that could not be published to the other nodes (Redis unreachable)',
+    registers: [this.registry],
+  });
+  readonly httpRequests = new Counter({
+    name: 'chat_http_requests_total',
+    help: 'HTTP requests by route and status code',
+    labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(nodeId: string) {
+    this.registry.setDefaultLabels({ node: nodeId });
+    // Includes process CPU/memory, GC, and event-loop lag (nodejs_eventloop_lag_seconds).
+    collectDefaultMetrics({ register: this.registry });
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: Metrics;
+  }
+}
+
+export default fp<{ nodeId: string }>(
+  async (app, { nodeId }) => {
+    const metrics = new Metrics(nodeId);
+    app.decorate('metrics', metrics);
+    app.addHook('onResponse', async (request, reply) => {
+      metrics.httpRequests.inc({ route: request.routeOptions.url ?? 'unmatched', status: reply.statusCode });
+    });
+  },
+  { name: 'metrics' },
+);

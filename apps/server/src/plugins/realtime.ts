@@ -1,0 +1,83 @@
+import { createAdapter } from '@socket.io/redis-adapter';
+import fp from 'fastify-plugin';
+import { Server } from 'socket.io';
+import type { Config } from '../config.ts';
+import { handleConnections } from '../transport/socket/connection.ts';
+import type { ChatServer } from '../transport/socket/types.ts';
+import { closeRedis, createRedis } from './redis.ts';
+import type { Redis } from 'ioredis';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    io: ChatServer;
+  }
+}
+
+/**
+ * Socket.IO on the Fastify HTTP server. With Redis, the redis adapter fans broadcasts out to every
+ * node; without it (single-node mode) the in-memory adapter does.
+ */
+export default fp<{ config: Config }>(
+  async (app, { config }) => {
+    const io: ChatServer = new Server(app.server, {
+      path: '/socket.io/',
+      serveClient: false,
+      maxHttpBufferSize: config.limits.socketPayloadBytes,
+      pingInterval: config.socket.pingIntervalMs,
+      pingTimeout: config.socket.pingTimeoutMs,
+      // Half-open handshakes are dropped after this long.
+      connectTimeout: 10_000,
+      cors: config.corsOrigins ? { origin: config.corsOrigins, credentials: true } : { origin: false },
+    });
+
+    const adapterClients: Redis[] = [];
+    if (config.redis) {
+      const onError = (error: unknown) => {
+        app.metrics.clusterPublishFailures.inc();
+        app.log.warn({ err: error }, 'cluster bus command failed; local sockets still served');
+      };
+      const pub = guardFireAndForget(createRedis(config.redis.url, app.log, 'adapter-pub'), ['publish'], onError);
+      // Subscriptions wait for the connection instead of failing: ioredis re-subscribes on reconnect.
+      const sub = guardFireAndForget(
+        createRedis(config.redis.url, app.log, 'adapter-sub', { maxRetriesPerRequest: null }),
+        ['psubscribe', 'subscribe', 'punsubscribe', 'unsubscribe'],
+        onError,
+      );
+      adapterClients.push(pub, sub);
+      io.adapter(createAdapter(pub, sub, { key: `${config.redis.keyPrefix}socket.io` }));
+    }
+
+    handleConnections(app, io);
+    app.decorate('io', io);
+
+    // Before the HTTP server stops: close engine connections, or server.close() would wait on them.
+    app.addHook('preClose', async () => {
+      io.local.disconnectSockets(true);
+      io.engine.close();
+    });
+    app.addHook('onClose', async () => {
+      await io.close();
+      await Promise.all(adapterClients.map(closeRedis));
+    });
+  },
+  { name: 'realtime', dependencies: ['lifecycle', 'auth', 'metrics', 'services'] },
+);
+
+/**
+ * The redis adapter sends these commands without awaiting them (fire and forget), so while Redis is
+ * away each would become an unhandled rejection. Publishing to the cluster bus must never throw into a
+ * request: failures are counted and logged here, and clients catch up through resync. Written by hand
+ * because the adapter offers no hook for it.
+ */
+function guardFireAndForget(client: Redis, methods: Array<'publish' | 'psubscribe' | 'subscribe' | 'punsubscribe' | 'unsubscribe'>, onError: (error: unknown) => void): Redis {
+  const target = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  for (const method of methods) {
+    const original = target[method]!.bind(client);
+    target[method] = (...args: unknown[]) =>
+      original(...args).catch((error: unknown) => {
+        onError(error);
+        return 0;
+      });
+  }
+  return client;
+}

@@ -1,0 +1,80 @@
+import type { FastifyInstance } from 'fastify';
+import type { ExtendedError } from 'socket.io';
+import { AppError, toAppError } from '../../errors.ts';
+import { bindClientEvents } from './dispatch.ts';
+import { socketHandlers } from './handlers.ts';
+import type { ChatServer, ChatSocket } from './types.ts';
+
+// setTimeout fires at once for delays above 2^31-1 ms; longer expiries are re-armed in steps.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The socket lifecycle: authenticate the handshake, create or refresh the user, bind the protocol's
+ * events, and end the session when the token expires. `connect_error.data` carries the same
+ * `{ code, message, retryable }` a REST call would get.
+ */
+export function handleConnections(app: FastifyInstance, io: ChatServer): void {
+  io.use((socket, next) => {
+    void (async () => {
+      try {
+        if (app.lifecycle.draining) throw new AppError('unavailable', 'This node is draining; connect to another one');
+        const principal = app.tokens.verify(socket.handshake.auth?.['token']);
+        await app.services.users.ensure(principal);
+        socket.data.principal = principal;
+        next();
+      } catch (thrown) {
+        const error = toAppError(thrown);
+        app.metrics.connectionsRefused.inc({ code: error.code });
+        if (error.code === 'internal') app.log.error({ err: thrown, socketId: socket.id }, 'socket handshake failed');
+        const refusal: ExtendedError = Object.assign(new Error(error.message), { data: error.toWire() });
+        next(refusal);
+      }
+    })();
+  });
+
+  io.on('connection', (socket) => {
+    const { principal } = socket.data;
+    const log = app.log.child({ socketId: socket.id, userId: principal.userId });
+    app.metrics.connectedSockets.inc();
+    log.info({ transport: socket.conn.transport.name, address: socket.handshake.address }, 'socket connected');
+
+    const expiry = scheduleExpiry(socket);
+    bindClientEvents(socket, { app, socket, principal }, socketHandlers);
+
+    socket.on('disconnect', (reason) => {
+      clearTimeout(expiry.timer);
+      app.metrics.connectedSockets.dec();
+      log.info({ reason }, 'socket disconnected');
+    });
+  });
+}
+
+function scheduleExpiry(socket: ChatSocket): { timer: NodeJS.Timeout | undefined } {
+  const state: { timer: NodeJS.Timeout | undefined } = { timer: undefined };
+  const { expiresAt } = socket.data.principal;
+  if (expiresAt === null) return state;
+  const arm = () => {
+    const remaining = expiresAt - Date.now();
+    if (remaining > 0) {
+      state.timer = setTimeout(arm, Math.min(remaining, MAX_TIMER_MS));
+      return;
+    }
+    socket.emit('session:ending', { reason: 'token_expired', message: 'The token expired: refresh it and reconnect' });
+    // A server-side disconnect: the client must not reconnect with the same expired token.
+    socket.disconnect(true);
+  };
+  arm();
+  return state;
+}
+
+/**
+ * Tells every local socket to reconnect elsewhere and closes it. Closing the transport (not a
+ * server-side disconnect) makes socket.io-client reconnect by itself, through the load balancer, to
+ * another node. Engine.IO flushes the `session:ending` packet before it closes.
+ */
+export function sendSocketsElsewhere(io: ChatServer): void {
+  for (const socket of io.of('/').sockets.values()) {
+    socket.emit('session:ending', { reason: 'server_draining', message: 'This node is shutting down; reconnecting elsewhere' });
+    socket.conn.close();
+  }
+}

@@ -1,0 +1,13 @@
+import type { ClientToServerEvents, ServerToClientEvents } from '@chat/protocol';
+import type { Server, Socket } from 'socket.io';
+import type { Principal } from '../../plugins/auth.ts';
+
+/** Events between nodes, through the adapter (none of our own yet). */
+export type InterServerEvents = Record<string, never>;
+
+export interface SocketData {
+  principal: Principal;
+}
+
+export type ChatServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
+export type ChatSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;

@@ -1,0 +1,159 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { createSigner } from 'fast-jwt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectError, connectSocket, startNode, type TestNode } from './helpers/nodes.ts';
+import { eventually } from './helpers/eventually.ts';
+import { signToken, unsignedToken } from './helpers/tokens.ts';
+
+const now = () => Math.floor(Date.now() / 1000);
+
+async function restError(node: TestNode, authorization: string | undefined) {
+  const response = await node.app.inject({ method: 'GET', url: '/v1/me', headers: authorization === undefined ? {} : { authorization } });
+  return { status: response.statusCode, body: response.json() as { ok: boolean; error: { code: string; retryable: boolean } } };
+}
+
+describe('authentication (HS256)', () => {
+  let node: TestNode;
+  beforeAll(async () => {
+    node = await startNode({ JWT_ISSUER: 'https://id.example', JWT_AUDIENCE: 'chat' });
+  });
+  afterAll(() => node.close());
+
+  const good = (claims: Record<string, unknown> = {}) => signToken({ sub: 'alice', name: 'Alice', iss: 'https://id.example', aud: 'chat', ...claims });
+
+  const failures: Array<[string, () => string | undefined, string]> = [
+    ['missing', () => undefined, 'token_missing'],
+    ['malformed', () => 'not.a.jwt', 'token_malformed'],
+    ['garbage', () => '%%%', 'token_malformed'],
+    ['oversized', () => 'a'.repeat(9000), 'token_malformed'],
+    ['bad signature', () => signToken({ sub: 'alice', iss: 'https://id.example', aud: 'chat' }, { secret: 'another-secret-that-is-32-characters-long!' }), 'token_invalid'],
+    ['alg none', () => unsignedToken({ sub: 'alice', iss: 'https://id.example', aud: 'chat', exp: now() + 60 }), 'token_invalid'],
+    ['expired', () => good({ exp: now() - 120 }), 'token_expired'],
+    ['not yet valid', () => good({ nbf: now() + 600 }), 'token_inactive'],
+    ['wrong issuer', () => good({ iss: 'https://evil.example' }), 'token_claims'],
+    ['wrong audience', () => good({ aud: 'other' }), 'token_claims'],
+    ['no subject', () => signToken({ name: 'x', iss: 'https://id.example', aud: 'chat' }), 'token_claims'],
+  ];
+
+  it.each(failures)('refuses a %s token on REST with its own code', async (_name, token, code) => {
+    const value = token();
+    const { status, body } = await restError(node, value === undefined ? undefined : `Bearer ${value}`);
+    expect(status).toBe(401);
+    expect(body).toMatchObject({ ok: false, error: { code } });
+  });
+
+  it.each(failures)('refuses a %s token in the socket handshake with its own code', async (_name, token, code) => {
+    const error = await connectError(node.url, token());
+    expect(error).toMatchObject({ code, message: expect.any(String), retryable: expect.any(Boolean) });
+  });
+
+  it('refuses an Authorization header that is not a bearer token', async () => {
+    const { status, body } = await restError(node, `Basic ${Buffer.from('a:b').toString('base64')}`);
+    expect(status).toBe(401);
+    expect(body.error.code).toBe('token_malformed');
+  });
+
+  it('accepts a good token on REST and creates the user from its claims', async () => {
+    const response = await node.app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${good({ sub: 'rest-user', name: 'Rest User' })}` } });
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toMatchObject({ ok: true, user: { id: 'rest-user', displayName: 'Rest User' } });
+  });
+
+  it('accepts a good token on a socket, creates or updates the user, and answers session:info', async () => {
+    const userId = `socket-user-${Date.now()}`;
+    const first = await connectSocket(node.url, good({ sub: userId, name: 'First Name' }));
+    const info = await first.emitWithAck('session:info', {});
+    expect(info).toMatchObject({ ok: true, user: { id: userId, displayName: 'First Name' }, nodeId: node.app.nodeId, socketId: first.id });
+    first.close();
+    expect(await node.app.db.user.findUnique({ where: { id: userId } })).toMatchObject({ displayName: 'First Name' });
+
+    const second = await connectSocket(node.url, good({ sub: userId, name: 'Renamed' }));
+    second.close();
+    expect(await node.app.db.user.findUnique({ where: { id: userId } })).toMatchObject({ displayName: 'Renamed' });
+  });
+
+  it('ends a socket whose token expires with token_expired, and the client does not reconnect by itself', async () => {
+    const socket = await connectSocket(node.url, good({ sub: 'short-lived', exp: now() + 2 }));
+    const ending = new Promise((resolve) => socket.once('session:ending', resolve));
+    const disconnected = new Promise((resolve) => socket.once('disconnect', resolve));
+    expect(await ending).toEqual({ reason: 'token_expired', message: expect.any(String) });
+    expect(await disconnected).toBe('io server disconnect');
+  });
+});
+
+describe('authentication (RS256 with an external identity provider key)', () => {
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const publicPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  let node: TestNode;
+  beforeAll(async () => {
+    node = await startNode({ JWT_ALGORITHM: 'RS256', JWT_PUBLIC_KEY: publicPem });
+  });
+  afterAll(() => node.close());
+
+  it('accepts a token signed with the private key', async () => {
+    const token = createSigner({ key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), algorithm: 'RS256', expiresIn: 60_000 })({ sub: 'rs-user' });
+    const socket = await connectSocket(node.url, token);
+    expect(await socket.emitWithAck('session:info', {})).toMatchObject({ ok: true, user: { id: 'rs-user' } });
+    socket.close();
+  });
+
+  it('refuses an HS256 token signed with the public key as secret (key confusion)', async () => {
+    const forged = createSigner({ key: publicPem, algorithm: 'HS256', expiresIn: 60_000 })({ sub: 'mallory' });
+    expect(await connectError(node.url, forged)).toMatchObject({ code: 'token_invalid' });
+    const { status, body } = await restError(node, `Bearer ${forged}`);
+    expect([status, body.error.code]).toEqual([401, 'token_invalid']);
+  });
+});
+
+describe('dev token endpoint', () => {
+  it('does not exist unless DEV_TOKENS is on', async () => {
+    const node = await startNode();
+    try {
+      const response = await node.app.inject({ method: 'POST', url: '/v1/dev/token', payload: {} });
+      expect(response.statusCode).toBe(404);
+      expect(response.json()).toMatchObject({ ok: false, error: { code: 'not_found' } });
+    } finally {
+      await node.close();
+    }
+  });
+
+  it('mints a working token when DEV_TOKENS is on, and validates its body', async () => {
+    const node = await startNode({ DEV_TOKENS: 'true' });
+    try {
+      const bad = await node.app.inject({ method: 'POST', url: '/v1/dev/token', payload: { userId: 'has spaces' } });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json()).toMatchObject({ ok: false, error: { code: 'validation', retryable: false } });
+
+      const minted = await node.app.inject({ method: 'POST', url: '/v1/dev/token', payload: { userId: 'dev-1', displayName: 'Dev One' } });
+      expect(minted.statusCode).toBe(200);
+      const { token } = minted.json() as { token: string };
+      const socket = await connectSocket(node.url, token);
+      expect(await socket.emitWithAck('session:info', {})).toMatchObject({ ok: true, user: { id: 'dev-1', displayName: 'Dev One' } });
+      socket.close();
+    } finally {
+      await node.close();
+    }
+  });
+});
+
+describe('socket event validation', () => {
+  let node: TestNode;
+  beforeAll(async () => {
+    node = await startNode();
+  });
+  afterAll(() => node.close());
+
+  it('answers malformed payloads and unknown events with validation errors and keeps serving', async () => {
+    const socket = await connectSocket(node.url, signToken({ sub: 'fuzzy' }));
+    const emit = (event: string, ...args: unknown[]) => (socket as unknown as { emitWithAck: (e: string, ...a: unknown[]) => Promise<unknown> }).emitWithAck(event, ...args);
+    for (const payload of [null, 42, 'text', [], { extra: true }, JSON.parse('{"__proto__": {"polluted": true}}')]) {
+      expect(await emit('session:info', payload)).toMatchObject({ ok: false, error: { code: 'validation', retryable: false } });
+    }
+    for (const event of ['no:such:event', 'constructor', '__proto__', 'toString']) {
+      expect(await emit(event, {})).toMatchObject({ ok: false, error: { code: 'validation' } });
+    }
+    expect(({} as { polluted?: boolean }).polluted).toBeUndefined();
+    await eventually(async () => expect(await socket.emitWithAck('session:info', {})).toMatchObject({ ok: true }));
+    socket.close();
+  });
+});

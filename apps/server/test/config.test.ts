@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, DEV_JWT_SECRET, loadConfig } from '../src/config.ts';
+import { spawnNode, testEnv } from './helpers/nodes.ts';
+
+function rejection(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error('configuration was accepted');
+}
+
+describe('configuration', () => {
+  it('defaults to an embedded single node in development', () => {
+    const config = loadConfig({});
+    expect(config.database).toEqual({ kind: 'pglite', dataDir: '.data' });
+    expect(config.redis).toBeNull();
+    expect(config.port).toBe(3000);
+    expect(config.devTokens.enabled).toBe(false);
+  });
+
+  it('uses PostgreSQL and Redis when their URLs are set', () => {
+    const config = loadConfig({ DATABASE_URL: 'postgresql://u@db:5432/chat', REDIS_URL: 'redis://cache:6379' });
+    expect(config.database).toMatchObject({ kind: 'postgres', url: 'postgresql://u@db:5432/chat' });
+    expect(config.redis).toMatchObject({ url: 'redis://cache:6379' });
+  });
+
+  it.each([
+    [{ PORT: 'abc' }, /^Invalid configuration: PORT: expected an integer, got "abc"$/],
+    [{ PORT: '70000' }, /^Invalid configuration: PORT: expected a number <= 65535, got "70000"$/],
+    [{ DATABASE_URL: 'mysql://x' }, /^Invalid configuration: DATABASE_URL: expected a postgresql:\/\/ connection string/],
+    [{ REDIS_URL: 'localhost:6379' }, /^Invalid configuration: REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL/],
+    [{ JWT_SECRET: 'short' }, /^Invalid configuration: JWT_SECRET: expected at least 32 characters, got "short"$/],
+    [{ JWT_ALGORITHM: 'HS512' }, /^Invalid configuration: JWT_ALGORITHM: expected one of "HS256", "RS256"/],
+    [{ JWT_ALGORITHM: 'RS256' }, /^Invalid configuration: JWT_PUBLIC_KEY: expected a PEM public key \(required when JWT_ALGORITHM=RS256\), got unset$/],
+    [{ DEV_TOKENS: 'maybe' }, /^Invalid configuration: DEV_TOKENS: /],
+    [{ LOG_LEVEL: 'loud' }, /^Invalid configuration: LOG_LEVEL: expected one of/],
+  ])('rejects %o with one line naming the variable', (env, message) => {
+    const text = rejection(env);
+    expect(text).toMatch(message);
+    expect(text).not.toContain('\n');
+  });
+
+  it('refuses dev tokens and the default secret in production', () => {
+    expect(rejection({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40), DEV_TOKENS: 'true' })).toMatch(/^Invalid configuration: DEV_TOKENS: expected false in production/);
+    expect(rejection({ NODE_ENV: 'production' })).toMatch(/^Invalid configuration: JWT_SECRET: expected a secret of your own in production/);
+    expect(rejection({ NODE_ENV: 'production', JWT_SECRET: DEV_JWT_SECRET })).toMatch(/JWT_SECRET/);
+    expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40) }).env).toBe('production');
+  });
+
+  it('stops the process with exit code 78 and one stderr line for a bad value', async () => {
+    await expect(spawnNode(testEnv({ PORT: 'not-a-port' }), { timeoutMs: 15_000 })).rejects.toThrow(
+      /node exited with 78 before listening; stderr: Invalid configuration: PORT: expected an integer, got "not-a-port"$/,
+    );
+  });
+});

@@ -1,0 +1,20 @@
+import { createSigner } from 'fast-jwt';
+import { DEV_JWT_SECRET } from '../../src/config.ts';
+
+export const TEST_JWT_SECRET = 'test-secret-that-is-at-least-32-characters-long';
+
+type Claims = { sub?: unknown; name?: string; iss?: string; aud?: string; exp?: number; nbf?: number; [claim: string]: unknown };
+
+/** Signs an HS256 token the way an identity provider would; `expiresInSeconds` defaults to an hour. */
+export function signToken(claims: Claims, { secret = TEST_JWT_SECRET, expiresInSeconds = 3600 } = {}): string {
+  const signer = createSigner({ key: secret, algorithm: 'HS256', ...(claims.exp === undefined && { expiresIn: expiresInSeconds * 1000 }) });
+  return signer(claims);
+}
+
+/** An unsigned token (`alg: none`), which must never be accepted. */
+export function unsignedToken(claims: Claims): string {
+  const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  return `${encode({ alg: 'none', typ: 'JWT' })}.${encode(claims)}.`;
+}
+
+export { DEV_JWT_SECRET };

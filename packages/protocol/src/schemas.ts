@@ -1,0 +1,111 @@
+import { z } from 'zod';
+import { limits } from './limits.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Primitives. Every input a client sends is parsed by one of these; everything a server sends is
+// described by the entity schemas below (used for types and for the OpenAPI document).
+// ---------------------------------------------------------------------------------------------
+
+export const userIdSchema = z.string().regex(/^[A-Za-z0-9_.:@|-]{1,128}$/, 'a user id: 1-128 of A-Z a-z 0-9 _ . : @ | -');
+export const idSchema = z.uuid();
+export const seqSchema = z.number().int().min(0).max(2_147_483_647);
+export const clientMsgIdSchema = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, 'a client message id: 8-64 of A-Z a-z 0-9 _ -');
+
+// Control characters (C0 except tab and newline, DEL, C1) and lone surrogates are removed, not
+// rejected: they are invisible or invalid, and a message must not fail because a keyboard sent one.
+const CONTROL = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+export const cleanText = (value: string) => value.replace(CONTROL, '').trim();
+
+/** A message body: control characters removed, trimmed, 1..hard-cap characters. Plain text, never HTML. */
+export const bodySchema = z.string().max(limits.messageBodyHard * 2).transform(cleanText).pipe(z.string().min(1, 'must not be empty').max(limits.messageBodyHard));
+
+export const titleSchema = z.string().max(limits.groupTitle * 2).transform(cleanText).pipe(z.string().min(1).max(limits.groupTitle));
+
+export const emojiSchema = z
+  .string()
+  .min(1)
+  .max(limits.emoji)
+  .regex(/^[^\s\u0000-\u001F\u007F]+$/u, 'an emoji without whitespace');
+
+export const attachmentSchema = z
+  .object({
+    url: z.url({ protocol: /^https?$/, hostname: z.regexes.domain }).max(2048),
+    mime: z.string().regex(/^[A-Za-z0-9][\w.+-]*\/[\w.+-]+$/, 'a MIME type such as image/png').max(127),
+    size: z.number().int().min(0).max(2_147_483_647),
+    name: z.string().max(255).transform(cleanText).pipe(z.string().min(1).max(255)),
+  })
+  .strict();
+
+export const messageKindSchema = z.enum(['text', 'image', 'file']);
+
+// ---------------------------------------------------------------------------------------------
+// Entities as the server sends them.
+// ---------------------------------------------------------------------------------------------
+
+export const userSchema = z.object({ id: z.string(), displayName: z.string() });
+
+export const reactionSchema = z.object({ emoji: z.string(), userId: z.string() });
+
+export const messageSchema = z.object({
+  id: z.string(),
+  conversationId: z.string(),
+  /** Gap-free position in the conversation. */
+  seq: z.number().int(),
+  /** The conversation version of this message's last change; resync asks for changes after a version. */
+  version: z.number().int(),
+  senderId: z.string(),
+  clientMsgId: z.string(),
+  kind: z.enum(['text', 'image', 'file', 'system']),
+  /** Empty on a tombstone. */
+  body: z.string(),
+  attachments: z.array(attachmentSchema.extend({ name: z.string() })),
+  replyToId: z.string().nullable(),
+  reactions: z.array(reactionSchema),
+  createdAt: z.string(),
+  editedAt: z.string().nullable(),
+  deletedAt: z.string().nullable(),
+});
+
+export const memberSchema = z.object({
+  userId: z.string(),
+  displayName: z.string(),
+  role: z.enum(['owner', 'admin', 'member']),
+  joinedAt: z.string(),
+  lastDeliveredSeq: z.number().int(),
+  lastReadSeq: z.number().int(),
+});
+
+export const conversationSchema = z.object({
+  id: z.string(),
+  kind: z.enum(['direct', 'group']),
+  title: z.string().nullable(),
+  ownerId: z.string().nullable(),
+  /** Current members (those who left are not listed). */
+  members: z.array(memberSchema),
+  lastSeq: z.number().int(),
+  version: z.number().int(),
+  lastActivityAt: z.string(),
+  createdAt: z.string(),
+});
+
+export const conversationSummarySchema = conversationSchema.extend({
+  lastMessage: messageSchema.nullable(),
+  /** lastSeq minus my read watermark. */
+  unreadCount: z.number().int(),
+});
+
+export const receiptSchema = z.object({
+  conversationId: z.string(),
+  userId: z.string(),
+  lastDeliveredSeq: z.number().int(),
+  lastReadSeq: z.number().int(),
+});
+
+export type Attachment = z.infer<typeof attachmentSchema>;
+export type User = z.infer<typeof userSchema>;
+export type Reaction = z.infer<typeof reactionSchema>;
+export type Message = z.infer<typeof messageSchema>;
+export type Member = z.infer<typeof memberSchema>;
+export type Conversation = z.infer<typeof conversationSchema>;
+export type ConversationSummary = z.infer<typeof conversationSummarySchema>;
+export type Receipt = z.infer<typeof receiptSchema>;
