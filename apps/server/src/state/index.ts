@@ -1,0 +1,47 @@
+import type { Redis } from 'ioredis';
+import { MemoryPresenceStore, type PresenceOptions, type PresenceStore } from './presence.ts';
+import { RedisPresenceStore } from './presence-redis.ts';
+import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from './rate-limit.ts';
+import { MemoryTypingStore, RedisTypingStore, type TypingStore } from './typing.ts';
+
+export * from './presence.ts';
+export { RedisPresenceStore } from './presence-redis.ts';
+export * from './rate-limit.ts';
+export * from './typing.ts';
+
+/** Cluster state that may be lost and rebuilt. Each store's interface documents its guarantees. */
+export interface StateStores {
+  presence: PresenceStore;
+  typing: TypingStore;
+  rateLimiter: RateLimiter;
+}
+
+export interface StateStoreOptions {
+  /**
+   * The shared connection. Without one the stores live in this process (single-node mode, tests).
+   * It must not have ioredis' own `keyPrefix` option set.
+   */
+  redis?: Redis;
+  /**
+   * Prepended to every Redis key the stores write, e.g. `chat:state:`. On Redis Cluster include a
+   * hash tag (`{chat}:state:`): presence scripts touch many users' keys at once.
+   */
+  keyPrefix: string;
+  presence: PresenceOptions;
+}
+
+/**
+ * Memory stores when no Redis client is given, Redis ones otherwise. The stores do not own the
+ * client: whoever created it closes it.
+ */
+export function createStateStores(options: StateStoreOptions): StateStores {
+  const { redis, keyPrefix } = options;
+  if (!redis) {
+    return { presence: new MemoryPresenceStore(options.presence), typing: new MemoryTypingStore(), rateLimiter: new MemoryRateLimiter() };
+  }
+  return {
+    presence: new RedisPresenceStore(redis, { ...options.presence, keyPrefix }),
+    typing: new RedisTypingStore(redis, { keyPrefix }),
+    rateLimiter: new RedisRateLimiter(redis, { keyPrefix }),
+  };
+}
