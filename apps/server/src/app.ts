@@ -4,14 +4,17 @@ import type { Config } from './config.ts';
 import { AppError, toAppError } from './errors.ts';
 import auth from './plugins/auth.ts';
 import database from './plugins/database.ts';
+import docs from './plugins/docs.ts';
 import lifecycle from './plugins/lifecycle.ts';
 import metrics from './plugins/metrics.ts';
 import realtime from './plugins/realtime.ts';
 import redis from './plugins/redis.ts';
 import services from './plugins/services.ts';
+import state from './plugins/state.ts';
 import { devTokenRoutes } from './transport/http/dev-token.ts';
 import { healthRoutes } from './transport/http/health.ts';
 import { meRoutes } from './transport/http/me.ts';
+import { restRoutes } from './transport/http/rest.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -75,12 +78,15 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   await app.register(metrics, { nodeId: config.nodeId });
   await app.register(database, { config });
   await app.register(redis, { config });
+  await app.register(state, { config });
   await app.register(auth, { config });
-  await app.register(services);
   await app.register(realtime, { config });
+  await app.register(services, { config });
 
+  await app.register(docs);
   await app.register(healthRoutes);
   await app.register(meRoutes);
+  await app.register(restRoutes);
   if (config.devTokens.enabled) await app.register(devTokenRoutes, { defaultTtlSeconds: config.devTokens.ttlSeconds });
 
   return app;

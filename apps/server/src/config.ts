@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { limits } from '@chat/protocol';
 import { z } from 'zod';
 
 /** Used only outside production, so a newcomer's `npm start` works; production refuses it. */
@@ -46,11 +47,15 @@ const envSchema = z
     DEV_TOKENS: bool.default(false),
     DEV_TOKEN_TTL_SECONDS: int(1, 30 * 24 * 3600).default(3600),
 
+    MESSAGE_MAX_LENGTH: int(1, limits.messageBodyHard).default(limits.messageBodyDefault),
     CORS_ORIGINS: commaList.optional(),
     BODY_LIMIT_BYTES: int(1024, 10 * 1024 * 1024).default(64 * 1024),
     SOCKET_MAX_PAYLOAD_BYTES: int(1024, 10 * 1024 * 1024).default(64 * 1024),
     SOCKET_PING_INTERVAL_MS: int(1000, 300_000).default(25_000),
     SOCKET_PING_TIMEOUT_MS: int(1000, 300_000).default(20_000),
+
+    TYPING_TTL_MS: int(1000, 60_000).default(6000),
+    PRESENCE_NODE_TTL_MS: int(1000, 600_000).default(30_000),
 
     SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
     DRAIN_DELAY_MS: int(0, 600_000).default(0),
@@ -93,9 +98,11 @@ export interface Config {
   };
   devTokens: { enabled: boolean; ttlSeconds: number };
   corsOrigins: string[] | undefined;
-  limits: { bodyBytes: number; socketPayloadBytes: number };
+  limits: { bodyBytes: number; socketPayloadBytes: number; messageBodyLength: number };
   socket: { pingIntervalMs: number; pingTimeoutMs: number };
   shutdown: { timeoutMs: number; drainDelayMs: number };
+  typing: { ttlMs: number };
+  presence: { nodeTtlMs: number };
 }
 
 export class ConfigError extends Error {
@@ -136,9 +143,11 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
     devTokens: { enabled: env.DEV_TOKENS, ttlSeconds: env.DEV_TOKEN_TTL_SECONDS },
     corsOrigins: env.CORS_ORIGINS,
-    limits: { bodyBytes: env.BODY_LIMIT_BYTES, socketPayloadBytes: env.SOCKET_MAX_PAYLOAD_BYTES },
+    limits: { bodyBytes: env.BODY_LIMIT_BYTES, socketPayloadBytes: env.SOCKET_MAX_PAYLOAD_BYTES, messageBodyLength: env.MESSAGE_MAX_LENGTH },
     socket: { pingIntervalMs: env.SOCKET_PING_INTERVAL_MS, pingTimeoutMs: env.SOCKET_PING_TIMEOUT_MS },
     shutdown: { timeoutMs: env.SHUTDOWN_TIMEOUT_MS, drainDelayMs: env.DRAIN_DELAY_MS },
+    typing: { ttlMs: env.TYPING_TTL_MS },
+    presence: { nodeTtlMs: env.PRESENCE_NODE_TTL_MS },
   };
 }
 

@@ -1,7 +1,56 @@
 import { z } from 'zod';
 import type { AckFn } from './ack.ts';
 import type { DisconnectReason } from './errors.ts';
-import type { User } from './schemas.ts';
+import { limits } from './limits.ts';
+import {
+  attachmentSchema,
+  bodySchema,
+  clientMsgIdSchema,
+  emojiSchema,
+  idSchema,
+  messageKindSchema,
+  seqSchema,
+  titleSchema,
+  userIdSchema,
+  type Conversation,
+  type ConversationSummary,
+  type Message,
+  type Receipt,
+  type User,
+} from './schemas.ts';
+
+const pageLimit = z.number().int().min(1).max(limits.pageSize).optional();
+
+export const sendMessageSchema = z
+  .object({
+    conversationId: idSchema,
+    /** Chosen by the device; retrying with the same id returns the original message. */
+    clientMsgId: clientMsgIdSchema,
+    body: bodySchema,
+    kind: messageKindSchema.optional(),
+    attachments: z.array(attachmentSchema).max(limits.attachmentsPerMessage).optional(),
+    replyToId: idSchema.optional(),
+  })
+  .strict();
+
+export const receiptMarkSchema = z
+  .object({ conversationId: idSchema, delivered: seqSchema.optional(), read: seqSchema.optional() })
+  .strict()
+  .refine((value) => value.delivered !== undefined || value.read !== undefined, 'give delivered, read or both');
+
+export const historySchema = z
+  .object({ conversationId: idSchema, before: seqSchema.optional(), after: seqSchema.optional(), limit: pageLimit })
+  .strict()
+  .refine((value) => value.before === undefined || value.after === undefined, 'give before or after, not both');
+
+export const syncSchema = z
+  .object({
+    /** What the device has seen: per conversation, the highest version it holds. Unknown conversations count as 0. */
+    since: z.array(z.object({ conversationId: idSchema, version: seqSchema }).strict()).max(10_000),
+    /** Most changed messages returned per conversation; `hasMore` says when to ask again. */
+    limit: pageLimit,
+  })
+  .strict();
 
 /**
  * Every client→server event with its payload schema, defined once. Server handlers, REST routes, the
@@ -10,15 +59,76 @@ import type { User } from './schemas.ts';
 export const clientEventSchemas = {
   /** Who am I on this connection: the authenticated user, node and token expiry. */
   'session:info': z.object({}).strict(),
+
+  'conversation:open-direct': z.object({ userId: userIdSchema }).strict(),
+  'conversation:create-group': z
+    .object({ title: titleSchema, memberIds: z.array(userIdSchema).max(limits.groupMembers) })
+    .strict(),
+  'conversation:add-members': z
+    .object({ conversationId: idSchema, userIds: z.array(userIdSchema).min(1).max(limits.groupMembers) })
+    .strict(),
+  'conversation:remove-member': z.object({ conversationId: idSchema, userId: userIdSchema }).strict(),
+  'conversation:rename': z.object({ conversationId: idSchema, title: titleSchema }).strict(),
+  'conversation:leave': z.object({ conversationId: idSchema }).strict(),
+  'conversation:get': z.object({ conversationId: idSchema }).strict(),
+  'conversation:list': z.object({ cursor: z.string().max(200).optional(), limit: pageLimit }).strict(),
+
+  'message:send': sendMessageSchema,
+  'message:edit': z.object({ messageId: idSchema, body: bodySchema }).strict(),
+  'message:delete': z.object({ messageId: idSchema, scope: z.enum(['everyone', 'me']) }).strict(),
+  'message:react': z.object({ messageId: idSchema, emoji: emojiSchema, action: z.enum(['add', 'remove']) }).strict(),
+
+  /** Typing state of the caller in a conversation; expires on its own ~6 s after the last `true`. */
+  'typing:set': z.object({ conversationId: idSchema, typing: z.boolean() }).strict(),
+  /** Who is typing in a conversation now (for a client opening it). */
+  'typing:list': z.object({ conversationId: idSchema }).strict(),
+
+  'receipt:mark': receiptMarkSchema,
+  'history:fetch': historySchema,
+  'sync:changes': syncSchema,
 } as const;
 
 export type ClientEventName = keyof typeof clientEventSchemas;
 export type ClientPayload<E extends ClientEventName> = z.input<(typeof clientEventSchemas)[E]>;
 export type ParsedPayload<E extends ClientEventName> = z.output<(typeof clientEventSchemas)[E]>;
 
+export interface ConversationChanges {
+  conversation: Conversation;
+  /** Messages created or changed after the version the device gave, oldest change first. */
+  messages: Message[];
+  /** Messages this user deleted for themself (on any device) after that version. */
+  hiddenMessageIds: string[];
+  /** More changes than `limit`: ask again with the highest version received. */
+  hasMore: boolean;
+}
+
 /** What each client→server event answers through its ack, on success. */
 export interface ClientEventResults {
   'session:info': { user: User; nodeId: string; socketId: string; expiresAt: string | null };
+  'conversation:open-direct': { conversation: Conversation; created: boolean };
+  'conversation:create-group': { conversation: Conversation };
+  'conversation:add-members': { conversation: Conversation };
+  'conversation:remove-member': { conversation: Conversation };
+  'conversation:rename': { conversation: Conversation };
+  'conversation:leave': { conversationId: string };
+  'conversation:get': { conversation: Conversation };
+  'conversation:list': { conversations: ConversationSummary[]; nextCursor: string | null };
+  'message:send': { message: Message; duplicate: boolean };
+  'message:edit': { message: Message };
+  /** The tombstone for `everyone`; null for `me`. */
+  'message:delete': { message: Message | null };
+  'message:react': { message: Message };
+  'typing:set': { conversationId: string; typing: boolean };
+  'typing:list': { conversationId: string; userIds: string[] };
+  'receipt:mark': { receipt: Receipt };
+  'history:fetch': { messages: Message[]; hasMore: boolean };
+  'sync:changes': {
+    conversations: ConversationChanges[];
+    /** Conversations in `since` that the user is no longer a member of. */
+    removedConversationIds: string[];
+    /** Current watermarks of every member of every conversation of the user. */
+    receipts: Receipt[];
+  };
 }
 
 export type ClientToServerEvents = {
@@ -30,7 +140,20 @@ export interface SessionEnding {
   message: string;
 }
 
+/** Everything a server pushes. Each change reaches every connected device of every member, on any node. */
 export interface ServerToClientEvents {
+  'message:new': (message: Message) => void;
+  /** An edit, a delete for everyone (tombstone) or a reaction change: the message as it now is. */
+  'message:updated': (message: Message) => void;
+  /** Only to the user's own devices: a message they deleted for themself. */
+  'message:hidden': (payload: { conversationId: string; messageId: string }) => void;
+  /** Created, renamed, members added or removed. */
+  'conversation:updated': (conversation: Conversation) => void;
+  /** To a user who left or was removed. */
+  'conversation:removed': (payload: { conversationId: string }) => void;
+  'receipt:updated': (receipt: Receipt) => void;
+  /** To the other members only. `typing: false` when the user stopped, sent, disconnected or timed out. */
+  'typing:updated': (payload: { conversationId: string; userId: string; typing: boolean }) => void;
   /** Sent right before the server closes the socket, saying why and whether to reconnect. */
   'session:ending': (payload: SessionEnding) => void;
 }

@@ -60,7 +60,7 @@ export default fp<{ config: Config }>(
       await Promise.all(adapterClients.map(closeRedis));
     });
   },
-  { name: 'realtime', dependencies: ['lifecycle', 'auth', 'metrics', 'services'] },
+  { name: 'realtime', dependencies: ['lifecycle', 'auth', 'metrics'] },
 );
 
 /**

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ExtendedError } from 'socket.io';
 import { AppError, toAppError } from '../../errors.ts';
 import { bindClientEvents } from './dispatch.ts';
-import { socketHandlers } from './handlers.ts';
+import { operations } from '../operations.ts';
 import type { ChatServer, ChatSocket } from './types.ts';
 
 // setTimeout fires at once for delays above 2^31-1 ms; longer expiries are re-armed in steps.
@@ -21,6 +21,7 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
         const principal = app.tokens.verify(socket.handshake.auth?.['token']);
         await app.services.users.ensure(principal);
         socket.data.principal = principal;
+        socket.data.typingIn = new Set();
         next();
       } catch (thrown) {
         const error = toAppError(thrown);
@@ -39,14 +40,23 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
     log.info({ transport: socket.conn.transport.name, address: socket.handshake.address }, 'socket connected');
 
     const expiry = scheduleExpiry(socket);
-    bindClientEvents(socket, { app, socket, principal }, socketHandlers);
+    void socket.join(userRoom(principal.userId));
+    bindClientEvents(socket, { app, principal, socket }, operations);
 
     socket.on('disconnect', (reason) => {
       clearTimeout(expiry.timer);
+      if (socket.data.typingIn.size > 0) {
+        app.services.typing.stoppedByDisconnect(principal.userId, socket.data.typingIn).catch((error: unknown) => log.warn({ err: error }, 'could not clear typing state'));
+      }
       app.metrics.connectedSockets.dec();
       log.info({ reason }, 'socket disconnected');
     });
   });
+}
+
+/** Every socket joins its user's room: a fan-out to a user reaches all their devices on all nodes. */
+export function userRoom(userId: string): string {
+  return `user:${userId}`;
 }
 
 function scheduleExpiry(socket: ChatSocket): { timer: NodeJS.Timeout | undefined } {

@@ -1,26 +1,7 @@
-import {
-  clientEventSchemas,
-  wireError,
-  type Ack,
-  type ClientEventName,
-  type ClientEventResults,
-  type ParsedPayload,
-} from '@chat/protocol';
-import type { FastifyInstance } from 'fastify';
+import { clientEventSchemas, wireError, type Ack, type ClientEventName } from '@chat/protocol';
 import { describeZodError, toAppError } from '../../errors.ts';
-import type { Principal } from '../../plugins/auth.ts';
+import type { OperationContext, Operations } from '../operations.ts';
 import type { ChatSocket } from './types.ts';
-
-export interface HandlerContext {
-  app: FastifyInstance;
-  socket: ChatSocket;
-  principal: Principal;
-}
-
-/** One handler per client event, typed from the protocol: a missing or mistyped handler does not compile. */
-export type SocketHandlers = {
-  [E in ClientEventName]: (ctx: HandlerContext, payload: ParsedPayload<E>) => Promise<ClientEventResults[E]>;
-};
 
 type AnyAck = (response: Ack<object>) => void;
 const noAck: AnyAck = () => {};
@@ -31,7 +12,7 @@ const noAck: AnyAck = () => {};
  * outcome. Nothing a client sends can throw out of here: the handler runs inside a try/catch and the
  * promise is never left unhandled.
  */
-export function bindClientEvents(socket: ChatSocket, ctx: HandlerContext, handlers: SocketHandlers): void {
+export function bindClientEvents(socket: ChatSocket, ctx: OperationContext, handlers: Operations): void {
   const { app } = ctx;
   const { metrics, lifecycle } = app;
 
@@ -50,7 +31,7 @@ export function bindClientEvents(socket: ChatSocket, ctx: HandlerContext, handle
         outcome = 'validation';
         return ack({ ok: false, error: wireError('validation', describeZodError(parsed.error)) });
       }
-      const handler = handlers[event] as (ctx: HandlerContext, payload: unknown) => Promise<object>;
+      const handler = handlers[event] as (ctx: OperationContext, payload: unknown) => Promise<object>;
       const result = await lifecycle.track(() => handler(ctx, parsed.data));
       ack({ ok: true, ...result });
     } catch (thrown) {

@@ -7,6 +7,8 @@ export type InterServerEvents = Record<string, never>;
 
 export interface SocketData {
   principal: Principal;
+  /** Conversations this device said it is typing in, to end them when it disconnects. */
+  typingIn: Set<string>;
 }
 
 export type ChatServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;

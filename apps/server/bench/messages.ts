@@ -1,0 +1,171 @@
+/**
+ * `npm run bench:messages` — how fast one node persists and acks messages.
+ *
+ * N concurrent senders (each its own socket and user) send into M direct conversations on ONE node
+ * backed by the local PostgreSQL, each in a closed loop (send, wait for the ok-ack, send the next), for
+ * a fixed duration after a warm-up. Every ok-ack means committed in PostgreSQL. Prints throughput and
+ * ack latency percentiles, then checks the database: one row per ack, seqs gap-free per conversation.
+ *
+ * The node runs as its own process (the real entry point); the senders run here. A throwaway database
+ * is created, migrated and dropped.
+ *
+ *   npm run bench:messages -- --senders 50 --conversations 25 --duration 20 --warmup 3
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { createSigner } from 'fast-jwt';
+import pg from 'pg';
+import { io, type Socket } from 'socket.io-client';
+import { applyMigrations } from '../src/db/migrations.ts';
+
+const { values } = parseArgs({
+  options: {
+    senders: { type: 'string', default: '50' },
+    conversations: { type: 'string', default: '25' },
+    duration: { type: 'string', default: '20' },
+    warmup: { type: 'string', default: '3' },
+    body: { type: 'string', default: '64' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (values.help) {
+  console.log('npm run bench:messages -- [--senders 50] [--conversations 25] [--duration 20 (s)] [--warmup 3 (s)] [--body 64 (chars)]');
+  console.log('Env: DATABASE_URL (server to create the throwaway database on; default postgresql://postgres@127.0.0.1:5432/postgres)');
+  process.exit(0);
+}
+const senders = Number(values.senders);
+const conversations = Math.max(1, Math.min(Number(values.conversations), Math.floor(senders / 2)));
+const durationMs = Number(values.duration) * 1000;
+const warmupMs = Number(values.warmup) * 1000;
+const body = 'x'.repeat(Number(values.body));
+
+const adminUrl = process.env['DATABASE_URL'] ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+const dbName = `chat_bench_${Date.now()}_${randomBytes(2).toString('hex')}`;
+const databaseUrl = Object.assign(new URL(adminUrl), { pathname: `/${dbName}` }).toString();
+const secret = 'bench-secret-that-is-at-least-32-characters';
+const sign = createSigner({ key: secret, expiresIn: 3600_000 });
+
+async function admin(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function main(): Promise<void> {
+  await admin(`CREATE DATABASE "${dbName}"`);
+  const port = await freePort();
+  let node: ReturnType<typeof spawn> | undefined;
+  const sockets: Socket[] = [];
+  try {
+    await applyMigrations({ kind: 'postgres', connectionString: databaseUrl });
+    node = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../src/main.ts', import.meta.url))], {
+      env: { PATH: process.env['PATH'], NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: databaseUrl, JWT_SECRET: secret, LOG_LEVEL: 'warn', DATABASE_POOL_SIZE: process.env['DATABASE_POOL_SIZE'] ?? '10' },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    const url = `http://127.0.0.1:${port}`;
+    for (let i = 0; ; i++) {
+      if ((await fetch(`${url}/readyz`).catch(() => null))?.ok) break;
+      if (i > 200) throw new Error('node did not become ready');
+      await sleep(100);
+    }
+
+    const connect = (userId: string) =>
+      new Promise<Socket>((resolve, reject) => {
+        const socket = io(url, { auth: { token: sign({ sub: userId }) }, transports: ['websocket'], reconnection: false });
+        socket.once('connect', () => resolve(socket));
+        socket.once('connect_error', reject);
+      });
+    // Conversation c is the direct conversation of users 2c and 2c+1. Sender i is user i mod 2M
+    // (more senders than users means several devices per user) and writes into its user's conversation.
+    const users = 2 * conversations;
+    for (let i = 0; i < senders; i++) sockets.push(await connect(`bench-user-${i % users}`));
+    const conversationIds: string[] = [];
+    for (let c = 0; c < conversations; c++) {
+      const ack = await sockets[2 * c]!.emitWithAck('conversation:open-direct', { userId: `bench-user-${2 * c + 1}` });
+      if (!ack.ok) throw new Error(`open-direct failed: ${JSON.stringify(ack.error)}`);
+      conversationIds.push(ack.conversation.id);
+    }
+    const membership = new Map<number, string>();
+    for (let i = 0; i < senders; i++) membership.set(i, conversationIds[Math.floor((i % users) / 2)]!);
+    const distinct = conversations;
+
+    const latencies: number[] = [];
+    const errors = new Map<string, number>();
+    let acked = 0;
+    let measuring = false;
+    let stop = false;
+    let counter = 0;
+    const loop = async (i: number) => {
+      const socket = sockets[i]!;
+      const conversationId = membership.get(i)!;
+      while (!stop) {
+        const started = performance.now();
+        const ack = await socket.timeout(10_000).emitWithAck('message:send', { conversationId, clientMsgId: `b${i}-${++counter}-${randomBytes(4).toString('hex')}`, body }).catch((error: Error) => ({ ok: false, error: { code: error.message } }));
+        if (!measuring) continue;
+        if (ack.ok) {
+          acked++;
+          latencies.push(performance.now() - started);
+        } else errors.set(ack.error.code, (errors.get(ack.error.code) ?? 0) + 1);
+      }
+    };
+    const cpuBefore = { usage: process.cpuUsage() };
+    const loops = Array.from({ length: senders }, (_, i) => loop(i));
+    await sleep(warmupMs);
+    measuring = true;
+    const started = performance.now();
+    cpuBefore.usage = process.cpuUsage();
+    await sleep(durationMs);
+    measuring = false;
+    const elapsed = (performance.now() - started) / 1000;
+    const loadCpu = process.cpuUsage(cpuBefore.usage);
+    stop = true;
+    await Promise.all(loops);
+
+    latencies.sort((a, b) => a - b);
+    const check = new pg.Client({ connectionString: databaseUrl });
+    await check.connect();
+    const gaps = await check.query(
+      `SELECT count(*)::int AS conversations_with_gaps FROM (
+         SELECT conversation_id, max(seq) = count(*) AS ok FROM messages GROUP BY conversation_id) t WHERE NOT ok`,
+    );
+    await check.end();
+
+    const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
+    console.log(`\nbench:messages — ${senders} senders, ${distinct} direct conversations, one node, PostgreSQL (${new Date().toISOString()})`);
+    console.log(`  acked messages     ${acked} in ${elapsed.toFixed(1)} s  →  ${(acked / elapsed).toFixed(0)} msgs/s`);
+    console.log(`  ack latency        p50 ${fmt(percentile(latencies, 50))}  p95 ${fmt(percentile(latencies, 95))}  p99 ${fmt(percentile(latencies, 99))}  max ${fmt(latencies.at(-1) ?? NaN)}`);
+    console.log(`  errors             ${errors.size === 0 ? 'none' : JSON.stringify(Object.fromEntries(errors))}`);
+    console.log(`  load process CPU   ${((loadCpu.user + loadCpu.system) / 1000 / (elapsed * 1000) * 100).toFixed(0)}% of one core`);
+    console.log(`  seq gaps           ${gaps.rows[0].conversations_with_gaps === 0 ? 'none' : `${gaps.rows[0].conversations_with_gaps} conversations with gaps`}`);
+  } finally {
+    for (const socket of sockets) socket.close();
+    if (node) {
+      node.kill('SIGTERM');
+      await new Promise((resolve) => node!.once('exit', resolve));
+    }
+    await admin(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+  }
+}
+
+await main();

@@ -1,0 +1,242 @@
+import type { Attachment, Message } from '@chat/protocol';
+import { v7 as uuidv7 } from 'uuid';
+import type { Db } from '../db/client.ts';
+import { AppError } from '../errors.ts';
+import { bumpConversation, requireMember } from './access.ts';
+import type { Fanout } from './fanout.ts';
+import { iso, messageInclude, toWireMessage, type MessageRow } from './wire.ts';
+
+export interface SendInput {
+  conversationId: string;
+  clientMsgId: string;
+  body: string;
+  kind?: 'text' | 'image' | 'file' | undefined;
+  attachments?: Attachment[] | undefined;
+  replyToId?: string | undefined;
+}
+
+const HISTORY_DEFAULT = 50;
+
+/** Sending, editing, deleting and reacting to messages, and reading history. */
+export class MessageService {
+  readonly #db: Db;
+  readonly #fanout: Fanout;
+  readonly #maxBodyLength: number;
+
+  constructor(db: Db, fanout: Fanout, options: { maxBodyLength: number }) {
+    this.#db = db;
+    this.#fanout = fanout;
+    this.#maxBodyLength = options.maxBodyLength;
+  }
+
+  /**
+   * Persists a message and returns it once committed; only then is it fanned out. One SQL statement,
+   * so one round trip and one implicit transaction: check membership, idempotency and the reply
+   * target, take the conversation row lock to assign the next seq and version, insert the message and
+   * its attachments, move the sender's own watermarks, and return the members to notify.
+   *
+   * Idempotent per (sender, clientMsgId): a retry finds the original and returns it with
+   * `duplicate: true`. Two retries racing past the existence check collide on the unique index; that
+   * statement fails as a whole (the seq increment with it, so seqs stay gap-free) and takes the same path.
+   */
+  async send(senderId: string, input: SendInput): Promise<{ message: Message; duplicate: boolean }> {
+    this.#checkBody(input.body);
+    const id = uuidv7();
+    const kind = input.kind ?? 'text';
+    const attachments = (input.attachments ?? []).map((attachment, position) => ({ position, ...attachment }));
+    const replyToId = input.replyToId ?? null;
+    let rows: Array<{ seq: number; version: number; createdAt: Date; memberIds: string[] }>;
+    try {
+      rows = await this.#db.$queryRaw`
+        WITH target AS (
+          SELECT c.id FROM conversations c
+          JOIN conversation_members cm ON cm.conversation_id = c.id AND cm.user_id = ${senderId} AND cm.left_at IS NULL
+          WHERE c.id = ${input.conversationId}::uuid
+            AND NOT EXISTS (SELECT 1 FROM messages d WHERE d.sender_id = ${senderId} AND d.client_msg_id = ${input.clientMsgId})
+            AND (${replyToId}::uuid IS NULL OR EXISTS (
+              SELECT 1 FROM messages r WHERE r.id = ${replyToId}::uuid AND r.conversation_id = c.id))
+        ), conv AS (
+          UPDATE conversations c SET last_seq = c.last_seq + 1, version = c.version + 1, last_activity_at = now()
+          FROM target WHERE c.id = target.id
+          RETURNING c.last_seq, c.version
+        ), msg AS (
+          INSERT INTO messages (id, conversation_id, seq, version, sender_id, client_msg_id, kind, body, reply_to_id)
+          SELECT ${id}::uuid, ${input.conversationId}::uuid, conv.last_seq, conv.version, ${senderId},
+                 ${input.clientMsgId}, ${kind}::"MessageKind", ${input.body}, ${replyToId}::uuid
+          FROM conv
+          RETURNING seq, version, created_at
+        ), att AS (
+          INSERT INTO attachments (id, message_id, position, url, mime, size, name)
+          SELECT gen_random_uuid(), ${id}::uuid, a.position, a.url, a.mime, a.size, a.name
+          FROM msg CROSS JOIN jsonb_to_recordset(${JSON.stringify(attachments)}::jsonb)
+            AS a(position int, url text, mime text, size int, name text)
+        ), mine AS (
+          UPDATE conversation_members SET last_read_seq = GREATEST(last_read_seq, msg.seq),
+                 last_delivered_seq = GREATEST(last_delivered_seq, msg.seq)
+          FROM msg WHERE conversation_id = ${input.conversationId}::uuid AND user_id = ${senderId}
+        )
+        SELECT msg.seq, msg.version, msg.created_at AS "createdAt",
+               (SELECT array_agg(user_id) FROM conversation_members
+                 WHERE conversation_id = ${input.conversationId}::uuid AND left_at IS NULL) AS "memberIds"
+        FROM msg`;
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+      rows = [];
+    }
+
+    const row = rows[0];
+    if (!row) return { message: await this.#explainUnsent(senderId, input), duplicate: true };
+    const message: Message = {
+      id,
+      conversationId: input.conversationId,
+      seq: Number(row.seq),
+      version: Number(row.version),
+      senderId,
+      clientMsgId: input.clientMsgId,
+      kind,
+      body: input.body,
+      attachments: input.attachments ?? [],
+      replyToId,
+      reactions: [],
+      createdAt: iso(row.createdAt),
+      editedAt: null,
+      deletedAt: null,
+    };
+    this.#fanout.toUsers(row.memberIds, 'message:new', message);
+    return { message, duplicate: false };
+  }
+
+  /** Why nothing was inserted: a retry (return the original), or a refusal with its reason. */
+  async #explainUnsent(senderId: string, input: SendInput): Promise<Message> {
+    const original = await this.#db.message.findUnique({
+      where: { senderId_clientMsgId: { senderId, clientMsgId: input.clientMsgId } },
+      include: messageInclude,
+    });
+    if (original) {
+      if (original.conversationId !== input.conversationId) throw new AppError('conflict', 'clientMsgId was already used for a message in another conversation');
+      return toWireMessage(original as MessageRow);
+    }
+    await requireMember(this.#db, input.conversationId, senderId);
+    if (input.replyToId) throw new AppError('validation', 'replyToId: not a message of this conversation');
+    throw new AppError('conflict', 'The message could not be stored; retry');
+  }
+
+  /** Sender only. The previous body goes to the edit history. */
+  async edit(actorId: string, messageId: string, body: string): Promise<Message> {
+    this.#checkBody(body);
+    const { message, memberIds } = await this.#db.$transaction(async (tx) => {
+      const current = await this.#visibleMessage(tx, actorId, messageId);
+      if (current.senderId !== actorId) throw new AppError('forbidden', 'Only the sender can edit a message');
+      if (current.deletedAt) throw new AppError('conflict', 'The message was deleted');
+      if (current.kind === 'system') throw new AppError('forbidden', 'System messages cannot be edited');
+      if (current.body === body) return { message: current, memberIds: null };
+      const { version } = await bumpConversation(tx, current.conversationId, { newMessage: false });
+      await tx.messageEdit.create({ data: { messageId, previousBody: current.body } });
+      const updated = await tx.message.update({ where: { id: messageId }, data: { body, editedAt: new Date(), version }, include: messageInclude });
+      return { message: updated as MessageRow, memberIds: await activeMemberIds(tx, current.conversationId) };
+    });
+    const wire = toWireMessage(message);
+    if (memberIds) this.#fanout.toUsers(memberIds, 'message:updated', wire);
+    return wire;
+  }
+
+  /**
+   * `everyone` (sender only): the row stays as a tombstone so seqs stay gap-free; body, attachments and
+   * reactions are erased. `me` (any member): hidden for this user on all their devices only.
+   */
+  async delete(actorId: string, messageId: string, scope: 'everyone' | 'me'): Promise<Message | null> {
+    if (scope === 'me') {
+      const conversationId = await this.#db.$transaction(async (tx) => {
+        const current = await this.#visibleMessage(tx, actorId, messageId);
+        const { version } = await bumpConversation(tx, current.conversationId, { newMessage: false });
+        await tx.hiddenMessage.createMany({ data: [{ userId: actorId, messageId, conversationId: current.conversationId, version }], skipDuplicates: true });
+        return current.conversationId;
+      });
+      this.#fanout.toUsers([actorId], 'message:hidden', { conversationId, messageId });
+      return null;
+    }
+    const { message, memberIds } = await this.#db.$transaction(async (tx) => {
+      const current = await this.#visibleMessage(tx, actorId, messageId);
+      if (current.senderId !== actorId) throw new AppError('forbidden', 'Only the sender can delete a message for everyone');
+      if (current.deletedAt) return { message: current, memberIds: null };
+      const { version } = await bumpConversation(tx, current.conversationId, { newMessage: false });
+      await tx.attachment.deleteMany({ where: { messageId } });
+      await tx.reaction.deleteMany({ where: { messageId } });
+      await tx.messageEdit.deleteMany({ where: { messageId } });
+      const updated = await tx.message.update({ where: { id: messageId }, data: { body: '', deletedAt: new Date(), version }, include: messageInclude });
+      return { message: updated as MessageRow, memberIds: await activeMemberIds(tx, current.conversationId) };
+    });
+    const wire = toWireMessage(message);
+    if (memberIds) this.#fanout.toUsers(memberIds, 'message:updated', wire);
+    return wire;
+  }
+
+  /** One reaction per user, message and emoji; adding twice or removing an absent one changes nothing. */
+  async react(actorId: string, messageId: string, emoji: string, action: 'add' | 'remove'): Promise<Message> {
+    const { message, memberIds } = await this.#db.$transaction(async (tx) => {
+      const current = await this.#visibleMessage(tx, actorId, messageId);
+      if (current.deletedAt) throw new AppError('conflict', 'The message was deleted');
+      const changed =
+        action === 'add'
+          ? (await tx.reaction.createMany({ data: [{ messageId, userId: actorId, emoji }], skipDuplicates: true })).count
+          : (await tx.reaction.deleteMany({ where: { messageId, userId: actorId, emoji } })).count;
+      if (changed === 0) return { message: current, memberIds: null };
+      const { version } = await bumpConversation(tx, current.conversationId, { newMessage: false });
+      const updated = await tx.message.update({ where: { id: messageId }, data: { version }, include: messageInclude });
+      return { message: updated as MessageRow, memberIds: await activeMemberIds(tx, current.conversationId) };
+    });
+    const wire = toWireMessage(message);
+    if (memberIds) this.#fanout.toUsers(memberIds, 'message:updated', wire);
+    return wire;
+  }
+
+  /**
+   * A page of history by seq cursor, in ascending seq order either way: `before` pages back from the
+   * newest (or from a seq), `after` pages forward. Tombstones appear as such; messages this user hid do not.
+   */
+  async history(actorId: string, query: { conversationId: string; before?: number | undefined; after?: number | undefined; limit?: number | undefined }): Promise<{ messages: Message[]; hasMore: boolean }> {
+    const member = await requireMember(this.#db, query.conversationId, actorId);
+    const take = Math.min(query.limit ?? HISTORY_DEFAULT, 100);
+    const forward = query.after !== undefined;
+    const rows = await this.#db.message.findMany({
+      where: {
+        conversationId: query.conversationId,
+        seq: {
+          gt: Math.max(member.hiddenBeforeSeq, query.after ?? 0),
+          ...(query.before !== undefined && { lt: query.before }),
+        },
+        hiddenBy: { none: { userId: actorId } },
+      },
+      orderBy: { seq: forward ? 'asc' : 'desc' },
+      take: take + 1,
+      include: messageInclude,
+    });
+    const page = rows.slice(0, take).map((row) => toWireMessage(row as MessageRow));
+    if (!forward) page.reverse();
+    return { messages: page, hasMore: rows.length > take };
+  }
+
+  /** A message in a conversation the actor belongs to, not hidden for them; else `not_found`. */
+  async #visibleMessage(tx: Parameters<typeof requireMember>[0], actorId: string, messageId: string): Promise<MessageRow> {
+    const message = await tx.message.findUnique({ where: { id: messageId }, include: messageInclude });
+    if (!message) throw new AppError('not_found', 'Message not found');
+    const member = await tx.conversationMember.findUnique({ where: { conversationId_userId: { conversationId: message.conversationId, userId: actorId } } });
+    if (!member || member.leftAt !== null || message.seq <= member.hiddenBeforeSeq) throw new AppError('not_found', 'Message not found');
+    return message as MessageRow;
+  }
+
+  #checkBody(body: string): void {
+    if (body.length > this.#maxBodyLength) throw new AppError('validation', `body: at most ${this.#maxBodyLength} characters`);
+  }
+}
+
+async function activeMemberIds(tx: Parameters<typeof requireMember>[0], conversationId: string): Promise<string[]> {
+  const members = await tx.conversationMember.findMany({ where: { conversationId, leftAt: null }, select: { userId: true } });
+  return members.map((member) => member.userId);
+}
+
+/** PostgreSQL's unique_violation, however the driver adapter wraps it. */
+function isUniqueViolation(error: unknown): boolean {
+  const text = `${(error as { code?: string }).code ?? ''} ${(error as Error).message ?? ''} ${JSON.stringify((error as { meta?: unknown }).meta ?? {})}`;
+  return /23505|P2002|UniqueConstraintViolation|unique constraint/i.test(text);
+}

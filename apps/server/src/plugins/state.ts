@@ -1,0 +1,24 @@
+import fp from 'fastify-plugin';
+import type { Config } from '../config.ts';
+import { createStateStores, type StateStores } from '../state/index.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Cluster state that may be lost and rebuilt: presence, typing, rate limits. Redis-backed in a cluster. */
+    state: StateStores;
+  }
+}
+
+export default fp<{ config: Config }>(
+  async (app, { config }) => {
+    app.decorate(
+      'state',
+      createStateStores({
+        ...(app.redis && { redis: app.redis }),
+        keyPrefix: `${config.redis?.keyPrefix ?? 'chat:'}state:`,
+        presence: { nodeTtlMs: config.presence.nodeTtlMs },
+      }),
+    );
+  },
+  { name: 'state', dependencies: ['redis'] },
+);

@@ -1,0 +1,87 @@
+import { clientEventSchemas, type ClientEventName, type ClientEventResults, type ParsedPayload } from '@chat/protocol';
+import type { FastifyInstance } from 'fastify';
+import { AppError, describeZodError } from '../errors.ts';
+import type { Principal } from '../plugins/auth.ts';
+import type { ChatSocket } from './socket/types.ts';
+
+export interface OperationContext {
+  app: FastifyInstance;
+  principal: Principal;
+  /** The socket the call came on; null for REST. */
+  socket: ChatSocket | null;
+}
+
+/**
+ * The product's API, once: one entry per client event of the protocol, each a thin call into the
+ * domain services. Socket handlers and REST routes both run these, so they share validation,
+ * authorization, persistence and fan-out. A missing or mistyped entry does not compile.
+ */
+export type Operations = {
+  [E in ClientEventName]: (ctx: OperationContext, payload: ParsedPayload<E>) => Promise<ClientEventResults[E]>;
+};
+
+export const operations: Operations = {
+  'session:info': async ({ app, principal, socket }) => ({
+    user: { id: principal.userId, displayName: principal.displayName },
+    nodeId: app.nodeId,
+    socketId: socket?.id ?? '',
+    expiresAt: principal.expiresAt === null ? null : new Date(principal.expiresAt).toISOString(),
+  }),
+
+  'conversation:open-direct': ({ app, principal }, { userId }) => app.services.conversations.openDirect(principal.userId, userId),
+  'conversation:create-group': async ({ app, principal }, { title, memberIds }) => ({
+    conversation: await app.services.conversations.createGroup(principal.userId, title, memberIds),
+  }),
+  'conversation:add-members': async ({ app, principal }, { conversationId, userIds }) => ({
+    conversation: await app.services.conversations.addMembers(principal.userId, conversationId, userIds),
+  }),
+  'conversation:remove-member': async ({ app, principal }, { conversationId, userId }) => ({
+    conversation: await app.services.conversations.removeMember(principal.userId, conversationId, userId),
+  }),
+  'conversation:rename': async ({ app, principal }, { conversationId, title }) => ({
+    conversation: await app.services.conversations.rename(principal.userId, conversationId, title),
+  }),
+  'conversation:leave': async ({ app, principal }, { conversationId }) => {
+    await app.services.conversations.leave(principal.userId, conversationId);
+    return { conversationId };
+  },
+  'conversation:get': async ({ app, principal }, { conversationId }) => ({
+    conversation: await app.services.conversations.get(principal.userId, conversationId),
+  }),
+  'conversation:list': ({ app, principal }, { cursor, limit }) => app.services.conversations.list(principal.userId, cursor, limit),
+
+  'message:send': async ({ app, principal }, payload) => {
+    const result = await app.services.messages.send(principal.userId, payload);
+    app.services.typing.stoppedBySend(principal.userId, payload.conversationId);
+    return result;
+  },
+  'message:edit': async ({ app, principal }, { messageId, body }) => ({ message: await app.services.messages.edit(principal.userId, messageId, body) }),
+  'message:delete': async ({ app, principal }, { messageId, scope }) => ({ message: await app.services.messages.delete(principal.userId, messageId, scope) }),
+  'message:react': async ({ app, principal }, { messageId, emoji, action }) => ({
+    message: await app.services.messages.react(principal.userId, messageId, emoji, action),
+  }),
+
+  'typing:set': async ({ app, principal, socket }, { conversationId, typing }) => {
+    await app.services.typing.set(principal.userId, conversationId, typing);
+    // Remembered per socket so a disconnect can end this device's typing at once.
+    if (typing) socket?.data.typingIn.add(conversationId);
+    else socket?.data.typingIn.delete(conversationId);
+    return { conversationId, typing };
+  },
+  'typing:list': async ({ app, principal }, { conversationId }) => ({
+    conversationId,
+    userIds: await app.services.typing.list(principal.userId, conversationId),
+  }),
+
+  'receipt:mark': async ({ app, principal }, payload) => ({ receipt: await app.services.receipts.mark(principal.userId, payload) }),
+  'history:fetch': ({ app, principal }, payload) => app.services.messages.history(principal.userId, payload),
+  'sync:changes': ({ app, principal }, payload) => app.services.sync.changes(principal.userId, payload),
+};
+
+/** Validates a raw payload with the event's schema and runs the operation. */
+export async function runOperation<E extends ClientEventName>(ctx: OperationContext, event: E, raw: unknown): Promise<ClientEventResults[E]> {
+  const parsed = clientEventSchemas[event].safeParse(raw);
+  if (!parsed.success) throw new AppError('validation', describeZodError(parsed.error));
+  const operation = operations[event] as (ctx: OperationContext, payload: unknown) => Promise<ClientEventResults[E]>;
+  return operation(ctx, parsed.data);
+}

@@ -1,0 +1,29 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Fanout, ServerEventName, ServerEventPayload } from '../../domain/fanout.ts';
+import { userRoom } from './connection.ts';
+import type { ChatServer } from './types.ts';
+
+/**
+ * Fan-out over Socket.IO rooms: one emit to the rooms of all recipients, which the Redis adapter turns
+ * into one publish for the whole cluster (not one per recipient), and Socket.IO serializes once per
+ * node for all local sockets of those rooms.
+ */
+export class SocketFanout implements Fanout {
+  readonly #io: ChatServer;
+  readonly #log: FastifyBaseLogger;
+
+  constructor(io: ChatServer, log: FastifyBaseLogger) {
+    this.#io = io;
+    this.#log = log;
+  }
+
+  toUsers<E extends ServerEventName>(userIds: readonly string[], event: E, payload: ServerEventPayload<E>): void {
+    if (userIds.length === 0) return;
+    try {
+      (this.#io.to(userIds.map(userRoom)).emit as (event: string, payload: unknown) => boolean)(event, payload);
+    } catch (error) {
+      // The change is committed; a device that misses this event gets it from sync:changes.
+      this.#log.warn({ err: error, event }, 'fan-out failed');
+    }
+  }
+}
