@@ -1,0 +1,269 @@
+import type { Conversation, Message, Receipt } from '@chat/protocol';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from '../../../apps/server/test/helpers/eventually.ts';
+import { startNode, type TestNode } from '../../../apps/server/test/helpers/nodes.ts';
+import { signToken } from '../../../apps/server/test/helpers/tokens.ts';
+import { uniqueUser } from '../../../apps/server/test/helpers/users.ts';
+import { ChatClient, type ChatClientEvents, type ChatClientOptions, type StatusEvent, type TypingEvent } from '../src/index.ts';
+
+// Two real nodes on different ports sharing this run's PostgreSQL and Redis: a client on node A and
+// one on node B only meet through the Redis adapter.
+let nodeA: TestNode;
+let nodeB: TestNode;
+const clients: ChatClient[] = [];
+
+beforeAll(async () => {
+  [nodeA, nodeB] = await Promise.all([startNode({ NODE_ID: 'client-a' }), startNode({ NODE_ID: 'client-b' })]);
+});
+afterAll(async () => {
+  for (const client of clients) client.close();
+  await Promise.all([nodeA?.close(), nodeB?.close()]);
+});
+
+/** Everything a client reported, in order. */
+interface Recording {
+  messages: Message[];
+  updated: Message[];
+  hidden: Array<{ conversationId: string; messageId: string }>;
+  statuses: StatusEvent[];
+  receipts: Receipt[];
+  typing: TypingEvent[];
+  connected: Array<{ reconnect: boolean }>;
+  disconnected: Array<{ reason: string; willReconnect: boolean }>;
+  synced: Array<{ initial: boolean }>;
+  errors: Error[];
+}
+
+function chatClient(node: TestNode, userId: string, options: Partial<ChatClientOptions> = {}): { client: ChatClient; seen: Recording } {
+  const client = new ChatClient({ url: node.url, token: () => signToken({ sub: userId, name: userId }), ...options });
+  clients.push(client);
+  const seen: Recording = { messages: [], updated: [], hidden: [], statuses: [], receipts: [], typing: [], connected: [], disconnected: [], synced: [], errors: [] };
+  client.on('message', (message) => seen.messages.push(message));
+  client.on('messageUpdated', (message) => seen.updated.push(message));
+  client.on('messageHidden', (event) => seen.hidden.push(event));
+  client.on('status', (event) => seen.statuses.push(event));
+  client.on('receipt', (receipt) => seen.receipts.push(receipt));
+  client.on('typing', (event) => seen.typing.push(event));
+  client.on('connected', (event) => seen.connected.push(event));
+  client.on('disconnected', (event) => seen.disconnected.push(event));
+  client.on('synced', (event) => seen.synced.push(event));
+  client.on('error', (error) => seen.errors.push(error));
+  return { client, seen };
+}
+
+function next<E extends keyof ChatClientEvents>(client: ChatClient, event: E): Promise<ChatClientEvents[E]> {
+  return new Promise((resolve) => client.once(event, (...args) => resolve(args)));
+}
+
+async function direct(client: ChatClient, otherId: string): Promise<Conversation> {
+  return (await client.request('conversation:open-direct', { userId: otherId })).conversation;
+}
+
+const ids = (messages: Message[]) => messages.map((message) => message.id);
+const statesOf = (seen: Recording, clientMsgId: string) => seen.statuses.filter((event) => event.clientMsgId === clientMsgId).map((event) => event.state);
+
+describe('ChatClient', () => {
+  it('delivers a message exactly once to every device and follows it to read', async () => {
+    const aliceId = uniqueUser('alice');
+    const bobId = uniqueUser('bob');
+    const alice = chatClient(nodeA, aliceId);
+    const alicePhone = chatClient(nodeB, aliceId);
+    const bob = chatClient(nodeB, bobId);
+    await Promise.all([alice.client.connect(), alicePhone.client.connect(), bob.client.connect()]);
+    expect(alice.client.userId).toBe(aliceId);
+    expect(alice.seen.synced).toEqual([{ initial: true }]);
+
+    const conversation = await direct(alice.client, bobId);
+    const outgoing = alice.client.send({ conversationId: conversation.id, body: 'hello bob' });
+    expect(outgoing.state).toBe('sending');
+    expect(outgoing.clientMsgId).toMatch(/^[A-Za-z0-9_-]{8,64}$/);
+    const message = await outgoing.acked;
+    expect(outgoing).toMatchObject({ state: 'sent', attempts: 1, message: { seq: 1, body: 'hello bob', senderId: aliceId } });
+
+    // Bob's client reports delivered by itself; read is his decision.
+    await eventually(() => expect(alice.client.statusOf(outgoing).state).toBe('delivered'));
+    await bob.client.markRead(conversation.id, message.seq);
+    await eventually(() => expect(alice.client.statusOf(outgoing)).toEqual({ state: 'read', deliveredCount: 1, readCount: 1, of: 1 }));
+    expect(statesOf(alice.seen, outgoing.clientMsgId)).toEqual(['sending', 'sent', 'delivered', 'read']);
+    // Alice's other device derives the same from the same watermarks.
+    await eventually(() => expect(alicePhone.client.statusOf(message).state).toBe('read'));
+    expect(statesOf(alicePhone.seen, outgoing.clientMsgId)).toEqual(['delivered', 'read']);
+
+    for (const { seen } of [alice, alicePhone, bob]) {
+      expect(ids(seen.messages)).toEqual([message.id]);
+      expect(seen.updated).toEqual([]);
+    }
+    // One coalesced delivered mark from bob's client, then his read.
+    expect(bob.seen.receipts.filter((r) => r.userId === bobId).map((r) => [r.lastDeliveredSeq, r.lastReadSeq])).toEqual([[0, 0], [1, 0], [1, 1]]);
+    for (const { seen } of [alice, alicePhone, bob]) expect(seen.errors).toEqual([]);
+  });
+
+  it('retries a send with the same clientMsgId: one row, one seq, the original message', async () => {
+    const aliceId = uniqueUser('alice');
+    const alice = chatClient(nodeA, aliceId);
+    await alice.client.connect();
+    const conversation = await direct(alice.client, uniqueUser('bob'));
+
+    // Acks cannot come back within 1 ms: every attempt times out after the server has committed.
+    alice.client.ackTimeoutMs = 1;
+    const outgoing = alice.client.send({ conversationId: conversation.id, body: 'only once' });
+    await eventually(async () => {
+      expect(await nodeA.app.db.message.count({ where: { conversationId: conversation.id } })).toBe(1);
+      expect(outgoing.attempts).toBeGreaterThanOrEqual(2);
+    });
+    expect(outgoing.state).toBe('sending');
+    alice.client.ackTimeoutMs = 10_000;
+    const message = await outgoing.acked;
+
+    const rows = await nodeA.app.db.message.findMany({ where: { conversationId: conversation.id } });
+    expect(rows).toHaveLength(1);
+    expect(message).toMatchObject({ id: rows[0]!.id, seq: 1, clientMsgId: outgoing.clientMsgId });
+    expect(ids(alice.seen.messages)).toEqual([message.id]);
+    expect(statesOf(alice.seen, outgoing.clientMsgId)).toEqual(['sending', 'sent']);
+
+    // Sent while offline: it waits for the connection instead of burning attempts.
+    alice.client.disconnect();
+    const offline = alice.client.send({ conversationId: conversation.id, body: 'from the tunnel' });
+    expect(offline.state).toBe('sending');
+    await alice.client.connect();
+    await expect(offline.acked).resolves.toMatchObject({ seq: 2 });
+    expect(offline.attempts).toBe(1);
+    expect(await nodeA.app.db.message.count({ where: { conversationId: conversation.id } })).toBe(2);
+  });
+
+  it('resyncs after a disconnect: each missed change once, new messages in seq order', async () => {
+    const aliceId = uniqueUser('alice');
+    const bobId = uniqueUser('bob');
+    const alice = chatClient(nodeA, aliceId);
+    const bob = chatClient(nodeB, bobId);
+    await Promise.all([alice.client.connect(), bob.client.connect()]);
+    const conversation = await direct(alice.client, bobId);
+    const seenBefore = [await alice.client.send({ conversationId: conversation.id, body: 'before 1' }).acked, await alice.client.send({ conversationId: conversation.id, body: 'before 2' }).acked];
+    await eventually(() => expect(ids(bob.seen.messages)).toEqual(ids(seenBefore)));
+
+    bob.client.disconnect();
+    expect(bob.client.connected).toBe(false);
+    const missed: Message[] = [];
+    for (let i = 1; i <= 5; i++) missed.push(await alice.client.send({ conversationId: conversation.id, body: `missed ${i}` }).acked);
+    await alice.client.request('message:edit', { messageId: seenBefore[0]!.id, body: 'before 1, edited' });
+    await alice.client.request('message:react', { messageId: seenBefore[1]!.id, emoji: '👍', action: 'add' });
+    await alice.client.request('message:react', { messageId: missed[1]!.id, emoji: '🎉', action: 'add' });
+    await alice.client.request('message:edit', { messageId: missed[2]!.id, body: 'missed 3, edited' });
+    await alice.client.request('message:delete', { messageId: missed[3]!.id, scope: 'everyone' });
+    bob.seen.messages.length = 0;
+
+    const synced = next(bob.client, 'synced');
+    const reconnecting = bob.client.connect();
+    // Sent while bob's client is resyncing: it must show up once, after the ones it missed.
+    const racing = alice.client.send({ conversationId: conversation.id, body: 'during the resync' });
+    await reconnecting;
+    expect(await synced).toEqual([{ initial: false }]);
+    const racer = await racing.acked;
+    await eventually(() => expect(ids(bob.seen.messages)).toContain(racer.id));
+
+    expect(bob.seen.messages.map((m) => m.seq)).toEqual([3, 4, 5, 6, 7, 8]);
+    expect(ids(bob.seen.messages)).toEqual([...ids(missed), racer.id]);
+    // Missed messages arrive in their latest state and are not reported again as updates.
+    expect(bob.seen.messages[1]!.reactions).toEqual([{ emoji: '🎉', userId: aliceId }]);
+    expect(bob.seen.messages[2]!).toMatchObject({ body: 'missed 3, edited', editedAt: expect.any(String) });
+    expect(bob.seen.messages[3]!).toMatchObject({ body: '', deletedAt: expect.any(String) });
+    expect(bob.seen.updated.map((m) => [m.id, m.body, m.reactions.length])).toEqual([
+      [seenBefore[0]!.id, 'before 1, edited', 0],
+      [seenBefore[1]!.id, 'before 2', 1],
+    ]);
+    // Bob's client reported the missed messages delivered, in one mark.
+    await eventually(() => expect(alice.client.statusOf(racer).state).toBe('delivered'));
+    expect(bob.seen.errors).toEqual([]);
+  });
+
+  it('asks the token callback again on every reconnect, also after the token expired', async () => {
+    const userId = uniqueUser('refresh');
+    let calls = 0;
+    const { client, seen } = chatClient(nodeA, userId, {
+      token: () => {
+        calls += 1;
+        return signToken({ sub: userId, name: userId });
+      },
+    });
+    await client.connect();
+    expect(calls).toBe(1);
+    // A network drop: socket.io-client reconnects by itself, through the auth callback.
+    const resynced = next(client, 'synced');
+    client.socket.io.engine.close();
+    await resynced;
+    expect(calls).toBe(2);
+    expect(seen.connected).toEqual([{ reconnect: false }, { reconnect: true }]);
+
+    // The server ends a session whose token expired; only a fresh token brings the client back.
+    let expiring = 0;
+    const short = chatClient(nodeB, userId, {
+      token: () => {
+        expiring += 1;
+        return signToken({ sub: userId, name: userId }, { expiresInSeconds: expiring === 1 ? 1 : 3600 });
+      },
+    });
+    await short.client.connect();
+    await eventually(() => expect(short.seen.connected).toEqual([{ reconnect: false }, { reconnect: true }]), { timeoutMs: 8000 });
+    expect(short.seen.disconnected[0]).toEqual({ reason: 'io server disconnect', willReconnect: true });
+    expect(expiring).toBe(2);
+    const info = await short.client.request('session:info', {});
+    expect(Date.parse(info.expiresAt!)).toBeGreaterThan(Date.now() + 3000_000);
+  });
+
+  it('rejects connect() with the catalogued refusal and sends its sticky id on every connection', async () => {
+    const refused = new ChatClient({ url: nodeA.url, token: 'not-a-token' });
+    clients.push(refused);
+    await expect(refused.connect()).rejects.toMatchObject({ name: 'ChatError', code: 'token_malformed', retryable: false });
+    expect(refused.connected).toBe(false);
+
+    const unreachable = new ChatClient({ url: 'http://127.0.0.1:9', token: 'unused' });
+    clients.push(unreachable);
+    await expect(unreachable.connect()).rejects.toMatchObject({ code: 'unavailable', retryable: true });
+
+    const polling = chatClient(nodeB, uniqueUser('polling'), { transports: ['polling'] });
+    await polling.client.connect();
+    const [socket] = await nodeB.app.io.in(`user:${polling.client.userId}`).fetchSockets();
+    expect(socket?.handshake.query['sticky']).toBe(polling.client.sticky);
+    expect(polling.client.sticky).not.toBe(refused.sticky);
+  });
+
+  it('fails a send to a conversation the user is not in, without retrying', async () => {
+    const alice = chatClient(nodeA, uniqueUser('alice'));
+    const bob = chatClient(nodeB, uniqueUser('bob'));
+    await Promise.all([alice.client.connect(), bob.client.connect()]);
+    const theirs = await direct(bob.client, uniqueUser('carol'));
+
+    const outgoing = alice.client.send({ conversationId: theirs.id, body: 'let me in' });
+    await expect(outgoing.acked).rejects.toMatchObject({ name: 'ChatError', code: 'not_found', retryable: false });
+    expect(outgoing).toMatchObject({ state: 'failed', attempts: 1, error: { code: 'not_found' } });
+    expect(alice.client.statusOf(outgoing).state).toBe('failed');
+    expect(statesOf(alice.seen, outgoing.clientMsgId)).toEqual(['sending', 'failed']);
+
+    // An explicit retry tries once more, same id, and fails the same way.
+    expect(alice.client.retry(outgoing.clientMsgId)).toBe(outgoing);
+    await expect(outgoing.acked).rejects.toMatchObject({ code: 'not_found' });
+    expect(outgoing.attempts).toBe(2);
+    // An invalid message fails locally, before any attempt.
+    const empty = alice.client.send({ conversationId: theirs.id, body: ' \u0007 ' });
+    expect(empty).toMatchObject({ state: 'failed', attempts: 0, error: { code: 'validation' } });
+  });
+
+  it('debounces typing and clears indicators on idle and on send', async () => {
+    const aliceId = uniqueUser('alice');
+    const alice = chatClient(nodeA, aliceId, { typingIdleMs: 300 });
+    const bob = chatClient(nodeB, uniqueUser('bob'));
+    await Promise.all([alice.client.connect(), bob.client.connect()]);
+    const conversation = await direct(alice.client, bob.client.userId!);
+    const typing = (value: boolean) => ({ conversationId: conversation.id, userId: aliceId, typing: value });
+
+    for (let i = 0; i < 5; i++) alice.client.typing(conversation.id);
+    await eventually(() => expect(bob.seen.typing).toEqual([typing(true), typing(false)]));
+
+    alice.client.typing(conversation.id);
+    await eventually(() => expect(bob.client.typingIn(conversation.id)).toEqual([aliceId]));
+    await alice.client.send({ conversationId: conversation.id, body: 'done typing' }).acked;
+    await eventually(() => expect(bob.seen.typing).toEqual([typing(true), typing(false), typing(true), typing(false)]));
+    expect(bob.client.typingIn(conversation.id)).toEqual([]);
+    expect(alice.seen.errors).toEqual([]);
+  });
+});
