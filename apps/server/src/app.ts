@@ -7,6 +7,7 @@ import database from './plugins/database.ts';
 import docs from './plugins/docs.ts';
 import lifecycle from './plugins/lifecycle.ts';
 import metrics from './plugins/metrics.ts';
+import presence from './plugins/presence.ts';
 import realtime from './plugins/realtime.ts';
 import redis from './plugins/redis.ts';
 import services from './plugins/services.ts';
@@ -14,6 +15,7 @@ import state from './plugins/state.ts';
 import { devTokenRoutes } from './transport/http/dev-token.ts';
 import { healthRoutes } from './transport/http/health.ts';
 import { meRoutes } from './transport/http/me.ts';
+import { restRateLimit } from './transport/http/rate-limit.ts';
 import { restRoutes } from './transport/http/rest.ts';
 
 declare module 'fastify' {
@@ -82,8 +84,10 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   await app.register(auth, { config });
   await app.register(realtime, { config });
   await app.register(services, { config });
+  await app.register(presence, { config });
 
   await app.register(docs);
+  await app.register(restRateLimit);
   await app.register(healthRoutes);
   await app.register(meRoutes);
   await app.register(restRoutes);

@@ -7,6 +7,15 @@ export const DEV_JWT_SECRET = 'dev-only-insecure-secret-do-not-use-in-production
 
 const bool = z.stringbool({ truthy: ['true', '1', 'yes'], falsy: ['false', '0', 'no', ''] });
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** "N/Ts": a bucket of N tokens that refills N every T seconds (20/10s = bursts of 20, 2 per second). */
+const rate = z
+  .string()
+  .regex(/^\d+\/\d+(\.\d+)?s$/, 'N/Ts, e.g. 20/10s')
+  .transform((value) => {
+    const [count, seconds] = value.slice(0, -1).split('/').map(Number) as [number, number];
+    return { capacity: count, refillPerSecond: count / seconds };
+  })
+  .refine((bucket) => bucket.capacity >= 1 && Number.isFinite(bucket.refillPerSecond) && bucket.refillPerSecond > 0, 'N/Ts with N >= 1 and T > 0');
 const commaList = z
   .string()
   .transform((value) => value.split(',').map((item) => item.trim()).filter(Boolean));
@@ -38,6 +47,7 @@ const envSchema = z
       .regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')
       .optional(),
     REDIS_KEY_PREFIX: z.string().min(1).default('chat:'),
+    REDIS_ADAPTER: z.enum(['classic', 'sharded']).default('classic'),
 
     JWT_ALGORITHM: z.enum(['HS256', 'RS256']).default('HS256'),
     JWT_SECRET: z.string().min(32, 'at least 32 characters').default(DEV_JWT_SECRET),
@@ -54,8 +64,16 @@ const envSchema = z
     SOCKET_PING_INTERVAL_MS: int(1000, 300_000).default(25_000),
     SOCKET_PING_TIMEOUT_MS: int(1000, 300_000).default(20_000),
 
+    RATE_LIMITS: bool.default(true),
+    RATE_LIMIT_MESSAGE: rate.prefault('20/10s'),
+    RATE_LIMIT_TYPING: rate.prefault('10/10s'),
+    RATE_LIMIT_CONVERSATION: rate.prefault('10/60s'),
+    RATE_LIMIT_RECEIPT: rate.prefault('60/10s'),
+    RATE_LIMIT_READ: rate.prefault('120/10s'),
+    RATE_LIMIT_FLOOD_DISCONNECT: int(1, 1_000_000).default(50),
+    REST_RATE_LIMIT_PER_MINUTE: int(1, 10_000_000).default(600),
     TYPING_TTL_MS: int(1000, 60_000).default(6000),
-    PRESENCE_NODE_TTL_MS: int(1000, 600_000).default(30_000),
+    PRESENCE_NODE_TTL_MS: int(1000, 600_000).default(20_000),
 
     SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
     DRAIN_DELAY_MS: int(0, 600_000).default(0),
@@ -88,7 +106,7 @@ export interface Config {
   /** PostgreSQL when a URL is given, otherwise an embedded PGlite database in `dataDir`. */
   database: { kind: 'postgres'; url: string; poolSize: number } | { kind: 'pglite'; dataDir: string };
   /** Redis when a URL is given, otherwise in-memory adapter and state (one node only). */
-  redis: { url: string; keyPrefix: string } | null;
+  redis: { url: string; keyPrefix: string; adapter: 'classic' | 'sharded' } | null;
   jwt: {
     algorithm: Env['JWT_ALGORITHM'];
     secret: string;
@@ -102,8 +120,18 @@ export interface Config {
   socket: { pingIntervalMs: number; pingTimeoutMs: number };
   shutdown: { timeoutMs: number; drainDelayMs: number };
   typing: { ttlMs: number };
+  rateLimits: {
+    enabled: boolean;
+    buckets: Record<RateLimitClass, { capacity: number; refillPerSecond: number }>;
+    /** Refusals within one bucket window after which a socket is disconnected as a flooder. */
+    floodDisconnectAfter: number;
+    restPerMinute: number;
+  };
   presence: { nodeTtlMs: number };
 }
+
+/** Event classes with their own per-user budget (see transport/rate-limits.ts). */
+export type RateLimitClass = 'message' | 'typing' | 'conversation' | 'receipt' | 'read';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -133,7 +161,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     database: env.DATABASE_URL
       ? { kind: 'postgres', url: env.DATABASE_URL, poolSize: env.DATABASE_POOL_SIZE }
       : { kind: 'pglite', dataDir: env.DATA_DIR },
-    redis: env.REDIS_URL ? { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX } : null,
+    redis: env.REDIS_URL ? { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX, adapter: env.REDIS_ADAPTER } : null,
     jwt: {
       algorithm: env.JWT_ALGORITHM,
       secret: env.JWT_SECRET,
@@ -147,6 +175,18 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     socket: { pingIntervalMs: env.SOCKET_PING_INTERVAL_MS, pingTimeoutMs: env.SOCKET_PING_TIMEOUT_MS },
     shutdown: { timeoutMs: env.SHUTDOWN_TIMEOUT_MS, drainDelayMs: env.DRAIN_DELAY_MS },
     typing: { ttlMs: env.TYPING_TTL_MS },
+    rateLimits: {
+      enabled: env.RATE_LIMITS,
+      buckets: {
+        message: env.RATE_LIMIT_MESSAGE,
+        typing: env.RATE_LIMIT_TYPING,
+        conversation: env.RATE_LIMIT_CONVERSATION,
+        receipt: env.RATE_LIMIT_RECEIPT,
+        read: env.RATE_LIMIT_READ,
+      },
+      floodDisconnectAfter: env.RATE_LIMIT_FLOOD_DISCONNECT,
+      restPerMinute: env.REST_RATE_LIMIT_PER_MINUTE,
+    },
     presence: { nodeTtlMs: env.PRESENCE_NODE_TTL_MS },
   };
 }

@@ -9,12 +9,15 @@ import {
   emojiSchema,
   idSchema,
   messageKindSchema,
+  presenceStatusSchema,
   seqSchema,
   titleSchema,
   userIdSchema,
   type Conversation,
   type ConversationSummary,
   type Message,
+  type Presence,
+  type PresenceStatus,
   type Receipt,
   type User,
 } from './schemas.ts';
@@ -83,6 +86,11 @@ export const clientEventSchemas = {
   /** Who is typing in a conversation now (for a client opening it). */
   'typing:list': z.object({ conversationId: idSchema }).strict(),
 
+  /** My presence status, on all my devices; `invisible` looks offline to others. */
+  'presence:set-status': z.object({ status: presenceStatusSchema }).strict(),
+  /** Current presence of users I share a conversation with (others are left out, not revealed). */
+  'presence:get': z.object({ userIds: z.array(userIdSchema).min(1).max(limits.presenceQuery) }).strict(),
+
   'receipt:mark': receiptMarkSchema,
   'history:fetch': historySchema,
   'sync:changes': syncSchema,
@@ -120,6 +128,8 @@ export interface ClientEventResults {
   'message:react': { message: Message };
   'typing:set': { conversationId: string; typing: boolean };
   'typing:list': { conversationId: string; userIds: string[] };
+  'presence:set-status': { status: PresenceStatus };
+  'presence:get': { presence: Presence[] };
   'receipt:mark': { receipt: Receipt };
   'history:fetch': { messages: Message[]; hasMore: boolean };
   'sync:changes': {
@@ -153,6 +163,8 @@ export interface ServerToClientEvents {
   'conversation:removed': (payload: { conversationId: string }) => void;
   'receipt:updated': (receipt: Receipt) => void;
   /** To the other members only. `typing: false` when the user stopped, sent, disconnected or timed out. */
+  /** To the users who share a conversation with this user: came online, went offline, changed status. */
+  'presence:updated': (presence: Presence) => void;
   'typing:updated': (payload: { conversationId: string; userId: string; typing: boolean }) => void;
   /** Sent right before the server closes the socket, saying why and whether to reconnect. */
   'session:ending': (payload: SessionEnding) => void;

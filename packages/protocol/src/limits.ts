@@ -9,4 +9,6 @@ export const limits = {
   /** Largest page of history, conversations or sync changes. */
   pageSize: 100,
   emoji: 32,
+  /** Most users one presence query may ask about. */
+  presenceQuery: 200,
 } as const;

@@ -38,6 +38,8 @@ export const attachmentSchema = z
 
 export const messageKindSchema = z.enum(['text', 'image', 'file']);
 
+export const presenceStatusSchema = z.enum(['online', 'away', 'dnd', 'invisible']);
+
 // ---------------------------------------------------------------------------------------------
 // Entities as the server sends them.
 // ---------------------------------------------------------------------------------------------
@@ -94,6 +96,15 @@ export const conversationSummarySchema = conversationSchema.extend({
   unreadCount: z.number().int(),
 });
 
+export const presenceSchema = z.object({
+  userId: z.string(),
+  /** False while none of the user's devices is connected, and for an invisible user (except to themself). */
+  online: z.boolean(),
+  status: z.enum(['online', 'away', 'dnd', 'invisible', 'offline']),
+  /** When others last saw the user online; null while online or never seen. */
+  lastSeenAt: z.string().nullable(),
+});
+
 export const receiptSchema = z.object({
   conversationId: z.string(),
   userId: z.string(),
@@ -109,3 +120,5 @@ export type Member = z.infer<typeof memberSchema>;
 export type Conversation = z.infer<typeof conversationSchema>;
 export type ConversationSummary = z.infer<typeof conversationSummarySchema>;
 export type Receipt = z.infer<typeof receiptSchema>;
+export type Presence = z.infer<typeof presenceSchema>;
+export type PresenceStatus = z.infer<typeof presenceStatusSchema>;

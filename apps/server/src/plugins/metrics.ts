@@ -29,6 +29,27 @@ export class Metrics {
     help: 'Broadcasts that could not be published to the other nodes (Redis unreachable)',
     registers: [this.registry],
   });
+  readonly rateLimited = new Counter({
+    name: 'chat_rate_limited_total',
+    help: 'Requests refused by the per-user rate limits, by class',
+    labelNames: ['class'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimiterFailures = new Counter({
+    name: 'chat_rate_limiter_failures_total',
+    help: 'Rate-limit checks that could not reach the store and were allowed',
+    registers: [this.registry],
+  });
+  readonly floodDisconnects = new Counter({
+    name: 'chat_flood_disconnects_total',
+    help: 'Sockets disconnected for flooding after being rate limited',
+    registers: [this.registry],
+  });
+  readonly presenceFailures = new Counter({
+    name: 'chat_presence_failures_total',
+    help: 'Presence updates that could not reach the store',
+    registers: [this.registry],
+  });
   readonly httpRequests = new Counter({
     name: 'chat_http_requests_total',
     help: 'HTTP requests by route and status code',

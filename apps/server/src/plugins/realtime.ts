@@ -1,4 +1,4 @@
-import { createAdapter } from '@socket.io/redis-adapter';
+import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
 import fp from 'fastify-plugin';
 import { Server } from 'socket.io';
 import type { Config } from '../config.ts';
@@ -36,15 +36,18 @@ export default fp<{ config: Config }>(
         app.metrics.clusterPublishFailures.inc();
         app.log.warn({ err: error }, 'cluster bus command failed; local sockets still served');
       };
-      const pub = guardFireAndForget(createRedis(config.redis.url, app.log, 'adapter-pub'), ['publish'], onError);
+      const pub = guardFireAndForget(createRedis(config.redis.url, app.log, 'adapter-pub'), ['publish', 'spublish'], onError);
       // Subscriptions wait for the connection instead of failing: ioredis re-subscribes on reconnect.
       const sub = guardFireAndForget(
         createRedis(config.redis.url, app.log, 'adapter-sub', { maxRetriesPerRequest: null }),
-        ['psubscribe', 'subscribe', 'punsubscribe', 'unsubscribe'],
+        ['psubscribe', 'subscribe', 'punsubscribe', 'unsubscribe', 'ssubscribe', 'sunsubscribe'],
         onError,
       );
       adapterClients.push(pub, sub);
-      io.adapter(createAdapter(pub, sub, { key: `${config.redis.keyPrefix}socket.io` }));
+      const key = `${config.redis.keyPrefix}socket.io`;
+      // Sharded pub/sub (Redis >= 7, SSUBSCRIBE/SPUBLISH) spreads channels over a Redis Cluster's
+      // shards instead of broadcasting every message to every shard.
+      io.adapter(config.redis.adapter === 'sharded' ? createShardedAdapter(pub, sub, { channelPrefix: key }) : createAdapter(pub, sub, { key }));
     }
 
     handleConnections(app, io);
@@ -69,7 +72,9 @@ export default fp<{ config: Config }>(
  * request: failures are counted and logged here, and clients catch up through resync. Written by hand
  * because the adapter offers no hook for it.
  */
-function guardFireAndForget(client: Redis, methods: Array<'publish' | 'psubscribe' | 'subscribe' | 'punsubscribe' | 'unsubscribe'>, onError: (error: unknown) => void): Redis {
+type FireAndForget = 'publish' | 'spublish' | 'psubscribe' | 'subscribe' | 'punsubscribe' | 'unsubscribe' | 'ssubscribe' | 'sunsubscribe';
+
+function guardFireAndForget(client: Redis, methods: FireAndForget[], onError: (error: unknown) => void): Redis {
   const target = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
   for (const method of methods) {
     const original = target[method]!.bind(client);

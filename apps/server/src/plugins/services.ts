@@ -2,6 +2,7 @@ import fp from 'fastify-plugin';
 import type { Config } from '../config.ts';
 import { ConversationService } from '../domain/conversations.ts';
 import { MessageService } from '../domain/messages.ts';
+import { PresenceService } from '../domain/presence.ts';
 import { ReceiptService } from '../domain/receipts.ts';
 import { SyncService } from '../domain/sync.ts';
 import { TypingService } from '../domain/typing.ts';
@@ -16,6 +17,7 @@ export interface Services {
   receipts: ReceiptService;
   sync: SyncService;
   typing: TypingService;
+  presence: PresenceService;
 }
 
 declare module 'fastify' {
@@ -33,6 +35,7 @@ export default fp<{ config: Config }>(
       messages: new MessageService(app.db, fanout, { maxBodyLength: config.limits.messageBodyLength }),
       receipts: new ReceiptService(app.db, fanout),
       sync: new SyncService(app.db),
+      presence: new PresenceService(app.db, app.state.presence, fanout),
       typing: new TypingService(app.db, app.state.typing, fanout, { ttlMs: config.typing.ttlMs }),
     });
   },

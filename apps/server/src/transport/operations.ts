@@ -2,6 +2,7 @@ import { clientEventSchemas, type ClientEventName, type ClientEventResults, type
 import type { FastifyInstance } from 'fastify';
 import { AppError, describeZodError } from '../errors.ts';
 import type { Principal } from '../plugins/auth.ts';
+import { enforceRateLimit } from './rate-limits.ts';
 import type { ChatSocket } from './socket/types.ts';
 
 export interface OperationContext {
@@ -68,6 +69,8 @@ export const operations: Operations = {
     else socket?.data.typingIn.delete(conversationId);
     return { conversationId, typing };
   },
+  'presence:set-status': async ({ app, principal }, { status }) => ({ status: await app.services.presence.setStatus(principal.userId, status) }),
+  'presence:get': async ({ app, principal }, { userIds }) => ({ presence: await app.services.presence.get(principal.userId, userIds) }),
   'typing:list': async ({ app, principal }, { conversationId }) => ({
     conversationId,
     userIds: await app.services.typing.list(principal.userId, conversationId),
@@ -78,8 +81,12 @@ export const operations: Operations = {
   'sync:changes': ({ app, principal }, payload) => app.services.sync.changes(principal.userId, payload),
 };
 
-/** Validates a raw payload with the event's schema and runs the operation. */
+/**
+ * The one way in for both transports: the caller's budget for the event's class, then the event's
+ * schema, then the operation. The budget comes first so a flood of invalid payloads is limited too.
+ */
 export async function runOperation<E extends ClientEventName>(ctx: OperationContext, event: E, raw: unknown): Promise<ClientEventResults[E]> {
+  await enforceRateLimit(ctx.app, ctx.principal.userId, event);
   const parsed = clientEventSchemas[event].safeParse(raw);
   if (!parsed.success) throw new AppError('validation', describeZodError(parsed.error));
   const operation = operations[event] as (ctx: OperationContext, payload: unknown) => Promise<ClientEventResults[E]>;

@@ -2,7 +2,6 @@ import type { FastifyInstance } from 'fastify';
 import type { ExtendedError } from 'socket.io';
 import { AppError, toAppError } from '../../errors.ts';
 import { bindClientEvents } from './dispatch.ts';
-import { operations } from '../operations.ts';
 import type { ChatServer, ChatSocket } from './types.ts';
 
 // setTimeout fires at once for delays above 2^31-1 ms; longer expiries are re-armed in steps.
@@ -41,10 +40,23 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
 
     const expiry = scheduleExpiry(socket);
     void socket.join(userRoom(principal.userId));
-    bindClientEvents(socket, { app, principal, socket }, operations);
+    bindClientEvents(socket, { app, principal, socket });
+    const presence = { userId: principal.userId, connectionId: socket.id, nodeId: app.nodeId };
+    app.services.presence.connected(presence).catch((error: unknown) => {
+      app.metrics.presenceFailures.inc();
+      log.warn({ err: error }, 'presence: could not register connection');
+    });
 
     socket.on('disconnect', (reason) => {
       clearTimeout(expiry.timer);
+      // While draining, the entry stays: the device reconnects elsewhere within the presence bound,
+      // and the reaper removes this node's entries without ever showing the user offline in between.
+      if (!app.lifecycle.closing) {
+        app.services.presence.disconnected(presence).catch((error: unknown) => {
+          app.metrics.presenceFailures.inc();
+          log.warn({ err: error }, 'presence: could not remove connection');
+        });
+      }
       if (socket.data.typingIn.size > 0) {
         app.services.typing.stoppedByDisconnect(principal.userId, socket.data.typingIn).catch((error: unknown) => log.warn({ err: error }, 'could not clear typing state'));
       }

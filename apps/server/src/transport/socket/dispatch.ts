@@ -1,20 +1,24 @@
 import { clientEventSchemas, wireError, type Ack, type ClientEventName } from '@chat/protocol';
-import { describeZodError, toAppError } from '../../errors.ts';
-import type { OperationContext, Operations } from '../operations.ts';
+import { toAppError } from '../../errors.ts';
+import { runOperation, type OperationContext } from '../operations.ts';
 import type { ChatSocket } from './types.ts';
 
 type AnyAck = (response: Ack<object>) => void;
 const noAck: AnyAck = () => {};
 
 /**
- * Binds every protocol event on a socket: validates the payload with the event's zod schema, runs the
- * handler, answers through the ack with `{ ok: true, ... }` or a catalogued error, and records the
- * outcome. Nothing a client sends can throw out of here: the handler runs inside a try/catch and the
- * promise is never left unhandled.
+ * Binds every protocol event on a socket: runs it through `runOperation` (rate limit, zod schema,
+ * operation), answers through the ack with `{ ok: true, ... }` or a catalogued error, and records the
+ * outcome. Nothing a client sends can throw out of here: the work runs inside a try/catch and the
+ * promise is never left unhandled. A socket that keeps going after being rate limited
+ * (RATE_LIMIT_FLOOD_DISCONNECT refusals within FLOOD_WINDOW_MS) is disconnected with reason `rate_limited`.
  */
-export function bindClientEvents(socket: ChatSocket, ctx: OperationContext, handlers: Operations): void {
+export function bindClientEvents(socket: ChatSocket, ctx: OperationContext): void {
   const { app } = ctx;
   const { metrics, lifecycle } = app;
+  // Refusals counted over a window, not in a row: a flooder gets the odd request through as its
+  // bucket refills, which must not reset its count.
+  const flood = { refusals: 0, windowStart: 0 };
 
   const handle = async (event: ClientEventName, args: unknown[]): Promise<void> => {
     const last = args.at(-1);
@@ -26,19 +30,20 @@ export function bindClientEvents(socket: ChatSocket, ctx: OperationContext, hand
         outcome = 'unavailable';
         return ack({ ok: false, error: wireError('unavailable', 'This node is shutting down; retry after reconnecting') });
       }
-      const parsed = clientEventSchemas[event].safeParse(args.length > 1 || ack === noAck ? args[0] : undefined);
-      if (!parsed.success) {
-        outcome = 'validation';
-        return ack({ ok: false, error: wireError('validation', describeZodError(parsed.error)) });
-      }
-      const handler = handlers[event] as (ctx: OperationContext, payload: unknown) => Promise<object>;
-      const result = await lifecycle.track(() => handler(ctx, parsed.data));
+      const payload = args.length > 1 || ack === noAck ? args[0] : undefined;
+      const result = await lifecycle.track(() => runOperation(ctx, event, payload));
       ack({ ok: true, ...result });
     } catch (thrown) {
       const error = toAppError(thrown);
       outcome = error.code;
+
       if (error.code === 'internal') app.log.error({ err: thrown, event, socketId: socket.id, userId: ctx.principal.userId }, 'socket handler failed');
       ack({ ok: false, error: error.toWire() });
+      if (error.code === 'rate_limited' && isFlooding(flood, app.config.rateLimits.floodDisconnectAfter)) {
+        metrics.floodDisconnects.inc();
+        socket.emit('session:ending', { reason: 'rate_limited', message: 'Too many requests after being rate limited' });
+        socket.disconnect(true);
+      }
     } finally {
       metrics.socketEvents.inc({ event, outcome });
       metrics.ackLatency.observe({ event }, (performance.now() - started) / 1000);
@@ -57,4 +62,16 @@ export function bindClientEvents(socket: ChatSocket, ctx: OperationContext, hand
       (last as AnyAck)({ ok: false, error: wireError('validation', `Unknown event "${String(event).slice(0, 64)}"`) });
     }
   });
+}
+
+const FLOOD_WINDOW_MS = 10_000;
+
+function isFlooding(flood: { refusals: number; windowStart: number }, threshold: number): boolean {
+  const now = Date.now();
+  if (now - flood.windowStart > FLOOD_WINDOW_MS) {
+    flood.windowStart = now;
+    flood.refusals = 0;
+  }
+  flood.refusals += 1;
+  return flood.refusals >= threshold;
 }

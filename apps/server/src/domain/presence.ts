@@ -1,0 +1,84 @@
+import type { Presence, PresenceStatus } from '@chat/protocol';
+import type { Db } from '../db/client.ts';
+import type { PresenceConnection, PresenceStore, PresenceView, WentOffline } from '../state/presence.ts';
+import type { Fanout } from './fanout.ts';
+
+/**
+ * Who is online, as the users who share a conversation with someone see it. The store (Redis in a
+ * cluster) knows every device on every node; this service turns its transitions into
+ * `presence:updated` events for the user's contacts, and keeps `users.last_seen_at` for the record.
+ *
+ * An invisible user's transitions are not announced (they look offline all along); turning invisible
+ * is announced as going offline, and turning visible again as coming online.
+ */
+export class PresenceService {
+  readonly #db: Db;
+  readonly #store: PresenceStore;
+  readonly #fanout: Fanout;
+
+  constructor(db: Db, store: PresenceStore, fanout: Fanout) {
+    this.#db = db;
+    this.#store = store;
+    this.#fanout = fanout;
+  }
+
+  async connected(connection: PresenceConnection): Promise<void> {
+    const { cameOnline, status } = await this.#store.connect(connection);
+    if (cameOnline && status !== 'invisible') await this.#announce({ userId: connection.userId, online: true, status, lastSeenAt: null });
+  }
+
+  async disconnected(connection: PresenceConnection): Promise<void> {
+    const { wentOffline, lastSeenAt, status } = await this.#store.disconnect(connection);
+    if (wentOffline) await this.#wentOffline({ userId: connection.userId, lastSeenAt, status });
+  }
+
+  /** Announces the users whose node died (see PresenceStore.reapDeadNodes). */
+  async reaped(users: WentOffline[]): Promise<void> {
+    for (const user of users) await this.#wentOffline(user);
+  }
+
+  async setStatus(userId: string, status: PresenceStatus): Promise<PresenceStatus> {
+    const { previous, online } = await this.#store.setStatus(userId, status);
+    if (online && previous !== status) {
+      const [view] = await this.#store.get([userId]);
+      if (view) await this.#announce(view);
+    }
+    return status;
+  }
+
+  /** Presence of the asked users that share a conversation with the viewer (and the viewer's own). */
+  async get(viewerId: string, userIds: readonly string[]): Promise<Presence[]> {
+    const contacts = new Set(await this.#contacts(viewerId));
+    contacts.add(viewerId);
+    const visible = [...new Set(userIds)].filter((id) => contacts.has(id));
+    if (visible.length === 0) return [];
+    return (await this.#store.get(visible, { viewerId })).map(toWire);
+  }
+
+  async #wentOffline(user: WentOffline): Promise<void> {
+    if (user.lastSeenAt !== null) {
+      await this.#db.user.updateMany({ where: { id: user.userId }, data: { lastSeenAt: new Date(user.lastSeenAt) } });
+    }
+    if (user.status !== 'invisible') await this.#announce({ userId: user.userId, online: false, status: 'offline', lastSeenAt: user.lastSeenAt });
+  }
+
+  async #announce(view: PresenceView): Promise<void> {
+    const contacts = await this.#contacts(view.userId);
+    // The user's own other devices learn it too (multi-device: the status picker stays in sync).
+    this.#fanout.toUsers([...contacts, view.userId], 'presence:updated', toWire(view));
+  }
+
+  /** Everyone who currently shares a conversation with the user. */
+  async #contacts(userId: string): Promise<string[]> {
+    const rows = await this.#db.$queryRaw<Array<{ userId: string }>>`
+      SELECT DISTINCT other.user_id AS "userId"
+      FROM conversation_members me
+      JOIN conversation_members other ON other.conversation_id = me.conversation_id
+      WHERE me.user_id = ${userId} AND me.left_at IS NULL AND other.left_at IS NULL AND other.user_id <> ${userId}`;
+    return rows.map((row) => row.userId);
+  }
+}
+
+function toWire(view: PresenceView): Presence {
+  return { userId: view.userId, online: view.online, status: view.status, lastSeenAt: view.lastSeenAt === null ? null : new Date(view.lastSeenAt).toISOString() };
+}

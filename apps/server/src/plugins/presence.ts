@@ -1,0 +1,59 @@
+import fp from 'fastify-plugin';
+import type { Config } from '../config.ts';
+
+/**
+ * Keeps this node's presence entries alive and cleans up after dead nodes. Every node heartbeats and
+ * reaps every `nodeTtlMs / 4`, so a node killed with SIGKILL has its users shown offline within
+ * `nodeTtlMs` plus one interval (20 s + 5 s by default), unless they reconnected elsewhere meanwhile.
+ *
+ * If this node was itself reaped (a long pause, or Redis unreachable for longer than the TTL) or
+ * Redis lost its data (restart without persistence), its sockets are registered again.
+ */
+export default fp<{ config: Config }>(
+  async (app, { config }) => {
+    const intervalMs = Math.max(250, Math.floor(config.presence.nodeTtlMs / 4));
+    const reregister = async () => {
+      for (const socket of app.io.of('/').sockets.values()) {
+        await app.services.presence.connected({ userId: socket.data.principal.userId, connectionId: socket.id, nodeId: app.nodeId });
+      }
+    };
+    const tick = async () => {
+      try {
+        const { reaped } = await app.state.presence.heartbeat(app.nodeId);
+        if (reaped) {
+          app.log.warn('presence: this node had been reaped; registering its sockets again');
+          await reregister();
+        }
+        const { deadNodes, wentOffline } = await app.state.presence.reapDeadNodes();
+        if (deadNodes.length > 0) app.log.info({ deadNodes, users: wentOffline.length }, 'presence: reaped dead nodes');
+        await app.services.presence.reaped(wentOffline);
+      } catch (error) {
+        app.metrics.presenceFailures.inc();
+        app.log.warn({ err: error }, 'presence: heartbeat or reaping failed');
+      }
+    };
+    let running: Promise<void> = Promise.resolve();
+    const timer = setInterval(() => {
+      running = running.then(tick);
+    }, intervalMs);
+    timer.unref();
+    void tick();
+
+    let firstReady = true;
+    const onReady = () => {
+      if (firstReady) {
+        firstReady = false;
+        return;
+      }
+      running = running.then(reregister).catch((error: unknown) => app.log.warn({ err: error }, 'presence: re-registration failed'));
+    };
+    app.redis?.on('ready', onReady);
+
+    app.addHook('preClose', async () => {
+      clearInterval(timer);
+      app.redis?.off('ready', onReady);
+      await running;
+    });
+  },
+  { name: 'presence', dependencies: ['services', 'realtime', 'state'] },
+);

@@ -1,0 +1,21 @@
+import fastifyRateLimit from '@fastify/rate-limit';
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { AppError } from '../../errors.ts';
+
+/**
+ * Applies to every route of the app (hence fastify-plugin: not encapsulated). A coarse per-address guard for the REST API (REST_RATE_LIMIT_PER_MINUTE), counted in the same Redis
+ * as everything else so all nodes share one budget per address. The per-user, per-class budgets that
+ * sockets have apply to REST too: both transports go through `runOperation`. Probes and metrics are exempt.
+ */
+export const restRateLimit = fp(async (app: FastifyInstance): Promise<void> => {
+  await app.register(fastifyRateLimit, {
+    max: app.config.rateLimits.restPerMinute,
+    timeWindow: 60_000,
+    ...(app.redis && { redis: app.redis, nameSpace: `${app.config.redis?.keyPrefix ?? 'chat:'}rest-rl:` }),
+    // Without Redis the limit is per node; with it, a Redis outage must not take REST down.
+    skipOnError: true,
+    allowList: (request) => ['/healthz', '/readyz', '/metrics'].includes(request.url) || request.url.startsWith('/docs'),
+    errorResponseBuilder: (_request, context) => new AppError('rate_limited', `Too many requests from this address; retry in ${Math.ceil(context.ttl / 1000)} s`, { retryAfterMs: context.ttl }),
+  });
+}, { name: 'rest-rate-limit', dependencies: ['redis'] });
