@@ -80,7 +80,7 @@ async function main(): Promise<void> {
   try {
     await applyMigrations({ kind: 'postgres', connectionString: databaseUrl });
     node = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../src/main.ts', import.meta.url))], {
-      env: { PATH: process.env['PATH'], NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: databaseUrl, JWT_SECRET: secret, LOG_LEVEL: 'warn', DATABASE_POOL_SIZE: process.env['DATABASE_POOL_SIZE'] ?? '10' },
+      env: { PATH: process.env['PATH'], NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: databaseUrl, JWT_SECRET: secret, LOG_LEVEL: 'warn', RATE_LIMITS: 'false', DATABASE_POOL_SIZE: process.env['DATABASE_POOL_SIZE'] ?? '10' },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     const url = `http://127.0.0.1:${port}`;

@@ -4,6 +4,7 @@ import type { Db } from '../db/client.ts';
 import { AppError } from '../errors.ts';
 import { bumpConversation, requireMember } from './access.ts';
 import type { Fanout } from './fanout.ts';
+import { MessageWriter } from './message-writer.ts';
 import { iso, messageInclude, toWireMessage, type MessageRow } from './wire.ts';
 
 export interface SendInput {
@@ -22,22 +23,24 @@ export class MessageService {
   readonly #db: Db;
   readonly #fanout: Fanout;
   readonly #maxBodyLength: number;
+  readonly #writer: MessageWriter;
 
   constructor(db: Db, fanout: Fanout, options: { maxBodyLength: number }) {
     this.#db = db;
+    this.#writer = new MessageWriter(db);
     this.#fanout = fanout;
     this.#maxBodyLength = options.maxBodyLength;
   }
 
   /**
-   * Persists a message and returns it once committed; only then is it fanned out. One SQL statement,
-   * so one round trip and one implicit transaction: check membership, idempotency and the reply
-   * target, take the conversation row lock to assign the next seq and version, insert the message and
-   * its attachments, move the sender's own watermarks, and return the members to notify.
+   * Persists a message and returns it once committed; only then is it fanned out. The write is one
+   * SQL statement shared with the other messages arriving at the same time (group commit, see
+   * MessageWriter): membership, idempotency and reply checks, the conversation row lock that assigns
+   * the next gap-free seq and version, the insert, the sender's own watermarks, the members to notify.
    *
    * Idempotent per (sender, clientMsgId): a retry finds the original and returns it with
    * `duplicate: true`. Two retries racing past the existence check collide on the unique index; that
-   * statement fails as a whole (the seq increment with it, so seqs stay gap-free) and takes the same path.
+   * statement fails as a whole (the seq increments with it, so seqs stay gap-free) and is retried.
    */
   async send(senderId: string, input: SendInput): Promise<{ message: Message; duplicate: boolean }> {
     this.#checkBody(input.body);
@@ -45,46 +48,16 @@ export class MessageService {
     const kind = input.kind ?? 'text';
     const attachments = (input.attachments ?? []).map((attachment, position) => ({ position, ...attachment }));
     const replyToId = input.replyToId ?? null;
-    let rows: Array<{ seq: number; version: number; createdAt: Date; memberIds: string[] }>;
-    try {
-      rows = await this.#db.$queryRaw`
-        WITH target AS (
-          SELECT c.id FROM conversations c
-          JOIN conversation_members cm ON cm.conversation_id = c.id AND cm.user_id = ${senderId} AND cm.left_at IS NULL
-          WHERE c.id = ${input.conversationId}::uuid
-            AND NOT EXISTS (SELECT 1 FROM messages d WHERE d.sender_id = ${senderId} AND d.client_msg_id = ${input.clientMsgId})
-            AND (${replyToId}::uuid IS NULL OR EXISTS (
-              SELECT 1 FROM messages r WHERE r.id = ${replyToId}::uuid AND r.conversation_id = c.id))
-        ), conv AS (
-          UPDATE conversations c SET last_seq = c.last_seq + 1, version = c.version + 1, last_activity_at = now()
-          FROM target WHERE c.id = target.id
-          RETURNING c.last_seq, c.version
-        ), msg AS (
-          INSERT INTO messages (id, conversation_id, seq, version, sender_id, client_msg_id, kind, body, reply_to_id)
-          SELECT ${id}::uuid, ${input.conversationId}::uuid, conv.last_seq, conv.version, ${senderId},
-                 ${input.clientMsgId}, ${kind}::"MessageKind", ${input.body}, ${replyToId}::uuid
-          FROM conv
-          RETURNING seq, version, created_at
-        ), att AS (
-          INSERT INTO attachments (id, message_id, position, url, mime, size, name)
-          SELECT gen_random_uuid(), ${id}::uuid, a.position, a.url, a.mime, a.size, a.name
-          FROM msg CROSS JOIN jsonb_to_recordset(${JSON.stringify(attachments)}::jsonb)
-            AS a(position int, url text, mime text, size int, name text)
-        ), mine AS (
-          UPDATE conversation_members SET last_read_seq = GREATEST(last_read_seq, msg.seq),
-                 last_delivered_seq = GREATEST(last_delivered_seq, msg.seq)
-          FROM msg WHERE conversation_id = ${input.conversationId}::uuid AND user_id = ${senderId}
-        )
-        SELECT msg.seq, msg.version, msg.created_at AS "createdAt",
-               (SELECT array_agg(user_id) FROM conversation_members
-                 WHERE conversation_id = ${input.conversationId}::uuid AND left_at IS NULL) AS "memberIds"
-        FROM msg`;
-    } catch (error) {
-      if (!isUniqueViolation(error)) throw error;
-      rows = [];
-    }
-
-    const row = rows[0];
+    const row = await this.#writer.write({
+      id,
+      conversationId: input.conversationId,
+      senderId,
+      clientMsgId: input.clientMsgId,
+      kind,
+      body: input.body,
+      replyToId,
+      attachments,
+    });
     if (!row) return { message: await this.#explainUnsent(senderId, input), duplicate: true };
     const message: Message = {
       id,
@@ -233,10 +206,4 @@ export class MessageService {
 async function activeMemberIds(tx: Parameters<typeof requireMember>[0], conversationId: string): Promise<string[]> {
   const members = await tx.conversationMember.findMany({ where: { conversationId, leftAt: null }, select: { userId: true } });
   return members.map((member) => member.userId);
-}
-
-/** PostgreSQL's unique_violation, however the driver adapter wraps it. */
-function isUniqueViolation(error: unknown): boolean {
-  const text = `${(error as { code?: string }).code ?? ''} ${(error as Error).message ?? ''} ${JSON.stringify((error as { meta?: unknown }).meta ?? {})}`;
-  return /23505|P2002|UniqueConstraintViolation|unique constraint/i.test(text);
 }

@@ -55,6 +55,8 @@ export default fp<{ config: Config }>(
 
     // Before the HTTP server stops: close engine connections, or server.close() would wait on them.
     app.addHook('preClose', async () => {
+      // Closing without a drain (tests, start-up failures): the same rules as the last drain step.
+      app.lifecycle.stopAcceptingWork();
       io.local.disconnectSockets(true);
       io.engine.close();
     });
