@@ -1,0 +1,132 @@
+/**
+ * The baseline for `npm run bench`: the simplest Socket.IO chat relay from the seed guides. One
+ * process, in-memory adapter, no persistence, no token verification, no validation, no rate limits,
+ * no idempotency. It speaks just enough of our protocol for the SDK and the load generator to run
+ * the same scenario against it: conversations in a Map, a seq counter per conversation, acks, and
+ * fan-out to the members' rooms. Comparing against it shows what persistence, auth, validation and
+ * the cluster cost.
+ *
+ *   PORT=3999 node --import tsx apps/server/bench/bare-relay.ts
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import { Server } from 'socket.io';
+
+interface Conversation {
+  id: string;
+  kind: 'direct' | 'group';
+  title: string | null;
+  members: Map<string, { delivered: number; read: number }>;
+  lastSeq: number;
+}
+
+const conversations = new Map<string, Conversation>();
+const directs = new Map<string, string>();
+
+/** No verification: the "token" is only where the user id is carried (`sub` of an unsigned JWT). */
+function userOf(token: unknown): string | null {
+  if (typeof token !== 'string') return null;
+  try {
+    const sub = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()).sub;
+    return typeof sub === 'string' ? sub : null;
+  } catch {
+    return null;
+  }
+}
+
+function wire(conversation: Conversation) {
+  return {
+    id: conversation.id,
+    kind: conversation.kind,
+    title: conversation.title,
+    ownerId: null,
+    members: [...conversation.members].map(([userId, m]) => ({ userId, displayName: userId, role: 'member', joinedAt: new Date(0).toISOString(), lastDeliveredSeq: m.delivered, lastReadSeq: m.read })),
+    lastSeq: conversation.lastSeq,
+    version: conversation.lastSeq,
+    lastActivityAt: new Date().toISOString(),
+    createdAt: new Date(0).toISOString(),
+  };
+}
+
+function create(kind: Conversation['kind'], memberIds: string[], title: string | null): Conversation {
+  const conversation: Conversation = { id: randomUUID(), kind, title, members: new Map(memberIds.map((id) => [id, { delivered: 0, read: 0 }])), lastSeq: 0 };
+  conversations.set(conversation.id, conversation);
+  return conversation;
+}
+
+const http = createServer((request, response) => {
+  // The load generator mints tokens here, as it does from our dev endpoint.
+  if (request.method === 'POST' && request.url === '/v1/dev/token') {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk));
+    request.on('end', () => {
+      const userId = (JSON.parse(body || '{}') as { userId?: string }).userId ?? `u-${randomUUID()}`;
+      const token = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: userId })).toString('base64url')}.`;
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: true, token, userId }));
+    });
+    return;
+  }
+  if (request.url === '/healthz' || request.url === '/readyz') return void response.writeHead(200).end('{"ok":true}');
+  response.writeHead(404).end();
+});
+
+const io = new Server(http, { serveClient: false });
+io.on('connection', (socket) => {
+  const userId = userOf(socket.handshake.auth['token']) ?? `anon-${socket.id}`;
+  void socket.join(`user:${userId}`);
+  const rooms = (c: Conversation) => [...c.members.keys()].map((id) => `user:${id}`);
+  type Ack = (response: object) => void;
+
+  socket.on('session:info', (_p: unknown, ack: Ack) => ack({ ok: true, user: { id: userId, displayName: userId }, nodeId: 'bare', socketId: socket.id, expiresAt: null }));
+  socket.on('conversation:open-direct', (p: { userId: string }, ack: Ack) => {
+    const key = [userId, p.userId].sort().join('\u0000');
+    let conversation = conversations.get(directs.get(key) ?? '');
+    const created = !conversation;
+    if (!conversation) {
+      conversation = create('direct', [userId, p.userId], null);
+      directs.set(key, conversation.id);
+    }
+    ack({ ok: true, conversation: wire(conversation), created });
+  });
+  socket.on('conversation:create-group', (p: { title: string; memberIds: string[] }, ack: Ack) => {
+    ack({ ok: true, conversation: wire(create('group', [...new Set([userId, ...p.memberIds])], p.title)) });
+  });
+  socket.on('conversation:get', (p: { conversationId: string }, ack: Ack) => {
+    const conversation = conversations.get(p.conversationId);
+    ack(conversation ? { ok: true, conversation: wire(conversation) } : { ok: false, error: { code: 'not_found', message: 'Conversation not found', retryable: false } });
+  });
+  socket.on('conversation:list', (_p: unknown, ack: Ack) => ack({ ok: true, conversations: [], nextCursor: null }));
+  socket.on('sync:changes', (_p: unknown, ack: Ack) => ack({ ok: true, conversations: [], removedConversationIds: [], receipts: [] }));
+  socket.on('message:send', (p: { conversationId: string; clientMsgId: string; body: string; kind?: string }, ack: Ack) => {
+    const conversation = conversations.get(p.conversationId);
+    if (!conversation) return ack({ ok: false, error: { code: 'not_found', message: 'Conversation not found', retryable: false } });
+    conversation.lastSeq += 1;
+    const message = {
+      id: randomUUID(), conversationId: conversation.id, seq: conversation.lastSeq, version: conversation.lastSeq, senderId: userId,
+      clientMsgId: p.clientMsgId, kind: p.kind ?? 'text', body: p.body, attachments: [], replyToId: null, reactions: [],
+      createdAt: new Date().toISOString(), editedAt: null, deletedAt: null,
+    };
+    ack({ ok: true, message, duplicate: false });
+    io.to(rooms(conversation)).emit('message:new', message);
+  });
+  socket.on('receipt:mark', (p: { conversationId: string; delivered?: number; read?: number }, ack: Ack) => {
+    const member = conversations.get(p.conversationId)?.members.get(userId);
+    if (!member) return ack({ ok: false, error: { code: 'not_found', message: 'Conversation not found', retryable: false } });
+    member.read = Math.max(member.read, p.read ?? 0);
+    member.delivered = Math.max(member.delivered, p.delivered ?? 0, member.read);
+    const receipt = { conversationId: p.conversationId, userId, lastDeliveredSeq: member.delivered, lastReadSeq: member.read };
+    ack({ ok: true, receipt });
+    io.to(rooms(conversations.get(p.conversationId)!)).emit('receipt:updated', receipt);
+  });
+  socket.on('typing:set', (p: { conversationId: string; typing: boolean }, ack: Ack) => {
+    const conversation = conversations.get(p.conversationId);
+    if (conversation) socket.to(rooms(conversation)).emit('typing:updated', { conversationId: p.conversationId, userId, typing: p.typing });
+    ack({ ok: true, conversationId: p.conversationId, typing: p.typing });
+  });
+  socket.on('presence:set-status', (p: { status: string }, ack: Ack) => ack({ ok: true, status: p.status }));
+});
+
+const port = Number(process.env['PORT'] ?? 3999);
+http.listen(port, process.env['HOST'] ?? '127.0.0.1', () => console.log(JSON.stringify({ msg: `bare relay listening at http://127.0.0.1:${port}` })));
+process.on('SIGTERM', () => io.close(() => process.exit(0)));
+process.on('SIGINT', () => io.close(() => process.exit(0)));
