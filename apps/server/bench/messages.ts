@@ -12,6 +12,8 @@
  *   npm run bench:messages -- --senders 50 --conversations 25 --duration 20 --warmup 3
  */
 import { spawn } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
@@ -21,6 +23,7 @@ import { createSigner } from 'fast-jwt';
 import pg from 'pg';
 import { io, type Socket } from 'socket.io-client';
 import { applyMigrations } from '../src/db/migrations.ts';
+import { summarise } from './profile-summary.ts';
 
 const { values } = parseArgs({
   options: {
@@ -29,11 +32,13 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '20' },
     warmup: { type: 'string', default: '3' },
     body: { type: 'string', default: '64' },
+    'cpu-prof': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
-  console.log('npm run bench:messages -- [--senders 50] [--conversations 25] [--duration 20 (s)] [--warmup 3 (s)] [--body 64 (chars)]');
+  console.log('npm run bench:messages -- [--senders 50] [--conversations 25] [--duration 20 (s)] [--warmup 3 (s)] [--body 64 (chars)] [--cpu-prof]');
+  console.log('  --cpu-prof  run the node with --cpu-prof into reports/profiles/ and print where its CPU time goes');
   console.log('Env: DATABASE_URL (server to create the throwaway database on; default postgresql://postgres@127.0.0.1:5432/postgres)');
   process.exit(0);
 }
@@ -79,7 +84,9 @@ async function main(): Promise<void> {
   const sockets: Socket[] = [];
   try {
     await applyMigrations({ kind: 'postgres', connectionString: databaseUrl });
-    node = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../src/main.ts', import.meta.url))], {
+    const profileDir = resolve('reports/profiles');
+    const profiling = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+    node = spawn(process.execPath, [...profiling, '--import', 'tsx', fileURLToPath(new URL('../src/main.ts', import.meta.url))], {
       env: { PATH: process.env['PATH'], NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: databaseUrl, JWT_SECRET: secret, LOG_LEVEL: 'warn', RATE_LIMITS: 'false', DATABASE_POOL_SIZE: process.env['DATABASE_POOL_SIZE'] ?? '10' },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
@@ -165,6 +172,11 @@ async function main(): Promise<void> {
       await new Promise((resolve) => node!.once('exit', resolve));
     }
     await admin(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+  }
+  if (values['cpu-prof']) {
+    const dir = resolve('reports/profiles');
+    const newest = readdirSync(dir).filter((file) => file.endsWith('.cpuprofile')).map((file) => join(dir, file)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+    if (newest) console.log(`\n${summarise(newest)}`);
   }
 }
 
