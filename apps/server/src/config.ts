@@ -54,7 +54,7 @@ const envSchema = z
     JWT_PUBLIC_KEY: z.string().includes('BEGIN PUBLIC KEY', { message: 'a PEM public key' }).optional(),
     JWT_ISSUER: z.string().min(1).optional(),
     JWT_AUDIENCE: z.string().min(1).optional(),
-    DEV_TOKENS: bool.default(false),
+    DEV_TOKENS: bool.optional(),
     DEV_TOKEN_TTL_SECONDS: int(1, 30 * 24 * 3600).default(3600),
 
     MESSAGE_MAX_LENGTH: int(1, limits.messageBodyHard).default(limits.messageBodyDefault),
@@ -169,7 +169,12 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       issuer: env.JWT_ISSUER,
       audience: env.JWT_AUDIENCE,
     },
-    devTokens: { enabled: env.DEV_TOKENS, ttlSeconds: env.DEV_TOKEN_TTL_SECONDS },
+    devTokens: {
+      // Unset: on only for a pure development set-up whose secret is the public dev default anyway
+      // (anyone could mint tokens with it), so `npm start` can be tried at once; off otherwise.
+      enabled: env.DEV_TOKENS ?? (env.NODE_ENV === 'development' && env.JWT_ALGORITHM === 'HS256' && env.JWT_SECRET === DEV_JWT_SECRET),
+      ttlSeconds: env.DEV_TOKEN_TTL_SECONDS,
+    },
     corsOrigins: env.CORS_ORIGINS,
     limits: { bodyBytes: env.BODY_LIMIT_BYTES, socketPayloadBytes: env.SOCKET_MAX_PAYLOAD_BYTES, messageBodyLength: env.MESSAGE_MAX_LENGTH },
     socket: { pingIntervalMs: env.SOCKET_PING_INTERVAL_MS, pingTimeoutMs: env.SOCKET_PING_TIMEOUT_MS },

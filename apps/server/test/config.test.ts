@@ -18,7 +18,10 @@ describe('configuration', () => {
     expect(config.database).toEqual({ kind: 'pglite', dataDir: '.data' });
     expect(config.redis).toBeNull();
     expect(config.port).toBe(3000);
-    expect(config.devTokens.enabled).toBe(false);
+    // The dev secret is public, so minting dev tokens adds no exposure; any real secret turns them off.
+    expect(config.devTokens.enabled).toBe(true);
+    expect(loadConfig({ JWT_SECRET: 'x'.repeat(40) }).devTokens.enabled).toBe(false);
+    expect(loadConfig({ NODE_ENV: 'test' }).devTokens.enabled).toBe(false);
   });
 
   it('uses PostgreSQL and Redis when their URLs are set', () => {
