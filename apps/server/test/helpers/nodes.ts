@@ -78,7 +78,10 @@ export async function spawnNode(env: Record<string, string | undefined>, { timeo
   );
   createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
   const listening = new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node did not listen within ${timeoutMs} ms; stderr: ${stderr.join('\n')}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // never leave a process behind that no test will clean up
+      reject(new Error(`node did not listen within ${timeoutMs} ms; stderr: ${stderr.join('\n')}`));
+    }, timeoutMs);
     createInterface({ input: child.stdout! }).on('line', (line) => {
       let entry: Record<string, unknown>;
       try {

@@ -1,0 +1,144 @@
+// `npm run cluster`'s library (infra/cluster/cluster.ts) end to end: two real node processes behind a
+// real nginx, against this run's database and Redis, exercised only through nginx's URL.
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { io as ioClient } from 'socket.io-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Ack, ClientEventName, ClientEventResults, ClientPayload } from '@chat/protocol';
+import { findNginx, startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
+import { eventually } from './helpers/eventually.ts';
+import { testEnv, type ClientSocket } from './helpers/nodes.ts';
+import { signToken } from './helpers/tokens.ts';
+import { uniqueUser } from './helpers/users.ts';
+
+const NGINX = findNginx();
+const NO_NGINX = ' (skipped: no nginx binary on PATH or in /usr/sbin; `apt-get install -y nginx`)';
+
+interface Client {
+  socket: ClientSocket;
+  userId: string;
+  ok<E extends ClientEventName>(event: E, payload: ClientPayload<E>): Promise<ClientEventResults[E]>;
+}
+
+const clients: ClientSocket[] = [];
+
+/** A socket through nginx with its own sticky id, as the SDK connects. */
+async function connect(url: string, userId: string, options: { transports?: string[]; reconnection?: boolean } = {}): Promise<Client> {
+  const socket: ClientSocket = ioClient(url, {
+    auth: { token: signToken({ sub: userId, name: userId }) },
+    query: { sticky: randomUUID() },
+    transports: options.transports ?? ['websocket'],
+    reconnection: options.reconnection ?? false,
+    reconnectionDelay: 100,
+    reconnectionDelayMax: 500,
+    forceNew: true,
+  });
+  clients.push(socket);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('connect_error', reject);
+  });
+  return {
+    socket,
+    userId,
+    ok: async (event, payload) => {
+      const untyped = socket as unknown as { timeout(ms: number): { emitWithAck(event: string, payload: unknown): Promise<Ack<object>> } };
+      const ack = await untyped.timeout(5000).emitWithAck(event, payload);
+      if (!ack.ok) throw new Error(`${event} failed: ${JSON.stringify(ack.error)}`);
+      return ack as never;
+    },
+  };
+}
+
+const nodeOf = async (client: Client): Promise<string> => (await client.ok('session:info', {})).nodeId;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe.skipIf(!NGINX)(`a local cluster: 2 nodes behind nginx${NGINX ? '' : NO_NGINX}`, () => {
+  let cluster: Cluster;
+
+  beforeAll(async () => {
+    cluster = await startCluster({ nodes: 2, env: testEnv({ LOG_LEVEL: 'warn', SHUTDOWN_TIMEOUT_MS: '3000' }) });
+  });
+
+  afterAll(async () => {
+    for (const socket of clients) socket.close();
+    await cluster?.stop();
+  });
+
+  it('exchanges messages both ways between a WebSocket and a long-polling client on different nodes', async () => {
+    const alice = await connect(cluster.url, uniqueUser('ws-alice'));
+    // A sticky id is a node: try fresh ones until bob lands on the other node, so the fan-out crosses Redis.
+    let bob: Client | undefined;
+    for (let attempt = 0; attempt < 20 && !bob; attempt++) {
+      const candidate = await connect(cluster.url, uniqueUser('poll-bob'), { transports: ['polling'] });
+      if ((await nodeOf(candidate)) !== (await nodeOf(alice))) bob = candidate;
+      else candidate.socket.close();
+    }
+    if (!bob) throw new Error('20 sticky ids all landed on one node');
+    expect(bob.socket.io.engine.transport.name).toBe('polling');
+
+    const { conversation } = await alice.ok('conversation:open-direct', { userId: bob.userId });
+    const received = (client: Client, body: string) =>
+      new Promise<void>((resolve) => client.socket.on('message:new', (message) => message.body === body && resolve()));
+
+    const toBob = received(bob, 'hello over websocket');
+    await alice.ok('message:send', { conversationId: conversation.id, clientMsgId: randomUUID(), body: 'hello over websocket' });
+    await toBob;
+    const toAlice = received(alice, 'hello over polling');
+    await bob.ok('message:send', { conversationId: conversation.id, clientMsgId: randomUUID(), body: 'hello over polling' });
+    await toAlice;
+  });
+
+  it('spreads 20 clients from one address over both nodes by their sticky ids', async () => {
+    const many = await Promise.all(Array.from({ length: 20 }, (_, i) => connect(cluster.url, uniqueUser(`spread-${i}`))));
+    const nodeIds = await Promise.all(many.map(nodeOf));
+    expect(new Set(nodeIds)).toEqual(new Set(cluster.nodes.map((node) => node.id)));
+    for (const client of many) client.socket.close();
+  });
+
+  it('reconnects a client through nginx to the surviving node when its node is SIGKILLed, and restarts it', async () => {
+    const carol = await connect(cluster.url, uniqueUser('carol'), { reconnection: true });
+    const dave = await connect(cluster.url, uniqueUser('dave'));
+    const { conversation } = await carol.ok('conversation:open-direct', { userId: dave.userId });
+    const before = await nodeOf(carol);
+    const victim = cluster.nodes.findIndex((node) => node.id === before);
+    const oldPid = cluster.nodes[victim]!.pid;
+
+    const reconnected = new Promise<void>((resolve) => carol.socket.io.once('reconnect', () => resolve()));
+    expect(await cluster.killNode(victim)).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(alive(oldPid)).toBe(false);
+    const startedAt = Date.now();
+    await reconnected;
+    expect(Date.now() - startedAt).toBeLessThan(5000);
+    expect(await nodeOf(carol)).not.toBe(before);
+    const { message } = await carol.ok('message:send', { conversationId: conversation.id, clientMsgId: randomUUID(), body: 'still here' });
+    expect(message.body).toBe('still here');
+
+    await cluster.restartNode(victim);
+    const node = cluster.nodes[victim]!;
+    expect(node.id).toBe(before);
+    expect(node.pid).not.toBe(oldPid);
+    expect((await fetch(`${node.url}/readyz`)).status).toBe(200);
+  });
+
+  it('leaves no process and no run folder behind on stop()', async () => {
+    const nginxWorkers = (() => {
+      const path = `/proc/${cluster.nginxPid}/task/${cluster.nginxPid}/children`;
+      return existsSync(path) ? readFileSync(path, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number) : [];
+    })();
+    const pids = [...cluster.nodes.map((node) => node.pid), cluster.nginxPid, ...nginxWorkers];
+    expect(pids.every(alive)).toBe(true);
+
+    await cluster.stop();
+    await eventually(() => expect(pids.filter(alive)).toEqual([]), { timeoutMs: 2000 });
+    expect(existsSync(cluster.dir)).toBe(false);
+  });
+});
