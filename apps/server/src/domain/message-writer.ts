@@ -54,6 +54,8 @@ export class MessageWriter {
   readonly #db: Db;
   #queue: Pending[] = [];
   #inFlight = 0;
+  /** Conversations with a statement in flight. */
+  readonly #busy = new Set<string>();
 
   constructor(db: Db) {
     this.#db = db;
@@ -68,13 +70,32 @@ export class MessageWriter {
 
   #pump(): void {
     while (this.#inFlight < MAX_IN_FLIGHT && this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, MAX_BATCH);
+      const batch = this.#takeBatch();
+      if (batch.length === 0) return; // everything queued waits for a conversation already being written
       this.#inFlight++;
+      for (const entry of batch) this.#busy.add(entry.message.conversationId);
       void this.#flush(batch).finally(() => {
+        for (const entry of batch) this.#busy.delete(entry.message.conversationId);
         this.#inFlight--;
         this.#pump();
       });
     }
+  }
+
+  /**
+   * At most one statement per conversation is in flight. Two concurrent statements on one conversation
+   * would serialize on its row lock anyway, and their results could reach us in either order; this
+   * way this node learns (and fans out) each conversation's messages in seq order.
+   */
+  #takeBatch(): Pending[] {
+    const batch: Pending[] = [];
+    const rest: Pending[] = [];
+    for (const entry of this.#queue) {
+      if (batch.length < MAX_BATCH && !this.#busy.has(entry.message.conversationId)) batch.push(entry);
+      else rest.push(entry);
+    }
+    this.#queue = rest;
+    return batch;
   }
 
   async #flush(batch: Pending[]): Promise<void> {

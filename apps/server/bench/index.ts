@@ -1,0 +1,233 @@
+/**
+ * `npm run bench` — the headline benchmark: our 3-node cluster behind nginx against a bare Socket.IO
+ * relay, with the same load generator scenario, in one run, on one machine.
+ *
+ * 1. Throughput: a fixed scenario (1:1 conversations, open-loop rate, receipts, typing, presence)
+ *    through nginx to 3 nodes on PostgreSQL and Redis; then the same scenario against the bare relay
+ *    (apps/server/bench/bare-relay.ts: one process, in-memory, no persistence, no auth).
+ * 2. Connections: idle authenticated WebSocket sockets held by the cluster (through nginx) and by the
+ *    relay, up to --idle, with server memory per socket.
+ * Prints both side by side with ratios and writes reports/bench-<time>.{json,md}; the load generator's
+ * own JSON and HTML reports for each run sit beside them.
+ *
+ *   npm run bench -- [--clients 2000] [--rate 2000/s] [--duration 30s] [--idle 10000] [--skip-bare] [--skip-idle]
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createSigner } from 'fast-jwt';
+import pg from 'pg';
+import type { Summary } from '../../loadgen/src/summary.ts';
+import { startCluster } from '../../../infra/cluster/cluster.ts';
+import { holdIdleSockets, type IdleResult } from './connections.ts';
+import { cpuSeconds, sum } from './process-stats.ts';
+
+const { values } = parseArgs({
+  options: {
+    clients: { type: 'string', default: '2000' },
+    rate: { type: 'string', default: '2000/s' },
+    duration: { type: 'string', default: '30s' },
+    ramp: { type: 'string', default: '500/s' },
+    idle: { type: 'string', default: '10000' },
+    'skip-bare': { type: 'boolean', default: false },
+    'skip-idle': { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (values.help) {
+  console.log('npm run bench -- [--clients 2000] [--rate 2000/s] [--duration 30s] [--ramp 500/s] [--idle 10000] [--skip-bare] [--skip-idle]');
+  console.log('Env: DATABASE_URL (server for the throwaway database; default postgresql://postgres@127.0.0.1:5432/postgres), REDIS_URL (default redis://127.0.0.1:6379)');
+  process.exit(0);
+}
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const REPORTS = resolve(ROOT, 'reports');
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+const secret = `bench-${randomBytes(16).toString('hex')}`;
+const adminUrl = process.env['DATABASE_URL'] ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+const dbName = `chat_bench_${Date.now()}`;
+const databaseUrl = Object.assign(new URL(adminUrl), { pathname: `/${dbName}` }).toString();
+const scenario = {
+  clients: values.clients!,
+  conversations: String(Math.floor(Number(values.clients) / 2)),
+  'group-size': '2',
+  'devices-per-user': '1',
+  rate: values.rate!,
+  duration: values.duration!,
+  ramp: values.ramp!,
+  transport: 'websocket',
+  churn: '0',
+  typing: '0.1',
+  receipts: 'read',
+  presence: '0',
+};
+
+async function admin(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Every process of the data stores and the proxy: what "the whole stack" costs beyond our nodes. */
+function infraPids(): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        return ['postgres', 'redis-server', 'nginx'].includes(readFileSync(`/proc/${pid}/comm`, 'utf8').trim());
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+function safeCpu(pids: number[]): number {
+  return sum(pids, (pid) => {
+    try {
+      return cpuSeconds(pid);
+    } catch {
+      return 0;
+    }
+  });
+}
+
+interface Run {
+  summary: Summary;
+  serverCpuSeconds: number;
+  stackCpuSeconds: number;
+}
+
+/**
+ * Runs the load generator once and measures the servers' CPU over its load phase only (connecting
+ * and creating conversations are set-up, not the steady state): /proc is sampled every 250 ms and
+ * the samples nearest to the phase's start and end, from the load generator's own timeline, are used.
+ */
+async function runLoad(name: string, url: string, serverPids: number[], extra: string[], options: { warmup?: boolean } = {}): Promise<Run> {
+  const out = join(REPORTS, `bench-${stamp}-${name}${options.warmup ? '-warmup' : ''}.json`);
+  const flags = { ...scenario, ...(options.warmup && { duration: '8s' }) };
+  const args = ['--import', 'tsx', join(ROOT, 'apps/loadgen/src/cli.ts'), '--url', url, '--out', out, '--quiet', ...Object.entries(flags).flatMap(([key, value]) => [`--${key}`, value]), ...extra];
+  const stack = [...serverPids, ...infraPids()];
+  const samples: Array<{ at: number; server: number; stack: number }> = [];
+  const sample = () => samples.push({ at: Date.now(), server: safeCpu(serverPids), stack: safeCpu(stack) });
+  sample();
+  const timer = setInterval(sample, 250);
+  const code = await new Promise<number | null>((done) => spawn(process.execPath, args, { stdio: options.warmup ? 'ignore' : 'inherit' }).once('exit', done));
+  clearInterval(timer);
+  sample();
+  console.log(`loadgen against ${name}${options.warmup ? ' (warm-up)' : ''} exited with ${code}`);
+  const summary = JSON.parse(readFileSync(out, 'utf8')) as Summary;
+  const started = Date.parse(summary.run.startedAt);
+  const load = summary.phases.find((phase) => phase.name === 'load');
+  const nearest = (at: number) => samples.reduce((best, s) => (Math.abs(s.at - at) < Math.abs(best.at - at) ? s : best));
+  const from = nearest(started + (load?.startS ?? 0) * 1000);
+  const to = nearest(started + (load?.endS ?? summary.run.wallSeconds) * 1000);
+  return { summary, serverCpuSeconds: to.server - from.server, stackCpuSeconds: to.stack - from.stack };
+}
+
+function token(userId: string): string {
+  return createSigner({ key: secret, expiresIn: 3_600_000 })({ sub: userId });
+}
+
+async function main(): Promise<void> {
+  mkdirSync(REPORTS, { recursive: true });
+  await admin(`CREATE DATABASE "${dbName}"`);
+  const results: { ours?: Run; bare?: Run; oursIdle?: IdleResult; bareIdle?: IdleResult } = {};
+  try {
+    const cluster = await startCluster({
+      nodes: 3,
+      accessLog: false,
+      env: { DATABASE_URL: databaseUrl, REDIS_URL: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: `bench:${stamp}:`, JWT_SECRET: secret, RATE_LIMITS: 'false', LOG_LEVEL: 'warn', NODE_ENV: 'production', DEV_TOKENS: 'false' },
+    });
+    try {
+      const nodePids = () => cluster.nodes.map((node) => node.pid);
+      // Idle sockets first, on fresh processes, so the load phase's garbage does not blur the RSS delta.
+      if (!values['skip-idle']) {
+        const idle = await holdIdleSockets(cluster.url, Number(values.idle), nodePids, (i) => token(`idle-${i}`));
+        idle.release();
+        results.oursIdle = { ...idle };
+      }
+      // A short unreported run first: JIT, Prisma's query plans and fresh PostgreSQL backends warm up.
+      await runLoad('ours', cluster.url, nodePids(), ['--jwt-secret', secret], { warmup: true });
+      results.ours = await runLoad('ours', cluster.url, nodePids(), ['--jwt-secret', secret]);
+    } finally {
+      await cluster.stop();
+    }
+  } finally {
+    await admin(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+  }
+
+  if (!values['skip-bare']) {
+    const port = 3990;
+    const relay = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'apps/server/bench/bare-relay.ts')], { env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'inherit'] });
+    try {
+      for (let i = 0; !(await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)); i++) {
+        if (i > 100) throw new Error('bare relay did not start');
+        await sleep(100);
+      }
+      if (!values['skip-idle']) {
+        const idle = await holdIdleSockets(`http://127.0.0.1:${port}`, Number(values.idle), () => [relay.pid!], (i) => token(`idle-${i}`));
+        idle.release();
+        results.bareIdle = { ...idle };
+      }
+      await runLoad('bare', `http://127.0.0.1:${port}`, [relay.pid!], [], { warmup: true });
+      results.bare = await runLoad('bare', `http://127.0.0.1:${port}`, [relay.pid!], []);
+    } finally {
+      relay.kill('SIGTERM');
+    }
+  }
+  report(results);
+}
+
+function report(results: { ours?: Run; bare?: Run; oursIdle?: IdleResult; bareIdle?: IdleResult }): void {
+  const { ours, bare, oursIdle, bareIdle } = results;
+  const m = (run?: Run) => run?.summary.messages;
+  const perDelivery = (run: Run | undefined, cpu: number | undefined) => (run && cpu !== undefined && m(run)!.received > 0 ? (cpu / m(run)!.received) * 1e6 : NaN);
+  const rows: Array<[string, number | undefined, number | undefined, string]> = [
+    ['acked msgs/s', m(ours)?.ackedRate, m(bare)?.ackedRate, ''],
+    ['deliveries/s', m(ours)?.deliveryRate, m(bare)?.deliveryRate, ''],
+    ['ack p50 (ms)', m(ours)?.ackMs?.p50, m(bare)?.ackMs?.p50, ''],
+    ['ack p99 (ms)', m(ours)?.ackMs?.p99, m(bare)?.ackMs?.p99, ''],
+    ['end-to-end p50 (ms)', m(ours)?.e2eMs?.p50, m(bare)?.e2eMs?.p50, ''],
+    ['end-to-end p99 (ms)', m(ours)?.e2eMs?.p99, m(bare)?.e2eMs?.p99, ''],
+    ['lost / duplicated / out of order', (m(ours)?.lost ?? 0) + (m(ours)?.duplicates ?? 0) + (m(ours)?.outOfOrder ?? 0), (m(bare)?.lost ?? 0) + (m(bare)?.duplicates ?? 0) + (m(bare)?.outOfOrder ?? 0), 'sum'],
+    ['server CPU µs per delivery', perDelivery(ours, ours?.serverCpuSeconds), perDelivery(bare, bare?.serverCpuSeconds), 'load phase; nodes only'],
+    ['stack CPU µs per delivery', perDelivery(ours, ours?.stackCpuSeconds), perDelivery(bare, bare?.stackCpuSeconds), 'load phase; + nginx, PostgreSQL, Redis'],
+    ['loadgen CPU (% of a core)', ours?.summary.cpu.processCpuPct, bare?.summary.cpu.processCpuPct, ''],
+    ['idle sockets held', oursIdle?.connected, bareIdle?.connected, `target ${values.idle}`],
+    ['server KB per idle socket', oursIdle ? oursIdle.bytesPerSocket / 1024 : undefined, bareIdle ? bareIdle.bytesPerSocket / 1024 : undefined, 'RSS delta; nodes only'],
+  ];
+  const fmt = (value: number | undefined) => (value === undefined || Number.isNaN(value) ? '—' : value >= 100 ? value.toFixed(0) : value.toFixed(1));
+  const ratio = (a?: number, b?: number) => (a === undefined || b === undefined || !b || Number.isNaN(a) || Number.isNaN(b) ? '—' : `${(a / b).toFixed(2)}x`);
+  const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.versions.node}`;
+  const lines = [
+    `# npm run bench — ${new Date().toISOString()}`,
+    '',
+    `Machine: ${machine}; everything co-located (3 nodes, nginx, PostgreSQL, Redis, load generator).`,
+    `Scenario: ${JSON.stringify(scenario)}`,
+    '',
+    '| metric | ours (3 nodes + nginx) | bare relay | ours/bare | note |',
+    '|---|---|---|---|---|',
+    ...rows.map(([name, a, b, note]) => `| ${name} | ${fmt(a)} | ${fmt(b)} | ${ratio(a, b)} | ${note} |`),
+    '',
+    `Verdicts: ours ${ours?.summary.verdict.ok ? 'ok' : `NOT ok: ${ours?.summary.verdict.reasons.join('; ')}`}; bare ${bare ? (bare.summary.verdict.ok ? 'ok' : `NOT ok: ${bare.summary.verdict.reasons.join('; ')}`) : 'skipped'}.`,
+    oursIdle?.stoppedBy ? `Cluster idle connections stopped early: ${oursIdle.stoppedBy}` : '',
+    bareIdle?.stoppedBy ? `Relay idle connections stopped early: ${bareIdle.stoppedBy}` : '',
+  ];
+  const text = lines.join('\n');
+  console.log(`\n${text}`);
+  writeFileSync(join(REPORTS, `bench-${stamp}.md`), `${text}\n`);
+  writeFileSync(join(REPORTS, `bench-${stamp}.json`), JSON.stringify({ scenario, machine, results }, null, 2));
+  console.log(`\nreports/bench-${stamp}.{md,json}, load generator reports: reports/bench-${stamp}-{ours,bare}.{json,html}`);
+}
+
+await main();
