@@ -10,7 +10,7 @@
  * Prints both side by side with ratios and writes reports/bench-<time>.{json,md}; the load generator's
  * own JSON and HTML reports for each run sit beside them.
  *
- *   npm run bench -- [--clients 2000] [--rate 2000/s] [--duration 30s] [--idle 10000] [--skip-bare] [--skip-idle]
+ *   npm run bench -- [--clients 2000] [--rate 2000/s] [--duration 30s] [--receipts read] [--typing 0.1] [--idle 10000] [--skip-bare] [--skip-idle]
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -34,13 +34,15 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '30s' },
     ramp: { type: 'string', default: '500/s' },
     idle: { type: 'string', default: '10000' },
+    receipts: { type: 'string', default: 'read' },
+    typing: { type: 'string', default: '0.1' },
     'skip-bare': { type: 'boolean', default: false },
     'skip-idle': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
-  console.log('npm run bench -- [--clients 2000] [--rate 2000/s] [--duration 30s] [--ramp 500/s] [--idle 10000] [--skip-bare] [--skip-idle]');
+  console.log('npm run bench -- [--clients 2000] [--rate 2000/s] [--duration 30s] [--ramp 500/s] [--receipts read|delivered|none] [--typing 0.1] [--idle 10000] [--skip-bare] [--skip-idle]');
   console.log('Env: DATABASE_URL (server for the throwaway database; default postgresql://postgres@127.0.0.1:5432/postgres), REDIS_URL (default redis://127.0.0.1:6379)');
   process.exit(0);
 }
@@ -62,8 +64,8 @@ const scenario = {
   ramp: values.ramp!,
   transport: 'websocket',
   churn: '0',
-  typing: '0.1',
-  receipts: 'read',
+  typing: values.typing!,
+  receipts: values.receipts!,
   presence: '0',
 };
 
