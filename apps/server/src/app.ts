@@ -47,6 +47,9 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
     bodyLimit: config.limits.bodyBytes,
     forceCloseConnections: 'idle',
     return503OnClosing: true,
+    // Behind nginx every request comes from the proxy: without this, per-address limits would count
+    // all clients as one. Only proxies on the configured networks are believed.
+    trustProxy: config.trustProxy,
   }) as unknown as FastifyInstance;
 
   app.decorate('nodeId', config.nodeId);

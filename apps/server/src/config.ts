@@ -59,6 +59,10 @@ const envSchema = z
 
     MESSAGE_MAX_LENGTH: int(1, limits.messageBodyHard).default(limits.messageBodyDefault),
     CORS_ORIGINS: commaList.optional(),
+    TRUST_PROXY: z
+      .string()
+      .regex(/^(false|true|\d+|[\w.:/,-]+)$/, 'false, true, a hop count, or addresses/CIDRs/loopback,linklocal,uniquelocal')
+      .default('loopback,linklocal,uniquelocal'),
     BODY_LIMIT_BYTES: int(1024, 10 * 1024 * 1024).default(64 * 1024),
     SOCKET_MAX_PAYLOAD_BYTES: int(1024, 10 * 1024 * 1024).default(64 * 1024),
     SOCKET_PING_INTERVAL_MS: int(1000, 300_000).default(25_000),
@@ -116,6 +120,8 @@ export interface Config {
   };
   devTokens: { enabled: boolean; ttlSeconds: number };
   corsOrigins: string[] | undefined;
+  /** Which proxies' X-Forwarded-For is believed (Fastify's trustProxy). */
+  trustProxy: boolean | string | ((address: string, hop: number) => boolean);
   limits: { bodyBytes: number; socketPayloadBytes: number; messageBodyLength: number };
   socket: { pingIntervalMs: number; pingTimeoutMs: number };
   shutdown: { timeoutMs: number; drainDelayMs: number };
@@ -176,6 +182,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       ttlSeconds: env.DEV_TOKEN_TTL_SECONDS,
     },
     corsOrigins: env.CORS_ORIGINS,
+    trustProxy: env.TRUST_PROXY === 'true' ? true : env.TRUST_PROXY === 'false' ? false : /^\d+$/.test(env.TRUST_PROXY) ? hops(Number(env.TRUST_PROXY)) : env.TRUST_PROXY,
     limits: { bodyBytes: env.BODY_LIMIT_BYTES, socketPayloadBytes: env.SOCKET_MAX_PAYLOAD_BYTES, messageBodyLength: env.MESSAGE_MAX_LENGTH },
     socket: { pingIntervalMs: env.SOCKET_PING_INTERVAL_MS, pingTimeoutMs: env.SOCKET_PING_TIMEOUT_MS },
     shutdown: { timeoutMs: env.SHUTDOWN_TIMEOUT_MS, drainDelayMs: env.DRAIN_DELAY_MS },
@@ -194,6 +201,11 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
     presence: { nodeTtlMs: env.PRESENCE_NODE_TTL_MS },
   };
+}
+
+/** "Trust the nearest N proxies", as Fastify's trustProxy function form. */
+function hops(count: number): (address: string, hop: number) => boolean {
+  return (_address, hop) => hop < count;
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {

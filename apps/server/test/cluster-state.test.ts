@@ -112,6 +112,9 @@ describe('rate limits', () => {
     expect(limited.statusCode).toBe(429);
     expect(limited.json()).toMatchObject({ ok: false, error: { code: 'rate_limited', retryable: true, retryAfterMs: expect.any(Number) } });
     expect((await n.app.inject({ url: '/healthz' })).statusCode).toBe(200);
+    // Behind a trusted (here: loopback) proxy each client address has its own budget.
+    const viaProxy = await n.app.inject({ url: '/v1/conversations', headers: { ...headers, 'x-forwarded-for': '203.0.113.7' } });
+    expect(viaProxy.statusCode).toBe(200);
   });
 });
 
