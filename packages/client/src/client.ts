@@ -154,6 +154,10 @@ const LIST_PAGE = 100;
  * const outgoing = client.send({ conversationId: conversation.id, body: 'hi' });
  * await outgoing.acked;
  */
+/** Back-off of a connection's set-up (identity, resync) after a retryable failure. */
+const SETUP_RETRY_MS = 250;
+const SETUP_RETRY_MAX_MS = 10_000;
+
 export class ChatClient extends Emitter<ChatClientEvents> {
   /** The underlying socket, for diagnostics and tests; the SDK owns its lifecycle. */
   readonly socket: ChatSocket;
@@ -450,15 +454,23 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   async #afterConnect(generation: number, reconnect: boolean): Promise<void> {
     let synced = false;
-    try {
-      if (this.#userId === null) this.#userId = (await this.request('session:info', {})).user.id;
-      // A fresh client starts from the current state; one that holds state asks what it missed.
-      if (reconnect || this.#state.conversations.size > 0) await this.#sync((this.#disconnectedAt ?? Date.now()) - SETTLE_MS);
-      else await this.#baseline();
-      synced = true;
-    } catch (thrown) {
-      const error = ChatError.from(thrown);
-      if (!this.#closed && error.code !== 'disconnected') this.emit('error', error);
+    // A failed resync (a timeout on an overloaded server, say) is retried with back-off for as long
+    // as this connection lasts: otherwise the device would stay behind until its next reconnect.
+    for (let attempt = 0; !synced; attempt++) {
+      try {
+        if (this.#userId === null) this.#userId = (await this.request('session:info', {})).user.id;
+        // A fresh client starts from the current state; one that holds state asks what it missed.
+        if (reconnect || this.#state.conversations.size > 0) await this.#sync((this.#disconnectedAt ?? Date.now()) - SETTLE_MS);
+        else await this.#baseline();
+        synced = true;
+      } catch (thrown) {
+        const error = ChatError.from(thrown);
+        if (!this.#closed && error.code !== 'disconnected') this.emit('error', error);
+        if (!error.retryable || this.#closed || generation !== this.#generation || !this.#connected) break;
+        const delay = Math.min(SETUP_RETRY_MAX_MS, SETUP_RETRY_MS * 2 ** attempt) * (0.5 + Math.random() / 2);
+        await new Promise((resolve) => setTimeout(resolve, Math.max(delay, error.retryAfterMs ?? 0)));
+        if (this.#closed || generation !== this.#generation || !this.#connected) break;
+      }
     }
     // A newer connection runs its own setup and releases the held pushes when it is done.
     if (generation !== this.#generation || this.#closed) return;

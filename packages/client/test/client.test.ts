@@ -176,6 +176,29 @@ describe('ChatClient', () => {
     expect(bob.seen.errors).toEqual([]);
   });
 
+  it('retries a resync that failed, while the connection lasts, instead of staying behind', async () => {
+    const aliceId = uniqueUser('alice');
+    const bobId = uniqueUser('bob');
+    const alice = chatClient(nodeA, aliceId);
+    const bob = chatClient(nodeB, bobId);
+    await Promise.all([alice.client.connect(), bob.client.connect()]);
+    const conversation = await direct(alice.client, bobId);
+    bob.client.disconnect();
+    const missed = await alice.client.send({ conversationId: conversation.id, body: 'missed while away' }).acked;
+
+    // Every request of the reconnect's set-up times out at first (an overloaded server, as far as the
+    // client can tell); once the first timeout is seen, requests get their normal time again.
+    bob.client.ackTimeoutMs = 1;
+    bob.client.once('error', () => {
+      bob.client.ackTimeoutMs = 10_000;
+    });
+    const synced = next(bob.client, 'synced');
+    await bob.client.connect();
+    expect(await synced).toEqual([{ initial: false }]);
+    expect(bob.seen.errors.map((error) => (error as { code?: string }).code)).toContain('timeout');
+    await eventually(() => expect(ids(bob.seen.messages)).toEqual([missed.id]));
+  });
+
   it('asks the token callback again on every reconnect, also after the token expired', async () => {
     const userId = uniqueUser('refresh');
     let calls = 0;
