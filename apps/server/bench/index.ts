@@ -21,9 +21,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createSigner } from 'fast-jwt';
-import pg from 'pg';
 import type { Summary } from '../../loadgen/src/summary.ts';
 import { startCluster } from '../../../infra/cluster/cluster.ts';
+import { throwawayDatabase } from './database.ts';
 import { holdIdleSockets, type IdleResult } from './connections.ts';
 import { cpuSeconds, sum } from './process-stats.ts';
 
@@ -51,9 +51,6 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const REPORTS = resolve(ROOT, 'reports');
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 const secret = `bench-${randomBytes(16).toString('hex')}`;
-const adminUrl = process.env['DATABASE_URL'] ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
-const dbName = `chat_bench_${Date.now()}`;
-const databaseUrl = Object.assign(new URL(adminUrl), { pathname: `/${dbName}` }).toString();
 const scenario = {
   clients: values.clients!,
   conversations: String(Math.floor(Number(values.clients) / 2)),
@@ -68,16 +65,6 @@ const scenario = {
   receipts: values.receipts!,
   presence: '0',
 };
-
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 /** Every process of the data stores and the proxy: what "the whole stack" costs beyond our nodes. */
 function infraPids(): number[] {
@@ -142,7 +129,8 @@ function token(userId: string): string {
 
 async function main(): Promise<void> {
   mkdirSync(REPORTS, { recursive: true });
-  await admin(`CREATE DATABASE "${dbName}"`);
+  const database = await throwawayDatabase('chat_bench');
+  const databaseUrl = database.url;
   const results: { ours?: Run; bare?: Run; oursIdle?: IdleResult; bareIdle?: IdleResult } = {};
   try {
     const cluster = await startCluster({
@@ -165,7 +153,7 @@ async function main(): Promise<void> {
       await cluster.stop();
     }
   } finally {
-    await admin(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+    await database.drop();
   }
 
   if (!values['skip-bare']) {

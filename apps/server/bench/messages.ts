@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { createSigner } from 'fast-jwt';
 import pg from 'pg';
 import { io, type Socket } from 'socket.io-client';
-import { applyMigrations } from '../src/db/migrations.ts';
+import { throwawayDatabase } from './database.ts';
 import { summarise } from './profile-summary.ts';
 
 const { values } = parseArgs({
@@ -48,21 +48,8 @@ const durationMs = Number(values.duration) * 1000;
 const warmupMs = Number(values.warmup) * 1000;
 const body = 'x'.repeat(Number(values.body));
 
-const adminUrl = process.env['DATABASE_URL'] ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
-const dbName = `chat_bench_${Date.now()}_${randomBytes(2).toString('hex')}`;
-const databaseUrl = Object.assign(new URL(adminUrl), { pathname: `/${dbName}` }).toString();
 const secret = 'bench-secret-that-is-at-least-32-characters';
 const sign = createSigner({ key: secret, expiresIn: 3600_000 });
-
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -78,12 +65,12 @@ function percentile(sorted: number[], p: number): number {
 }
 
 async function main(): Promise<void> {
-  await admin(`CREATE DATABASE "${dbName}"`);
+  const database = await throwawayDatabase('chat_bench');
+  const databaseUrl = database.url;
   const port = await freePort();
   let node: ReturnType<typeof spawn> | undefined;
   const sockets: Socket[] = [];
   try {
-    await applyMigrations({ kind: 'postgres', connectionString: databaseUrl });
     const profileDir = resolve('reports/profiles');
     const profiling = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
     node = spawn(process.execPath, [...profiling, '--import', 'tsx', fileURLToPath(new URL('../src/main.ts', import.meta.url))], {
@@ -171,7 +158,7 @@ async function main(): Promise<void> {
       node.kill('SIGTERM');
       await new Promise((resolve) => node!.once('exit', resolve));
     }
-    await admin(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+    await database.drop();
   }
   if (values['cpu-prof']) {
     const dir = resolve('reports/profiles');

@@ -1,0 +1,31 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { applyMigrations } from '../src/db/migrations.ts';
+
+/**
+ * A migrated database of the benchmark's own on the server DATABASE_URL points at (default: the local
+ * one), so a benchmark never touches anybody's data. Drop it in a `finally`.
+ */
+export async function throwawayDatabase(prefix: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const adminUrl = process.env['DATABASE_URL'] ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+  const name = `${prefix}_${Date.now()}_${randomBytes(2).toString('hex')}`;
+  const admin = async (sql: string) => {
+    const client = new pg.Client({ connectionString: adminUrl });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  await admin(`CREATE DATABASE "${name}"`);
+  const url = Object.assign(new URL(adminUrl), { pathname: `/${name}` }).toString();
+  const drop = () => admin(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  try {
+    await applyMigrations({ kind: 'postgres', connectionString: url });
+  } catch (error) {
+    await drop();
+    throw error;
+  }
+  return { url, drop };
+}
