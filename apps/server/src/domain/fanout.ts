@@ -13,7 +13,11 @@ export type ServerEventPayload<E extends ServerEventName> = Parameters<ServerToC
  * Implementations never throw into the caller.
  */
 export interface Fanout {
-  toUsers<E extends ServerEventName>(userIds: readonly string[], event: E, payload: ServerEventPayload<E>): void;
+  /**
+   * @param options.except the connection the change came from: it already has the result in its ack,
+   * so it is skipped (the user's other devices still get the event).
+   */
+  toUsers<E extends ServerEventName>(userIds: readonly string[], event: E, payload: ServerEventPayload<E>, options?: { except?: string | undefined }): void;
 }
 
 /** For code paths with nobody to tell (scripts, benchmarks of the domain alone). */

@@ -14,6 +14,8 @@ export interface SendInput {
   kind?: 'text' | 'image' | 'file' | undefined;
   attachments?: Attachment[] | undefined;
   replyToId?: string | undefined;
+  /** The connection the message came from; it gets the message in its ack, not again as an event. */
+  origin?: string | undefined;
 }
 
 const HISTORY_DEFAULT = 50;
@@ -75,7 +77,7 @@ export class MessageService {
       editedAt: null,
       deletedAt: null,
     };
-    this.#fanout.toUsers(row.memberIds, 'message:new', message);
+    this.#fanout.toUsers(row.memberIds, 'message:new', message, { except: input.origin });
     return { message, duplicate: false };
   }
 

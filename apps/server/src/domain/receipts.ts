@@ -22,7 +22,7 @@ export class ReceiptService {
    * Moves the caller's watermarks forward, never back and never past the conversation's last seq; read
    * implies delivered. An old or duplicate report changes nothing and notifies nobody.
    */
-  async mark(actorId: string, input: { conversationId: string; delivered?: number | undefined; read?: number | undefined }): Promise<Receipt> {
+  async mark(actorId: string, input: { conversationId: string; delivered?: number | undefined; read?: number | undefined }, origin?: string): Promise<Receipt> {
     const read = input.read ?? 0;
     const delivered = Math.max(input.delivered ?? 0, read);
     const rows = await this.#db.$queryRaw<Array<{ lastDeliveredSeq: number; lastReadSeq: number; memberIds: string[] }>>`
@@ -43,7 +43,7 @@ export class ReceiptService {
       return toReceipt(input.conversationId, member);
     }
     const receipt = toReceipt(input.conversationId, { userId: actorId, lastDeliveredSeq: Number(row.lastDeliveredSeq), lastReadSeq: Number(row.lastReadSeq) });
-    this.#fanout.toUsers(row.memberIds, 'receipt:updated', receipt);
+    this.#fanout.toUsers(row.memberIds, 'receipt:updated', receipt, { except: origin });
     return receipt;
   }
 }

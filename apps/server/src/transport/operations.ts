@@ -51,8 +51,8 @@ export const operations: Operations = {
   }),
   'conversation:list': ({ app, principal }, { cursor, limit }) => app.services.conversations.list(principal.userId, cursor, limit),
 
-  'message:send': async ({ app, principal }, payload) => {
-    const result = await app.services.messages.send(principal.userId, payload);
+  'message:send': async ({ app, principal, socket }, payload) => {
+    const result = await app.services.messages.send(principal.userId, { ...payload, origin: socket?.id });
     app.services.typing.stoppedBySend(principal.userId, payload.conversationId);
     return result;
   },
@@ -76,7 +76,7 @@ export const operations: Operations = {
     userIds: await app.services.typing.list(principal.userId, conversationId),
   }),
 
-  'receipt:mark': async ({ app, principal }, payload) => ({ receipt: await app.services.receipts.mark(principal.userId, payload) }),
+  'receipt:mark': async ({ app, principal, socket }, payload) => ({ receipt: await app.services.receipts.mark(principal.userId, payload, socket?.id) }),
   'history:fetch': ({ app, principal }, payload) => app.services.messages.history(principal.userId, payload),
   'sync:changes': ({ app, principal }, payload) => app.services.sync.changes(principal.userId, payload),
 };

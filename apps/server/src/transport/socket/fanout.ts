@@ -17,10 +17,13 @@ export class SocketFanout implements Fanout {
     this.#log = log;
   }
 
-  toUsers<E extends ServerEventName>(userIds: readonly string[], event: E, payload: ServerEventPayload<E>): void {
+  toUsers<E extends ServerEventName>(userIds: readonly string[], event: E, payload: ServerEventPayload<E>, options?: { except?: string | undefined }): void {
     if (userIds.length === 0) return;
     try {
-      (this.#io.to(userIds.map(userRoom)).emit as (event: string, payload: unknown) => boolean)(event, payload);
+      let target = this.#io.to(userIds.map(userRoom));
+      // A socket id is also the name of the room only that socket is in.
+      if (options?.except) target = target.except(options.except);
+      (target.emit as (event: string, payload: unknown) => boolean)(event, payload);
     } catch (error) {
       // The change is committed; a device that misses this event gets it from sync:changes.
       this.#log.warn({ err: error, event }, 'fan-out failed');
