@@ -36,13 +36,14 @@ const { values } = parseArgs({
     idle: { type: 'string', default: '10000' },
     receipts: { type: 'string', default: 'read' },
     typing: { type: 'string', default: '0.1' },
+    grace: { type: 'string', default: '5s' },
     'skip-bare': { type: 'boolean', default: false },
     'skip-idle': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
-  console.log('npm run bench -- [--clients 2000] [--rate 2000/s] [--duration 30s] [--ramp 500/s] [--receipts read|delivered|none] [--typing 0.1] [--idle 10000] [--skip-bare] [--skip-idle]');
+  console.log('npm run bench -- [--clients 2000] [--rate 2000/s] [--duration 30s] [--ramp 500/s] [--receipts read|delivered|none] [--typing 0.1] [--grace 5s] [--idle 10000] [--skip-bare] [--skip-idle]');
   console.log('Env: DATABASE_URL (server for the throwaway database; default postgresql://postgres@127.0.0.1:5432/postgres), REDIS_URL (default redis://127.0.0.1:6379)');
   process.exit(0);
 }
@@ -63,6 +64,7 @@ const scenario = {
   churn: '0',
   typing: values.typing!,
   receipts: values.receipts!,
+  grace: values.grace!,
   presence: '0',
 };
 
