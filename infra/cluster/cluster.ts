@@ -324,7 +324,8 @@ async function waitFor(url: string, proc: Proc, timeoutMs: number): Promise<void
   }
 }
 
-function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 that nothing listens on right now. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { mergeAudits } from './accounting.ts';
 import { clock } from './body.ts';
 import type { Options } from './options.ts';
-import { buildPlan, type Plan } from './plan.ts';
+import { buildPlan } from './plan.ts';
 import { buildSummary, type Phase, type PhaseSpan, type Point, type Summary, type WorkerCpu } from './summary.ts';
 import { addCounters, addErrors, CpuMeter, HISTOGRAMS, Latency, sumErrors, zeroCounters, type CpuSample, type HistogramName, type Snapshot } from './stats.ts';
 import type { Command, CreateTask, Registration, Reply, Request, Results, WorkerInit } from './wire.ts';

@@ -15,13 +15,13 @@ import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createSigner } from 'fast-jwt';
 import pg from 'pg';
 import { io, type Socket } from 'socket.io-client';
+import { freePort } from '../../../infra/cluster/cluster.ts';
 import { throwawayDatabase } from './database.ts';
 import { summarise } from './profile-summary.ts';
 
@@ -50,15 +50,6 @@ const body = 'x'.repeat(Number(values.body));
 
 const secret = 'bench-secret-that-is-at-least-32-characters';
 const sign = createSigner({ key: secret, expiresIn: 3600_000 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function percentile(sorted: number[], p: number): number {
   return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;

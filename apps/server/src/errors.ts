@@ -1,5 +1,5 @@
 import { errorCatalog, wireError, type ErrorCode, type WireError } from '@chat/protocol';
-import { ZodError } from 'zod';
+import { ZodError, type z } from 'zod';
 
 /**
  * The one error type domain and transport code throws on purpose. Its code comes from the protocol's
@@ -41,4 +41,11 @@ export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
   if (error instanceof ZodError) return new AppError('validation', describeZodError(error));
   return new AppError('internal', 'Internal error', { cause: error });
+}
+
+/** Parses a value with its zod schema; a mismatch is a `validation` error naming the fields. */
+export function parseWith<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new AppError('validation', describeZodError(parsed.error));
+  return parsed.data;
 }

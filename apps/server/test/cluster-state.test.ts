@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import type { Presence } from '@chat/protocol';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { freePort } from '../../../infra/cluster/cluster.ts';
 import { eventually } from './helpers/eventually.ts';
 import { spawnNode, startNode, testEnv, type TestNode } from './helpers/nodes.ts';
 import { signToken } from './helpers/tokens.ts';
@@ -182,11 +182,3 @@ async function pingRedis(port: number): Promise<boolean> {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}

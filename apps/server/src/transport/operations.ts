@@ -1,6 +1,6 @@
 import { clientEventSchemas, type ClientEventName, type ClientEventResults, type ParsedPayload } from '@chat/protocol';
 import type { FastifyInstance } from 'fastify';
-import { AppError, describeZodError } from '../errors.ts';
+import { parseWith } from '../errors.ts';
 import type { Principal } from '../plugins/auth.ts';
 import { enforceRateLimit } from './rate-limits.ts';
 import type { ChatSocket } from './socket/types.ts';
@@ -87,8 +87,7 @@ export const operations: Operations = {
  */
 export async function runOperation<E extends ClientEventName>(ctx: OperationContext, event: E, raw: unknown): Promise<ClientEventResults[E]> {
   await enforceRateLimit(ctx.app, ctx.principal.userId, event);
-  const parsed = clientEventSchemas[event].safeParse(raw);
-  if (!parsed.success) throw new AppError('validation', describeZodError(parsed.error));
+  const payload = parseWith(clientEventSchemas[event], raw);
   const operation = operations[event] as (ctx: OperationContext, payload: unknown) => Promise<ClientEventResults[E]>;
-  return operation(ctx, parsed.data);
+  return operation(ctx, payload);
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { parseBody } from './validate.ts';
+import { parseWith } from '../../errors.ts';
 
 export const devTokenRequest = z
   .object({
@@ -17,7 +17,7 @@ export const devTokenRequest = z
  */
 export async function devTokenRoutes(app: FastifyInstance, options: { defaultTtlSeconds: number }): Promise<void> {
   app.post('/v1/dev/token', async (request) => {
-    const body = parseBody(devTokenRequest, request.body ?? {});
+    const body = parseWith(devTokenRequest, request.body ?? {});
     const userId = body.userId ?? `u-${randomUUID()}`;
     const ttlSeconds = body.ttlSeconds ?? options.defaultTtlSeconds;
     const token = app.tokens.sign({ sub: userId, name: body.displayName ?? userId }, ttlSeconds);
