@@ -237,6 +237,41 @@ describe('receipts', () => {
     const { conversation: seen } = await alice.ok('conversation:get', { conversationId: conversation.id });
     expect(seen.members.find((m) => m.userId === bob.userId)).toMatchObject({ lastDeliveredSeq: 3, lastReadSeq: 3 });
   });
+
+  it('stay exact when reports share a statement: concurrent reports of many members, devices and senders', async () => {
+    // Receipts are group-committed: reports of one member merged into one statement must keep the
+    // highest watermark, and receipt batches running beside message batches (which lock the same
+    // member rows) must neither deadlock nor lose a report.
+    const pairs = await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => {
+        const a = await device(i % 2 ? nodeA : nodeB, uniqueUser(`ra${i}`));
+        const b = await device(i % 2 ? nodeB : nodeA, uniqueUser(`rb${i}`));
+        const b2 = await device(i % 2 ? nodeA : nodeB, b.userId);
+        return { a, b, b2, conversation: await direct(a, b) };
+      }),
+    );
+    for (const { a, conversation } of pairs) {
+      for (let n = 0; n < 10; n++) await a.ok('message:send', { conversationId: conversation.id, clientMsgId: clientMsgId(), body: `m${n}` });
+    }
+    const results = await Promise.all(
+      pairs.flatMap(({ a, b, b2, conversation }) => [
+        ...Array.from({ length: 10 }, (_, n) => (n % 2 ? b : b2).ok('receipt:mark', { conversationId: conversation.id, delivered: n + 1, read: n })),
+        // The other side keeps sending (and so locking its own member row) and reading meanwhile.
+        ...Array.from({ length: 5 }, (_, n) => a.ok('message:send', { conversationId: conversation.id, clientMsgId: clientMsgId(), body: `late${n}` })),
+        a.ok('receipt:mark', { conversationId: conversation.id, read: 10 }),
+      ]),
+    );
+    expect(results).toHaveLength(8 * 16);
+    for (const { a, b, conversation } of pairs) {
+      const { conversation: seen } = await a.ok('conversation:get', { conversationId: conversation.id });
+      expect(seen.members.find((m) => m.userId === b.userId)).toMatchObject({ lastDeliveredSeq: 10, lastReadSeq: 9 });
+      expect(seen.members.find((m) => m.userId === a.userId)).toMatchObject({ lastDeliveredSeq: 15, lastReadSeq: 15 });
+      // The sender saw b's watermarks move forward only, ending at the final ones.
+      await eventually(() => expect(a.of('receipt:updated').filter((r) => r.conversationId === conversation.id && r.userId === b.userId).at(-1)).toMatchObject({ lastDeliveredSeq: 10, lastReadSeq: 9 }));
+      const seenByA = a.of('receipt:updated').filter((r) => r.conversationId === conversation.id && r.userId === b.userId).map((r) => r.lastDeliveredSeq);
+      expect(seenByA).toEqual([...seenByA].sort((x, y) => x - y));
+    }
+  });
 });
 
 describe('resync', () => {

@@ -1,4 +1,5 @@
 import type { Db } from '../db/client.ts';
+import { GroupCommit } from './group-commit.ts';
 
 export interface NewMessage {
   id: string;
@@ -19,104 +20,61 @@ export interface WrittenMessage {
   memberIds: string[];
 }
 
-/** Most messages one statement carries. */
-const MAX_BATCH = 128;
 /**
- * Statements in flight at once. Below this, a message is written at once (no added latency); above
- * it, messages queue and the next free slot writes all of them in one statement: the more load, the
- * bigger the batches. Kept below the connection pool size so reads are never starved.
- */
-const MAX_IN_FLIGHT = 4;
-
-/**
- * Group commit for new messages. Each statement inserts a batch of messages, possibly into many
- * conversations, in one round trip and one transaction: per message it checks membership,
- * idempotency and the reply target; per conversation it takes the row lock once and reserves as many
- * seqs and versions as it has messages, numbering them in arrival order; it inserts the messages and
- * their attachments and moves the senders' own watermarks. Commit cost, parsing and planning are
- * shared by the batch, which is what bounds throughput (one commit per message saturated PostgreSQL).
+ * Group commit for new messages (see GroupCommit). Each statement inserts a batch of messages,
+ * possibly into many conversations, in one round trip and one transaction: per message it checks
+ * membership, idempotency and the reply target; per conversation it takes the row lock once and
+ * reserves as many seqs and versions as it has messages, numbering them in arrival order; it inserts
+ * the messages and their attachments and moves the senders' own watermarks. One statement per
+ * conversation in flight means this node learns (and fans out) each conversation's messages in seq order.
  *
  * Guarantees: a message resolves with its seq only after the statement committed; `null` means it
  * was not written (a retry of an existing clientMsgId, not a member, bad reply target) and the
- * caller finds out which. A statement that fails as a whole (a racing duplicate hitting the unique
- * index, a deadlock) writes nothing; its messages are then retried one per statement, so one bad
- * message cannot fail the others and seqs stay gap-free.
- *
- * Written by hand: no library does group commit over Prisma's driver adapters.
+ * caller finds out which. A racing duplicate hitting the unique index fails its statement as a whole
+ * (the seq increments with it, so seqs stay gap-free); alone, it resolves as "not written".
  */
-interface Pending {
-  message: NewMessage;
-  resolve: (row: WrittenMessage | null) => void;
-  reject: (error: unknown) => void;
-}
-
 export class MessageWriter {
   readonly #db: Db;
-  #queue: Pending[] = [];
-  #inFlight = 0;
-  /** Conversations with a statement in flight. */
-  readonly #busy = new Set<string>();
+  readonly #commit: GroupCommit<NewMessage, WrittenMessage | null>;
 
   constructor(db: Db) {
     this.#db = db;
-  }
-
-  write(message: NewMessage): Promise<WrittenMessage | null> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ message, resolve, reject });
-      this.#pump();
+    this.#commit = new GroupCommit({
+      key: (message) => message.conversationId,
+      // Kept below the connection pool size (default 10) so reads are never starved.
+      maxInFlight: 4,
+      maxBatch: 128,
+      flush: (messages) => this.#insertBatch(messages),
+      flushOne: (message) =>
+        this.#insert([message]).then(
+          (rows) => rows.get(0) ?? null,
+          (error: unknown) => {
+            if (isUniqueViolation(error)) return null;
+            throw error;
+          },
+        ),
     });
   }
 
-  #pump(): void {
-    while (this.#inFlight < MAX_IN_FLIGHT && this.#queue.length > 0) {
-      const batch = this.#takeBatch();
-      if (batch.length === 0) return; // everything queued waits for a conversation already being written
-      this.#inFlight++;
-      for (const entry of batch) this.#busy.add(entry.message.conversationId);
-      void this.#flush(batch).finally(() => {
-        for (const entry of batch) this.#busy.delete(entry.message.conversationId);
-        this.#inFlight--;
-        this.#pump();
-      });
-    }
+  write(message: NewMessage): Promise<WrittenMessage | null> {
+    return this.#commit.write(message);
   }
 
   /**
-   * At most one statement per conversation is in flight. Two concurrent statements on one conversation
-   * would serialize on its row lock anyway, and their results could reach us in either order; this
-   * way this node learns (and fans out) each conversation's messages in seq order.
+   * Two sends with the same (sender, clientMsgId) in one statement would make it fail on the unique
+   * index; the later ones are left out and resolved as retries (their caller finds the original).
    */
-  #takeBatch(): Pending[] {
-    const batch: Pending[] = [];
-    const rest: Pending[] = [];
-    for (const entry of this.#queue) {
-      if (batch.length < MAX_BATCH && !this.#busy.has(entry.message.conversationId)) batch.push(entry);
-      else rest.push(entry);
-    }
-    this.#queue = rest;
-    return batch;
-  }
-
-  async #flush(batch: Pending[]): Promise<void> {
-    // Two sends with the same (sender, clientMsgId) in one batch would make the whole statement fail
-    // on the unique index; the later ones wait for the first and are then resolved as retries.
+  async #insertBatch(messages: NewMessage[]): Promise<Array<WrittenMessage | null>> {
     const seen = new Set<string>();
-    const first: Pending[] = [];
-    const later: Pending[] = [];
-    for (const entry of batch) {
-      const key = `${entry.message.senderId}\u0000${entry.message.clientMsgId}`;
-      (seen.has(key) ? later : first).push(entry);
+    const first: NewMessage[] = [];
+    const slot = messages.map((message) => {
+      const key = `${message.senderId}\u0000${message.clientMsgId}`;
+      if (seen.has(key)) return -1;
       seen.add(key);
-    }
-    try {
-      const rows = await this.#insert(first.map((entry) => entry.message));
-      first.forEach((entry, ord) => entry.resolve(rows.get(ord) ?? null));
-    } catch (error) {
-      if (first.length === 1) settleAlone(first[0]!, error);
-      else for (const entry of first) await this.#insert([entry.message]).then((rows) => entry.resolve(rows.get(0) ?? null), (alone: unknown) => settleAlone(entry, alone));
-    }
-    for (const entry of later) entry.resolve(null);
+      return first.push(message) - 1;
+    });
+    const rows = await this.#insert(first);
+    return slot.map((ord) => (ord < 0 ? null : (rows.get(ord) ?? null)));
   }
 
   async #insert(messages: NewMessage[]): Promise<Map<number, WrittenMessage>> {
@@ -154,11 +112,19 @@ export class MessageWriter {
         INSERT INTO attachments (id, message_id, position, url, mime, size, name)
         SELECT gen_random_uuid(), n.id, a.position, a.url, a.mime, a.size, a.name
         FROM numbered n CROSS JOIN jsonb_to_recordset(n.attachments) AS a(position int, url text, mime text, size int, name text)
+      ), senders AS (
+        SELECT conversation_id, sender_id, max(seq) AS seq FROM numbered GROUP BY conversation_id, sender_id
+      ), sender_rows AS (
+        -- Member rows are locked in (conversation, user) order here and in receipt batches, so the
+        -- two kinds of statement cannot deadlock on them.
+        SELECT m.conversation_id, m.user_id, s.seq FROM conversation_members m
+        JOIN senders s ON m.conversation_id = s.conversation_id AND m.user_id = s.sender_id
+        ORDER BY m.conversation_id, m.user_id FOR UPDATE OF m
       ), mine AS (
         UPDATE conversation_members m
            SET last_read_seq = GREATEST(m.last_read_seq, s.seq), last_delivered_seq = GREATEST(m.last_delivered_seq, s.seq)
-          FROM (SELECT conversation_id, sender_id, max(seq) AS seq FROM numbered GROUP BY conversation_id, sender_id) s
-         WHERE m.conversation_id = s.conversation_id AND m.user_id = s.sender_id
+          FROM sender_rows s
+         WHERE m.conversation_id = s.conversation_id AND m.user_id = s.user_id
       )
       SELECT n.ord, msg.seq::int AS seq, msg.version::int AS version, msg.created_at AS "createdAt",
              (SELECT array_agg(cm.user_id) FROM conversation_members cm
@@ -166,12 +132,6 @@ export class MessageWriter {
       FROM msg JOIN numbered n ON n.id = msg.id`;
     return new Map(rows.map((row) => [Number(row.ord), { seq: Number(row.seq), version: Number(row.version), createdAt: row.createdAt, memberIds: row.memberIds }]));
   }
-}
-
-/** A message whose own statement failed: a racing duplicate is "not written" (the caller finds the original); anything else is an error. */
-function settleAlone(entry: Pending, error: unknown): void {
-  if (isUniqueViolation(error)) entry.resolve(null);
-  else entry.reject(error);
 }
 
 /** PostgreSQL's unique_violation, however the driver adapter wraps it. */
