@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AppError } from '../../server/src/errors.ts';
+import { operations } from '../../server/src/transport/operations.ts';
 import { startNode, type TestNode } from '../../server/test/helpers/nodes.ts';
 import { audit, MAX_GAPS, SeqWindow } from '../src/accounting.ts';
 import { decodeBody, encodeBody } from '../src/body.ts';
@@ -282,7 +284,12 @@ describe('end to end against a real node', () => {
   });
 
   it('fails the gate (exit 1) when the server drops deliveries', async () => {
-    // Drop every third live message:new fan-out of this node; nothing reconnects, so nothing resyncs.
+    // Drop every third live message:new fan-out of this node; nothing reconnects, so nothing resyncs,
+    // and history fetches fail, so the SDK cannot fill the gaps it notices either.
+    const fetchHistory = operations['history:fetch'];
+    operations['history:fetch'] = async () => {
+      throw new AppError('unavailable', 'history is down in this test');
+    };
     type Operator = { emit(event: string, ...args: unknown[]): boolean; except(room: unknown): Operator };
     const io = node.app.io as unknown as { to(rooms: unknown): Operator };
     const original = io.to;
@@ -308,6 +315,7 @@ describe('end to end against a real node', () => {
       expect(result.stdout).toMatch(/FAIL \(exit 1\): \d+ deliveries lost/);
     } finally {
       io.to = original;
+      operations['history:fetch'] = fetchHistory;
     }
   });
 

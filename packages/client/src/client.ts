@@ -141,6 +141,8 @@ type RawEmitter = { emitWithAck(event: string, payload: unknown): Promise<unknow
 
 const SYNC_SINCE_MAX = 10_000;
 const LIST_PAGE = 100;
+/** How long a new message waits for a missing earlier one before the gap is fetched. */
+const GAP_WAIT_MS = 500;
 
 /**
  * A typed chat client over socket.io-client: requests with typed acks, an outbox that retries sends
@@ -195,6 +197,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   readonly #sleeps = new Set<{ timer: Timer; resolve: () => void }>();
   readonly #pendingDelivered = new Map<string, number>();
   #flushTimer: Timer | null = null;
+  #gapTimer: Timer | null = null;
   readonly #loadingMembers = new Set<string>();
 
   constructor(options: ChatClientOptions) {
@@ -264,6 +267,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#clearReconnect();
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
     this.#flushTimer = null;
+    if (this.#gapTimer) clearTimeout(this.#gapTimer);
+    this.#gapTimer = null;
     for (const sleep of this.#sleeps) {
       clearTimeout(sleep.timer);
       sleep.resolve();
@@ -480,6 +485,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     for (const apply of held) apply();
     if (synced) this.emit('synced', { initial: !reconnect });
     if (this.#pendingDelivered.size > 0) this.#scheduleFlush(0);
+    if (this.#hasGaps()) this.#scheduleGapFill();
     this.#settleWaiters(null);
   }
 
@@ -622,7 +628,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       const messages = [...entry.messages.values()].sort((a, b) => a.seq - b.seq);
       for (const message of messages) this.#applyMessage(message, 'sync');
       for (const messageId of entry.hidden) this.#applyHidden(conversationId, messageId);
-      this.#state.get(conversationId)?.advance(entry.upTo);
+      const state = this.#state.get(conversationId);
+      state?.advance(entry.upTo);
+      // Complete up to the conversation's lastSeq: what still waits behind a gap there is released.
+      if (state && failure === null) for (const message of state.release(entry.conversation.lastSeq)) this.#reportNew(state, message);
     }
     for (const receipt of receipts) this.#applyReceipt(receipt);
     for (const conversationId of removed) this.#removeConversation(conversationId);
@@ -685,6 +694,13 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     const applied = state.apply(message, source);
     if (applied === 'stale') return;
     if (applied === 'updated') return this.emit('messageUpdated', message);
+    const ready = state.admit(message);
+    for (const next of ready) this.#reportNew(state, next);
+    if (ready.length === 0) this.#scheduleGapFill();
+  }
+
+  /** A new message, in seq order: reported once, with its typing and receipt side effects. */
+  #reportNew(state: ConversationState, message: Message): void {
     this.emit('message', message);
     this.#typing.messageFrom(message.conversationId, message.senderId);
     if (message.senderId === this.#userId) {
@@ -701,6 +717,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   #applyConversation(conversation: Conversation, announce: boolean): void {
     const state = this.#state.ensure(conversation.id);
+    // The first thing known of a conversation positions it: new messages follow its lastSeq.
+    state.reportedSeq ??= conversation.lastSeq;
     const moved = state.mergeMembers(conversation);
     if (announce) this.emit('conversation', conversation);
     for (const receipt of moved) this.emit('receipt', receipt);
@@ -827,6 +845,52 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       };
       this.#sleeps.add(sleep);
     });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Gaps: new messages held behind a missing seq
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * A message that overtook another on its way across nodes is normally followed by it within
+   * milliseconds. One still missing after GAP_WAIT_MS was lost on the way (a publish during a Redis
+   * outage, say): the conversation's history after the last reported seq is fetched, which fills the
+   * gap, and what waited is released in order.
+   */
+  #scheduleGapFill(): void {
+    if (this.#gapTimer || this.#closed) return;
+    this.#gapTimer = setTimeout(() => {
+      this.#gapTimer = null;
+      void this.#fillGaps();
+    }, GAP_WAIT_MS);
+  }
+
+  async #fillGaps(): Promise<void> {
+    // Offline: the resync after the reconnect fills (and releases) the gaps.
+    if (!this.#connected || this.#holding) return;
+    for (const state of this.#state.conversations.values()) {
+      const gap = state.gap();
+      if (!gap) continue;
+      try {
+        let after = gap.after;
+        for (let more = true; more && after < gap.upTo; ) {
+          const page = await this.request('history:fetch', { conversationId: state.id, after, limit: LIST_PAGE });
+          for (const message of page.messages) this.#applyMessage(message, 'sync');
+          after = Math.max(after, ...page.messages.map((message) => message.seq));
+          more = page.hasMore;
+        }
+        for (const message of state.release(gap.upTo)) this.#reportNew(state, message);
+      } catch (thrown) {
+        const error = ChatError.from(thrown);
+        if (!error.retryable) this.emit('error', error);
+      }
+    }
+    if (this.#hasGaps()) this.#scheduleGapFill();
+  }
+
+  #hasGaps(): boolean {
+    for (const state of this.#state.conversations.values()) if (state.gap()) return true;
+    return false;
   }
 
   // -------------------------------------------------------------------------------------------

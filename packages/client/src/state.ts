@@ -9,6 +9,8 @@ import type { Conversation, Message, Receipt } from '@chat/protocol';
 export const SETTLE_MS = 2000;
 // Past this many unsettled live versions in one conversation the oldest settle early, to stay bounded.
 const MAX_UNSETTLED = 256;
+// Most new messages held behind a missing seq in one conversation.
+const MAX_WAITING = 1000;
 
 /** A message's delivery state as seen from its sender's side. */
 export type MessageState = 'sending' | 'sent' | 'delivered' | 'read' | 'failed';
@@ -67,8 +69,16 @@ export class ConversationState {
   /** Own messages sent and not yet read by everyone, by ascending seq. */
   readonly own: OwnMessage[] = [];
 
+  /**
+   * Every message up to this seq has been reported (or is history the client was not shown); null
+   * until the conversation's position is known (a conversation object, a baseline or a first message).
+   */
+  reportedSeq: number | null = null;
+
   readonly #maxTracked: number;
   readonly #seen = new Map<string, Seen>();
+  // New messages that arrived ahead of a missing seq, held until the gap fills (see admit()).
+  readonly #waiting = new Map<number, Message>();
   // Live versions not settled yet, as [version, receivedAt] pairs in arrival order.
   #unsettled: number[] = [];
 
@@ -92,6 +102,55 @@ export class ConversationState {
     this.#remember(message.id, message.seq, message.version);
     if (source === 'new' || (source === 'sync' && message.seq > this.floorSeq)) return 'new';
     return 'updated';
+  }
+
+  /**
+   * Puts new messages in seq order. Fan-out from different nodes crosses Redis on different
+   * connections, so seq n+1 (written on one node) can reach a device before seq n (written on
+   * another). A message right after `reportedSeq` (or at or below it: history, or a position not known
+   * yet) is reported at once, with whatever was waiting behind it; one further ahead waits for the
+   * gap to fill, live or through {@link gap} and a history fetch. Returns what to report, in order.
+   */
+  admit(message: Message): Message[] {
+    if (this.reportedSeq !== null && message.seq > this.reportedSeq + 1) {
+      this.#waiting.set(message.seq, message);
+      // Bounded: past this many held messages the wait ends and they are reported in order.
+      return this.#waiting.size > MAX_WAITING ? this.release(Math.max(...this.#waiting.keys())) : [];
+    }
+    this.reportedSeq = Math.max(this.reportedSeq ?? 0, message.seq);
+    return [message, ...this.#drain()];
+  }
+
+  /**
+   * Everything up to `seq` is known to have arrived (a complete sync or history answer): a gap that
+   * is still open belongs to messages this user will never see (hidden for them), so what waits up
+   * to there is reported now, in order.
+   */
+  release(seq: number): Message[] {
+    if (this.reportedSeq === null || seq <= this.reportedSeq) {
+      this.reportedSeq = Math.max(this.reportedSeq ?? 0, seq);
+      return this.#drain();
+    }
+    const released = [...this.#waiting.values()].filter((message) => message.seq <= seq).sort((a, b) => a.seq - b.seq);
+    for (const message of released) this.#waiting.delete(message.seq);
+    this.reportedSeq = seq;
+    return [...released, ...this.#drain()];
+  }
+
+  /** The open gap: messages after `after` are missing while later ones (up to `upTo`) wait. */
+  gap(): { after: number; upTo: number } | null {
+    if (this.#waiting.size === 0 || this.reportedSeq === null) return null;
+    return { after: this.reportedSeq, upTo: Math.max(...this.#waiting.keys()) };
+  }
+
+  #drain(): Message[] {
+    const out: Message[] = [];
+    for (let next = this.#waiting.get(this.reportedSeq! + 1); next; next = this.#waiting.get(this.reportedSeq! + 1)) {
+      this.#waiting.delete(next.seq);
+      this.reportedSeq = next.seq;
+      out.push(next);
+    }
+    return out;
   }
 
   /** Marks a message hidden for this user; true the first time only. */
@@ -139,6 +198,7 @@ export class ConversationState {
   baseline(version: number, lastSeq: number): void {
     this.advance(version);
     this.floorSeq = Math.max(this.floorSeq, lastSeq);
+    this.reportedSeq = Math.max(this.reportedSeq ?? 0, lastSeq);
   }
 
   /** Max-merges a watermark pair; returns the merged receipt if it moved. */

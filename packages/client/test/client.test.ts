@@ -4,6 +4,8 @@ import { eventually } from '../../../apps/server/test/helpers/eventually.ts';
 import { startNode, type TestNode } from '../../../apps/server/test/helpers/nodes.ts';
 import { signToken } from '../../../apps/server/test/helpers/tokens.ts';
 import { uniqueUser } from '../../../apps/server/test/helpers/users.ts';
+import { silentFanout } from '../../../apps/server/src/domain/fanout.ts';
+import { MessageService } from '../../../apps/server/src/domain/messages.ts';
 import { ChatClient, type ChatClientEvents, type ChatClientOptions, type StatusEvent, type TypingEvent } from '../src/index.ts';
 
 // Two real nodes on different ports sharing this run's PostgreSQL and Redis: a client on node A and
@@ -174,6 +176,27 @@ describe('ChatClient', () => {
     // Bob's client reported the missed messages delivered, in one mark.
     await eventually(() => expect(alice.client.statusOf(racer).state).toBe('delivered'));
     expect(bob.seen.errors).toEqual([]);
+  });
+
+  it('reports new messages in seq order: one whose push was lost is fetched, and what overtook it waits', async () => {
+    const aliceId = uniqueUser('alice');
+    const bobId = uniqueUser('bob');
+    const { client: alice } = chatClient(nodeA, aliceId);
+    const { client: bob, seen } = chatClient(nodeB, bobId);
+    await Promise.all([alice.connect(), bob.connect()]);
+    const conversation = await direct(alice, bobId);
+    await alice.send({ conversationId: conversation.id, body: 'one' }).acked;
+    await eventually(() => expect(seen.messages.map((m) => m.body)).toEqual(['one']));
+
+    // Committed, but its fan-out never happens: what a publish lost during a Redis outage looks like.
+    const silent = new MessageService(nodeA.app.db, silentFanout, { maxBodyLength: 4000 });
+    await silent.send(aliceId, { conversationId: conversation.id, clientMsgId: `lost-${Date.now().toString(36)}`, body: 'lost on the way' });
+    await alice.send({ conversationId: conversation.id, body: 'three' }).acked;
+    await alice.send({ conversationId: conversation.id, body: 'four' }).acked;
+
+    await eventually(() => expect(seen.messages.map((m) => m.body)).toEqual(['one', 'lost on the way', 'three', 'four']));
+    expect(seen.messages.map((m) => m.seq)).toEqual([1, 2, 3, 4]);
+    expect(seen.errors).toEqual([]);
   });
 
   it('retries a resync that failed, while the connection lasts, instead of staying behind', async () => {

@@ -111,6 +111,45 @@ describe('ConversationState cursor', () => {
   });
 });
 
+describe('ConversationState order', () => {
+  const seqs = (messages: Message[]) => messages.map((m) => m.seq);
+
+  it('holds a message that overtook an earlier one and reports both in seq order', () => {
+    const state = new ConversationState('c1', 100);
+    state.baseline(10, 4);
+    expect(seqs(state.admit(message({ id: 'm5', seq: 5, version: 11 })))).toEqual([5]);
+    expect(seqs(state.admit(message({ id: 'm7', seq: 7, version: 13 })))).toEqual([]);
+    expect(seqs(state.admit(message({ id: 'm8', seq: 8, version: 14 })))).toEqual([]);
+    expect(state.gap()).toEqual({ after: 5, upTo: 8 });
+    expect(seqs(state.admit(message({ id: 'm6', seq: 6, version: 12 })))).toEqual([6, 7, 8]);
+    expect(state.gap()).toBeNull();
+    // History below the reported position is reported as it comes (it is not a live gap).
+    expect(seqs(state.admit(message({ id: 'm2', seq: 2, version: 3 })))).toEqual([2]);
+  });
+
+  it('releases what waits behind a gap that will never fill (hidden for this user), in order', () => {
+    const state = new ConversationState('c1', 100);
+    state.reportedSeq = 3;
+    state.admit(message({ id: 'm6', seq: 6, version: 9 }));
+    state.admit(message({ id: 'm5', seq: 5, version: 8 }));
+    state.admit(message({ id: 'm9', seq: 9, version: 12 }));
+    expect(seqs(state.release(6))).toEqual([5, 6]);
+    expect(state.gap()).toEqual({ after: 6, upTo: 9 });
+    expect(seqs(state.release(9))).toEqual([9]);
+    expect(state.reportedSeq).toBe(9);
+  });
+
+  it('reports at once while the position is unknown, and stays bounded while a gap stays open', () => {
+    const state = new ConversationState('c1', 100);
+    expect(seqs(state.admit(message({ id: 'm40', seq: 40, version: 40 })))).toEqual([40]);
+    expect(state.reportedSeq).toBe(40);
+    let reported: Message[] = [];
+    for (let seq = 42; seq <= 1042; seq++) reported = reported.concat(state.admit(message({ id: `m${seq}`, seq, version: seq })));
+    expect(seqs(reported)).toEqual(Array.from({ length: 1001 }, (_, i) => 42 + i));
+    expect(state.gap()).toBeNull();
+  });
+});
+
 describe('ConversationState receipts', () => {
   it('derives delivered/read of a message over the other members', () => {
     const state = new ConversationState('c1', 100);
