@@ -1,3 +1,5 @@
+import fastifyCors from '@fastify/cors';
+import fastifyHelmet from '@fastify/helmet';
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
@@ -50,6 +52,17 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
     // Behind nginx every request comes from the proxy: without this, per-address limits would count
     // all clients as one. Only proxies on the configured networks are believed.
     trustProxy: config.trustProxy,
+    // Slow or half-open clients: a request whose headers (or whole body) have not arrived in time is
+    // answered 408 and its connection closed; an idle keep-alive connection is closed after
+    // keepAliveTimeout (above nginx's upstream keepalive_timeout of 60 s, so nginx closes first and
+    // never reuses a connection the node is closing). Node checks these every
+    // connectionsCheckingInterval (30 s by default, far longer than the bounds): at most 1 s here.
+    http: {
+      headersTimeout: config.http.headersTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, config.http.headersTimeoutMs),
+    },
+    requestTimeout: config.http.requestTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
   }) as unknown as FastifyInstance;
 
   app.decorate('nodeId', config.nodeId);
@@ -88,6 +101,23 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   await app.register(realtime, { config });
   await app.register(services, { config });
   await app.register(presence, { config });
+
+  // Security headers on every response. The CSP is helmet's default, which /docs (Swagger UI: external
+  // scripts, inline styles) works under, minus upgrade-insecure-requests, which would break /docs on
+  // plain-HTTP set-ups such as `npm start`.
+  await app.register(fastifyHelmet, {
+    contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
+  });
+  // Browsers on other origins only where CORS_ORIGINS lists them (credentials allowed, so never a
+  // wildcard: config.ts refuses one); unset means same-origin only, and no CORS headers at all.
+  // Socket.IO's handshake has the same policy (plugins/realtime.ts).
+  await app.register(fastifyCors, {
+    origin: config.corsOrigins ?? false,
+    credentials: true,
+    methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    allowedHeaders: ['authorization', 'content-type'],
+    maxAge: 600,
+  });
 
   await app.register(docs);
   await app.register(restRateLimit);
