@@ -1,6 +1,8 @@
 import fastifyCors from '@fastify/cors';
 import fastifyHelmet from '@fastify/helmet';
-import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Socket } from 'node:net';
+import { wireError } from '@chat/protocol';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { AppError, toAppError } from './errors.ts';
@@ -38,6 +40,26 @@ const fastifyErrorCodes: Record<string, AppError['code']> = {
 };
 
 /**
+ * Node's HTTP parser refused a request (Fastify's default, with catalogued bodies): headers too large,
+ * a request not received within HTTP_HEADERS_TIMEOUT_MS / HTTP_REQUEST_TIMEOUT_MS, or bytes that are
+ * not HTTP. The connection is closed after the answer.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, wire] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, wireError('request_timeout', 'The request did not arrive in time')]
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [413, wireError('payload_too_large', 'The request headers are too large')]
+        : [400, wireError('validation', 'Malformed HTTP request')];
+  const body = JSON.stringify({ ok: false, error: wire });
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : status === 413 ? 'Payload Too Large' : 'Bad Request'}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
+}
+
+/**
  * Builds one node: infrastructure plugins, domain services, HTTP routes and the socket transport.
  * It does not listen or handle signals; `main.ts` does that, and tests build as many nodes as they need.
  */
@@ -63,6 +85,12 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
     },
     requestTimeout: config.http.requestTimeoutMs,
     keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    // Errors before a route is found (a URL that does not decode, a path parameter over the length
+    // limit) and before a request is parsed at all: the same catalogued body as every other error.
+    frameworkErrors: (error, _request, reply) => {
+      void (reply as FastifyReply).code(400).send({ ok: false, error: wireError('validation', error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path parameter is too long' : 'The URL is malformed') });
+    },
+    clientErrorHandler: answerClientError,
   }) as unknown as FastifyInstance;
 
   app.decorate('nodeId', config.nodeId);
