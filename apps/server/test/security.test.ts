@@ -1,18 +1,23 @@
 import { createHmac, generateKeyPairSync, randomInt, randomUUID } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { Agent } from 'node:http';
+import { promisify } from 'node:util';
 import { connect, type Socket as NetSocket } from 'node:net';
 import { clientEventSchemas, type ClientEventName, type ClientPayload } from '@chat/protocol';
 import { createSigner } from 'fast-jwt';
 import { io as ioClient } from 'socket.io-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { findNginx, startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { routes } from '../src/transport/http/rest.ts';
 import { connectRaw, openRaw } from './helpers/hostile.ts';
-import { connectError, startNode, type TestNode } from './helpers/nodes.ts';
+import { connectError, startNode, testEnv, type TestNode } from './helpers/nodes.ts';
 import { signToken, unsignedToken } from './helpers/tokens.ts';
 import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
 
 const now = () => Math.floor(Date.now() / 1000);
+const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
 const nodes: TestNode[] = [];
 const devices: Device[] = [];
 afterAll(async () => {
@@ -338,6 +343,16 @@ describe('CORS and security headers', () => {
     }
     expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
   });
+
+  // A real browser enforces the CSP: if it blocked Swagger UI's scripts, the page would stay empty.
+  it.skipIf(!CHROMIUM)(`renders /docs in headless Chromium under that policy${CHROMIUM ? '' : ' (skipped: no chromium; apt-get install -y chromium)'}`, async () => {
+    // Asynchronously: the node under test runs in this process and must keep answering.
+    const result = await promisify(execFile)(CHROMIUM!, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--virtual-time-budget=10000', '--dump-dom', `${sameOrigin.url}/docs/static/index.html`], { encoding: 'utf8', timeout: 60_000 });
+    const dom = result.stdout;
+    expect(dom, result.stderr).toContain('opblock-tag-section');
+    expect(dom).toContain('/v1/conversations/{conversationId}/messages');
+    expect(result.stderr).not.toMatch(/Content Security Policy/i);
+  }, 70_000);
 });
 
 // ── size caps ───────────────────────────────────────────────────────────────────────────────────────
@@ -504,5 +519,37 @@ describe('per-address connection rate (RATE_LIMIT_SOCKET_CONNECT)', () => {
     const results = [];
     for (let i = 0; i < 3; i++) results.push(await connectAs(untrusting.url, address(), peer));
     expect(results.map((r) => r.ok)).toEqual([true, true, false]);
+  });
+});
+
+const NGINX = findNginx();
+
+describe.skipIf(!NGINX)(`behind the real nginx (nginx.conf): the node counts connections per client, not per proxy${NGINX ? '' : ' (skipped: no nginx binary)'}`, () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await startCluster({
+      nodes: 1,
+      // A key prefix of its own: the budget below is tiny, and the clients' addresses are loopback ones.
+      env: testEnv({ LOG_LEVEL: 'warn', RATE_LIMITS: 'true', RATE_LIMIT_SOCKET_CONNECT: '2/60s', REDIS_KEY_PREFIX: `${inject('redisPrefix')}nginx-${randomUUID()}:` }),
+    });
+  });
+  afterAll(() => cluster?.stop());
+
+  const connectFrom = (localAddress: string) =>
+    new Promise<{ ok: boolean; code?: string }>((resolve) => {
+      // Through nginx, from a loopback address of its own: nginx adds it to X-Forwarded-For, which the
+      // node believes from nginx (TRUST_PROXY's default trusts loopback). No forged header is sent:
+      // from a loopback client the node would believe that too, as it believes any local proxy.
+      const socket = ioClient(cluster.url, { auth: { token: signToken({ sub: uniqueUser('via-nginx') }) }, query: { sticky: randomUUID() }, transports: ['websocket'], reconnection: false, forceNew: true, agent: new Agent({ localAddress }) as never });
+      socket.once('connect', () => (socket.close(), resolve({ ok: true })));
+      socket.once('connect_error', (error) => (socket.close(), resolve({ ok: false, code: (error as unknown as { data?: { code: string } }).data?.code })));
+    });
+
+  it('refuses the third connection from one client address with rate_limited, while another address connects', async () => {
+    const client = `127.0.${randomInt(1, 254)}.${randomInt(2, 254)}`;
+    expect(await connectFrom(client)).toEqual({ ok: true });
+    expect(await connectFrom(client)).toEqual({ ok: true });
+    expect(await connectFrom(client)).toEqual({ ok: false, code: 'rate_limited' });
+    expect(await connectFrom(`127.0.${randomInt(1, 254)}.1`)).toEqual({ ok: true });
   });
 });
