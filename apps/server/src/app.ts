@@ -70,6 +70,9 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.limits.bodyBytes,
     forceCloseConnections: 'idle',
+    // Fastify gives each plugin 10 s to start by default; the embedded PGlite database (WebAssembly,
+    // migrations on first start) took longer than that on a busy 2-core machine, and the node exited 1.
+    pluginTimeout: 60_000,
     return503OnClosing: true,
     // Behind nginx every request comes from the proxy: without this, per-address limits would count
     // all clients as one. Only proxies on the configured networks are believed.

@@ -31,7 +31,7 @@ import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
  */
 const RUNS = Number(process.env['FUZZ_RUNS'] ?? 500);
 /** Per fuzzing test: generous for long runs on a busy machine (about 8 s per 500 runs on an idle one). */
-const FUZZ_TIMEOUT_MS = 60_000 + RUNS * 100;
+const FUZZ_TIMEOUT_MS = 60_000 + RUNS * 200;
 const SEED = Number(process.env['FUZZ_SEED'] ?? Math.floor(Math.random() * 2 ** 31));
 const CONCURRENCY = 16;
 const PAYLOAD_CAP = 64 * 1024;
