@@ -1,4 +1,8 @@
-import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
+import fastifyCors from '@fastify/cors';
+import fastifyHelmet from '@fastify/helmet';
+import type { Socket } from 'node:net';
+import { wireError } from '@chat/protocol';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { AppError, toAppError } from './errors.ts';
@@ -36,6 +40,26 @@ const fastifyErrorCodes: Record<string, AppError['code']> = {
 };
 
 /**
+ * Node's HTTP parser refused a request (Fastify's default, with catalogued bodies): headers too large,
+ * a request not received within HTTP_HEADERS_TIMEOUT_MS / HTTP_REQUEST_TIMEOUT_MS, or bytes that are
+ * not HTTP. The connection is closed after the answer.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, wire] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, wireError('request_timeout', 'The request did not arrive in time')]
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [413, wireError('payload_too_large', 'The request headers are too large')]
+        : [400, wireError('validation', 'Malformed HTTP request')];
+  const body = JSON.stringify({ ok: false, error: wire });
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : status === 413 ? 'Payload Too Large' : 'Bad Request'}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
+}
+
+/**
  * Builds one node: infrastructure plugins, domain services, HTTP routes and the socket transport.
  * It does not listen or handle signals; `main.ts` does that, and tests build as many nodes as they need.
  */
@@ -46,10 +70,30 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.limits.bodyBytes,
     forceCloseConnections: 'idle',
+    // Fastify gives each plugin 10 s to start by default; the embedded PGlite database (WebAssembly,
+    // migrations on first start) took longer than that on a busy 2-core machine, and the node exited 1.
+    pluginTimeout: 60_000,
     return503OnClosing: true,
     // Behind nginx every request comes from the proxy: without this, per-address limits would count
     // all clients as one. Only proxies on the configured networks are believed.
     trustProxy: config.trustProxy,
+    // Slow or half-open clients: a request whose headers (or whole body) have not arrived in time is
+    // answered 408 and its connection closed; an idle keep-alive connection is closed after
+    // keepAliveTimeout (above nginx's upstream keepalive_timeout of 60 s, so nginx closes first and
+    // never reuses a connection the node is closing). Node checks these every
+    // connectionsCheckingInterval (30 s by default, far longer than the bounds): at most 1 s here.
+    http: {
+      headersTimeout: config.http.headersTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, config.http.headersTimeoutMs),
+    },
+    requestTimeout: config.http.requestTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    // Errors before a route is found (a URL that does not decode, a path parameter over the length
+    // limit) and before a request is parsed at all: the same catalogued body as every other error.
+    frameworkErrors: (error, _request, reply) => {
+      void (reply as FastifyReply).code(400).send({ ok: false, error: wireError('validation', error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path parameter is too long' : 'The URL is malformed') });
+    },
+    clientErrorHandler: answerClientError,
   }) as unknown as FastifyInstance;
 
   app.decorate('nodeId', config.nodeId);
@@ -88,6 +132,23 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   await app.register(realtime, { config });
   await app.register(services, { config });
   await app.register(presence, { config });
+
+  // Security headers on every response. The CSP is helmet's default, which /docs (Swagger UI: external
+  // scripts, inline styles) works under, minus upgrade-insecure-requests, which would break /docs on
+  // plain-HTTP set-ups such as `npm start`.
+  await app.register(fastifyHelmet, {
+    contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
+  });
+  // Browsers on other origins only where CORS_ORIGINS lists them (credentials allowed, so never a
+  // wildcard: config.ts refuses one); unset means same-origin only, and no CORS headers at all.
+  // Socket.IO's handshake has the same policy (plugins/realtime.ts).
+  await app.register(fastifyCors, {
+    origin: config.corsOrigins ?? false,
+    credentials: true,
+    methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    allowedHeaders: ['authorization', 'content-type'],
+    maxAge: 600,
+  });
 
   await app.register(docs);
   await app.register(restRateLimit);

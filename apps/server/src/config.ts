@@ -58,7 +58,11 @@ const envSchema = z
     DEV_TOKEN_TTL_SECONDS: int(1, 30 * 24 * 3600).default(3600),
 
     MESSAGE_MAX_LENGTH: int(1, limits.messageBodyHard).default(limits.messageBodyDefault),
-    CORS_ORIGINS: commaList.optional(),
+    CORS_ORIGINS: commaList
+      // Credentials (cookies, Authorization) are always allowed for the listed origins, and the CORS
+      // spec forbids them with a wildcard: list every origin instead.
+      .pipe(z.array(z.string().regex(/^https?:\/\/[^/*\s,]+$/, 'origins such as https://app.example (scheme://host[:port], no wildcard, no path)')).min(1, 'at least one origin'))
+      .optional(),
     TRUST_PROXY: z
       .string()
       .regex(/^(false|true|\d+|[\w.:/,-]+)$/, 'false, true, a hop count, or addresses/CIDRs/loopback,linklocal,uniquelocal')
@@ -67,6 +71,10 @@ const envSchema = z
     SOCKET_MAX_PAYLOAD_BYTES: int(1024, 10 * 1024 * 1024).default(64 * 1024),
     SOCKET_PING_INTERVAL_MS: int(1000, 300_000).default(25_000),
     SOCKET_PING_TIMEOUT_MS: int(1000, 300_000).default(20_000),
+    SOCKET_CONNECT_TIMEOUT_MS: int(100, 300_000).default(10_000),
+    HTTP_HEADERS_TIMEOUT_MS: int(100, 300_000).default(10_000),
+    HTTP_REQUEST_TIMEOUT_MS: int(100, 600_000).default(30_000),
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: int(100, 600_000).default(72_000),
 
     RATE_LIMITS: bool.default(true),
     RATE_LIMIT_MESSAGE: rate.prefault('20/10s'),
@@ -75,6 +83,9 @@ const envSchema = z
     RATE_LIMIT_RECEIPT: rate.prefault('60/10s'),
     RATE_LIMIT_READ: rate.prefault('120/10s'),
     RATE_LIMIT_FLOOD_DISCONNECT: int(1, 1_000_000).default(50),
+    // nginx's limit on new Socket.IO sessions per address (burst 4000, 200/s), enforced again by the
+    // nodes for clients that reach them without nginx.
+    RATE_LIMIT_SOCKET_CONNECT: rate.prefault('4000/20s'),
     REST_RATE_LIMIT_PER_MINUTE: int(1, 10_000_000).default(600),
     TYPING_TTL_MS: int(1000, 60_000).default(6000),
     PRESENCE_NODE_TTL_MS: int(1000, 600_000).default(20_000),
@@ -88,6 +99,9 @@ const envSchema = z
     }
     if (env.DEV_TOKENS && env.JWT_ALGORITHM !== 'HS256') {
       ctx.addIssue({ code: 'custom', path: ['DEV_TOKENS'], message: 'false unless JWT_ALGORITHM=HS256 (a public key cannot sign)' });
+    }
+    if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
+      ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'at most HTTP_REQUEST_TIMEOUT_MS (the headers are part of the request)' });
     }
     if (env.NODE_ENV === 'production') {
       if (env.DEV_TOKENS) {
@@ -123,7 +137,9 @@ export interface Config {
   /** Which proxies' X-Forwarded-For is believed (Fastify's trustProxy). */
   trustProxy: boolean | string | ((address: string, hop: number) => boolean);
   limits: { bodyBytes: number; socketPayloadBytes: number; messageBodyLength: number };
-  socket: { pingIntervalMs: number; pingTimeoutMs: number };
+  socket: { pingIntervalMs: number; pingTimeoutMs: number; connectTimeoutMs: number };
+  /** Bounds on slow or idle HTTP clients (Node's http.Server headersTimeout, requestTimeout, keepAliveTimeout). */
+  http: { headersTimeoutMs: number; requestTimeoutMs: number; keepAliveTimeoutMs: number };
   shutdown: { timeoutMs: number; drainDelayMs: number };
   typing: { ttlMs: number };
   rateLimits: {
@@ -132,6 +148,8 @@ export interface Config {
     /** Refusals within one bucket window after which a socket is disconnected as a flooder. */
     floodDisconnectAfter: number;
     restPerMinute: number;
+    /** New Socket.IO connections per client address (as TRUST_PROXY resolves it), shared by all nodes. */
+    socketConnect: { capacity: number; refillPerSecond: number };
   };
   presence: { nodeTtlMs: number };
 }
@@ -184,7 +202,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     corsOrigins: env.CORS_ORIGINS,
     trustProxy: env.TRUST_PROXY === 'true' ? true : env.TRUST_PROXY === 'false' ? false : /^\d+$/.test(env.TRUST_PROXY) ? hops(Number(env.TRUST_PROXY)) : env.TRUST_PROXY,
     limits: { bodyBytes: env.BODY_LIMIT_BYTES, socketPayloadBytes: env.SOCKET_MAX_PAYLOAD_BYTES, messageBodyLength: env.MESSAGE_MAX_LENGTH },
-    socket: { pingIntervalMs: env.SOCKET_PING_INTERVAL_MS, pingTimeoutMs: env.SOCKET_PING_TIMEOUT_MS },
+    socket: { pingIntervalMs: env.SOCKET_PING_INTERVAL_MS, pingTimeoutMs: env.SOCKET_PING_TIMEOUT_MS, connectTimeoutMs: env.SOCKET_CONNECT_TIMEOUT_MS },
+    http: { headersTimeoutMs: env.HTTP_HEADERS_TIMEOUT_MS, requestTimeoutMs: env.HTTP_REQUEST_TIMEOUT_MS, keepAliveTimeoutMs: env.HTTP_KEEP_ALIVE_TIMEOUT_MS },
     shutdown: { timeoutMs: env.SHUTDOWN_TIMEOUT_MS, drainDelayMs: env.DRAIN_DELAY_MS },
     typing: { ttlMs: env.TYPING_TTL_MS },
     rateLimits: {
@@ -198,6 +217,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       },
       floodDisconnectAfter: env.RATE_LIMIT_FLOOD_DISCONNECT,
       restPerMinute: env.REST_RATE_LIMIT_PER_MINUTE,
+      socketConnect: env.RATE_LIMIT_SOCKET_CONNECT,
     },
     presence: { nodeTtlMs: env.PRESENCE_NODE_TTL_MS },
   };

@@ -40,6 +40,10 @@ describe('configuration', () => {
     [{ JWT_ALGORITHM: 'RS256' }, /^Invalid configuration: JWT_PUBLIC_KEY: expected a PEM public key \(required when JWT_ALGORITHM=RS256\), got unset$/],
     [{ DEV_TOKENS: 'maybe' }, /^Invalid configuration: DEV_TOKENS: /],
     [{ LOG_LEVEL: 'loud' }, /^Invalid configuration: LOG_LEVEL: expected one of/],
+    [{ CORS_ORIGINS: '*' }, /^Invalid configuration: CORS_ORIGINS: expected origins such as https:\/\/app\.example \(scheme:\/\/host\[:port\], no wildcard, no path\), got "\*"$/],
+    [{ HTTP_HEADERS_TIMEOUT_MS: '20000', HTTP_REQUEST_TIMEOUT_MS: '10000' }, /^Invalid configuration: HTTP_HEADERS_TIMEOUT_MS: expected at most HTTP_REQUEST_TIMEOUT_MS/],
+    [{ SOCKET_CONNECT_TIMEOUT_MS: '10' }, /^Invalid configuration: SOCKET_CONNECT_TIMEOUT_MS: expected a number >= 100, got "10"$/],
+    [{ RATE_LIMIT_SOCKET_CONNECT: '10 per second' }, /^Invalid configuration: RATE_LIMIT_SOCKET_CONNECT: expected N\/Ts, e\.g\. 20\/10s/],
   ])('rejects %o with one line naming the variable', (env, message) => {
     const text = rejection(env);
     expect(text).toMatch(message);

@@ -218,6 +218,15 @@ describe('nginx.conf (static)', () => {
     expect(conf).toMatch(/client_max_body_size \d+[km];/);
     expect(conf).toMatch(/limit_req_zone \S+ zone=sio_new_sessions:/);
   });
+
+  it('limits new and open Socket.IO connections per address and times out slow clients', () => {
+    expect(conf).toMatch(/limit_conn_zone \$binary_remote_addr zone=sio_conns_per_addr:/);
+    expect(conf).toMatch(/location \/socket\.io\/ \{[^}]*limit_req zone=sio_new_sessions [^}]*limit_conn sio_conns_per_addr \d+;/);
+    expect(conf).toMatch(/limit_req_status 429;/);
+    expect(conf).toMatch(/limit_conn_status 429;/);
+    expect(conf).toMatch(/client_header_timeout \d+s;/);
+    expect(conf).toMatch(/client_body_timeout \d+s;/);
+  });
 });
 
 // ── nginx itself ────────────────────────────────────────────────────────────────────────────────────

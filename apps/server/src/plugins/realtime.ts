@@ -25,8 +25,8 @@ export default fp<{ config: Config }>(
       maxHttpBufferSize: config.limits.socketPayloadBytes,
       pingInterval: config.socket.pingIntervalMs,
       pingTimeout: config.socket.pingTimeoutMs,
-      // Half-open handshakes are dropped after this long.
-      connectTimeout: 10_000,
+      // An engine connection that has not joined a namespace (sent CONNECT) by then is closed.
+      connectTimeout: config.socket.connectTimeoutMs,
       cors: config.corsOrigins ? { origin: config.corsOrigins, credentials: true } : { origin: false },
     });
 

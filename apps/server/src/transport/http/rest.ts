@@ -6,7 +6,7 @@ import { runOperation } from '../operations.ts';
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
-interface RestRoute {
+export interface RestRoute {
   method: Method;
   url: string;
   event: ClientEventName;
@@ -37,7 +37,7 @@ function bodyOf(event: ClientEventName, ...urlFields: string[]): z.ZodObject {
  * real-time fan-out are shared. The URL's fields and the body merge into the event's payload, which
  * the event's own zod schema validates.
  */
-const routes: RestRoute[] = [
+export const routes: readonly RestRoute[] = [
   { method: 'GET', url: '/v1/conversations', event: 'conversation:list', summary: 'My conversations by last activity, with last message and unread count', querystring: pageQuery.extend({ cursor: z.string().max(200).optional() }) },
   { method: 'POST', url: '/v1/conversations/direct', event: 'conversation:open-direct', summary: 'Open (or get) the direct conversation with a user', body: bodyOf('conversation:open-direct'), status: (r) => (r['created'] ? 201 : 200) },
   { method: 'POST', url: '/v1/conversations/groups', event: 'conversation:create-group', summary: 'Create a group; the caller owns it', body: bodyOf('conversation:create-group'), status: () => 201 },

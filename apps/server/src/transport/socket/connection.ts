@@ -1,5 +1,8 @@
+import type { IncomingMessage } from 'node:http';
+import proxyAddr from '@fastify/proxy-addr';
 import type { FastifyInstance } from 'fastify';
 import type { ExtendedError } from 'socket.io';
+import type { Config } from '../../config.ts';
 import { AppError, toAppError } from '../../errors.ts';
 import { bindClientEvents } from './dispatch.ts';
 import type { ChatServer, ChatSocket } from './types.ts';
@@ -13,10 +16,13 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * `{ code, message, retryable }` a REST call would get.
  */
 export function handleConnections(app: FastifyInstance, io: ChatServer): void {
+  const clientAddress = addressResolver(app.config.trustProxy);
   io.use((socket, next) => {
     void (async () => {
       try {
         if (app.lifecycle.draining) throw new AppError('unavailable', 'This node is draining; connect to another one');
+        // Before the token is even looked at, so a flood of garbage handshakes is limited too.
+        await enforceConnectRate(app, clientAddress(socket.request));
         const principal = app.tokens.verify(socket.handshake.auth?.['token']);
         await app.services.users.ensure(principal);
         socket.data.principal = principal;
@@ -64,6 +70,40 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
       log.info({ reason }, 'socket disconnected');
     });
   });
+}
+
+/**
+ * New connections per client address, one budget for the whole cluster (RATE_LIMIT_SOCKET_CONNECT,
+ * off with RATE_LIMITS=false). Behind nginx the address is the client's, from X-Forwarded-For as far
+ * as TRUST_PROXY believes it. A limiter outage allows the connection, as for the per-user budgets.
+ */
+async function enforceConnectRate(app: FastifyInstance, address: string): Promise<void> {
+  const { rateLimits } = app.config;
+  if (!rateLimits.enabled) return;
+  let result;
+  try {
+    result = await app.state.rateLimiter.consume(`connect:${address}`, rateLimits.socketConnect);
+  } catch (error) {
+    app.metrics.rateLimiterFailures.inc();
+    app.log.warn({ err: error }, 'rate limiter unavailable; allowing the connection');
+    return;
+  }
+  if (!result.allowed) {
+    app.metrics.rateLimited.inc({ class: 'connect' });
+    throw new AppError('rate_limited', `Too many new connections from this address; retry in ${result.retryAfterMs} ms`, { retryAfterMs: result.retryAfterMs });
+  }
+}
+
+/**
+ * The client address of a handshake exactly as Fastify resolves `request.ip` for the same TRUST_PROXY
+ * (fastify lib/request.js getTrustProxyFn): Socket.IO's own `handshake.address` is always the peer,
+ * which behind nginx is nginx.
+ */
+function addressResolver(trust: Config['trustProxy']): (request: IncomingMessage) => string {
+  if (trust === false) return (request) => request.socket.remoteAddress ?? 'unknown';
+  const trusts =
+    typeof trust === 'function' ? trust : trust === true ? () => true : proxyAddr.compile(trust.split(',').map((value) => value.trim()));
+  return (request) => proxyAddr(request, trusts);
 }
 
 /** Every socket joins its user's room: a fan-out to a user reaches all their devices on all nodes. */
