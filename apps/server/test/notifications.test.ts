@@ -94,10 +94,13 @@ describe('notifications per kind', () => {
 
     const bob = await device(nodeB, bobId);
     await send(alice, conversation.id, 'now you are');
+    // Invisible looks offline to others, but the device is connected: still no notification.
+    await bob.ok('presence:set-status', { status: 'invisible' });
+    await send(alice, conversation.id, 'even invisible');
     await settled();
     expect(await stored(bobId)).toHaveLength(1);
     expect(bob.of('notification:new')).toEqual([]);
-    await eventually(() => expect(bob.of('message:new').map((m) => m.body)).toEqual(['now you are']));
+    await eventually(() => expect(bob.of('message:new').map((m) => m.body)).toEqual(['now you are', 'even invisible']));
   });
 
   it('a mention in a group by @userId or @displayName, to every device of the mentioned on both nodes', async () => {
