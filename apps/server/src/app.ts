@@ -51,6 +51,9 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
     // Behind nginx every request comes from the proxy: without this, per-address limits would count
     // all clients as one. Only proxies on the configured networks are believed.
     trustProxy: config.trustProxy,
+    // avvio's 10 s default per plugin is too tight for the embedded database: creating a PGlite
+    // cluster takes ~7 s on an idle 2-core machine and more under load, which failed start-up.
+    pluginTimeout: 60_000,
   }) as unknown as FastifyInstance;
 
   app.decorate('nodeId', config.nodeId);
