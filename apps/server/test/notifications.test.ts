@@ -2,7 +2,7 @@ import { createServer, type IncomingHttpHeaders, type Server, type ServerRespons
 import type { AddressInfo } from 'node:net';
 import type { Notification } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signWebhook, webhookHeaders } from '../src/domain/webhook.ts';
+import { signWebhook, WebhookSender, webhookHeaders, type WebhookOutcome } from '../src/domain/webhook.ts';
 import { eventually } from './helpers/eventually.ts';
 import { startNode, type TestNode } from './helpers/nodes.ts';
 import { signToken } from './helpers/tokens.ts';
@@ -287,6 +287,11 @@ describe('webhook for recipients without a connected device', () => {
     expect(JSON.parse(tries[2]!.body)).toMatchObject({ type: 'notification', recipientId: bobId, unreadCount: 1, notification: { kind: 'message', messageId: message.id, preview: 'wake up' } });
     await eventually(async () => expect(await nodeA.app.metrics.registry.getSingleMetricAsString('chat_webhook_deliveries_total')).toMatch(/outcome="delivered"[^\n]* [1-9]/));
 
+    // An incoming call to a callee without a connected device is pushed too.
+    const ring = (await alice.ok('call:invite', { calleeId: bobId, media: 'video' })).call;
+    await eventually(() => expect(mine().map((a) => JSON.parse(a.body))).toContainEqual({ type: 'call', recipientId: bobId, call: ring }));
+    await alice.ok('call:cancel', { callId: ring.id });
+
     // A recipient with a connected device gets no push.
     const carol = await device(nodeB, uniqueUser('carol'));
     const group = await alice.ok('conversation:create-group', { title: 'online', memberIds: [carol.userId] });
@@ -294,5 +299,53 @@ describe('webhook for recipients without a connected device', () => {
     await settled();
     expect(attempts.filter((a) => JSON.parse(a.body).recipientId === carol.userId)).toEqual([]);
     expect(group.conversation.title).toBe('online');
+  });
+});
+
+describe('WebhookSender', () => {
+  /** A receiver answering each attempt with the next status of the list (the last one repeats). */
+  async function receiverAnswering(statuses: number[]) {
+    const seen: number[] = [];
+    const server = createServer((request, response) => {
+      request.resume();
+      request.on('end', () => {
+        seen.push(Date.now());
+        response.writeHead(statuses[Math.min(seen.length - 1, statuses.length - 1)]!).end();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, seen, close: () => new Promise((resolve) => server.close(resolve)) };
+  }
+  const sender = (url: string, outcomes: WebhookOutcome[], options: Partial<ConstructorParameters<typeof WebhookSender>[0]> = {}) =>
+    new WebhookSender({ url, secret: WEBHOOK_SECRET, maxAttempts: 4, retryBaseMs: 20, retryMaxMs: 40, timeoutMs: 2000, ...options }, { onOutcome: (outcome) => outcomes.push(outcome) });
+
+  it('gives up on a refusal at once, and after maxAttempts on failures, with delays capped at retryMaxMs', async () => {
+    const refusing = await receiverAnswering([400]);
+    const failing = await receiverAnswering([500]);
+    const outcomes: WebhookOutcome[] = [];
+    const refused = sender(refusing.url, outcomes);
+    const failed = sender(failing.url, outcomes);
+    refused.send({ n: 1 });
+    failed.send({ n: 2 });
+    await eventually(() => expect(outcomes.filter((o) => o === 'failed')).toHaveLength(2));
+    expect(refusing.seen).toHaveLength(1);
+    expect(failing.seen).toHaveLength(4);
+    expect(outcomes.filter((o) => o === 'retried')).toHaveLength(3);
+    const gaps = failing.seen.slice(1).map((at, i) => at - failing.seen[i]!);
+    expect(Math.max(...gaps)).toBeLessThan(1000);
+    await Promise.all([refused.close(), failed.close(), refusing.close(), failing.close()]);
+  });
+
+  it('retries an unreachable receiver, and close() drops what is still waiting instead of blocking', async () => {
+    const gone = await receiverAnswering([204]);
+    await gone.close();
+    const outcomes: WebhookOutcome[] = [];
+    const webhook = sender(gone.url, outcomes, { maxAttempts: 100, retryBaseMs: 60_000, retryMaxMs: 60_000 });
+    webhook.send({ n: 1 });
+    await eventually(() => expect(outcomes).toEqual(['retried']));
+    await webhook.close();
+    expect(outcomes).toEqual(['retried', 'dropped']);
+    webhook.send({ n: 2 });
+    expect(outcomes).toEqual(['retried', 'dropped']);
   });
 });
