@@ -407,6 +407,22 @@ describe.each([memory, redis])('state stores: $name', (backend) => {
       expect(missed).toMatchObject({ id: ringing.id, state: 'missed' });
     });
 
+    it('counts the caller\'s touches while ringing, so a call answered late is not ended as abandoned', async () => {
+      const [{ calls }] = backend.cluster(1) as [StateStores];
+      const call = newCall();
+      const short = { ringTimeoutMs: 5000, liveTtlMs: 300, finalTtlMs: 5000 };
+      await calls.create(call, short);
+      const deadline = Date.now() + 700;
+      while (Date.now() < deadline) {
+        expect(await calls.touch([{ callId: call.id, deviceId: call.callerDeviceId }], short)).toEqual(new Map([[call.id, { state: 'ringing', ended: null }]]));
+        await sleep(50);
+      }
+      await calls.transition(call.id, ['ringing'], 'accepted', { calleeDeviceId: 'late' }, short);
+      expect(await calls.touch([{ callId: call.id, deviceId: 'late' }], short)).toEqual(new Map([[call.id, { state: 'accepted', ended: null }]]));
+      // The ring deadline still stands for the record's TTL while ringing (KEEPTTL): touching never shortened it.
+      expect((await calls.get(call.id))?.state).toBe('accepted');
+    });
+
     it('lets a call nobody touches at all (both nodes died) disappear with its busy markers', async () => {
       const [{ calls }] = backend.cluster(1) as [StateStores];
       const call = newCall();

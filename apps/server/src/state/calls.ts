@@ -85,8 +85,8 @@ export interface CallStore {
   expireRinging(timings: CallTimings, limit?: number): Promise<CallRecord[]>;
 
   /**
-   * Records that each given device is still connected to a live node, and extends its accepted call's
-   * TTL (and markers) to `liveTtlMs` from now. An accepted call whose other device has not been
+   * Records that each given device is still connected to a live node (the caller's device also while
+   * ringing), and extends its accepted call's TTL (and markers) to `liveTtlMs` from now. An accepted call whose other device has not been
    * touched within `liveTtlMs` is ended (`endedBy` null) by this touch: exactly one toucher gets it in
    * `ended`. (A ringing call lives until its ring deadline plus `liveTtlMs` regardless, so
    * `expireRinging` always finds it.)
@@ -181,6 +181,7 @@ export class MemoryCallStore implements CallStore {
         continue;
       }
       const call = entry.call;
+      if (call.state === 'ringing' && deviceId === call.callerDeviceId) call.callerSeenAt = now;
       if (call.state !== 'accepted') {
         results.set(callId, { state: call.state, ended: null });
         continue;
@@ -359,6 +360,10 @@ for i = 4, #ARGV, 2 do
   else
     local call = cjson.decode(raw)
     local device = ARGV[i + 1]
+    if call.state == 'ringing' and device == call.callerDeviceId then
+      call.callerSeenAt = now
+      redis.call('SET', call_key(call.id), cjson.encode(call), 'KEEPTTL')
+    end
     if call.state ~= 'accepted' then
       table.insert(results, call.state)
       table.insert(results, '')
