@@ -44,6 +44,8 @@ export interface NotificationOptions {
 
 const PREVIEW_LENGTH = 140;
 const BATCH = 256;
+/** Reports waiting beyond this (the database far behind) are dropped, so memory stays bounded. */
+const MAX_QUEUE = 100_000;
 const WRITE_ATTEMPTS = 3;
 const LIST_DEFAULT = 30;
 /** `conversation:mute` mutes until unmuted; the column also allows timed mutes. */
@@ -68,6 +70,7 @@ export class NotificationService {
   readonly #options: NotificationOptions;
   #queue: Intent[] = [];
   #running: Promise<void> | null = null;
+  #dropped = 0;
 
   constructor(db: Db, presence: PresenceStore, fanout: Fanout, options: NotificationOptions) {
     this.#db = db;
@@ -184,6 +187,10 @@ export class NotificationService {
   // -------------------------------------------------------------------------------------------
 
   #enqueue(intent: Intent): void {
+    if (this.#queue.length >= MAX_QUEUE) {
+      if (this.#dropped++ % 10_000 === 0) this.#options.log.warn({ dropped: this.#dropped }, 'notifications: writer far behind; dropping reports');
+      return;
+    }
     this.#queue.push(intent);
     this.#start();
   }
