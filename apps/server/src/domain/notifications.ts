@@ -359,6 +359,7 @@ function toWire(row: Row): Notification {
     messageId: row.messageId,
     actorId: row.actorId,
     preview: row.preview,
+    data: row.payload ?? {},
     createdAt: row.createdAt.toISOString(),
     readAt: row.readAt === null ? null : row.readAt.toISOString(),
   };
