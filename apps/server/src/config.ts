@@ -82,6 +82,7 @@ const envSchema = z
     RATE_LIMIT_CONVERSATION: rate.prefault('10/60s'),
     RATE_LIMIT_RECEIPT: rate.prefault('60/10s'),
     RATE_LIMIT_READ: rate.prefault('120/10s'),
+    RATE_LIMIT_CALL: rate.prefault('200/10s'),
     RATE_LIMIT_FLOOD_DISCONNECT: int(1, 1_000_000).default(50),
     // nginx's limit on new Socket.IO sessions per address (burst 4000, 200/s), enforced again by the
     // nodes for clients that reach them without nginx.
@@ -89,6 +90,16 @@ const envSchema = z
     REST_RATE_LIMIT_PER_MINUTE: int(1, 10_000_000).default(600),
     TYPING_TTL_MS: int(1000, 60_000).default(6000),
     PRESENCE_NODE_TTL_MS: int(1000, 600_000).default(20_000),
+
+    CALL_RING_TIMEOUT_MS: int(1000, 600_000).default(30_000),
+    CALL_STATE_TTL_MS: int(1000, 600_000).default(30_000),
+    CALL_MIN_MESSAGES: int(0, 1_000_000).default(0),
+    NOTIFY_WEBHOOK_URL: z.url({ protocol: /^https?$/ }).optional(),
+    NOTIFY_WEBHOOK_SECRET: z.string().min(16, 'at least 16 characters').optional(),
+    NOTIFY_WEBHOOK_MAX_ATTEMPTS: int(1, 100).default(6),
+    NOTIFY_WEBHOOK_RETRY_BASE_MS: int(1, 600_000).default(1000),
+    NOTIFY_WEBHOOK_RETRY_MAX_MS: int(1, 3_600_000).default(60_000),
+    NOTIFY_WEBHOOK_TIMEOUT_MS: int(100, 120_000).default(5000),
 
     SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
     DRAIN_DELAY_MS: int(0, 600_000).default(0),
@@ -102,6 +113,9 @@ const envSchema = z
     }
     if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
       ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'at most HTTP_REQUEST_TIMEOUT_MS (the headers are part of the request)' });
+    }
+    if (env.NOTIFY_WEBHOOK_URL && !env.NOTIFY_WEBHOOK_SECRET) {
+      ctx.addIssue({ code: 'custom', path: ['NOTIFY_WEBHOOK_SECRET'], message: 'a secret of at least 16 characters (required with NOTIFY_WEBHOOK_URL: receivers verify the signature)' });
     }
     if (env.NODE_ENV === 'production') {
       if (env.DEV_TOKENS) {
@@ -152,10 +166,20 @@ export interface Config {
     socketConnect: { capacity: number; refillPerSecond: number };
   };
   presence: { nodeTtlMs: number };
+  calls: {
+    /** An unanswered call ends as `missed` this long after the invite. */
+    ringTimeoutMs: number;
+    /** A live call whose node stopped touching it (crashed) disappears after this long. */
+    stateTtlMs: number;
+    /** Messages a direct conversation needs before its members may call each other (0: no rule). */
+    minMessages: number;
+  };
+  /** Where notifications for users without a connected device are POSTed; null: nowhere. */
+  notifyWebhook: { url: string; secret: string; maxAttempts: number; retryBaseMs: number; retryMaxMs: number; timeoutMs: number } | null;
 }
 
 /** Event classes with their own per-user budget (see transport/rate-limits.ts). */
-export type RateLimitClass = 'message' | 'typing' | 'conversation' | 'receipt' | 'read';
+export type RateLimitClass = 'message' | 'typing' | 'conversation' | 'receipt' | 'read' | 'call';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -214,12 +238,24 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
         conversation: env.RATE_LIMIT_CONVERSATION,
         receipt: env.RATE_LIMIT_RECEIPT,
         read: env.RATE_LIMIT_READ,
+        call: env.RATE_LIMIT_CALL,
       },
       floodDisconnectAfter: env.RATE_LIMIT_FLOOD_DISCONNECT,
       restPerMinute: env.REST_RATE_LIMIT_PER_MINUTE,
       socketConnect: env.RATE_LIMIT_SOCKET_CONNECT,
     },
     presence: { nodeTtlMs: env.PRESENCE_NODE_TTL_MS },
+    calls: { ringTimeoutMs: env.CALL_RING_TIMEOUT_MS, stateTtlMs: env.CALL_STATE_TTL_MS, minMessages: env.CALL_MIN_MESSAGES },
+    notifyWebhook: env.NOTIFY_WEBHOOK_URL
+      ? {
+          url: env.NOTIFY_WEBHOOK_URL,
+          secret: env.NOTIFY_WEBHOOK_SECRET!,
+          maxAttempts: env.NOTIFY_WEBHOOK_MAX_ATTEMPTS,
+          retryBaseMs: env.NOTIFY_WEBHOOK_RETRY_BASE_MS,
+          retryMaxMs: env.NOTIFY_WEBHOOK_RETRY_MAX_MS,
+          timeoutMs: env.NOTIFY_WEBHOOK_TIMEOUT_MS,
+        }
+      : null,
   };
 }
 

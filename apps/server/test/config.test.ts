@@ -44,6 +44,9 @@ describe('configuration', () => {
     [{ HTTP_HEADERS_TIMEOUT_MS: '20000', HTTP_REQUEST_TIMEOUT_MS: '10000' }, /^Invalid configuration: HTTP_HEADERS_TIMEOUT_MS: expected at most HTTP_REQUEST_TIMEOUT_MS/],
     [{ SOCKET_CONNECT_TIMEOUT_MS: '10' }, /^Invalid configuration: SOCKET_CONNECT_TIMEOUT_MS: expected a number >= 100, got "10"$/],
     [{ RATE_LIMIT_SOCKET_CONNECT: '10 per second' }, /^Invalid configuration: RATE_LIMIT_SOCKET_CONNECT: expected N\/Ts, e\.g\. 20\/10s/],
+    [{ CALL_RING_TIMEOUT_MS: '10' }, /^Invalid configuration: CALL_RING_TIMEOUT_MS: expected a number >= 1000, got "10"$/],
+    [{ NOTIFY_WEBHOOK_URL: 'ftp://push.example/hook' }, /^Invalid configuration: NOTIFY_WEBHOOK_URL: /],
+    [{ NOTIFY_WEBHOOK_URL: 'https://push.example/hook' }, /^Invalid configuration: NOTIFY_WEBHOOK_SECRET: expected a secret of at least 16 characters \(required with NOTIFY_WEBHOOK_URL/],
   ])('rejects %o with one line naming the variable', (env, message) => {
     const text = rejection(env);
     expect(text).toMatch(message);

@@ -1,3 +1,4 @@
+import { eventually } from './helpers/eventually.ts';
 import { createHmac, generateKeyPairSync, randomInt, randomUUID } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -90,13 +91,21 @@ describe('tokens', () => {
 
 // ── authorization matrix ────────────────────────────────────────────────────────────────────────────
 
-interface Fixture {
+/** Ids of someone else's things, or of nothing, for the "same answer as a missing one" comparison. */
+interface Ids {
   conversationId: string;
   messageId: string;
+  /** A call between the insider and the member. */
+  callId: string;
+  /** A notification of the member's. */
+  notificationId: string;
+  /** The insider. */
+  userId: string;
+}
+
+interface Fixture extends Ids {
   insiderId: string;
-  /** Ids of nothing, for the "same answer as a missing one" comparison. */
-  missingConversationId: string;
-  missingMessageId: string;
+  missing: Ids;
 }
 
 /**
@@ -107,7 +116,7 @@ interface Fixture {
  * - `own`: the call only reads or changes the caller's own data; `leaks` says what must not appear.
  */
 type Entry<E extends ClientEventName> =
-  | { kind: 'hidden'; payload: (f: Fixture, id: { conversationId: string; messageId: string }) => ClientPayload<E> }
+  | { kind: 'hidden'; payload: (f: Fixture, id: Ids) => ClientPayload<E> }
   | { kind: 'own'; payload: (f: Fixture) => ClientPayload<E>; leaks?: (result: unknown, f: Fixture) => void };
 
 const matrix: { [E in ClientEventName]: Entry<E> } = {
@@ -143,6 +152,19 @@ const matrix: { [E in ClientEventName]: Entry<E> } = {
       expect(JSON.stringify(result)).not.toContain('secret');
     },
   },
+  'notification:list': { kind: 'own', payload: () => ({}), leaks: (r, f) => expect(JSON.stringify(r)).not.toContain(f.notificationId) },
+  // Someone else's notification ids are ignored, not marked and not confirmed.
+  'notification:mark-read': { kind: 'own', payload: (f) => ({ notificationIds: [f.notificationId] }), leaks: (r) => expect(r).toMatchObject({ notificationIds: [] }) },
+  'notification:delete': { kind: 'hidden', payload: (_f, id) => ({ notificationId: id.notificationId }) },
+  'conversation:mute': { kind: 'hidden', payload: (_f, id) => ({ conversationId: id.conversationId, muted: true }) },
+  // Ringing the insider, whom the caller shares no conversation with, answers like ringing nobody.
+  'call:invite': { kind: 'hidden', payload: (_f, id) => ({ calleeId: id.userId, media: 'audio' }) },
+  'call:accept': { kind: 'hidden', payload: (_f, id) => ({ callId: id.callId }) },
+  'call:reject': { kind: 'hidden', payload: (_f, id) => ({ callId: id.callId }) },
+  'call:cancel': { kind: 'hidden', payload: (_f, id) => ({ callId: id.callId }) },
+  'call:end': { kind: 'hidden', payload: (_f, id) => ({ callId: id.callId }) },
+  'call:signal': { kind: 'hidden', payload: (_f, id) => ({ callId: id.callId, signal: { type: 'offer', sdp: 'v=0' } }) },
+  'call:get': { kind: 'hidden', payload: (_f, id) => ({ callId: id.callId }) },
 };
 
 describe('authorization matrix: every socket event and REST route, as a non-member and unauthenticated', () => {
@@ -161,7 +183,15 @@ describe('authorization matrix: every socket event and REST route, as a non-memb
     devices.push(insider, member, outsider);
     const conversationId = (await insider.ok('conversation:create-group', { title: 'private', memberIds: [member.userId] })).conversation.id;
     const messageId = (await insider.ok('message:send', { conversationId, clientMsgId: `secret-${randomUUID()}`, body: 'secret' })).message.id;
-    f = { conversationId, messageId, insiderId: insider.userId, missingConversationId: randomUUID(), missingMessageId: randomUUID() };
+    const callId = (await insider.ok('call:invite', { calleeId: member.userId, media: 'video' })).call.id;
+    // Being added to the group gave the member a notification.
+    const notificationId = await eventually(async () => {
+      const { notifications } = await member.ok('notification:list', {});
+      expect(notifications.length).toBeGreaterThan(0);
+      return notifications[0]!.id;
+    });
+    const missing = { conversationId: randomUUID(), messageId: randomUUID(), callId: randomUUID(), notificationId: randomUUID(), userId: uniqueUser('nobody') };
+    f = { conversationId, messageId, callId, notificationId, userId: insider.userId, insiderId: insider.userId, missing };
   });
 
   it('has an entry for every client event', () => {
@@ -172,7 +202,7 @@ describe('authorization matrix: every socket event and REST route, as a non-memb
     const entry = matrix[event] as Entry<ClientEventName>;
     if (entry.kind === 'hidden') {
       const real = await outsider.call(event, entry.payload(f, f) as never);
-      const missing = await outsider.call(event, entry.payload(f, { conversationId: f.missingConversationId, messageId: f.missingMessageId }) as never);
+      const missing = await outsider.call(event, entry.payload(f, f.missing) as never);
       expect(real).toMatchObject({ ok: false, error: { code: 'not_found' } });
       expect(real).toEqual(missing);
     } else {
@@ -216,7 +246,7 @@ describe('authorization matrix: every socket event and REST route, as a non-memb
     const bearer = `Bearer ${outsiderToken}`;
     if (entry.kind === 'hidden') {
       const real = await request(route, entry.payload(f, f) as Record<string, unknown>, bearer);
-      const missing = await request(route, entry.payload(f, { conversationId: f.missingConversationId, messageId: f.missingMessageId }) as Record<string, unknown>, bearer);
+      const missing = await request(route, entry.payload(f, f.missing) as Record<string, unknown>, bearer);
       expect([real.statusCode, real.json().error?.code]).toEqual([404, 'not_found']);
       expect([real.statusCode, real.json()]).toEqual([missing.statusCode, missing.json()]);
     } else {

@@ -149,7 +149,21 @@ export const validExamples: { [E in ClientEventName]: (f: FuzzFixture) => Client
   'receipt:mark': (f) => ({ conversationId: f.groupId, delivered: 1, read: 1 }),
   'history:fetch': (f) => ({ conversationId: f.groupId, after: 0, limit: 5 }),
   'sync:changes': (f) => ({ since: [{ conversationId: f.groupId, version: 0 }], limit: 5 }),
+  'notification:list': () => ({ limit: 10, unreadOnly: true }),
+  'notification:mark-read': () => ({ all: true }),
+  'notification:delete': () => ({ notificationId: UNKNOWN_ID }),
+  'conversation:mute': (f) => ({ conversationId: f.groupId, muted: true }),
+  'call:invite': (f) => ({ calleeId: f.peerId, media: 'video' }),
+  'call:accept': () => ({ callId: UNKNOWN_ID }),
+  'call:reject': () => ({ callId: UNKNOWN_ID }),
+  'call:cancel': () => ({ callId: UNKNOWN_ID }),
+  'call:end': () => ({ callId: UNKNOWN_ID }),
+  'call:signal': () => ({ callId: UNKNOWN_ID, signal: { type: 'offer', sdp: 'v=0' } }),
+  'call:get': () => ({ callId: UNKNOWN_ID }),
 };
+
+/** A well-formed id of nothing: notifications and calls are the fuzzing user's own only when it made them. */
+const UNKNOWN_ID = '0190d6a8-0000-7000-8000-000000000000';
 
 /**
  * What every answer must be: `{ ok: true, ... }`, or `{ ok: false, error }` with a catalogued code

@@ -1,0 +1,452 @@
+import type { Redis } from 'ioredis';
+import { assertNoClientKeyPrefix, defineScript, LUA_NOW_MS, type RedisScript } from './redis-script.ts';
+
+export type CallState = 'ringing' | 'accepted' | 'rejected' | 'cancelled' | 'ended' | 'missed' | 'busy';
+
+/** A call as the store keeps it. Times are epoch ms on the store's clock. */
+export interface CallRecord {
+  id: string;
+  callerId: string;
+  calleeId: string;
+  media: 'audio' | 'video';
+  state: CallState;
+  callerDeviceId: string;
+  calleeDeviceId: string | null;
+  endedBy: string | null;
+  createdAt: number;
+  ringDeadline: number;
+  acceptedAt: number | null;
+  endedAt: number | null;
+  /** Last touch by the node of the caller's device, and of the accepting device (see {@link CallStore.touch}). */
+  callerSeenAt: number;
+  calleeSeenAt: number | null;
+}
+
+/** What one touch found for one call. */
+export interface Touched {
+  /** The call's state after the touch; null when it no longer exists. */
+  state: CallState | null;
+  /** Set when this touch ended the accepted call because the other device's node went silent. */
+  ended: CallRecord | null;
+}
+
+export type NewCall = Pick<CallRecord, 'id' | 'callerId' | 'calleeId' | 'media' | 'callerDeviceId'>;
+
+export const liveCallStates: readonly CallState[] = ['ringing', 'accepted'];
+
+export interface CallTimings {
+  /** A ringing call not accepted within this long is claimed by {@link CallStore.expireRinging}. */
+  ringTimeoutMs: number;
+  /**
+   * Liveness of accepted calls: the node of each device in the call touches it on an interval; when
+   * one side has not been touched for this long (its node died), the other side's next touch ends
+   * the call. A call nobody touches (both nodes died) disappears with its busy markers after twice
+   * this long: the margin lets a merely slow node end a call properly instead of finding it gone.
+   */
+  liveTtlMs: number;
+  /** How long a finished call stays readable (late accepts get `conflict`, not `not_found`). */
+  finalTtlMs: number;
+}
+
+/**
+ * Calls and who is in one, shared by all nodes. Only what may be lost: every entry has a TTL.
+ *
+ * Atomicity: each method is one atomic step (a Lua script in Redis). `create` checks and takes both
+ * parties' busy markers at once, so two calls racing for one user never both ring; `transition` is a
+ * compare-and-set on the call's state, so of two devices accepting at once exactly one wins; and
+ * `expireRinging` hands each timed-out call to exactly one caller cluster-wide.
+ *
+ * A user is busy while a marker names a live call of theirs. Markers live exactly as long as the call
+ * (same TTL, refreshed together) and are removed when it reaches a final state.
+ */
+export interface CallStore {
+  /**
+   * Creates a ringing call whose ring deadline is `ringTimeoutMs` from now, unless a party is busy:
+   * a busy caller gets `busy: 'caller'` and nothing is stored; a busy callee gets `busy: 'callee'` and
+   * the call is stored already final in state `busy`.
+   */
+  create(call: NewCall, timings: CallTimings): Promise<{ call: CallRecord; busy: null | 'callee' } | { call: null; busy: 'caller' }>;
+
+  get(callId: string): Promise<CallRecord | null>;
+
+  /**
+   * Moves the call to `to` (with `patch`), only if its current state is one of `from`. Accepting
+   * stamps `acceptedAt`; a final state stamps `endedAt`, drops the busy markers and shortens the TTL.
+   * @returns the call as it now is (null if unknown or expired) and whether this call changed it.
+   */
+  transition(
+    callId: string,
+    from: readonly CallState[],
+    to: CallState,
+    patch: { calleeDeviceId?: string; endedBy?: string | null },
+    timings: CallTimings,
+  ): Promise<{ call: CallRecord | null; changed: boolean }>;
+
+  /** Claims ringing calls past their deadline as `missed` (each returned once, to one caller). */
+  expireRinging(timings: CallTimings, limit?: number): Promise<CallRecord[]>;
+
+  /**
+   * Records that each given device is still connected to a live node (the caller's device also while
+   * ringing), and extends its accepted call's TTL (and markers) to 2 × `liveTtlMs` from now. An accepted call whose other device has not been
+   * touched within `liveTtlMs` is ended (`endedBy` null) by this touch: exactly one toucher gets it in
+   * `ended`. (A ringing call lives until its ring deadline plus `liveTtlMs` regardless, so
+   * `expireRinging` always finds it.)
+   * @returns per call id what the touch found.
+   */
+  touch(devices: ReadonlyArray<{ callId: string; deviceId: string }>, timings: CallTimings): Promise<Map<string, Touched>>;
+}
+
+const FINAL: ReadonlySet<CallState> = new Set(['rejected', 'cancelled', 'ended', 'missed', 'busy']);
+
+/** Calls of one process (single-node mode, tests). Expired entries are pruned lazily. */
+export class MemoryCallStore implements CallStore {
+  readonly #now: () => number;
+  readonly #calls = new Map<string, { call: CallRecord; expiresAt: number }>();
+  readonly #markers = new Map<string, { callId: string; expiresAt: number }>();
+
+  constructor(options: { now?: () => number } = {}) {
+    this.#now = options.now ?? Date.now;
+  }
+
+  async create(input: NewCall, timings: CallTimings): Promise<{ call: CallRecord; busy: null | 'callee' } | { call: null; busy: 'caller' }> {
+    const now = this.#now();
+    this.#prune(now);
+    if (this.#markers.has(input.callerId)) return { call: null, busy: 'caller' };
+    const calleeBusy = this.#markers.has(input.calleeId);
+    const call: CallRecord = {
+      ...input,
+      state: calleeBusy ? 'busy' : 'ringing',
+      calleeDeviceId: null,
+      endedBy: null,
+      createdAt: now,
+      ringDeadline: now + timings.ringTimeoutMs,
+      acceptedAt: null,
+      endedAt: calleeBusy ? now : null,
+      callerSeenAt: now,
+      calleeSeenAt: null,
+    };
+    if (calleeBusy) {
+      this.#calls.set(call.id, { call, expiresAt: now + timings.finalTtlMs });
+      return { call: { ...call }, busy: 'callee' };
+    }
+    const expiresAt = call.ringDeadline + timings.liveTtlMs;
+    this.#calls.set(call.id, { call, expiresAt });
+    this.#markers.set(call.callerId, { callId: call.id, expiresAt });
+    this.#markers.set(call.calleeId, { callId: call.id, expiresAt });
+    return { call: { ...call }, busy: null };
+  }
+
+  async get(callId: string): Promise<CallRecord | null> {
+    this.#prune(this.#now());
+    const entry = this.#calls.get(callId);
+    return entry ? { ...entry.call } : null;
+  }
+
+  async transition(
+    callId: string,
+    from: readonly CallState[],
+    to: CallState,
+    patch: { calleeDeviceId?: string; endedBy?: string | null },
+    timings: CallTimings,
+  ): Promise<{ call: CallRecord | null; changed: boolean }> {
+    const now = this.#now();
+    this.#prune(now);
+    const entry = this.#calls.get(callId);
+    if (!entry) return { call: null, changed: false };
+    if (!from.includes(entry.call.state)) return { call: { ...entry.call }, changed: false };
+    this.#apply(entry, to, patch, now, timings);
+    return { call: { ...entry.call }, changed: true };
+  }
+
+  async expireRinging(timings: CallTimings, limit = 100): Promise<CallRecord[]> {
+    const now = this.#now();
+    this.#prune(now);
+    const claimed: CallRecord[] = [];
+    for (const entry of this.#calls.values()) {
+      if (claimed.length >= limit) break;
+      if (entry.call.state !== 'ringing' || entry.call.ringDeadline > now) continue;
+      this.#apply(entry, 'missed', { endedBy: null }, now, timings);
+      claimed.push({ ...entry.call });
+    }
+    return claimed;
+  }
+
+  async touch(devices: ReadonlyArray<{ callId: string; deviceId: string }>, timings: CallTimings): Promise<Map<string, Touched>> {
+    const now = this.#now();
+    this.#prune(now);
+    const results = new Map<string, Touched>();
+    for (const { callId, deviceId } of devices) {
+      const entry = this.#calls.get(callId);
+      if (!entry) {
+        results.set(callId, { state: null, ended: null });
+        continue;
+      }
+      const call = entry.call;
+      if (call.state === 'ringing' && deviceId === call.callerDeviceId) call.callerSeenAt = now;
+      if (call.state !== 'accepted') {
+        results.set(callId, { state: call.state, ended: null });
+        continue;
+      }
+      const caller = deviceId === call.callerDeviceId;
+      if (caller) call.callerSeenAt = now;
+      else if (deviceId === call.calleeDeviceId) call.calleeSeenAt = now;
+      const other = caller ? call.calleeSeenAt : call.callerSeenAt;
+      if ((other ?? 0) < now - timings.liveTtlMs) {
+        this.#apply(entry, 'ended', { endedBy: null }, now, timings);
+        results.set(callId, { state: 'ended', ended: { ...call } });
+        continue;
+      }
+      entry.expiresAt = now + 2 * timings.liveTtlMs;
+      for (const userId of [call.callerId, call.calleeId]) {
+        const marker = this.#markers.get(userId);
+        if (marker?.callId === callId) marker.expiresAt = entry.expiresAt;
+      }
+      results.set(callId, { state: 'accepted', ended: null });
+    }
+    return results;
+  }
+
+  #apply(entry: { call: CallRecord; expiresAt: number }, to: CallState, patch: { calleeDeviceId?: string; endedBy?: string | null }, now: number, timings: CallTimings): void {
+    const call = entry.call;
+    call.state = to;
+    if (patch.calleeDeviceId !== undefined) call.calleeDeviceId = patch.calleeDeviceId;
+    if (patch.endedBy !== undefined) call.endedBy = patch.endedBy;
+    if (to === 'accepted') {
+      call.acceptedAt = now;
+      call.calleeSeenAt = now;
+    }
+    if (FINAL.has(to)) {
+      call.endedAt = now;
+      entry.expiresAt = now + timings.finalTtlMs;
+      for (const userId of [call.callerId, call.calleeId]) {
+        if (this.#markers.get(userId)?.callId === call.id) this.#markers.delete(userId);
+      }
+    } else {
+      entry.expiresAt = now + 2 * timings.liveTtlMs;
+      for (const userId of [call.callerId, call.calleeId]) {
+        const marker = this.#markers.get(userId);
+        if (marker?.callId === call.id) marker.expiresAt = entry.expiresAt;
+      }
+    }
+  }
+
+  #prune(now: number): void {
+    for (const [id, entry] of this.#calls) if (entry.expiresAt <= now) this.#calls.delete(id);
+    for (const [userId, marker] of this.#markers) if (marker.expiresAt <= now) this.#markers.delete(userId);
+  }
+}
+
+/*
+ * Key layout (all under the store's prefix):
+ *   call:<callId>      STRING  the CallRecord as JSON; PX = ring timeout + liveTtlMs while ringing,
+ *                              2 × liveTtlMs once accepted, finalTtlMs after
+ *   call-user:<userId> STRING  the id of the user's live call (the busy marker), same PX as the call
+ *   calls-ringing      ZSET    callId → ring deadline, for expireRinging
+ * Scripts build the keys from the prefix they are given (ARGV[1]), like the presence store's.
+ */
+
+const LUA_COMMON = `
+${LUA_NOW_MS}
+local prefix = ARGV[1]
+local final = { rejected = true, cancelled = true, ended = true, missed = true, busy = true }
+local function call_key(id) return prefix .. 'call:' .. id end
+local function marker_key(user) return prefix .. 'call-user:' .. user end
+local function drop_markers(call)
+  for _, user in ipairs({ call.callerId, call.calleeId }) do
+    if redis.call('GET', marker_key(user)) == call.id then redis.call('DEL', marker_key(user)) end
+  end
+end
+local function refresh_markers(call, ttl)
+  for _, user in ipairs({ call.callerId, call.calleeId }) do
+    if redis.call('GET', marker_key(user)) == call.id then redis.call('PEXPIRE', marker_key(user), ttl) end
+  end
+end
+-- Moves a decoded call to a state, stamping times and keeping markers, TTL and the ringing index right.
+local function apply(call, to, now, live_ttl, final_ttl)
+  call.state = to
+  if to == 'accepted' then
+    call.acceptedAt = now
+    call.calleeSeenAt = now
+  end
+  if final[to] then
+    call.endedAt = now
+    drop_markers(call)
+    redis.call('ZREM', prefix .. 'calls-ringing', call.id)
+    redis.call('SET', call_key(call.id), cjson.encode(call), 'PX', final_ttl)
+  else
+    if to ~= 'ringing' then redis.call('ZREM', prefix .. 'calls-ringing', call.id) end
+    redis.call('SET', call_key(call.id), cjson.encode(call), 'PX', 2 * live_ttl)
+    refresh_markers(call, 2 * live_ttl)
+  end
+end
+`;
+
+// ARGV: prefix, call JSON (NewCall), ringTimeoutMs, liveTtlMs, finalTtlMs
+const CREATE = `
+${LUA_COMMON}
+local now = now_ms()
+local call = cjson.decode(ARGV[2])
+local ring, live_ttl, final_ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+if redis.call('EXISTS', marker_key(call.callerId)) == 1 then return { 'caller' } end
+call.calleeDeviceId = cjson.null
+call.endedBy = cjson.null
+call.createdAt = now
+call.ringDeadline = now + ring
+call.acceptedAt = cjson.null
+call.callerSeenAt = now
+call.calleeSeenAt = cjson.null
+if redis.call('EXISTS', marker_key(call.calleeId)) == 1 then
+  call.state = 'busy'
+  call.endedAt = now
+  local json = cjson.encode(call)
+  redis.call('SET', call_key(call.id), json, 'PX', final_ttl)
+  return { 'callee', json }
+end
+call.state = 'ringing'
+call.endedAt = cjson.null
+local json = cjson.encode(call)
+-- Outlives its deadline, whoever touches it, so expireRinging always finds it.
+redis.call('SET', call_key(call.id), json, 'PX', ring + live_ttl)
+redis.call('SET', marker_key(call.callerId), call.id, 'PX', ring + live_ttl)
+redis.call('SET', marker_key(call.calleeId), call.id, 'PX', ring + live_ttl)
+redis.call('ZADD', prefix .. 'calls-ringing', call.ringDeadline, call.id)
+return { '', json }
+`;
+
+// ARGV: prefix, callId, from (comma-separated), to, patch JSON, liveTtlMs, finalTtlMs
+const TRANSITION = `
+${LUA_COMMON}
+local raw = redis.call('GET', call_key(ARGV[2]))
+if not raw then return { 0 } end
+local call = cjson.decode(raw)
+local allowed = false
+for state in string.gmatch(ARGV[3], '[^,]+') do if state == call.state then allowed = true end end
+if not allowed then return { 0, raw } end
+for field, value in pairs(cjson.decode(ARGV[5])) do call[field] = value end
+apply(call, ARGV[4], now_ms(), tonumber(ARGV[6]), tonumber(ARGV[7]))
+return { 1, cjson.encode(call) }
+`;
+
+// ARGV: prefix, liveTtlMs, finalTtlMs, limit
+const EXPIRE_RINGING = `
+${LUA_COMMON}
+local now = now_ms()
+local ids = redis.call('ZRANGEBYSCORE', prefix .. 'calls-ringing', '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+local claimed = {}
+for _, id in ipairs(ids) do
+  redis.call('ZREM', prefix .. 'calls-ringing', id)
+  local raw = redis.call('GET', call_key(id))
+  if raw then
+    local call = cjson.decode(raw)
+    if call.state == 'ringing' then
+      call.endedBy = cjson.null
+      apply(call, 'missed', now, tonumber(ARGV[2]), tonumber(ARGV[3]))
+      table.insert(claimed, cjson.encode(call))
+    end
+  end
+end
+return claimed
+`;
+
+// ARGV: prefix, liveTtlMs, finalTtlMs, then (callId, deviceId) pairs → per pair: state ('' when gone), ended call JSON or ''
+const TOUCH = `
+${LUA_COMMON}
+local now = now_ms()
+local ttl, final_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+local results = {}
+for i = 4, #ARGV, 2 do
+  local raw = redis.call('GET', call_key(ARGV[i]))
+  if not raw then
+    table.insert(results, '')
+    table.insert(results, '')
+  else
+    local call = cjson.decode(raw)
+    local device = ARGV[i + 1]
+    if call.state == 'ringing' and device == call.callerDeviceId then
+      call.callerSeenAt = now
+      redis.call('SET', call_key(call.id), cjson.encode(call), 'KEEPTTL')
+    end
+    if call.state ~= 'accepted' then
+      table.insert(results, call.state)
+      table.insert(results, '')
+    else
+      local other
+      if device == call.callerDeviceId then
+        call.callerSeenAt = now
+        other = call.calleeSeenAt
+      else
+        if device == call.calleeDeviceId then call.calleeSeenAt = now end
+        other = call.callerSeenAt
+      end
+      if other == cjson.null or other < now - ttl then
+        call.endedBy = cjson.null
+        apply(call, 'ended', now, ttl, final_ttl)
+        table.insert(results, 'ended')
+        table.insert(results, cjson.encode(call))
+      else
+        redis.call('SET', call_key(call.id), cjson.encode(call), 'PX', 2 * ttl)
+        refresh_markers(call, 2 * ttl)
+        table.insert(results, 'accepted')
+        table.insert(results, '')
+      end
+    end
+  end
+end
+return results
+`;
+
+/** The shared store: see {@link CallStore} for the guarantees, the key layout above. */
+export class RedisCallStore implements CallStore {
+  readonly #prefix: string;
+  readonly #create: RedisScript;
+  readonly #transition: RedisScript;
+  readonly #expire: RedisScript;
+  readonly #touch: RedisScript;
+  readonly #redis: Redis;
+
+  constructor(redis: Redis, options: { keyPrefix: string }) {
+    assertNoClientKeyPrefix(redis);
+    this.#redis = redis;
+    this.#prefix = options.keyPrefix;
+    this.#create = defineScript(redis, 'callCreate', 0, CREATE);
+    this.#transition = defineScript(redis, 'callTransition', 0, TRANSITION);
+    this.#expire = defineScript(redis, 'callExpireRinging', 0, EXPIRE_RINGING);
+    this.#touch = defineScript(redis, 'callTouch', 0, TOUCH);
+  }
+
+  async create(call: NewCall, timings: CallTimings): Promise<{ call: CallRecord; busy: null | 'callee' } | { call: null; busy: 'caller' }> {
+    const [busy, json] = (await this.#create(this.#prefix, JSON.stringify(call), timings.ringTimeoutMs, timings.liveTtlMs, timings.finalTtlMs)) as [string, string?];
+    if (busy === 'caller') return { call: null, busy: 'caller' };
+    return { call: parse(json!), busy: busy === 'callee' ? 'callee' : null };
+  }
+
+  async get(callId: string): Promise<CallRecord | null> {
+    const raw = await this.#redis.get(`${this.#prefix}call:${callId}`);
+    return raw === null ? null : parse(raw);
+  }
+
+  async transition(
+    callId: string,
+    from: readonly CallState[],
+    to: CallState,
+    patch: { calleeDeviceId?: string; endedBy?: string | null },
+    timings: CallTimings,
+  ): Promise<{ call: CallRecord | null; changed: boolean }> {
+    const [changed, json] = (await this.#transition(this.#prefix, callId, from.join(','), to, JSON.stringify(patch), timings.liveTtlMs, timings.finalTtlMs)) as [number, string?];
+    return { call: json === undefined ? null : parse(json), changed: changed === 1 };
+  }
+
+  async expireRinging(timings: CallTimings, limit = 100): Promise<CallRecord[]> {
+    return ((await this.#expire(this.#prefix, timings.liveTtlMs, timings.finalTtlMs, limit)) as string[]).map(parse);
+  }
+
+  async touch(devices: ReadonlyArray<{ callId: string; deviceId: string }>, timings: CallTimings): Promise<Map<string, Touched>> {
+    if (devices.length === 0) return new Map();
+    const flat = (await this.#touch(this.#prefix, timings.liveTtlMs, timings.finalTtlMs, ...devices.flatMap((d) => [d.callId, d.deviceId]))) as string[];
+    return new Map(devices.map((d, i) => [d.callId, { state: flat[2 * i] ? (flat[2 * i] as CallState) : null, ended: flat[2 * i + 1] ? parse(flat[2 * i + 1]!) : null }]));
+  }
+}
+
+function parse(json: string): CallRecord {
+  return JSON.parse(json) as CallRecord;
+}
