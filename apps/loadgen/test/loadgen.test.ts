@@ -270,8 +270,10 @@ describe('end to end against a real node', () => {
     expect(m.expected).toBeGreaterThanOrEqual(2 * m.acked);
     expect(m).toMatchObject({ received: m.expected, lost: 0, duplicates: 0, failed: 0, unackedAtEnd: 0 });
     expect(m.deliveries).toBe(m.expected - m.acked);
+    // The percentiles are recorded and consistent; how fast they are is the benchmark's business.
     expect(m.ackMs!.p50).toBeGreaterThan(0);
-    expect(m.ackMs!.p99).toBeLessThan(5000);
+    expect(m.ackMs!.p50).toBeLessThanOrEqual(m.ackMs!.p99);
+    expect(m.ackMs!.p99).toBeLessThanOrEqual(m.ackMs!.max);
     expect(m.e2eMs!.count).toBeGreaterThan(0);
     expect(summary.connections.reconnects).toBeGreaterThan(0);
     expect(summary.connections.reconnects).toBe(summary.connections.churnDisconnects);
