@@ -1,4 +1,5 @@
 import type { Db } from '../db/client.ts';
+import { isDatabaseUnavailable } from '../errors.ts';
 
 export interface NewMessage {
   id: string;
@@ -113,7 +114,8 @@ export class MessageWriter {
       const rows = await this.#insert(first.map((entry) => entry.message));
       first.forEach((entry, ord) => entry.resolve(rows.get(ord) ?? null));
     } catch (error) {
-      if (first.length === 1) settleAlone(first[0]!, error);
+      // Retrying one by one against a database that is down would only multiply the wait.
+      if (first.length === 1 || isDatabaseUnavailable(error)) for (const entry of first) settleAlone(entry, error);
       else for (const entry of first) await this.#insert([entry.message]).then((rows) => entry.resolve(rows.get(0) ?? null), (alone: unknown) => settleAlone(entry, alone));
     }
     for (const entry of later) entry.resolve(null);
