@@ -80,6 +80,8 @@ export const HISTOGRAMS = [
   'resync',
   /** A churned device's connect() to synced again. */
   'reconnect',
+  /** A disconnect the load generator did not cause (a node killed or draining) to synced again, by the SDK alone. */
+  'recovery',
 ] as const;
 export type HistogramName = (typeof HISTOGRAMS)[number];
 
@@ -111,6 +113,8 @@ export const COUNTERS = [
   'churnDisconnects',
   'reconnects',
   'unplannedDisconnects',
+  /** Unplanned disconnects after which the SDK reconnected and resynced by itself. */
+  'recoveries',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 export type Counters = Record<CounterName, number>;

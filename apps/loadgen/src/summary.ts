@@ -81,6 +81,11 @@ export interface Summary {
     reconnects: number;
     reconnectMs: LatencySummary | null;
     unplannedDisconnects: number;
+    /** Unplanned disconnects the SDK recovered from by itself (reconnected and resynced), and how long that took. */
+    recoveries: number;
+    recoveryMs: LatencySummary | null;
+    /** Devices still not resynced after their last unplanned disconnect when the load had drained. */
+    unrecovered: number;
   };
   messages: {
     targetRate: number;
@@ -153,7 +158,8 @@ function threadCpu(cpu: WorkerCpu): ThreadCpuSummary {
 export function buildSummary(input: SummaryInput): Summary {
   const { options, plan, counters, errors, audit } = input;
   // Every send happens in the load phase; its acks and deliveries trail it by a latency at most.
-  const loadSeconds = audit === null ? 0 : options.durationMs / 1000;
+  const loadSpan = input.phases.find((span) => span.name === 'load');
+  const loadSeconds = audit === null ? 0 : loadSpan && loadSpan.endS > loadSpan.startS ? loadSpan.endS - loadSpan.startS : options.durationMs / 1000;
   const perSecond = (count: number) => (loadSeconds > 0 ? round(count / loadSeconds) : 0);
 
   const byCode: Record<string, number> = {};
@@ -237,6 +243,9 @@ export function buildSummary(input: SummaryInput): Summary {
       reconnects: counters.reconnects,
       reconnectMs: input.histograms.reconnect.summary(),
       unplannedDisconnects: counters.unplannedDisconnects,
+      recoveries: counters.recoveries,
+      recoveryMs: input.histograms.recovery.summary(),
+      unrecovered: input.load.reduce((sum, result) => sum + result.unrecovered, 0),
     },
     messages: {
       targetRate: round(options.rate),
@@ -294,6 +303,7 @@ export function formatSummary(summary: Summary, files: { json: string; html: str
     `loadgen ${run.id} → ${run.url}  (${run.plan.devices} devices, ${run.plan.users} users, ${run.plan.created}/${run.plan.conversations} conversations: ${run.plan.direct} direct, ${run.plan.group} groups; ${run.workers} workers; seed ${run.seed}; ${run.wallSeconds} s)`,
     `  connections   ${c.connected}/${c.devices} connected, connect ${ms(c.connectMs)}`,
     `  churn         ${c.churnDisconnects} planned disconnects, ${c.reconnects} reconnects (${ms(c.reconnectMs)}), ${c.unplannedDisconnects} unplanned`,
+    ...(c.unplannedDisconnects > 0 ? [`  recovered     ${c.recoveries} of ${c.unplannedDisconnects} unplanned disconnects by the SDK alone (${ms(c.recoveryMs)}), ${c.unrecovered} devices not resynced at the end`] : []),
     `  messages      sent ${m.sent} (${m.sentRate}/s of ${m.targetRate}/s), acked ${m.acked} (${m.ackedRate}/s), failed ${m.failed}, unacked at end ${m.unackedAtEnd}, retries ${m.retries}`,
     `  ack latency   ${ms(m.ackMs)}`,
     `  end-to-end    ${ms(m.e2eMs)}  [${m.deliveries - m.resyncDeliveries} live deliveries, ${m.deliveryRate}/s]`,
