@@ -99,6 +99,8 @@ export const COUNTERS = [
   'deliveries',
   'resyncDeliveries',
   'lateDeliveries',
+  /** Late deliveries that came while the device was resyncing (the rest crossed between nodes live). */
+  'lateResyncDeliveries',
   'duplicates',
   /** `message` events that are not load messages (system messages) or of unknown conversations. */
   'untracked',

@@ -109,6 +109,8 @@ export interface Summary {
     lost: number;
     duplicates: number;
     outOfOrder: number;
+    /** Of those, deliveries that came out of order while their device was resyncing. */
+    outOfOrderResync: number;
     incompleteWindows: number;
     graceWaitedMs: number | null;
     lostSamples: AuditResult['samples'];
@@ -267,6 +269,7 @@ export function buildSummary(input: SummaryInput): Summary {
       lost: audit?.lost ?? 0,
       duplicates: Math.max(audit?.duplicates ?? 0, counters.duplicates),
       outOfOrder: audit?.outOfOrder ?? counters.lateDeliveries,
+      outOfOrderResync: counters.lateResyncDeliveries,
       incompleteWindows: audit?.incomplete ?? 0,
       graceWaitedMs: audit?.waitedMs ?? null,
       lostSamples: audit?.samples ?? [],

@@ -200,6 +200,7 @@ function onMessage(device: Device, message: Message): void {
   recorder.count('deliveries');
   if (result === 'late') {
     recorder.count('lateDeliveries');
+    if (device.syncing) recorder.count('lateResyncDeliveries');
     if (lateSamples.length < 20) lateSamples.push({ device: device.label, conversationId: message.conversationId, seq: message.seq, after: window.highDelivered, resync: device.syncing });
   }
   const latency = clock() - header.t;
