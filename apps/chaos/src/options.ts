@@ -48,6 +48,7 @@ export const flags = {
   rate: { type: 'string', arg: 'N/s', default: '100/s', help: 'Messages per second over all senders, sent continuously through the whole run.' },
   phases: { type: 'string', arg: 'LIST', default: PHASES.join(','), help: `Faults in order, comma-separated: ${PHASES.join(', ')} (see the README).` },
   settle: { type: 'string', arg: 'TIME', default: '12s', help: 'Load before the first fault and after each; the load lasts about phases × (settle + fault) + settle.' },
+  duration: { type: 'string', arg: 'TIME', default: 'from --settle', help: 'Alternatively the whole load phase: sets --settle to (duration - phases × down) / (phases + 1).' },
   down: { type: 'string', arg: 'TIME', default: '5s', help: 'How long the SIGKILLed node and PostgreSQL stay down.' },
   'group-size': { type: 'string', arg: 'A..B', default: '2..8', help: 'Members per conversation: 2 is a direct conversation, more a group.' },
   'devices-per-user': { type: 'string', arg: 'A..B', default: '1..2', help: 'Devices per user; every message is expected on every device of every member.' },
@@ -97,12 +98,15 @@ export function parseChaosArgs(argv: string[]): { help: true } | { help: false; 
   };
   const phases = str('phases').split(',').map((name) => name.trim()).filter(Boolean);
   for (const phase of phases) if (!(PHASES as readonly string[]).includes(phase)) throw new UsageError(`--phases: unknown phase ${JSON.stringify(phase)} (known: ${PHASES.join(', ')})`);
+  let settleMs = parseDuration('settle', str('settle'));
+  const downMs = parseDuration('down', str('down'));
+  if (values.duration !== undefined) settleMs = Math.max(1000, Math.floor((parseDuration('duration', str('duration')) - phases.length * downMs) / (phases.length + 1)));
   const clients = parseNumber('clients', str('clients'), { min: 10, max: 100_000, integer: true });
   const options: ChaosOptions = {
     clients,
     rate: parseRate('rate', str('rate')),
-    settleMs: parseDuration('settle', str('settle')),
-    downMs: parseDuration('down', str('down')),
+    settleMs,
+    downMs,
     phases: phases as PhaseName[],
     groupSize: str('group-size'),
     devicesPerUser: str('devices-per-user'),

@@ -101,24 +101,37 @@ export class MessageWriter {
 
   async #flush(batch: Pending[]): Promise<void> {
     // Two sends with the same (sender, clientMsgId) in one batch would make the whole statement fail
-    // on the unique index; the later ones wait for the first and are then resolved as retries.
-    const seen = new Set<string>();
+    // on the unique index; the later ones wait for the first and share its fate: a retry of a written
+    // message (the caller finds the original), or the first one's error (never a false "not written").
+    const firstOf = new Map<string, Pending>();
     const first: Pending[] = [];
-    const later: Pending[] = [];
+    const later: Array<{ entry: Pending; first: Pending }> = [];
     for (const entry of batch) {
       const key = `${entry.message.senderId}\u0000${entry.message.clientMsgId}`;
-      (seen.has(key) ? later : first).push(entry);
-      seen.add(key);
+      const earlier = firstOf.get(key);
+      if (earlier) later.push({ entry, first: earlier });
+      else {
+        firstOf.set(key, entry);
+        first.push(entry);
+      }
     }
+    const failed = new Map<Pending, unknown>();
+    const settle = (entry: Pending, error: unknown) => {
+      if (!isUniqueViolation(error)) failed.set(entry, error);
+      settleAlone(entry, error);
+    };
     try {
       const rows = await this.#insert(first.map((entry) => entry.message));
       first.forEach((entry, ord) => entry.resolve(rows.get(ord) ?? null));
     } catch (error) {
       // Retrying one by one against a database that is down would only multiply the wait.
-      if (first.length === 1 || isDatabaseUnavailable(error)) for (const entry of first) settleAlone(entry, error);
-      else for (const entry of first) await this.#insert([entry.message]).then((rows) => entry.resolve(rows.get(0) ?? null), (alone: unknown) => settleAlone(entry, alone));
+      if (first.length === 1 || isDatabaseUnavailable(error)) for (const entry of first) settle(entry, error);
+      else for (const entry of first) await this.#insert([entry.message]).then((rows) => entry.resolve(rows.get(0) ?? null), (alone: unknown) => settle(entry, alone));
     }
-    for (const entry of later) entry.resolve(null);
+    for (const { entry, first: original } of later) {
+      if (failed.has(original)) entry.reject(failed.get(original));
+      else entry.resolve(null);
+    }
   }
 
   async #insert(messages: NewMessage[]): Promise<Map<number, WrittenMessage>> {
