@@ -194,6 +194,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   readonly #queues = new Map<string, Outgoing[]>();
   readonly #sleeps = new Set<{ timer: Timer; resolve: () => void }>();
   readonly #pendingDelivered = new Map<string, number>();
+  /** Conversations with a seq hole, each checked once it has had SETTLE_MS to fill by itself. */
+  readonly #gapTimers = new Map<string, Timer>();
   #flushTimer: Timer | null = null;
   readonly #loadingMembers = new Set<string>();
 
@@ -269,6 +271,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       sleep.resolve();
     }
     this.#sleeps.clear();
+    for (const timer of this.#gapTimers.values()) clearTimeout(timer);
+    this.#gapTimers.clear();
     this.#typing.close();
     this.socket.disconnect();
     for (const entry of this.#outbox.values()) if (entry.state === 'sending') this.#fail(entry, closedError());
@@ -682,6 +686,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   #applyMessage(message: Message, source: Source): void {
     const state = this.#state.ensure(message.conversationId);
+    state.noteSeq(message.seq);
+    if (source === 'new' && state.missingAfter() !== null) this.#watchGap(message.conversationId);
     const applied = state.apply(message, source);
     if (applied === 'stale') return;
     if (applied === 'updated') return this.emit('messageUpdated', message);
@@ -692,6 +698,36 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       if (!this.#outbox.has(message.clientMsgId)) this.#trackOwn(state, message, message.clientMsgId);
     } else if (this.#autoDelivered) {
       this.#queueDelivered(state, message.seq);
+    }
+  }
+
+  /**
+   * A live message arrived above a seq this client never got. Fan-outs of two nodes may cross, so the
+   * hole gets SETTLE_MS to fill by itself; then the missing messages are fetched from history (and
+   * reported as new, in seq order). Without this a message whose fan-out was lost would only come
+   * back with a reconnect, and not even then once the resync cursor had settled past it.
+   */
+  #watchGap(conversationId: string): void {
+    if (this.#gapTimers.has(conversationId) || this.#closed) return;
+    const timer = setTimeout(() => {
+      this.#gapTimers.delete(conversationId);
+      this.#fillGap(conversationId).catch(() => {
+        // Offline or refused: the next live message above the hole, or the resync, tries again.
+      });
+    }, SETTLE_MS);
+    (timer as { unref?: () => void }).unref?.();
+    this.#gapTimers.set(conversationId, timer);
+  }
+
+  async #fillGap(conversationId: string): Promise<void> {
+    for (let page = 0; page < 10 && this.#connected && !this.#closed; page++) {
+      const state = this.#state.get(conversationId);
+      const after = state?.missingAfter() ?? null;
+      if (!state || after === null) return;
+      const { messages } = await this.request('history:fetch', { conversationId, after, limit: 100 });
+      for (const message of messages) this.#applyMessage(message, 'sync');
+      // Nothing there for this user (hidden, or before they joined): the hole is not a loss.
+      if (state.missingAfter() === after) state.skipMissing();
     }
   }
 

@@ -69,6 +69,11 @@ export class ConversationState {
 
   readonly #maxTracked: number;
   readonly #seen = new Map<string, Seen>();
+  // Seqs are gap-free per conversation: every seq at or below #heldSeq (or floorSeq) is held, and
+  // #aboveSeqs holds the ones received beyond it. A hole below a received seq is a message that
+  // never arrived (a fan-out lost to a Redis restart, a node killed between commit and publish).
+  #heldSeq = 0;
+  readonly #aboveSeqs = new Set<number>();
   // Live versions not settled yet, as [version, receivedAt] pairs in arrival order.
   #unsettled: number[] = [];
 
@@ -92,6 +97,35 @@ export class ConversationState {
     this.#remember(message.id, message.seq, message.version);
     if (source === 'new' || (source === 'sync' && message.seq > this.floorSeq)) return 'new';
     return 'updated';
+  }
+
+  /** Records that the message with this seq is held. */
+  noteSeq(seq: number): void {
+    const base = Math.max(this.#heldSeq, this.floorSeq);
+    if (seq <= base) return;
+    this.#aboveSeqs.add(seq);
+    this.#advanceHeld(base);
+  }
+
+  /** The seq after which something is missing below a received one, or null when nothing is. */
+  missingAfter(): number | null {
+    this.#advanceHeld(Math.max(this.#heldSeq, this.floorSeq));
+    return this.#aboveSeqs.size > 0 ? this.#heldSeq : null;
+  }
+
+  /** Gives up on the hole at the bottom (the server has nothing there for this user). */
+  skipMissing(): void {
+    if (this.#aboveSeqs.size === 0) return;
+    this.#advanceHeld(Math.min(...this.#aboveSeqs) - 1);
+  }
+
+  #advanceHeld(from: number): void {
+    let held = from;
+    for (const seq of this.#aboveSeqs) if (seq <= held) this.#aboveSeqs.delete(seq);
+    while (this.#aboveSeqs.delete(held + 1)) held += 1;
+    this.#heldSeq = held;
+    // Bounded like everything else here: past the limit the oldest holes are given up.
+    if (this.#aboveSeqs.size > MAX_UNSETTLED) this.skipMissing();
   }
 
   /** Marks a message hidden for this user; true the first time only. */

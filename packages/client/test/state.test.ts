@@ -111,6 +111,26 @@ describe('ConversationState cursor', () => {
   });
 });
 
+describe('ConversationState seq holes', () => {
+  it('finds a seq that never arrived below received ones, and lets it go when told', () => {
+    const state = new ConversationState('c1', 100);
+    state.baseline(3, 3);
+    expect(state.missingAfter()).toBeNull();
+    state.noteSeq(4);
+    state.noteSeq(6);
+    state.noteSeq(7);
+    expect(state.missingAfter()).toBe(4);
+    state.noteSeq(5);
+    expect(state.missingAfter()).toBeNull();
+    state.noteSeq(9);
+    expect(state.missingAfter()).toBe(7);
+    state.skipMissing();
+    expect(state.missingAfter()).toBeNull();
+    state.noteSeq(2); // history below the floor is no hole
+    expect(state.missingAfter()).toBeNull();
+  });
+});
+
 describe('ConversationState receipts', () => {
   it('derives delivered/read of a message over the other members', () => {
     const state = new ConversationState('c1', 100);
