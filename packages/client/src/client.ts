@@ -53,6 +53,13 @@ export interface ChatClientOptions {
   /** Back-off of message retries, of reconnects after a refused handshake, and of socket.io-client's own reconnects. */
   retry?: RetryOptions;
   /**
+   * Report new messages of a conversation in seq order: one that arrives above a seq not yet held
+   * (fan-outs of two nodes crossing, or one lost) waits until the hole is filled, by itself or
+   * from history after SETTLE_MS (2 s). Off: report each as it arrives.
+   * @default true
+   */
+  orderedDelivery?: boolean;
+  /**
    * Report messages from others as delivered as soon as they arrive (live or by sync), coalesced
    * per conversation into one `receipt:mark` per `receiptDelayMs`.
    * @default true
@@ -196,6 +203,9 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   readonly #pendingDelivered = new Map<string, number>();
   /** Conversations with a seq hole, each checked once it has had SETTLE_MS to fill by itself. */
   readonly #gapTimers = new Map<string, Timer>();
+  readonly #ordered: boolean;
+  /** New messages waiting for a lower seq (orderedDelivery), per conversation by seq. */
+  readonly #waiting = new Map<string, Map<number, Message>>();
   #flushTimer: Timer | null = null;
   readonly #loadingMembers = new Set<string>();
 
@@ -205,6 +215,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.ackTimeoutMs = options.ackTimeoutMs ?? 10_000;
     this.#retry = { initialDelayMs: options.retry?.initialDelayMs ?? 250, maxDelayMs: options.retry?.maxDelayMs ?? 10_000 };
     this.#autoDelivered = options.autoDeliveredReceipts ?? true;
+    this.#ordered = options.orderedDelivery ?? true;
     this.#receiptDelayMs = options.receiptDelayMs ?? 100;
     this.sticky = options.sticky ?? uuidv4();
     this.#state = new ClientState(options.maxTrackedMessages ?? 500);
@@ -273,6 +284,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#sleeps.clear();
     for (const timer of this.#gapTimers.values()) clearTimeout(timer);
     this.#gapTimers.clear();
+    this.#waiting.clear();
     this.#typing.close();
     this.socket.disconnect();
     for (const entry of this.#outbox.values()) if (entry.state === 'sending') this.#fail(entry, closedError());
@@ -483,6 +495,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#held = [];
     for (const apply of held) apply();
     if (synced) this.emit('synced', { initial: !reconnect });
+    // Holes the resync did not fill (its cursor may have settled past them) are fetched now.
+    if (synced) for (const conversationId of this.#waiting.keys()) this.#watchGap(conversationId);
     if (this.#pendingDelivered.size > 0) this.#scheduleFlush(0);
     this.#settleWaiters(null);
   }
@@ -689,8 +703,33 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     state.noteSeq(message.seq);
     if (source === 'new' && state.missingAfter() !== null) this.#watchGap(message.conversationId);
     const applied = state.apply(message, source);
-    if (applied === 'stale') return;
-    if (applied === 'updated') return this.emit('messageUpdated', message);
+    if (applied === 'updated') this.emit('messageUpdated', message);
+    else if (applied === 'new') {
+      if (this.#ordered && message.seq > state.heldSeq) {
+        let waiting = this.#waiting.get(state.id);
+        if (!waiting) this.#waiting.set(state.id, (waiting = new Map()));
+        waiting.set(message.seq, message);
+      } else {
+        this.#reportNew(state, message);
+      }
+    }
+    this.#releaseWaiting(state);
+  }
+
+  /** Reports the waiting messages the hole below them no longer holds back, in seq order. */
+  #releaseWaiting(state: ConversationState): void {
+    const waiting = this.#waiting.get(state.id);
+    if (!waiting) return;
+    const ready = [...waiting.keys()].filter((seq) => seq <= state.heldSeq).sort((a, b) => a - b);
+    for (const seq of ready) {
+      const message = waiting.get(seq)!;
+      waiting.delete(seq);
+      this.#reportNew(state, message);
+    }
+    if (waiting.size === 0) this.#waiting.delete(state.id);
+  }
+
+  #reportNew(state: ConversationState, message: Message): void {
     this.emit('message', message);
     this.#typing.messageFrom(message.conversationId, message.senderId);
     if (message.senderId === this.#userId) {
@@ -728,6 +767,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       for (const message of messages) this.#applyMessage(message, 'sync');
       // Nothing there for this user (hidden, or before they joined): the hole is not a loss.
       if (state.missingAfter() === after) state.skipMissing();
+      this.#releaseWaiting(state);
     }
   }
 
@@ -737,6 +777,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   #applyConversation(conversation: Conversation, announce: boolean): void {
     const state = this.#state.ensure(conversation.id);
+    state.startSeqsAt(conversation.lastSeq);
     const moved = state.mergeMembers(conversation);
     if (announce) this.emit('conversation', conversation);
     for (const receipt of moved) this.emit('receipt', receipt);
@@ -753,6 +794,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   #removeConversation(conversationId: string): void {
     this.#pendingDelivered.delete(conversationId);
+    this.#waiting.delete(conversationId);
     if (this.#state.remove(conversationId)) this.emit('conversationRemoved', { conversationId });
   }
 

@@ -99,6 +99,19 @@ export class ConversationState {
     return 'updated';
   }
 
+  /** Every seq at or below this is held (or is history from before this client's baseline). */
+  get heldSeq(): number {
+    return Math.max(this.#heldSeq, this.floorSeq);
+  }
+
+  /**
+   * First sight of a conversation (a conversation object, no message yet): what exists up to its
+   * `lastSeq` is history, not holes. Too high only means fewer holes detected, never false ones.
+   */
+  startSeqsAt(lastSeq: number): void {
+    if (this.#heldSeq === 0 && this.#aboveSeqs.size === 0) this.#heldSeq = lastSeq;
+  }
+
   /** Records that the message with this seq is held. */
   noteSeq(seq: number): void {
     const base = Math.max(this.#heldSeq, this.floorSeq);

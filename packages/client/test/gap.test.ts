@@ -33,7 +33,7 @@ function client(node: TestNode, userId: string): { client: ChatClient; messages:
 }
 
 describe('a live fan-out that never arrived', () => {
-  it('is fetched once a later message shows the hole: every message once, without reconnecting', async () => {
+  it('is fetched once a later message shows the hole: every message once, in seq order, without reconnecting', async () => {
     const alice = client(nodeA, uniqueUser('alice'));
     const bobId = uniqueUser('bob');
     const bob = client(nodeB, bobId);
@@ -59,5 +59,9 @@ describe('a live fan-out that never arrived', () => {
     const ids = bob.messages.filter((m) => m.kind !== 'system').map((m) => m.id);
     expect(new Set(ids).size).toBe(ids.length);
     expect(ids).toContain(after.id);
+    // The later message waited for the fetched one (orderedDelivery, the default).
+    const seqs = bob.messages.map((m) => m.seq);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(bob.messages.findIndex((m) => m.id === lost.id)).toBeLessThan(bob.messages.findIndex((m) => m.id === after.id));
   });
 });
