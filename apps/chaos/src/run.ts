@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { availableParallelism, cpus } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
+import { freePort, startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
 import { startPrivatePostgres, startPrivateRedis, type PrivatePostgres, type PrivateRedis } from '../../../infra/cluster/services.ts';
 import { applyMigrations } from '../../server/src/db/migrations.ts';
 import { runLoadtest, type Io } from '../../loadgen/src/coordinator.ts';
@@ -17,7 +17,7 @@ import type { Summary } from '../../loadgen/src/summary.ts';
 import { tokenMinter } from '../../loadgen/src/tokens.ts';
 import type { ChaosOptions, PhaseName } from './options.ts';
 import { OutageProbe, type ProbeReport } from './probe.ts';
-import { checkDatabase, countKeys, heapFloor, timeUntilZero, type DatabaseReport } from './verify.ts';
+import { checkDatabase, countKeys, heapAfterGc, timeUntilZero, type DatabaseReport } from './verify.ts';
 
 export interface Check {
   name: string;
@@ -89,7 +89,10 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
     await applyMigrations({ kind: 'postgres', connectionString: databaseUrl });
 
     io.log('chaos: starting 3 nodes behind nginx');
+    // Each node's inspector, on loopback, only for the forced-GC heap measurement.
+    const inspectors = await Promise.all([0, 1, 2].map(() => freePort()));
     cluster = await startCluster({
+      nodeArgs: (index) => [`--inspect=127.0.0.1:${inspectors[index]}`],
       nodes: 3,
       verbose: options.verbose,
       accessLog: false,
@@ -110,7 +113,7 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
       },
     });
     const nodes = cluster.nodes;
-    const heapBefore = await Promise.all(nodes.map((node) => heapFloor(node.url)));
+    const heapBefore = await Promise.all(inspectors.map((port) => heapAfterGc(port)));
     const restarted = new Set<number>();
 
     const loadOptions = resolveOptions({
@@ -209,7 +212,7 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
     const ghosts = await timeUntilZero(() => countKeys(redis!.url, `${KEY_PREFIX}presence:conns:*`), presenceBound);
     const typingBound = TYPING_TTL_MS + 2000;
     const typing = await timeUntilZero(() => countKeys(redis!.url, `${KEY_PREFIX}typing:*`), typingBound);
-    const heapAfter = await Promise.all(nodes.map((node) => heapFloor(node.url)));
+    const heapAfter = await Promise.all(inspectors.map((port) => heapAfterGc(port)));
     report.heap = nodes.map((node, i) => ({ node: node.id, beforeMiB: mib(heapBefore[i]!), afterMiB: mib(heapAfter[i]!), restarted: restarted.has(i) }));
 
     report.database = await checkDatabase(databaseUrl, [...result.acked, ...(report.probe?.acked ?? [])]);

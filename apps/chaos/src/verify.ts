@@ -99,18 +99,45 @@ export async function timeUntilZero(probe: () => Promise<number>, timeoutMs: num
 }
 
 /**
- * A node's heap in use, from its /metrics (prom-client's `nodejs_heap_size_used_bytes`): the lowest of
- * several samples over `windowMs`, because a single sample lands anywhere between two collections and
- * the lowest is the closest to what survives a GC. Null when the node does not answer.
+ * A node's heap after a forced full GC, through its inspector (started with `--inspect=HOST:PORT`):
+ * `HeapProfiler.collectGarbage`, then `Runtime.getHeapUsage`. Unlike a /metrics sample this does not
+ * depend on when V8 last collected (an idle process may not collect for minutes). Null when the
+ * inspector does not answer. Node's own WebSocket client, so no dependency.
  */
-export async function heapFloor(nodeUrl: string, windowMs = 3000): Promise<number | null> {
-  let lowest: number | null = null;
-  const until = Date.now() + windowMs;
-  while (Date.now() < until) {
-    const text = await fetch(`${nodeUrl}/metrics`, { signal: AbortSignal.timeout(2000) }).then((response) => response.text(), () => '');
-    const match = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})? ([0-9.e+]+)$/m.exec(text);
-    if (match) lowest = Math.min(lowest ?? Infinity, Number(match[1]));
-    await sleep(250);
+export async function heapAfterGc(inspectorPort: number): Promise<number | null> {
+  try {
+    const targets = (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`, { signal: AbortSignal.timeout(3000) }).then((response) => response.json())) as Array<{ webSocketDebuggerUrl?: string }>;
+    const url = targets[0]?.webSocketDebuggerUrl;
+    if (!url) return null;
+    const socket = new WebSocket(url);
+    await new Promise<void>((resolve, reject) => {
+      socket.addEventListener('open', () => resolve(), { once: true });
+      socket.addEventListener('error', () => reject(new Error('inspector connection failed')), { once: true });
+    });
+    let next = 0;
+    const call = (method: string) =>
+      new Promise<Record<string, unknown>>((resolve, reject) => {
+        const id = ++next;
+        const timer = setTimeout(() => reject(new Error(`${method}: no answer`)), 15_000);
+        const onMessage = (event: MessageEvent) => {
+          const reply = JSON.parse(String(event.data)) as { id?: number; result?: Record<string, unknown>; error?: unknown };
+          if (reply.id !== id) return;
+          clearTimeout(timer);
+          socket.removeEventListener('message', onMessage);
+          if (reply.error) reject(new Error(`${method}: ${JSON.stringify(reply.error)}`));
+          else resolve(reply.result ?? {});
+        };
+        socket.addEventListener('message', onMessage);
+        socket.send(JSON.stringify({ id, method }));
+      });
+    try {
+      await call('HeapProfiler.collectGarbage');
+      const usage = await call('Runtime.getHeapUsage');
+      return typeof usage['usedSize'] === 'number' ? usage['usedSize'] : null;
+    } finally {
+      socket.close();
+    }
+  } catch {
+    return null;
   }
-  return lowest;
 }
