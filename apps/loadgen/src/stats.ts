@@ -80,7 +80,9 @@ export const HISTOGRAMS = [
   'resync',
   /** A churned device's connect() to synced again. */
   'reconnect',
-  /** A disconnect the load generator did not cause (a node killed or draining) to synced again, by the SDK alone. */
+  /** A disconnect the load generator did not cause (a node killed or draining) to connected again, by the SDK alone. */
+  'rejoin',
+  /** The same to synced again (reconnected and resynced). */
   'recovery',
 ] as const;
 export type HistogramName = (typeof HISTOGRAMS)[number];

@@ -83,6 +83,8 @@ export interface Summary {
     unplannedDisconnects: number;
     /** Unplanned disconnects the SDK recovered from by itself (reconnected and resynced), and how long that took. */
     recoveries: number;
+    /** Unplanned disconnect to connected again (before the resync). */
+    rejoinMs: LatencySummary | null;
     recoveryMs: LatencySummary | null;
     /** Devices still not resynced after their last unplanned disconnect when the load had drained. */
     unrecovered: number;
@@ -246,6 +248,7 @@ export function buildSummary(input: SummaryInput): Summary {
       reconnectMs: input.histograms.reconnect.summary(),
       unplannedDisconnects: counters.unplannedDisconnects,
       recoveries: counters.recoveries,
+      rejoinMs: input.histograms.rejoin.summary(),
       recoveryMs: input.histograms.recovery.summary(),
       unrecovered: input.load.reduce((sum, result) => sum + result.unrecovered, 0),
     },
@@ -306,7 +309,7 @@ export function formatSummary(summary: Summary, files: { json: string; html: str
     `loadgen ${run.id} → ${run.url}  (${run.plan.devices} devices, ${run.plan.users} users, ${run.plan.created}/${run.plan.conversations} conversations: ${run.plan.direct} direct, ${run.plan.group} groups; ${run.workers} workers; seed ${run.seed}; ${run.wallSeconds} s)`,
     `  connections   ${c.connected}/${c.devices} connected, connect ${ms(c.connectMs)}`,
     `  churn         ${c.churnDisconnects} planned disconnects, ${c.reconnects} reconnects (${ms(c.reconnectMs)}), ${c.unplannedDisconnects} unplanned`,
-    ...(c.unplannedDisconnects > 0 ? [`  recovered     ${c.recoveries} of ${c.unplannedDisconnects} unplanned disconnects by the SDK alone (${ms(c.recoveryMs)}), ${c.unrecovered} devices not resynced at the end`] : []),
+    ...(c.unplannedDisconnects > 0 ? [`  recovered     ${c.recoveries} of ${c.unplannedDisconnects} unplanned disconnects by the SDK alone: reconnected ${ms(c.rejoinMs)}; resynced ${ms(c.recoveryMs)}, ${c.unrecovered} devices not resynced at the end`] : []),
     `  messages      sent ${m.sent} (${m.sentRate}/s of ${m.targetRate}/s), acked ${m.acked} (${m.ackedRate}/s), failed ${m.failed}, unacked at end ${m.unackedAtEnd}, retries ${m.retries}`,
     `  ack latency   ${ms(m.ackMs)}`,
     `  end-to-end    ${ms(m.e2eMs)}  [${m.deliveries - m.resyncDeliveries} live deliveries, ${m.deliveryRate}/s]`,

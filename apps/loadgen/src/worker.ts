@@ -76,6 +76,8 @@ class Device {
   syncing = false;
   /** When the last unplanned disconnect happened, until the SDK has resynced by itself. */
   downSince: number | null = null;
+  /** The same, until the SDK has reconnected. */
+  offSince: number | null = null;
   readonly windows = new Map<string, SeqWindow>();
   readonly pendingRead = new Map<string, number>();
 
@@ -124,8 +126,13 @@ class Device {
       this.syncing = true;
       if (this.churning || closing || this.state !== 'connected') return;
       this.downSince ??= clock();
+      this.offSince ??= clock();
       recorder.count('unplannedDisconnects');
       recorder.error('disconnect', reason.replace(/\s+/g, '_'));
+    });
+    client.on('connected', () => {
+      if (this.offSince !== null) recorder.record('rejoin', clock() - this.offSince);
+      this.offSince = null;
     });
     client.on('synced', () => {
       if (!this.churning) this.syncing = false;
