@@ -45,7 +45,7 @@ interface Flag {
 
 export const flags = {
   clients: { type: 'string', arg: 'N', default: '500', help: 'SDK clients (devices) sending and receiving through nginx, in direct and group conversations.' },
-  rate: { type: 'string', arg: 'N/s', default: '100/s', help: 'Messages per second over all senders, sent continuously through the whole run.' },
+  rate: { type: 'string', arg: 'N/s', default: '50/s', help: 'Messages per second over all senders, sent continuously through the whole run (each reaches ~8 devices, plus read receipts).' },
   phases: { type: 'string', arg: 'LIST', default: PHASES.join(','), help: `Faults in order, comma-separated: ${PHASES.join(', ')} (see the README).` },
   settle: { type: 'string', arg: 'TIME', default: '12s', help: 'Load before the first fault and after each; the load lasts about phases × (settle + fault) + settle.' },
   duration: { type: 'string', arg: 'TIME', default: 'from --settle', help: 'Alternatively the whole load phase: sets --settle to (duration - phases × down) / (phases + 1).' },

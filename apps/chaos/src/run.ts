@@ -17,7 +17,7 @@ import type { Summary } from '../../loadgen/src/summary.ts';
 import { tokenMinter } from '../../loadgen/src/tokens.ts';
 import type { ChaosOptions, PhaseName } from './options.ts';
 import { OutageProbe, type ProbeReport } from './probe.ts';
-import { checkDatabase, countKeys, heapAfterGc, timeUntilZero, type DatabaseReport } from './verify.ts';
+import { checkDatabase, countKeys, hashLength, heapAfterGc, timeUntilZero, type DatabaseReport } from './verify.ts';
 
 export interface Check {
   name: string;
@@ -159,7 +159,7 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
         restarted.add(0);
         // No ghosts: once the presence bound has passed, the restarted node's presence entries are
         // exactly its live sockets (the killed process's connections reaped, not adopted).
-        const ghosts = await timeUntilZero(async () => Math.abs((await presenceEntries(redisInstance.url, nodes[0]!.id)) - (await connectedSockets(nodes[0]!.url))), presenceBoundMs(options));
+        const ghosts = await timeUntilZero(async () => Math.abs((await hashLength(redisInstance.url, `${KEY_PREFIX}presence:node:${nodes[0]!.id}`)) - (await connectedSockets(nodes[0]!.url))), presenceBoundMs(options));
         ghostAfterKill = ghosts;
         return { detail: `${nodes[0]!.id} ${exit.signal ?? exit.code}, restarted after ${options.downMs} ms; presence entries = live sockets ${ghosts.ms === null ? `NOT within the bound (off by ${ghosts.last})` : `after ${ghosts.ms} ms`}`, ok: exit.signal === 'SIGKILL' };
       },
@@ -234,18 +234,6 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
 /** The presence bound: the node TTL, one reaping interval (TTL / 4), and 2 s of scheduling slack. */
 function presenceBoundMs(options: ChaosOptions): number {
   return options.presenceTtlMs + Math.floor(options.presenceTtlMs / 4) + 2000;
-}
-
-async function presenceEntries(redisUrl: string, nodeId: string): Promise<number> {
-  const { Redis } = await import('ioredis');
-  const client = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    return await client.hlen(`${KEY_PREFIX}presence:node:${nodeId}`);
-  } finally {
-    client.disconnect();
-  }
 }
 
 async function connectedSockets(nodeUrl: string): Promise<number> {

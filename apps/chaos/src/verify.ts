@@ -87,6 +87,18 @@ export async function countKeys(redisUrl: string, pattern: string): Promise<numb
   }
 }
 
+/** HLEN of one key (0 when it does not exist). */
+export async function hashLength(redisUrl: string, key: string): Promise<number> {
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
+  redis.on('error', () => {});
+  try {
+    await redis.connect();
+    return await redis.hlen(key);
+  } finally {
+    redis.disconnect();
+  }
+}
+
 /** Polls `probe` until it returns 0 or `timeoutMs` passes; the time it took, or null with the last value. */
 export async function timeUntilZero(probe: () => Promise<number>, timeoutMs: number): Promise<{ ms: number | null; last: number }> {
   const started = Date.now();
