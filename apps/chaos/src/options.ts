@@ -56,7 +56,7 @@ export const flags = {
   'presence-ttl': { type: 'string', arg: 'TIME', default: '5s', help: "The nodes' PRESENCE_NODE_TTL_MS (lowered from 20 s so the ghost check is quick)." },
   'reconnect-bound': { type: 'string', arg: 'TIME', default: '20s', help: 'Longest a device may take to reconnect and resync after a disconnect it did not ask for.' },
   'unavailable-bound': { type: 'string', arg: 'TIME', default: '5s', help: "Longest a send may wait for `unavailable` while PostgreSQL is down (the SDK's ack timeout is 10 s)." },
-  'heap-bound': { type: 'string', arg: 'MiB', default: '64', help: "Most a node's heap may grow over the run: after a forced GC once the clients are gone, vs. after one before the load." },
+  'heap-bound': { type: 'string', arg: 'MiB', default: '32', help: "Most a node's heap may grow over the run: after a forced GC once the clients are gone, vs. after one before the load." },
   seed: { type: 'string', arg: 'N', default: 'random', help: 'Seed of the load plan, to repeat a run.' },
   out: { type: 'string', arg: 'FILE', default: 'reports/chaos-<time>.json', help: 'The check table and the load summary as JSON.' },
   verbose: { type: 'boolean', default: 'false', help: "Forward the nodes' and nginx's output." },
