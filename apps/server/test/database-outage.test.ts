@@ -44,7 +44,8 @@ describe('PostgreSQL down under a node', () => {
         expect(Date.now() - started).toBeLessThan(5000);
         expect(ack).toMatchObject({ ok: false, error: { code: 'unavailable', retryable: true } });
       }
-      // Retries racing the original (same clientMsgId, likely one batch) share its fate: unavailable, never conflict.
+      // Several at once, retries of one clientMsgId among them: all unavailable, none a non-retryable conflict
+      // (the batched-retry case itself is in message-writer.test.ts).
       const racing = await Promise.all(['race-outage-1', 'race-outage-2', 'race-outage-2', 'race-outage-2'].map((clientMsgId) => alice.call('message:send', { conversationId: conversation.id, clientMsgId, body: 'racing' })));
       for (const ack of racing) expect(ack).toMatchObject({ ok: false, error: { code: 'unavailable' } });
       // Reads through the same pool say the same.
