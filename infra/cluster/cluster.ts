@@ -59,6 +59,11 @@ export interface ClusterOptions {
   nginx?: string;
   /** Longest wait for one node's /readyz or for nginx's /healthz. @default 30_000 */
   readyTimeoutMs?: number;
+  /**
+   * Extra Node.js flags for node `index` (0-based), also on restarts.
+   * @example (index) => [`--inspect=127.0.0.1:${9229 + index}`]
+   */
+  nodeArgs?: (index: number) => string[];
 }
 
 export interface ClusterNode {
@@ -139,7 +144,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 
   const startNode = async (i: number): Promise<void> => {
     const node = nodes[i]!;
-    const proc = launch(node.id, NODE_BIN, ['--import', 'tsx', SERVER_MAIN], {
+    const proc = launch(node.id, NODE_BIN, [...(options.nodeArgs?.(i) ?? []), '--import', 'tsx', SERVER_MAIN], {
       PATH: process.env['PATH'],
       ...env,
       NODE_ID: node.id,

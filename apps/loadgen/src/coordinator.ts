@@ -129,9 +129,20 @@ class Aggregate {
 export interface RunResult {
   summary: Summary;
   exitCode: number;
+  /** [conversationId, seq, messageId] of every acked message; empty unless `options.recordAcked`. */
+  acked: Array<[string, number, string]>;
 }
 
-export async function runLoadtest(options: Options, io: Io): Promise<RunResult> {
+export interface RunHooks {
+  /**
+   * Runs alongside the load phase, from its first send (the chaos harness breaks things here). The
+   * load phase then ends when it settles, `durationMs` being only the longest it may last; a rejection
+   * fails the run after the drain.
+   */
+  duringLoad?: () => Promise<void>;
+}
+
+export async function runLoadtest(options: Options, io: Io, hooks: RunHooks = {}): Promise<RunResult> {
   const plan = buildPlan(options);
   const startedAt = new Date();
   const t0 = clock();
@@ -294,8 +305,28 @@ export async function runLoadtest(options: Options, io: Io): Promise<RunResult> 
       drainDeadline,
     }));
     const drainTimer = setTimeout(() => enter('drain'), Math.max(0, loadEnd - clock()));
+    const during = hooks.duringLoad;
+    // Settles with the hook's error (or null), never rejects: it is awaited only after the load.
+    const hooked = during
+      ? (async () => {
+          await sleep(Math.max(0, loadStart - clock()));
+          try {
+            await during();
+            return null;
+          } catch (error) {
+            return error instanceof Error ? error : new Error(String(error));
+          } finally {
+            clearTimeout(drainTimer);
+            if ((phase as Phase) === 'load') enter('drain');
+            const deadline = clock() + Math.max(15_000, 2 * options.ackTimeoutMs) + options.offlineMs.max;
+            await all<'finish'>(() => ({ cmd: 'finish', drainDeadline: deadline })).catch(() => {});
+          }
+        })()
+      : Promise.resolve(null);
     load = await loading;
     clearTimeout(drainTimer);
+    const hookError = await hooked;
+    if (hookError) throw new RunError(`during the load: ${hookError.message}`);
     // `phase` moves inside the drain timer's callback, which narrowing cannot see.
     if ((phase as Phase) !== 'drain') enter('drain');
 
@@ -343,7 +374,7 @@ export async function runLoadtest(options: Options, io: Io): Promise<RunResult> 
     failure,
     cpu: { coordinator: coordinatorCpu, workers: aggregate.workerCpu, processCpuUs: processCpu.user + processCpu.system },
   });
-  return { summary, exitCode: summary.verdict.exitCode };
+  return { summary, exitCode: summary.verdict.exitCode, acked: load.flatMap((result) => result?.acked ?? []) };
 }
 
 function round2(value: number): number {

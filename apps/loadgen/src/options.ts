@@ -51,6 +51,12 @@ export interface Options {
   out: string;
   html: string;
   quiet: boolean;
+  /**
+   * Keep every acked message's conversation, seq and id and return them from the run (the chaos
+   * harness checks them against PostgreSQL). Not a flag: it costs memory per message.
+   * @default false
+   */
+  recordAcked: boolean;
 }
 
 export class UsageError extends Error {
@@ -328,6 +334,7 @@ export function resolveOptions(values: Partial<Record<FlagName, Raw>>, env: Node
     out,
     html,
     quiet: quiet === true || quiet === 'true',
+    recordAcked: false,
   };
   if (options.ackTimeoutMs < 100) throw new UsageError('--ack-timeout: expected at least 100ms');
   if (options.tokenTtlSeconds > 30 * 24 * 3600 && options.jwtSecret === null) throw new UsageError('--token-ttl: the dev token endpoint mints at most 30 days');

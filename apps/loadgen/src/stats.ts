@@ -80,6 +80,10 @@ export const HISTOGRAMS = [
   'resync',
   /** A churned device's connect() to synced again. */
   'reconnect',
+  /** A disconnect the load generator did not cause (a node killed or draining) to connected again, by the SDK alone. */
+  'rejoin',
+  /** The same to synced again (reconnected and resynced). */
+  'recovery',
 ] as const;
 export type HistogramName = (typeof HISTOGRAMS)[number];
 
@@ -97,6 +101,8 @@ export const COUNTERS = [
   'deliveries',
   'resyncDeliveries',
   'lateDeliveries',
+  /** Late deliveries that came while the device was resyncing (the rest crossed between nodes live). */
+  'lateResyncDeliveries',
   'duplicates',
   /** `message` events that are not load messages (system messages) or of unknown conversations. */
   'untracked',
@@ -111,6 +117,8 @@ export const COUNTERS = [
   'churnDisconnects',
   'reconnects',
   'unplannedDisconnects',
+  /** Unplanned disconnects after which the SDK reconnected and resynced by itself. */
+  'recoveries',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 export type Counters = Record<CounterName, number>;

@@ -81,6 +81,13 @@ export interface Summary {
     reconnects: number;
     reconnectMs: LatencySummary | null;
     unplannedDisconnects: number;
+    /** Unplanned disconnects the SDK recovered from by itself (reconnected and resynced), and how long that took. */
+    recoveries: number;
+    /** Unplanned disconnect to connected again (before the resync). */
+    rejoinMs: LatencySummary | null;
+    recoveryMs: LatencySummary | null;
+    /** Devices still not resynced after their last unplanned disconnect when the load had drained. */
+    unrecovered: number;
   };
   messages: {
     targetRate: number;
@@ -104,6 +111,8 @@ export interface Summary {
     lost: number;
     duplicates: number;
     outOfOrder: number;
+    /** Of those, deliveries that came out of order while their device was resyncing. */
+    outOfOrderResync: number;
     incompleteWindows: number;
     graceWaitedMs: number | null;
     lostSamples: AuditResult['samples'];
@@ -153,7 +162,8 @@ function threadCpu(cpu: WorkerCpu): ThreadCpuSummary {
 export function buildSummary(input: SummaryInput): Summary {
   const { options, plan, counters, errors, audit } = input;
   // Every send happens in the load phase; its acks and deliveries trail it by a latency at most.
-  const loadSeconds = audit === null ? 0 : options.durationMs / 1000;
+  const loadSpan = input.phases.find((span) => span.name === 'load');
+  const loadSeconds = audit === null ? 0 : loadSpan && loadSpan.endS > loadSpan.startS ? loadSpan.endS - loadSpan.startS : options.durationMs / 1000;
   const perSecond = (count: number) => (loadSeconds > 0 ? round(count / loadSeconds) : 0);
 
   const byCode: Record<string, number> = {};
@@ -237,6 +247,10 @@ export function buildSummary(input: SummaryInput): Summary {
       reconnects: counters.reconnects,
       reconnectMs: input.histograms.reconnect.summary(),
       unplannedDisconnects: counters.unplannedDisconnects,
+      recoveries: counters.recoveries,
+      rejoinMs: input.histograms.rejoin.summary(),
+      recoveryMs: input.histograms.recovery.summary(),
+      unrecovered: input.load.reduce((sum, result) => sum + result.unrecovered, 0),
     },
     messages: {
       targetRate: round(options.rate),
@@ -258,6 +272,7 @@ export function buildSummary(input: SummaryInput): Summary {
       lost: audit?.lost ?? 0,
       duplicates: Math.max(audit?.duplicates ?? 0, counters.duplicates),
       outOfOrder: audit?.outOfOrder ?? counters.lateDeliveries,
+      outOfOrderResync: counters.lateResyncDeliveries,
       incompleteWindows: audit?.incomplete ?? 0,
       graceWaitedMs: audit?.waitedMs ?? null,
       lostSamples: audit?.samples ?? [],
@@ -294,6 +309,7 @@ export function formatSummary(summary: Summary, files: { json: string; html: str
     `loadgen ${run.id} → ${run.url}  (${run.plan.devices} devices, ${run.plan.users} users, ${run.plan.created}/${run.plan.conversations} conversations: ${run.plan.direct} direct, ${run.plan.group} groups; ${run.workers} workers; seed ${run.seed}; ${run.wallSeconds} s)`,
     `  connections   ${c.connected}/${c.devices} connected, connect ${ms(c.connectMs)}`,
     `  churn         ${c.churnDisconnects} planned disconnects, ${c.reconnects} reconnects (${ms(c.reconnectMs)}), ${c.unplannedDisconnects} unplanned`,
+    ...(c.unplannedDisconnects > 0 ? [`  recovered     ${c.recoveries} of ${c.unplannedDisconnects} unplanned disconnects by the SDK alone: reconnected ${ms(c.rejoinMs)}; resynced ${ms(c.recoveryMs)}, ${c.unrecovered} devices not resynced at the end`] : []),
     `  messages      sent ${m.sent} (${m.sentRate}/s of ${m.targetRate}/s), acked ${m.acked} (${m.ackedRate}/s), failed ${m.failed}, unacked at end ${m.unackedAtEnd}, retries ${m.retries}`,
     `  ack latency   ${ms(m.ackMs)}`,
     `  end-to-end    ${ms(m.e2eMs)}  [${m.deliveries - m.resyncDeliveries} live deliveries, ${m.deliveryRate}/s]`,

@@ -38,6 +38,8 @@ export type Command =
   | { cmd: 'create'; tasks: CreateTask[]; deadline: number }
   | { cmd: 'register'; registrations: Registration[] }
   | { cmd: 'load'; startAt: number; durationMs: number; rate: number; typing: number; churn: number; presence: number; drainDeadline: number }
+  /** Ends the load phase now instead of at `durationMs`; the drain then lasts until `drainDeadline`. */
+  | { cmd: 'finish'; drainDeadline: number }
   | { cmd: 'audit'; maxAcked: Array<[string, number]>; deadline: number }
   | { cmd: 'close' };
 
@@ -46,13 +48,22 @@ export interface Results {
   connect: { connected: number; failed: number };
   create: { created: Array<{ index: number; conversationId: string; base: number }>; failed: number };
   register: { windows: number };
-  load: { maxAcked: Array<[string, number]>; unacked: number; offline: number };
+  load: {
+    maxAcked: Array<[string, number]>;
+    unacked: number;
+    offline: number;
+    /** Devices whose last unplanned disconnect was not followed by a resync. */
+    unrecovered: number;
+    /** [conversationId, seq, messageId] of every acked message, with `recordAcked` only. */
+    acked: Array<[string, number, string]>;
+  };
   audit: AuditResult & {
     waitedMs: number;
     duplicateSamples: Array<{ device: string; conversationId: string; seq: number }>;
     /** Deliveries below a seq the device already had delivered: `after` is that seq. */
     lateSamples: Array<{ device: string; conversationId: string; seq: number; after: number; resync: boolean }>;
   };
+  finish: Record<string, never>;
   close: Record<string, never>;
 }
 

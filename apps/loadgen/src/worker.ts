@@ -74,6 +74,10 @@ class Device {
   churning = false;
   /** Between a disconnect and the end of the resync: deliveries then are resync deliveries. */
   syncing = false;
+  /** When the last unplanned disconnect happened, until the SDK has resynced by itself. */
+  downSince: number | null = null;
+  /** The same, until the SDK has reconnected. */
+  offSince: number | null = null;
   readonly windows = new Map<string, SeqWindow>();
   readonly pendingRead = new Map<string, number>();
 
@@ -121,11 +125,22 @@ class Device {
     client.on('disconnected', ({ reason }) => {
       this.syncing = true;
       if (this.churning || closing || this.state !== 'connected') return;
+      this.downSince ??= clock();
+      this.offSince ??= clock();
       recorder.count('unplannedDisconnects');
       recorder.error('disconnect', reason.replace(/\s+/g, '_'));
     });
+    client.on('connected', () => {
+      if (this.offSince !== null) recorder.record('rejoin', clock() - this.offSince);
+      this.offSince = null;
+    });
     client.on('synced', () => {
       if (!this.churning) this.syncing = false;
+      if (this.downSince !== null) {
+        recorder.record('recovery', clock() - this.downSince);
+        recorder.count('recoveries');
+        this.downSince = null;
+      }
     });
     client.on('error', (error) => {
       if (!closing) recorder.error('sdk', error.code);
@@ -157,6 +172,9 @@ let closing = false;
 let lagMs = 0;
 let pendingSends = 0;
 const maxAcked = new Map<string, number>();
+const acked: Results['load']['acked'] = [];
+/** Set by `finish`: the load phase ends now, the drain at this deadline. */
+let finish: { drainDeadline: number } | null = null;
 const readPending = new Set<Device>();
 const duplicateSamples: Results['audit']['duplicateSamples'] = [];
 const lateSamples: Results['audit']['lateSamples'] = [];
@@ -189,6 +207,7 @@ function onMessage(device: Device, message: Message): void {
   recorder.count('deliveries');
   if (result === 'late') {
     recorder.count('lateDeliveries');
+    if (device.syncing) recorder.count('lateResyncDeliveries');
     if (lateSamples.length < 20) lateSamples.push({ device: device.label, conversationId: message.conversationId, seq: message.seq, after: window.highDelivered, resync: device.syncing });
   }
   const latency = clock() - header.t;
@@ -382,6 +401,7 @@ function sendOne(pool: User[]): void {
       recorder.count('acked');
       if (outgoing.attempts > 1) recorder.count('sendRetries', outgoing.attempts - 1);
       maxAcked.set(message.conversationId, Math.max(maxAcked.get(message.conversationId) ?? 0, message.seq));
+      if (options.recordAcked) acked.push([message.conversationId, message.seq, message.id]);
     },
     (error: unknown) => {
       recorder.count('sendFailed');
@@ -462,9 +482,10 @@ async function loadPhase(command: Extract<Command, { cmd: 'load' }>): Promise<Re
     [new Schedule(command.presence, 'poisson', stream(3), start), presenceChange],
     [new Schedule(command.churn, 'poisson', stream(4), start), churnOne],
   ];
-  const end = start + command.durationMs;
+  let end = start + command.durationMs;
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
+      if (finish) end = Math.min(end, performance.now());
       const now = Math.min(performance.now(), end);
       for (const [schedule, fire] of schedules) lagMs = Math.max(lagMs, schedule.due(now, fire));
       if (now >= end) {
@@ -479,9 +500,12 @@ async function loadPhase(command: Extract<Command, { cmd: 'load' }>): Promise<Re
     clearTimeout(timer);
     reconnect(device);
   }
-  while (clock() < command.drainDeadline && (pendingSends > 0 || reconnecting.size > 0)) await sleep(50);
-  const offline = devices.filter((device) => device.state === 'connected' && !device.client.connected).length;
-  return { maxAcked: [...maxAcked], unacked: pendingSends, offline };
+  const drainDeadline = finish?.drainDeadline ?? command.drainDeadline;
+  while (clock() < drainDeadline && (pendingSends > 0 || reconnecting.size > 0)) await sleep(50);
+  const live = devices.filter((device) => device.state === 'connected');
+  const offline = live.filter((device) => !device.client.connected).length;
+  const unrecovered = live.filter((device) => device.downSince !== null).length;
+  return { maxAcked: [...maxAcked], unacked: pendingSends, offline, unrecovered, acked };
 }
 
 async function auditPhase({ maxAcked: acked, deadline }: Extract<Command, { cmd: 'audit' }>): Promise<Results['audit']> {
@@ -535,6 +559,9 @@ async function handle(request: Request): Promise<unknown> {
       return registerPhase(request);
     case 'load':
       return loadPhase(request);
+    case 'finish':
+      finish = { drainDeadline: request.drainDeadline };
+      return {};
     case 'audit':
       return auditPhase(request);
     case 'close':

@@ -40,7 +40,36 @@ export function describeZodError(error: ZodError): string {
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
   if (error instanceof ZodError) return new AppError('validation', describeZodError(error));
+  if (isDatabaseUnavailable(error)) return new AppError('unavailable', 'The database is unreachable right now; retry shortly', { cause: error });
   return new AppError('internal', 'Internal error', { cause: error });
+}
+
+/** Prisma's codes for "could not reach / lost / timed out waiting for" the database server. */
+const PRISMA_UNAVAILABLE = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2037']);
+/** Driver adapter error kinds that say the same (@prisma/driver-adapter-utils). */
+const ADAPTER_UNAVAILABLE = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections']);
+const SOCKET_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND']);
+
+/**
+ * True when `error` says the database could not be reached or dropped the connection, not that the
+ * query was wrong: a retry can succeed, so the client gets `unavailable` (retryable) instead of
+ * `internal`. Covers Prisma's wrapped errors, the driver adapter's kinds, PostgreSQL's connection
+ * SQLSTATEs (class 08, admin/crash shutdown 57P01/57P02, starting up or shutting down 57P03, too many
+ * connections 53300) and node-postgres' own socket errors, anywhere along the `cause` chain.
+ * An ambiguous failure (the connection died around COMMIT) is safe to retry because sends are
+ * idempotent per clientMsgId.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  for (let current = error, depth = 0; current && typeof current === 'object' && depth < 8; depth++) {
+    const e = current as { code?: unknown; kind?: unknown; message?: unknown; meta?: { driverAdapterError?: { cause?: unknown } }; cause?: unknown };
+    const code = typeof e.code === 'string' ? e.code : '';
+    if (PRISMA_UNAVAILABLE.has(code) || SOCKET_UNAVAILABLE.has(code)) return true;
+    if (/^(08...|57P0[123]|53300)$/.test(code)) return true;
+    if (typeof e.kind === 'string' && ADAPTER_UNAVAILABLE.has(e.kind)) return true;
+    if (typeof e.message === 'string' && /^(Connection terminated|timeout exceeded when trying to connect)/.test(e.message)) return true;
+    current = e.meta?.driverAdapterError?.cause ?? e.meta?.driverAdapterError ?? e.cause;
+  }
+  return false;
 }
 
 /** Parses a value with its zod schema; a mismatch is a `validation` error naming the fields. */

@@ -10,6 +10,9 @@ import { applyMigrations } from './migrations.ts';
 
 export type Db = PrismaClient;
 
+/** Longest wait for a new PostgreSQL connection. */
+const CONNECT_TIMEOUT_MS = 3000;
+
 export interface Database {
   prisma: PrismaClient;
   /** Resolves when the database answers a trivial query. */
@@ -24,7 +27,11 @@ export interface Database {
  */
 export async function openDatabase(config: Config['database'], log: FastifyBaseLogger): Promise<Database> {
   if (config.kind === 'postgres') {
-    const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: config.url, max: config.poolSize }) });
+    const prisma = new PrismaClient({
+      // A server that accepts TCP but does not answer must not leave requests waiting for the
+      // client's ack timeout (10 s in the SDK): the request fails with `unavailable` first.
+      adapter: new PrismaPg({ connectionString: config.url, max: config.poolSize, connectionTimeoutMillis: CONNECT_TIMEOUT_MS }),
+    });
     return {
       prisma,
       ping: async () => void (await prisma.$queryRawUnsafe('SELECT 1')),

@@ -12,7 +12,7 @@
  *   and their results could reach us in either order;
  * - a statement that fails as a whole (a deadlock, a racing unique violation) is retried one item per
  *   statement, so one bad item cannot fail the others; `flushOne` decides what such an item's own
- *   failure means.
+ *   failure means, `retryAlone` when a failure is not worth retrying item by item.
  *
  * Written by hand: no library does group commit over Prisma's driver adapters.
  */
@@ -21,6 +21,12 @@ export interface GroupCommitOptions<I, O> {
   flush: (items: I[]) => Promise<O[]>;
   /** Writes one item whose batch failed; the default is `flush([item])`. */
   flushOne?: (item: I) => Promise<O>;
+  /**
+   * Whether a failed batch is worth retrying item by item; when not (the database is down, say,
+   * where one try per item would only multiply the wait), every item fails with the batch's error.
+   * @default () => true
+   */
+  retryAlone?: (error: unknown) => boolean;
   /** Items with equal keys are never in two statements at once. */
   key: (item: I) => string;
   /** Most items one statement carries. */
@@ -80,12 +86,13 @@ export class GroupCommit<I, O> {
   }
 
   async #run(batch: Array<Pending<I, O>>): Promise<void> {
-    const { flush, flushOne = async (item: I) => (await flush([item]))[0]! } = this.#options;
+    const { flush, flushOne = async (item: I) => (await flush([item]))[0]!, retryAlone = () => true } = this.#options;
     if (batch.length > 1) {
       try {
         const results = await flush(batch.map((entry) => entry.item));
         return batch.forEach((entry, index) => entry.resolve(results[index]!));
-      } catch {
+      } catch (error) {
+        if (!retryAlone(error)) return batch.forEach((entry) => entry.reject(error));
         // Retried one by one below; each item's own outcome is what its caller gets.
       }
     }

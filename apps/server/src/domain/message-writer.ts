@@ -1,4 +1,5 @@
 import type { Db } from '../db/client.ts';
+import { isDatabaseUnavailable } from '../errors.ts';
 import { GroupCommit } from './group-commit.ts';
 
 export interface NewMessage {
@@ -45,6 +46,7 @@ export class MessageWriter {
       maxInFlight: 4,
       maxBatch: 128,
       flush: (messages) => this.#insertBatch(messages),
+      retryAlone: (error) => !isDatabaseUnavailable(error),
       flushOne: (message) =>
         this.#insert([message]).then(
           (rows) => rows.get(0) ?? null,
@@ -63,6 +65,7 @@ export class MessageWriter {
   /**
    * Two sends with the same (sender, clientMsgId) in one statement would make it fail on the unique
    * index; the later ones are left out and resolved as retries (their caller finds the original).
+   * Should the statement fail, each is retried alone and shares the original's fate.
    */
   async #insertBatch(messages: NewMessage[]): Promise<Array<WrittenMessage | null>> {
     const seen = new Set<string>();

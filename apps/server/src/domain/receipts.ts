@@ -1,6 +1,7 @@
 import type { Receipt } from '@chat/protocol';
 import type { Db } from '../db/client.ts';
 import { requireMember } from './access.ts';
+import { isDatabaseUnavailable } from '../errors.ts';
 import { GroupCommit } from './group-commit.ts';
 import type { Fanout } from './fanout.ts';
 import { toReceipt } from './wire.ts';
@@ -25,6 +26,7 @@ export class ReceiptService {
       maxInFlight: 2,
       maxBatch: 256,
       flush: (reports) => writeReceipts(db, reports),
+      retryAlone: (error) => !isDatabaseUnavailable(error),
     });
   }
 

@@ -1,0 +1,68 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { findNginx } from '../../../infra/cluster/cluster.ts';
+import { UsageError } from '../../loadgen/src/options.ts';
+import { parseChaosArgs } from '../src/options.ts';
+import { formatChecks, type ChaosReport } from '../src/run.ts';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const NODE = join(ROOT, 'node_modules/node/bin/node');
+const run = promisify(execFile);
+const dir = mkdtempSync(join(tmpdir(), 'chaos-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('chaos CLI', () => {
+  it('defaults to the full run of the issue and refuses what it cannot do', () => {
+    const parsed = parseChaosArgs([]);
+    expect(parsed.help).toBe(false);
+    if (parsed.help) return;
+    expect(parsed.options).toMatchObject({ clients: 500, phases: ['kill', 'redis', 'postgres', 'drain'], downMs: 5000 });
+    expect(parseChaosArgs(['--help'])).toEqual({ help: true });
+    expect(() => parseChaosArgs(['--phases', 'kill,flood'])).toThrow(UsageError);
+    expect(() => parseChaosArgs(['--clients', '3'])).toThrow(UsageError);
+    expect(() => parseChaosArgs(['--bogus'])).toThrow(UsageError);
+  });
+
+  it('prints a table with a result for every check', () => {
+    const table = formatChecks([
+      { name: 'a', measured: '1', bound: '0', pass: false },
+      { name: 'b', measured: '0', bound: '0', pass: true },
+    ]);
+    expect(table.split('\n')).toHaveLength(4);
+    expect(table).toMatch(/\| a +\| 1 +\| 0 +\| FAIL \|/);
+    expect(table).toMatch(/\| b +\| 0 +\| 0 +\| PASS \|/);
+  });
+});
+
+// The same harness as `npm run chaos`, smaller: every fault in turn, under load, every check passing.
+const NGINX = findNginx();
+describe.skipIf(!NGINX)(`chaos run (short)${NGINX ? '' : ' — skipped: no nginx binary (apt-get install -y nginx)'}`, () => {
+  it(
+    'loses and duplicates nothing through SIGKILL, a Redis restart, a PostgreSQL outage and a drain',
+    async () => {
+      const out = join(dir, 'report.json');
+      const args = ['--import', 'tsx', 'apps/chaos/src/cli.ts', '--clients', '60', '--rate', '20/s', '--settle', '5s', '--down', '5s', '--workers', '1', '--quiet', '--out', out];
+      const result = await run(NODE, args, { cwd: ROOT, timeout: 240_000, maxBuffer: 16 * 2 ** 20 }).then(
+        ({ stdout }) => ({ code: 0, stdout }),
+        (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code ?? -1, stdout: `${error.stdout ?? ''}${error.stderr ?? ''}` }),
+      );
+      const report = JSON.parse(readFileSync(out, 'utf8')) as ChaosReport;
+      const failed = report.checks.filter((check) => !check.pass);
+      // On failure the message shows the whole table and the run's output.
+      expect({ failure: report.failure, failed }, result.stdout).toEqual({ failure: null, failed: [] });
+      expect(result.code).toBe(0);
+      expect(report.phases.map((phase) => phase.name)).toEqual(['kill', 'redis', 'postgres', 'drain']);
+      // The faults bit: clients were thrown off, PostgreSQL refused sends, and the counts are real.
+      expect(report.load!.connections.unplannedDisconnects).toBeGreaterThan(0);
+      expect(report.probe!.unavailable).toBeGreaterThan(0);
+      expect(report.database!.acked).toBeGreaterThan(100);
+      expect(report.load!.messages.expected).toBeGreaterThan(report.database!.acked);
+    },
+    300_000,
+  );
+});
