@@ -266,10 +266,10 @@ describe('receipts', () => {
       const { conversation: seen } = await a.ok('conversation:get', { conversationId: conversation.id });
       expect(seen.members.find((m) => m.userId === b.userId)).toMatchObject({ lastDeliveredSeq: 10, lastReadSeq: 9 });
       expect(seen.members.find((m) => m.userId === a.userId)).toMatchObject({ lastDeliveredSeq: 15, lastReadSeq: 15 });
-      // The sender saw b's watermarks move forward only, ending at the final ones.
-      await eventually(() => expect(a.of('receipt:updated').filter((r) => r.conversationId === conversation.id && r.userId === b.userId).at(-1)).toMatchObject({ lastDeliveredSeq: 10, lastReadSeq: 9 }));
-      const seenByA = a.of('receipt:updated').filter((r) => r.conversationId === conversation.id && r.userId === b.userId).map((r) => r.lastDeliveredSeq);
-      expect(seenByA).toEqual([...seenByA].sort((x, y) => x - y));
+      // The sender was told the final watermarks. (Pushes from b's two devices come from two nodes and
+      // may cross on the way, so their order is not asserted: clients max-merge watermarks.)
+      const toldA = () => a.of('receipt:updated').filter((r) => r.conversationId === conversation.id && r.userId === b.userId);
+      await eventually(() => expect([Math.max(...toldA().map((r) => r.lastDeliveredSeq)), Math.max(...toldA().map((r) => r.lastReadSeq))]).toEqual([10, 9]));
     }
   });
 });
