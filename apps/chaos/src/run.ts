@@ -7,9 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, cpus } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { freePort, startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
 import { startPrivatePostgres, startPrivateRedis, type PrivatePostgres, type PrivateRedis } from '../../../infra/cluster/services.ts';
+import { adminQuery } from '../../server/src/db/admin.ts';
 import { applyMigrations } from '../../server/src/db/migrations.ts';
 import { runLoadtest, type Io } from '../../loadgen/src/coordinator.ts';
 import { resolveOptions } from '../../loadgen/src/options.ts';
@@ -243,15 +243,6 @@ async function connectedSockets(nodeUrl: string): Promise<number> {
   return Number(match[1]);
 }
 
-async function adminQuery(url: string, sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 interface Measured {
   ghosts: { ms: number | null; last: number };

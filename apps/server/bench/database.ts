@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
+import { adminQuery, withDatabase } from '../src/db/admin.ts';
 import { applyMigrations } from '../src/db/migrations.ts';
 
 /**
@@ -9,17 +9,9 @@ import { applyMigrations } from '../src/db/migrations.ts';
 export async function throwawayDatabase(prefix: string): Promise<{ url: string; drop(): Promise<void> }> {
   const adminUrl = process.env['DATABASE_URL'] ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
   const name = `${prefix}_${Date.now()}_${randomBytes(2).toString('hex')}`;
-  const admin = async (sql: string) => {
-    const client = new pg.Client({ connectionString: adminUrl });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
+  const admin = (sql: string) => adminQuery(adminUrl, sql);
   await admin(`CREATE DATABASE "${name}"`);
-  const url = Object.assign(new URL(adminUrl), { pathname: `/${name}` }).toString();
+  const url = withDatabase(adminUrl, name);
   const drop = () => admin(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
   try {
     await applyMigrations({ kind: 'postgres', connectionString: url });

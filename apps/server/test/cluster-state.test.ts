@@ -1,7 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import type { Presence } from '@chat/protocol';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { freePort } from '../../../infra/cluster/cluster.ts';
+import { startPrivateRedis } from '../../../infra/cluster/services.ts';
 import { eventually } from './helpers/eventually.ts';
 import { spawnNode, startNode, testEnv, type TestNode } from './helpers/nodes.ts';
 import { signToken } from './helpers/tokens.ts';
@@ -129,11 +128,9 @@ describe('the Redis bus', () => {
   });
 
   it('survives a Redis restart: local sockets keep being served, readiness reflects it, the bus comes back', async () => {
-    const port = await freePort();
-    let redis = startRedis(port);
-    onTestFinished(() => void redis.kill('SIGKILL'));
-    await eventually(async () => expect(await pingRedis(port)).toBe(true));
-    const env = { REDIS_URL: `redis://127.0.0.1:${port}` };
+    const redis = await startPrivateRedis();
+    onTestFinished(() => redis.destroy());
+    const env = { REDIS_URL: redis.url };
     const [a, b] = [await node({ ...env, NODE_ID: 'outage-a' }), await node({ ...env, NODE_ID: 'outage-b' })];
     const alice = await device(a.url, uniqueUser('alice'));
     const bob = await device(b.url, uniqueUser('bob'));
@@ -141,7 +138,7 @@ describe('the Redis bus', () => {
     const toBob = (await alice.ok('conversation:open-direct', { userId: bob.userId })).conversation.id;
     const toCarol = (await alice.ok('conversation:open-direct', { userId: carol.userId })).conversation.id;
 
-    redis.kill('SIGKILL');
+    await redis.stop();
     await eventually(async () => expect((await a.app.inject({ url: '/readyz' })).statusCode).toBe(503), { timeoutMs: 5000 });
     // PostgreSQL still takes the write, and same-node delivery needs no Redis.
     const { message: local } = await alice.ok('message:send', { conversationId: toCarol, clientMsgId: clientMsgId(), body: 'during the outage' });
@@ -150,7 +147,7 @@ describe('the Redis bus', () => {
     // The fan-out that could not be published is counted and logged, never thrown.
     await eventually(async () => expect((await a.app.inject({ url: '/metrics' })).body).toMatch(/^chat_cluster_publish_failures_total\{node="outage-a"\} [1-9]/m), { timeoutMs: 10_000 });
 
-    redis = startRedis(port);
+    await redis.start();
     await eventually(async () => expect((await a.app.inject({ url: '/readyz' })).statusCode).toBe(200), { timeoutMs: 10_000 });
     await eventually(async () => expect((await b.app.inject({ url: '/readyz' })).statusCode).toBe(200), { timeoutMs: 10_000 });
     // Subscriptions are restored: cross-node fan-out works again.
@@ -164,21 +161,4 @@ describe('the Redis bus', () => {
   });
 });
 
-function startRedis(port: number): ChildProcess {
-  return spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-}
-
-async function pingRedis(port: number): Promise<boolean> {
-  const { Redis } = await import('ioredis');
-  const client = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    return (await client.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    client.disconnect();
-  }
-}
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
-import pg from 'pg';
 import type { TestProject } from 'vitest/node';
+import { adminQuery, withDatabase } from '../src/db/admin.ts';
 import { applyMigrations } from '../src/db/migrations.ts';
 
 declare module 'vitest' {
@@ -62,21 +62,6 @@ export default async function setup(project: TestProject): Promise<() => Promise
   };
 }
 
-export function withDatabase(url: string, database: string): string {
-  const parsed = new URL(url);
-  parsed.pathname = `/${database}`;
-  return parsed.toString();
-}
-
-export async function adminQuery(url: string, sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 async function resolveService(variable: string, fallback: string, port: number, startContainer: () => Promise<string>): Promise<string> {
   const configured = process.env[variable];
