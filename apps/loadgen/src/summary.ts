@@ -191,7 +191,7 @@ export function buildSummary(input: SummaryInput): Summary {
   }
 
   const background = sumErrorsOf(errors, 'sdk');
-  if (background > 0) warnings.push(`${background} background SDK failures (a refused reconnect, or a resync that failed or timed out — the SDK does not retry a failed resync, so what that device missed stays missing until it reconnects again)`);
+  if (background > 0) warnings.push(`${background} background SDK failures (a refused reconnect, or a resync or gap fetch that failed or timed out; the SDK retries a failed resync while the connection lasts and fetches gaps again)`);
   if (audit !== null && audit.lost > 0) {
     const p99 = input.histograms.e2e.summary()?.p99 ?? 0;
     const stillArriving = input.timeline.filter((point) => point.phase === 'grace').some((point) => point.deliveries > 0);
