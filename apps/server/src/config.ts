@@ -74,6 +74,7 @@ const envSchema = z
     RATE_LIMIT_CONVERSATION: rate.prefault('10/60s'),
     RATE_LIMIT_RECEIPT: rate.prefault('60/10s'),
     RATE_LIMIT_READ: rate.prefault('120/10s'),
+    RATE_LIMIT_CALL: rate.prefault('200/10s'),
     RATE_LIMIT_FLOOD_DISCONNECT: int(1, 1_000_000).default(50),
     REST_RATE_LIMIT_PER_MINUTE: int(1, 10_000_000).default(600),
     TYPING_TTL_MS: int(1000, 60_000).default(6000),
@@ -137,7 +138,7 @@ export interface Config {
 }
 
 /** Event classes with their own per-user budget (see transport/rate-limits.ts). */
-export type RateLimitClass = 'message' | 'typing' | 'conversation' | 'receipt' | 'read';
+export type RateLimitClass = 'message' | 'typing' | 'conversation' | 'receipt' | 'read' | 'call';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -195,6 +196,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
         conversation: env.RATE_LIMIT_CONVERSATION,
         receipt: env.RATE_LIMIT_RECEIPT,
         read: env.RATE_LIMIT_READ,
+        call: env.RATE_LIMIT_CALL,
       },
       floodDisconnectAfter: env.RATE_LIMIT_FLOOD_DISCONNECT,
       restPerMinute: env.REST_RATE_LIMIT_PER_MINUTE,

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { createStateStores, MemoryPresenceStore, MemoryRateLimiter, MemoryTypingStore, type StateStores, type WentOffline } from '../src/state/index.ts';
+import { createStateStores, MemoryCallStore, MemoryPresenceStore, MemoryRateLimiter, MemoryTypingStore, type StateStores, type WentOffline } from '../src/state/index.ts';
 import { eventually } from './helpers/eventually.ts';
 
 const NODE_TTL_MS = 300;
@@ -295,6 +295,101 @@ describe.each([memory, redis])('state stores: $name', (backend) => {
       expect(results.filter((r) => !r.allowed).every((r) => r.retryAfterMs > 0)).toBe(true);
     });
   });
+
+  describe('calls', () => {
+    const timings = { ringTimeoutMs: 300, liveTtlMs: 600, finalTtlMs: 5000 };
+    const newCall = (callerId = id('caller'), calleeId = id('callee')) => ({ id: randomUUID(), callerId, calleeId, media: 'audio' as const, callerDeviceId: id('dev') });
+
+    it('rings a new call and marks both parties busy: a second call to or from either is busy', async () => {
+      const [{ calls }] = backend.cluster(1) as [StateStores];
+      const first = newCall();
+      const created = await calls.create(first, timings);
+      expect(created.busy).toBeNull();
+      expect(created.call).toMatchObject({ ...first, state: 'ringing', calleeDeviceId: null, acceptedAt: null, endedAt: null, endedBy: null });
+      expect(created.call!.ringDeadline - created.call!.createdAt).toBe(300);
+      expect(Math.abs(created.call!.createdAt - Date.now())).toBeLessThan(CLOCK_SLACK_MS);
+      expect(await calls.get(first.id)).toEqual(created.call);
+
+      // The callee is in a call: stored as already finished, `busy`.
+      const toBusy = newCall(id('third'), first.calleeId);
+      const busy = await calls.create(toBusy, timings);
+      expect(busy).toMatchObject({ busy: 'callee', call: { id: toBusy.id, state: 'busy', endedAt: expect.any(Number) } });
+      // The caller is in a call: nothing stored.
+      const fromBusy = newCall(first.callerId, id('fourth'));
+      expect(await calls.create(fromBusy, timings)).toEqual({ call: null, busy: 'caller' });
+      expect(await calls.get(fromBusy.id)).toBeNull();
+      // The callee calling out is busy too.
+      expect((await calls.create(newCall(first.calleeId), timings)).busy).toBe('caller');
+
+      await calls.transition(first.id, ['ringing'], 'cancelled', { endedBy: first.callerId }, timings);
+      expect((await calls.create(newCall(first.callerId, first.calleeId), timings)).busy).toBeNull();
+    });
+
+    it('lets exactly one of many racing accepts win, then ends the call and frees both parties', async () => {
+      const stores = backend.cluster(4);
+      const call = newCall();
+      await stores[0]!.calls.create(call, timings);
+      const results = await Promise.all(stores.map((store, i) => store.calls.transition(call.id, ['ringing'], 'accepted', { calleeDeviceId: `device-${i}` }, timings)));
+      const winners = results.filter((result) => result.changed);
+      expect(winners).toHaveLength(1);
+      const accepted = winners[0]!.call!;
+      expect(accepted).toMatchObject({ state: 'accepted', calleeDeviceId: expect.stringMatching(/^device-/), acceptedAt: expect.any(Number) });
+      for (const loser of results.filter((result) => !result.changed)) expect(loser.call).toEqual(accepted);
+
+      // Not ringing any more: a late reject changes nothing.
+      expect(await stores[1]!.calls.transition(call.id, ['ringing'], 'rejected', { endedBy: call.calleeId }, timings)).toEqual({ call: accepted, changed: false });
+      const ended = await stores[2]!.calls.transition(call.id, ['accepted'], 'ended', { endedBy: call.calleeId }, timings);
+      expect(ended).toMatchObject({ changed: true, call: { state: 'ended', endedBy: call.calleeId, endedAt: expect.any(Number), calleeDeviceId: accepted.calleeDeviceId } });
+      expect((await stores[3]!.calls.create(newCall(call.calleeId, call.callerId), timings)).busy).toBeNull();
+      expect(await stores[0]!.calls.transition(randomUUID(), ['ringing'], 'accepted', {}, timings)).toEqual({ call: null, changed: false });
+    });
+
+    it('expires unanswered calls as missed exactly once across nodes, and not accepted ones', async () => {
+      const stores = backend.cluster(3);
+      const unanswered = newCall();
+      const answered = newCall();
+      await stores[0]!.calls.create(unanswered, timings);
+      await stores[0]!.calls.create(answered, timings);
+      await stores[1]!.calls.transition(answered.id, ['ringing'], 'accepted', { calleeDeviceId: 'd' }, timings);
+      expect(await stores[1]!.calls.expireRinging(timings)).toEqual([]);
+
+      const claimed = await eventually(async () => {
+        const batches = await Promise.all(stores.map((store) => store.calls.expireRinging(timings)));
+        const all = batches.flat();
+        expect(all).toHaveLength(1);
+        return all;
+      }, { timeoutMs: 3000 });
+      expect(claimed[0]).toMatchObject({ id: unanswered.id, state: 'missed', endedBy: null, endedAt: expect.any(Number) });
+      expect((await Promise.all(stores.map((store) => store.calls.expireRinging(timings)))).flat()).toEqual([]);
+      expect((await stores[2]!.calls.get(answered.id))?.state).toBe('accepted');
+      // The missed call's parties are free again.
+      expect((await stores[2]!.calls.create(newCall(unanswered.calleeId), timings)).busy).toBeNull();
+    });
+
+    it('forgets a live call nobody touches within liveTtlMs (its node died), and keeps a touched one', async () => {
+      const [{ calls }] = backend.cluster(1) as [StateStores];
+      const abandoned = newCall();
+      const kept = newCall();
+      const short = { ...timings, ringTimeoutMs: 60_000, liveTtlMs: 400 };
+      await calls.create(abandoned, short);
+      await calls.create(kept, short);
+      await calls.transition(kept.id, ['ringing'], 'accepted', { calleeDeviceId: 'd' }, short);
+      const deadline = Date.now() + 1200;
+      while (Date.now() < deadline) {
+        expect(await calls.touch([kept.id], short)).toEqual([]);
+        await sleep(100);
+      }
+      expect(await calls.get(abandoned.id)).toBeNull();
+      expect((await calls.get(kept.id))?.state).toBe('accepted');
+      expect(await calls.touch([abandoned.id, kept.id], short)).toEqual([abandoned.id]);
+      // Its parties are not busy any more.
+      expect((await calls.create(newCall(abandoned.callerId, abandoned.calleeId), short)).busy).toBeNull();
+      // A finished call is not "gone": touching it reports nothing and does not revive it.
+      await calls.transition(kept.id, ['accepted'], 'ended', { endedBy: kept.callerId }, short);
+      expect(await calls.touch([kept.id], short)).toEqual([]);
+      expect((await calls.get(kept.id))?.state).toBe('ended');
+    });
+  });
 });
 
 describe('redis key layout', () => {
@@ -331,6 +426,7 @@ describe('createStateStores', () => {
     expect(stores.presence).toBeInstanceOf(MemoryPresenceStore);
     expect(stores.typing).toBeInstanceOf(MemoryTypingStore);
     expect(stores.rateLimiter).toBeInstanceOf(MemoryRateLimiter);
+    expect(stores.calls).toBeInstanceOf(MemoryCallStore);
   });
 
   it('refuses a client that prefixes keys itself', () => {

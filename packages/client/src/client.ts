@@ -1,12 +1,22 @@
 import {
   sendMessageSchema,
   type Ack,
+  type Call,
+  type CallMedia,
+  type CallSignal,
+  type CallSignalRelay,
   type ClientEventName,
   type ClientEventResults,
   type ClientPayload,
   type ClientToServerEvents,
   type Conversation,
+  type ConversationMilestone,
   type Message,
+  type Notification,
+  type NotificationDeleted,
+  type NotificationPage,
+  type NotificationsRead,
+  type Presence,
   type Receipt,
   type ServerToClientEvents,
   type SessionEnding,
@@ -130,6 +140,28 @@ export interface ChatClientEvents {
   synced: [event: { initial: boolean }];
   /** A failure in the background (refused reconnect, failed resync, token callback error). */
   error: [error: ChatError];
+  /** Someone I share a conversation with came online, went offline or changed status. */
+  presence: [presence: Presence];
+
+  /** A new notification of mine (on any of my devices' behalf), with my unread count. */
+  notification: [event: { notification: Notification; unreadCount: number }];
+  /** Some or all of my notifications were marked read, on this or another device. */
+  notificationsRead: [event: NotificationsRead];
+  notificationDeleted: [event: NotificationDeleted];
+  /** I muted or unmuted a conversation (on any device). */
+  conversationMuted: [event: { conversationId: string; muted: boolean }];
+  /** A direct conversation reached the message count that unlocks calls (once per conversation). */
+  milestone: [event: ConversationMilestone];
+
+  /** An incoming call ringing on this device (and every other device of mine). */
+  callRinging: [call: Call];
+  /**
+   * A call of mine changed state. When `state` is `accepted` and `calleeDeviceId` is not
+   * {@link ChatClient.deviceId}, another device of mine answered: stop ringing here.
+   */
+  callUpdated: [call: Call];
+  /** An SDP offer/answer or ICE candidate from the other device in a call this device is in. */
+  callSignal: [event: CallSignalRelay];
 }
 
 interface Waiter {
@@ -173,6 +205,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   readonly #typing: TypingTracker;
 
   #userId: string | null = null;
+  #unreadNotifications: number | null = null;
   #connected = false;
   #closed = false;
   #everConnected = false;
@@ -236,6 +269,19 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   get connected(): boolean {
     return this.#connected;
+  }
+
+  /**
+   * This device's id as the server sees it (the socket id; it changes on every reconnect). Calls name
+   * devices by it: `call.callerDeviceId`, `call.calleeDeviceId`.
+   */
+  get deviceId(): string | null {
+    return this.socket.id ?? null;
+  }
+
+  /** My unread notification count as last heard from the server; null before the first list or event. */
+  get unreadNotifications(): number | null {
+    return this.#unreadNotifications;
   }
 
   /**
@@ -396,6 +442,67 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     return this.#typing.typingIn(conversationId);
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Notifications
+  // -------------------------------------------------------------------------------------------
+
+  /** One page of my notifications, newest first; pass `nextCursor` back for older ones. */
+  listNotifications(options: { cursor?: string; limit?: number; unreadOnly?: boolean } = {}): Promise<NotificationPage> {
+    return this.request('notification:list', options);
+  }
+
+  /** Marks the given notifications read, or all of them with `'all'`; my other devices hear `notificationsRead`. */
+  markNotificationsRead(which: string[] | 'all'): Promise<NotificationsRead> {
+    return this.request('notification:mark-read', which === 'all' ? { all: true } : { notificationIds: which });
+  }
+
+  deleteNotification(notificationId: string): Promise<NotificationDeleted> {
+    return this.request('notification:delete', { notificationId });
+  }
+
+  /** A muted conversation produces no notifications for me. */
+  async muteConversation(conversationId: string, muted = true): Promise<{ conversationId: string; muted: boolean }> {
+    return this.request('conversation:mute', { conversationId, muted });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Calls (signaling only: the media flows between the browsers over WebRTC)
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * Calls a user from this device. Resolves with the call ringing on every device of the callee, or
+   * already in state `busy`; rejects with `forbidden` when policy does not allow calls yet.
+   */
+  async invite(calleeId: string, media: CallMedia): Promise<Call> {
+    return (await this.request('call:invite', { calleeId, media })).call;
+  }
+
+  /** Answers a ringing call on this device; rejects with `conflict` if another device answered first. */
+  async acceptCall(callId: string): Promise<Call> {
+    return (await this.request('call:accept', { callId })).call;
+  }
+
+  async rejectCall(callId: string): Promise<Call> {
+    return (await this.request('call:reject', { callId })).call;
+  }
+
+  async cancelCall(callId: string): Promise<Call> {
+    return (await this.request('call:cancel', { callId })).call;
+  }
+
+  async endCall(callId: string): Promise<Call> {
+    return (await this.request('call:end', { callId })).call;
+  }
+
+  async getCall(callId: string): Promise<Call> {
+    return (await this.request('call:get', { callId })).call;
+  }
+
+  /** Relays an SDP offer/answer or an ICE candidate to the other device in the call. */
+  async signal(callId: string, signal: CallSignal): Promise<void> {
+    await this.request('call:signal', { callId, signal });
+  }
+
   /** The resync cursors, to persist and pass back as `since` in a later session. */
   cursors(): Array<{ conversationId: string; version: number }> {
     return this.#state.since(Date.now() - SETTLE_MS);
@@ -420,6 +527,24 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     socket.on('conversation:removed', ({ conversationId }) => this.#live(() => this.#removeConversation(conversationId)));
     socket.on('receipt:updated', (receipt) => this.#live(() => this.#applyReceipt(receipt)));
     socket.on('typing:updated', (event) => this.#typing.remote(event));
+    socket.on('presence:updated', (presence) => this.emit('presence', presence));
+    socket.on('notification:new', (event) => {
+      this.#unreadNotifications = event.unreadCount;
+      this.emit('notification', event);
+    });
+    socket.on('notification:read', (event) => {
+      this.#unreadNotifications = event.unreadCount;
+      this.emit('notificationsRead', event);
+    });
+    socket.on('notification:deleted', (event) => {
+      this.#unreadNotifications = event.unreadCount;
+      this.emit('notificationDeleted', event);
+    });
+    socket.on('conversation:muted', (event) => this.emit('conversationMuted', event));
+    socket.on('conversation:milestone', (event) => this.emit('milestone', event));
+    socket.on('call:ringing', (call) => this.emit('callRinging', call));
+    socket.on('call:updated', (call) => this.emit('callUpdated', call));
+    socket.on('call:signal', (event) => this.emit('callSignal', event));
   }
 
   #auth(callback: (data: object) => void): void {
@@ -674,6 +799,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       }
       case 'receipt:mark':
         this.#applyReceipt((result as ClientEventResults['receipt:mark']).receipt);
+        break;
+      case 'notification:list':
+      case 'notification:mark-read':
+      case 'notification:delete':
+        this.#unreadNotifications = (result as { unreadCount: number }).unreadCount;
         break;
       default:
         break;

@@ -5,6 +5,8 @@ import { limits } from './limits.ts';
 import {
   attachmentSchema,
   bodySchema,
+  callMediaSchema,
+  callSignalSchema,
   clientMsgIdSchema,
   emojiSchema,
   idSchema,
@@ -14,8 +16,11 @@ import {
   titleSchema,
   userIdSchema,
   type Conversation,
+  type Call,
+  type CallSignal,
   type ConversationSummary,
   type Message,
+  type Notification,
   type Presence,
   type PresenceStatus,
   type Receipt,
@@ -54,6 +59,13 @@ export const syncSchema = z
     limit: pageLimit,
   })
   .strict();
+
+export const markNotificationsReadSchema = z.union([
+  z.object({ notificationIds: z.array(idSchema).min(1).max(limits.notificationBatch) }).strict(),
+  z.object({ all: z.literal(true) }).strict(),
+]);
+
+const callIdPayload = z.object({ callId: idSchema }).strict();
 
 /**
  * Every client→server event with its payload schema, defined once. Server handlers, REST routes, the
@@ -94,6 +106,30 @@ export const clientEventSchemas = {
   'receipt:mark': receiptMarkSchema,
   'history:fetch': historySchema,
   'sync:changes': syncSchema,
+
+  /** My notifications, newest first, with my unread count. */
+  'notification:list': z
+    .object({ cursor: z.string().max(200).optional(), limit: pageLimit, unreadOnly: z.boolean().optional() })
+    .strict(),
+  /** Mark some (by id) or all of my notifications read; every device of mine gets `notification:read`. */
+  'notification:mark-read': markNotificationsReadSchema,
+  'notification:delete': z.object({ notificationId: idSchema }).strict(),
+  /** Mute or unmute a conversation for me: a muted conversation produces no notifications. */
+  'conversation:mute': z.object({ conversationId: idSchema, muted: z.boolean() }).strict(),
+
+  /** Place a call from this device: every device of the callee gets `call:ringing`. */
+  'call:invite': z.object({ calleeId: userIdSchema, media: callMediaSchema }).strict(),
+  /** Answer a ringing call on this device; the first accept wins, the other devices get `call:updated`. */
+  'call:accept': callIdPayload,
+  /** The callee declines a ringing call. */
+  'call:reject': callIdPayload,
+  /** The caller gives up on a ringing call. */
+  'call:cancel': callIdPayload,
+  /** Either party hangs up an accepted call (or a ringing one: the caller cancels, the callee rejects). */
+  'call:end': callIdPayload,
+  /** Relay an SDP offer/answer or an ICE candidate to the other device in the call. */
+  'call:signal': z.object({ callId: idSchema, signal: callSignalSchema }).strict(),
+  'call:get': callIdPayload,
 } as const;
 
 export type ClientEventName = keyof typeof clientEventSchemas;
@@ -139,6 +175,59 @@ export interface ClientEventResults {
     /** Current watermarks of every member of every conversation of the user. */
     receipts: Receipt[];
   };
+
+  'notification:list': NotificationPage;
+  'notification:mark-read': NotificationsRead;
+  'notification:delete': NotificationDeleted;
+  'conversation:mute': { conversationId: string; muted: boolean };
+  /** `call.state` is `busy` (already final) when the callee is in another call. */
+  'call:invite': { call: Call };
+  'call:accept': { call: Call };
+  'call:reject': { call: Call };
+  'call:cancel': { call: Call };
+  'call:end': { call: Call };
+  /** The signal was handed to the other device (or is dropped if it just disconnected). */
+  'call:signal': { callId: string };
+  'call:get': { call: Call };
+}
+
+export interface NotificationPage {
+  notifications: Notification[];
+  /** Pass as `cursor` for the next (older) page; null at the end. */
+  nextCursor: string | null;
+  /** All my unread notifications, not just this page's. */
+  unreadCount: number;
+}
+
+/** Notifications marked read, as the ack answers and as `notification:read` tells every device. */
+export interface NotificationsRead {
+  /** True for "mark all read": every notification created up to `readAt` is read. */
+  all: boolean;
+  /** The notifications that changed (empty when `all`). */
+  notificationIds: string[];
+  readAt: string;
+  unreadCount: number;
+}
+
+export interface NotificationDeleted {
+  notificationId: string;
+  unreadCount: number;
+}
+
+/** Sent once per direct conversation, to both members, when its message count reaches the call threshold. */
+export interface ConversationMilestone {
+  conversationId: string;
+  kind: 'calls_unlocked';
+  /** The threshold reached (CALL_MIN_MESSAGES). */
+  messageCount: number;
+  reachedAt: string;
+}
+
+/** A signal relayed from the other device in a call. */
+export interface CallSignalRelay {
+  callId: string;
+  fromUserId: string;
+  signal: CallSignal;
 }
 
 export type ClientToServerEvents = {
@@ -168,4 +257,24 @@ export interface ServerToClientEvents {
   'typing:updated': (payload: { conversationId: string; userId: string; typing: boolean }) => void;
   /** Sent right before the server closes the socket, saying why and whether to reconnect. */
   'session:ending': (payload: SessionEnding) => void;
+
+  /** A new notification of mine, to every device of mine, with my new unread count. */
+  'notification:new': (payload: { notification: Notification; unreadCount: number }) => void;
+  /** Some or all of my notifications were marked read (on any device). */
+  'notification:read': (payload: NotificationsRead) => void;
+  'notification:deleted': (payload: NotificationDeleted) => void;
+  /** To my own devices: I muted or unmuted a conversation. */
+  'conversation:muted': (payload: { conversationId: string; muted: boolean }) => void;
+  /** To both members of a direct conversation, once, when it reaches the call threshold. */
+  'conversation:milestone': (payload: ConversationMilestone) => void;
+
+  /** An incoming call, to every device of the callee (ringing until `ringDeadline`). */
+  'call:ringing': (call: Call) => void;
+  /**
+   * A call changed: to every device of both parties. Accepted (`calleeDeviceId` says which device
+   * won; other callee devices stop ringing), rejected, cancelled, ended, missed (ring timeout), busy.
+   */
+  'call:updated': (call: Call) => void;
+  /** An offer, answer or ICE candidate from the other device in the call (only to the one device in it). */
+  'call:signal': (payload: CallSignalRelay) => void;
 }

@@ -11,4 +11,10 @@ export const limits = {
   emoji: 32,
   /** Most users one presence query may ask about. */
   presenceQuery: 200,
+  /** Most notification ids one `notification:mark-read` may name. */
+  notificationBatch: 100,
+  /** Longest SDP offer/answer relayed for a call, in characters. */
+  sdpLength: 32_000,
+  /** Longest ICE candidate line. */
+  iceCandidateLength: 1024,
 } as const;

@@ -94,6 +94,8 @@ export const conversationSummarySchema = conversationSchema.extend({
   lastMessage: messageSchema.nullable(),
   /** lastSeq minus my read watermark. */
   unreadCount: z.number().int(),
+  /** I muted it (`conversation:mute`): it produces no notifications for me. */
+  muted: z.boolean(),
 });
 
 export const presenceSchema = z.object({
@@ -122,3 +124,83 @@ export type ConversationSummary = z.infer<typeof conversationSummarySchema>;
 export type Receipt = z.infer<typeof receiptSchema>;
 export type Presence = z.infer<typeof presenceSchema>;
 export type PresenceStatus = z.infer<typeof presenceStatusSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// Notifications and calls.
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Why a user got a notification: a `message` while none of their devices was connected, a `mention`
+ * (`@userId` or `@displayName`) in a group, a `reaction` to their message, being added to a group
+ * (`group_added`), or a `system` notice (e.g. a missed call).
+ */
+export const notificationKindSchema = z.enum(['message', 'mention', 'reaction', 'group_added', 'system']);
+
+export const notificationSchema = z.object({
+  id: z.string(),
+  kind: notificationKindSchema,
+  /** Null only for system notices that concern no conversation. */
+  conversationId: z.string().nullable(),
+  messageId: z.string().nullable(),
+  /** Who caused it (sender, reactor, adder, caller); null for pure system notices. */
+  actorId: z.string().nullable(),
+  /** Short plain text to show: a message excerpt, the emoji, the group title, the notice. */
+  preview: z.string(),
+  createdAt: z.string(),
+  /** Null while unread. */
+  readAt: z.string().nullable(),
+});
+
+export const callMediaSchema = z.enum(['audio', 'video']);
+
+/**
+ * A call's state. `ringing` then `accepted` (by one callee device), or a final state: `rejected` by
+ * the callee, `cancelled` by the caller while ringing, `ended` by either party after accepting,
+ * `missed` when nobody answered within the ring timeout, `busy` when the callee was in another call.
+ */
+export const callStateSchema = z.enum(['ringing', 'accepted', 'rejected', 'cancelled', 'ended', 'missed', 'busy']);
+
+export const callSchema = z.object({
+  id: z.string(),
+  callerId: z.string(),
+  calleeId: z.string(),
+  media: callMediaSchema,
+  state: callStateSchema,
+  /** The caller's device (socket id) that placed the call; signals go to it. */
+  callerDeviceId: z.string(),
+  /** The callee's device (socket id) that accepted; null until accepted. Other callee devices stop ringing. */
+  calleeDeviceId: z.string().nullable(),
+  /** Who moved the call to its final state; null while live or when it timed out. */
+  endedBy: z.string().nullable(),
+  createdAt: z.string(),
+  /** While ringing: when the ring timeout ends the call as `missed`. */
+  ringDeadline: z.string(),
+  acceptedAt: z.string().nullable(),
+  endedAt: z.string().nullable(),
+});
+
+/** The WebRTC session description or ICE candidate one call device sends to the other. */
+export const callSignalSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.enum(['offer', 'answer']), sdp: z.string().min(1).max(limits.sdpLength) }).strict(),
+  z
+    .object({
+      type: z.literal('ice'),
+      // RTCIceCandidateInit; an empty `candidate` string marks the end of candidates.
+      candidate: z
+        .object({
+          candidate: z.string().max(limits.iceCandidateLength),
+          sdpMid: z.string().max(64).nullable().optional(),
+          sdpMLineIndex: z.number().int().min(0).max(1024).nullable().optional(),
+          usernameFragment: z.string().max(256).nullable().optional(),
+        })
+        .strict(),
+    })
+    .strict(),
+]);
+
+export type NotificationKind = z.infer<typeof notificationKindSchema>;
+export type Notification = z.infer<typeof notificationSchema>;
+export type CallMedia = z.infer<typeof callMediaSchema>;
+export type CallState = z.infer<typeof callStateSchema>;
+export type Call = z.infer<typeof callSchema>;
+export type CallSignal = z.infer<typeof callSignalSchema>;

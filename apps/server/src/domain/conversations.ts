@@ -156,6 +156,7 @@ export class ConversationService {
         ...toWireConversation(row),
         lastMessage: lastMessages.get(row.id) ?? null,
         unreadCount: Math.max(0, row.lastSeq - (me?.lastReadSeq ?? 0)),
+        muted: false,
       };
     });
     const last = page.at(-1);

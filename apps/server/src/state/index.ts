@@ -1,9 +1,11 @@
 import type { Redis } from 'ioredis';
+import { MemoryCallStore, RedisCallStore, type CallStore } from './calls.ts';
 import { MemoryPresenceStore, type PresenceOptions, type PresenceStore } from './presence.ts';
 import { RedisPresenceStore } from './presence-redis.ts';
 import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from './rate-limit.ts';
 import { MemoryTypingStore, RedisTypingStore, type TypingStore } from './typing.ts';
 
+export * from './calls.ts';
 export * from './presence.ts';
 export { RedisPresenceStore } from './presence-redis.ts';
 export * from './rate-limit.ts';
@@ -14,6 +16,7 @@ export interface StateStores {
   presence: PresenceStore;
   typing: TypingStore;
   rateLimiter: RateLimiter;
+  calls: CallStore;
 }
 
 export interface StateStoreOptions {
@@ -37,11 +40,12 @@ export interface StateStoreOptions {
 export function createStateStores(options: StateStoreOptions): StateStores {
   const { redis, keyPrefix } = options;
   if (!redis) {
-    return { presence: new MemoryPresenceStore(options.presence), typing: new MemoryTypingStore(), rateLimiter: new MemoryRateLimiter() };
+    return { presence: new MemoryPresenceStore(options.presence), typing: new MemoryTypingStore(), rateLimiter: new MemoryRateLimiter(), calls: new MemoryCallStore() };
   }
   return {
     presence: new RedisPresenceStore(redis, { ...options.presence, keyPrefix }),
     typing: new RedisTypingStore(redis, { keyPrefix }),
     rateLimiter: new RedisRateLimiter(redis, { keyPrefix }),
+    calls: new RedisCallStore(redis, { keyPrefix }),
   };
 }

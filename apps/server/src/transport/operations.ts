@@ -1,6 +1,6 @@
 import { clientEventSchemas, type ClientEventName, type ClientEventResults, type ParsedPayload } from '@chat/protocol';
 import type { FastifyInstance } from 'fastify';
-import { parseWith } from '../errors.ts';
+import { AppError, parseWith } from '../errors.ts';
 import type { Principal } from '../plugins/auth.ts';
 import { enforceRateLimit } from './rate-limits.ts';
 import type { ChatSocket } from './socket/types.ts';
@@ -79,7 +79,24 @@ export const operations: Operations = {
   'receipt:mark': async ({ app, principal, socket }, payload) => ({ receipt: await app.services.receipts.mark(principal.userId, payload, socket?.id) }),
   'history:fetch': ({ app, principal }, payload) => app.services.messages.history(principal.userId, payload),
   'sync:changes': ({ app, principal }, payload) => app.services.sync.changes(principal.userId, payload),
+
+  'notification:list': notYet,
+  'notification:mark-read': notYet,
+  'notification:delete': notYet,
+  'conversation:mute': notYet,
+  'call:invite': notYet,
+  'call:accept': notYet,
+  'call:reject': notYet,
+  'call:cancel': notYet,
+  'call:end': notYet,
+  'call:signal': notYet,
+  'call:get': notYet,
 };
+
+// Placeholder while the protocol surface lands before its implementation.
+async function notYet(): Promise<never> {
+  throw new AppError('unavailable', 'Not implemented yet');
+}
 
 /**
  * The one way in for both transports: the caller's budget for the event's class, then the event's

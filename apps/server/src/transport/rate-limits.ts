@@ -25,6 +25,17 @@ export const eventClasses: Record<ClientEventName, RateLimitClass> = {
   'receipt:mark': 'receipt',
   'history:fetch': 'read',
   'sync:changes': 'read',
+  'notification:list': 'read',
+  'notification:mark-read': 'receipt',
+  'notification:delete': 'receipt',
+  'conversation:mute': 'conversation',
+  'call:invite': 'call',
+  'call:accept': 'call',
+  'call:reject': 'call',
+  'call:cancel': 'call',
+  'call:end': 'call',
+  'call:signal': 'call',
+  'call:get': 'read',
 };
 
 /**

@@ -1,0 +1,382 @@
+import type { Redis } from 'ioredis';
+import { assertNoClientKeyPrefix, defineScript, LUA_NOW_MS, type RedisScript } from './redis-script.ts';
+
+export type CallState = 'ringing' | 'accepted' | 'rejected' | 'cancelled' | 'ended' | 'missed' | 'busy';
+
+/** A call as the store keeps it. Times are epoch ms on the store's clock. */
+export interface CallRecord {
+  id: string;
+  callerId: string;
+  calleeId: string;
+  media: 'audio' | 'video';
+  state: CallState;
+  callerDeviceId: string;
+  calleeDeviceId: string | null;
+  endedBy: string | null;
+  createdAt: number;
+  ringDeadline: number;
+  acceptedAt: number | null;
+  endedAt: number | null;
+}
+
+export type NewCall = Pick<CallRecord, 'id' | 'callerId' | 'calleeId' | 'media' | 'callerDeviceId'>;
+
+export const liveCallStates: readonly CallState[] = ['ringing', 'accepted'];
+
+export interface CallTimings {
+  /** A ringing call not accepted within this long is claimed by {@link CallStore.expireRinging}. */
+  ringTimeoutMs: number;
+  /**
+   * A live call (and its parties' busy markers) disappears this long after its last write or
+   * {@link CallStore.touch}: nodes touch the calls of their connected devices, so a call whose node
+   * died is gone within this bound.
+   */
+  liveTtlMs: number;
+  /** How long a finished call stays readable (late accepts get `conflict`, not `not_found`). */
+  finalTtlMs: number;
+}
+
+/**
+ * Calls and who is in one, shared by all nodes. Only what may be lost: every entry has a TTL.
+ *
+ * Atomicity: each method is one atomic step (a Lua script in Redis). `create` checks and takes both
+ * parties' busy markers at once, so two calls racing for one user never both ring; `transition` is a
+ * compare-and-set on the call's state, so of two devices accepting at once exactly one wins; and
+ * `expireRinging` hands each timed-out call to exactly one caller cluster-wide.
+ *
+ * A user is busy while a marker names a live call of theirs. Markers live exactly as long as the call
+ * (same TTL, refreshed together) and are removed when it reaches a final state.
+ */
+export interface CallStore {
+  /**
+   * Creates a ringing call whose ring deadline is `ringTimeoutMs` from now, unless a party is busy:
+   * a busy caller gets `busy: 'caller'` and nothing is stored; a busy callee gets `busy: 'callee'` and
+   * the call is stored already final in state `busy`.
+   */
+  create(call: NewCall, timings: CallTimings): Promise<{ call: CallRecord; busy: null | 'callee' } | { call: null; busy: 'caller' }>;
+
+  get(callId: string): Promise<CallRecord | null>;
+
+  /**
+   * Moves the call to `to` (with `patch`), only if its current state is one of `from`. Accepting
+   * stamps `acceptedAt`; a final state stamps `endedAt`, drops the busy markers and shortens the TTL.
+   * @returns the call as it now is (null if unknown or expired) and whether this call changed it.
+   */
+  transition(
+    callId: string,
+    from: readonly CallState[],
+    to: CallState,
+    patch: { calleeDeviceId?: string; endedBy?: string | null },
+    timings: CallTimings,
+  ): Promise<{ call: CallRecord | null; changed: boolean }>;
+
+  /** Claims ringing calls past their deadline as `missed` (each returned once, to one caller). */
+  expireRinging(timings: CallTimings, limit?: number): Promise<CallRecord[]>;
+
+  /**
+   * Extends the TTL of live calls (and their markers) by `liveTtlMs`.
+   * @returns the ids of calls that no longer exist at all (expired: their node died), so the caller can
+   *   tell the parties it still serves. Calls that exist in a final state are not reported.
+   */
+  touch(callIds: readonly string[], timings: CallTimings): Promise<string[]>;
+}
+
+const FINAL: ReadonlySet<CallState> = new Set(['rejected', 'cancelled', 'ended', 'missed', 'busy']);
+
+/** Calls of one process (single-node mode, tests). Expired entries are pruned lazily. */
+export class MemoryCallStore implements CallStore {
+  readonly #now: () => number;
+  readonly #calls = new Map<string, { call: CallRecord; expiresAt: number }>();
+  readonly #markers = new Map<string, { callId: string; expiresAt: number }>();
+
+  constructor(options: { now?: () => number } = {}) {
+    this.#now = options.now ?? Date.now;
+  }
+
+  async create(input: NewCall, timings: CallTimings): Promise<{ call: CallRecord; busy: null | 'callee' } | { call: null; busy: 'caller' }> {
+    const now = this.#now();
+    this.#prune(now);
+    if (this.#markers.has(input.callerId)) return { call: null, busy: 'caller' };
+    const calleeBusy = this.#markers.has(input.calleeId);
+    const call: CallRecord = {
+      ...input,
+      state: calleeBusy ? 'busy' : 'ringing',
+      calleeDeviceId: null,
+      endedBy: null,
+      createdAt: now,
+      ringDeadline: now + timings.ringTimeoutMs,
+      acceptedAt: null,
+      endedAt: calleeBusy ? now : null,
+    };
+    if (calleeBusy) {
+      this.#calls.set(call.id, { call, expiresAt: now + timings.finalTtlMs });
+      return { call: { ...call }, busy: 'callee' };
+    }
+    const expiresAt = now + timings.liveTtlMs;
+    this.#calls.set(call.id, { call, expiresAt });
+    this.#markers.set(call.callerId, { callId: call.id, expiresAt });
+    this.#markers.set(call.calleeId, { callId: call.id, expiresAt });
+    return { call: { ...call }, busy: null };
+  }
+
+  async get(callId: string): Promise<CallRecord | null> {
+    this.#prune(this.#now());
+    const entry = this.#calls.get(callId);
+    return entry ? { ...entry.call } : null;
+  }
+
+  async transition(
+    callId: string,
+    from: readonly CallState[],
+    to: CallState,
+    patch: { calleeDeviceId?: string; endedBy?: string | null },
+    timings: CallTimings,
+  ): Promise<{ call: CallRecord | null; changed: boolean }> {
+    const now = this.#now();
+    this.#prune(now);
+    const entry = this.#calls.get(callId);
+    if (!entry) return { call: null, changed: false };
+    if (!from.includes(entry.call.state)) return { call: { ...entry.call }, changed: false };
+    this.#apply(entry, to, patch, now, timings);
+    return { call: { ...entry.call }, changed: true };
+  }
+
+  async expireRinging(timings: CallTimings, limit = 100): Promise<CallRecord[]> {
+    const now = this.#now();
+    this.#prune(now);
+    const claimed: CallRecord[] = [];
+    for (const entry of this.#calls.values()) {
+      if (claimed.length >= limit) break;
+      if (entry.call.state !== 'ringing' || entry.call.ringDeadline > now) continue;
+      this.#apply(entry, 'missed', { endedBy: null }, now, timings);
+      claimed.push({ ...entry.call });
+    }
+    return claimed;
+  }
+
+  async touch(callIds: readonly string[], timings: CallTimings): Promise<string[]> {
+    const now = this.#now();
+    this.#prune(now);
+    const gone: string[] = [];
+    for (const callId of callIds) {
+      const entry = this.#calls.get(callId);
+      if (!entry) {
+        gone.push(callId);
+        continue;
+      }
+      if (FINAL.has(entry.call.state)) continue;
+      entry.expiresAt = now + timings.liveTtlMs;
+      for (const userId of [entry.call.callerId, entry.call.calleeId]) {
+        const marker = this.#markers.get(userId);
+        if (marker?.callId === callId) marker.expiresAt = entry.expiresAt;
+      }
+    }
+    return gone;
+  }
+
+  #apply(entry: { call: CallRecord; expiresAt: number }, to: CallState, patch: { calleeDeviceId?: string; endedBy?: string | null }, now: number, timings: CallTimings): void {
+    const call = entry.call;
+    call.state = to;
+    if (patch.calleeDeviceId !== undefined) call.calleeDeviceId = patch.calleeDeviceId;
+    if (patch.endedBy !== undefined) call.endedBy = patch.endedBy;
+    if (to === 'accepted') call.acceptedAt = now;
+    if (FINAL.has(to)) {
+      call.endedAt = now;
+      entry.expiresAt = now + timings.finalTtlMs;
+      for (const userId of [call.callerId, call.calleeId]) {
+        if (this.#markers.get(userId)?.callId === call.id) this.#markers.delete(userId);
+      }
+    } else {
+      entry.expiresAt = now + timings.liveTtlMs;
+      for (const userId of [call.callerId, call.calleeId]) {
+        const marker = this.#markers.get(userId);
+        if (marker?.callId === call.id) marker.expiresAt = entry.expiresAt;
+      }
+    }
+  }
+
+  #prune(now: number): void {
+    for (const [id, entry] of this.#calls) if (entry.expiresAt <= now) this.#calls.delete(id);
+    for (const [userId, marker] of this.#markers) if (marker.expiresAt <= now) this.#markers.delete(userId);
+  }
+}
+
+/*
+ * Key layout (all under the store's prefix):
+ *   call:<callId>      STRING  the CallRecord as JSON, PX = liveTtlMs while live, finalTtlMs after
+ *   call-user:<userId> STRING  the id of the user's live call (the busy marker), same PX as the call
+ *   calls-ringing      ZSET    callId → ring deadline, for expireRinging
+ * Scripts build the keys from the prefix they are given (ARGV[1]), like the presence store's.
+ */
+
+const LUA_COMMON = `
+${LUA_NOW_MS}
+local prefix = ARGV[1]
+local final = { rejected = true, cancelled = true, ended = true, missed = true, busy = true }
+local function call_key(id) return prefix .. 'call:' .. id end
+local function marker_key(user) return prefix .. 'call-user:' .. user end
+local function drop_markers(call)
+  for _, user in ipairs({ call.callerId, call.calleeId }) do
+    if redis.call('GET', marker_key(user)) == call.id then redis.call('DEL', marker_key(user)) end
+  end
+end
+local function refresh_markers(call, ttl)
+  for _, user in ipairs({ call.callerId, call.calleeId }) do
+    if redis.call('GET', marker_key(user)) == call.id then redis.call('PEXPIRE', marker_key(user), ttl) end
+  end
+end
+-- Moves a decoded call to a state, stamping times and keeping markers, TTL and the ringing index right.
+local function apply(call, to, now, live_ttl, final_ttl)
+  call.state = to
+  if to == 'accepted' then call.acceptedAt = now end
+  if final[to] then
+    call.endedAt = now
+    drop_markers(call)
+    redis.call('ZREM', prefix .. 'calls-ringing', call.id)
+    redis.call('SET', call_key(call.id), cjson.encode(call), 'PX', final_ttl)
+  else
+    if to ~= 'ringing' then redis.call('ZREM', prefix .. 'calls-ringing', call.id) end
+    redis.call('SET', call_key(call.id), cjson.encode(call), 'PX', live_ttl)
+    refresh_markers(call, live_ttl)
+  end
+end
+`;
+
+// ARGV: prefix, call JSON (NewCall), ringTimeoutMs, liveTtlMs, finalTtlMs
+const CREATE = `
+${LUA_COMMON}
+local now = now_ms()
+local call = cjson.decode(ARGV[2])
+local ring, live_ttl, final_ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+if redis.call('EXISTS', marker_key(call.callerId)) == 1 then return { 'caller' } end
+call.calleeDeviceId = cjson.null
+call.endedBy = cjson.null
+call.createdAt = now
+call.ringDeadline = now + ring
+call.acceptedAt = cjson.null
+if redis.call('EXISTS', marker_key(call.calleeId)) == 1 then
+  call.state = 'busy'
+  call.endedAt = now
+  local json = cjson.encode(call)
+  redis.call('SET', call_key(call.id), json, 'PX', final_ttl)
+  return { 'callee', json }
+end
+call.state = 'ringing'
+call.endedAt = cjson.null
+local json = cjson.encode(call)
+redis.call('SET', call_key(call.id), json, 'PX', live_ttl)
+redis.call('SET', marker_key(call.callerId), call.id, 'PX', live_ttl)
+redis.call('SET', marker_key(call.calleeId), call.id, 'PX', live_ttl)
+redis.call('ZADD', prefix .. 'calls-ringing', call.ringDeadline, call.id)
+return { '', json }
+`;
+
+// ARGV: prefix, callId, from (comma-separated), to, patch JSON, liveTtlMs, finalTtlMs
+const TRANSITION = `
+${LUA_COMMON}
+local raw = redis.call('GET', call_key(ARGV[2]))
+if not raw then return { 0 } end
+local call = cjson.decode(raw)
+local allowed = false
+for state in string.gmatch(ARGV[3], '[^,]+') do if state == call.state then allowed = true end end
+if not allowed then return { 0, raw } end
+for field, value in pairs(cjson.decode(ARGV[5])) do call[field] = value end
+apply(call, ARGV[4], now_ms(), tonumber(ARGV[6]), tonumber(ARGV[7]))
+return { 1, cjson.encode(call) }
+`;
+
+// ARGV: prefix, liveTtlMs, finalTtlMs, limit
+const EXPIRE_RINGING = `
+${LUA_COMMON}
+local now = now_ms()
+local ids = redis.call('ZRANGEBYSCORE', prefix .. 'calls-ringing', '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+local claimed = {}
+for _, id in ipairs(ids) do
+  redis.call('ZREM', prefix .. 'calls-ringing', id)
+  local raw = redis.call('GET', call_key(id))
+  if raw then
+    local call = cjson.decode(raw)
+    if call.state == 'ringing' then
+      call.endedBy = cjson.null
+      apply(call, 'missed', now, tonumber(ARGV[2]), tonumber(ARGV[3]))
+      table.insert(claimed, cjson.encode(call))
+    end
+  end
+end
+return claimed
+`;
+
+// ARGV: prefix, liveTtlMs, callId...
+const TOUCH = `
+${LUA_COMMON}
+local ttl = tonumber(ARGV[2])
+local gone = {}
+for i = 3, #ARGV do
+  local raw = redis.call('GET', call_key(ARGV[i]))
+  if not raw then
+    table.insert(gone, ARGV[i])
+  else
+    local call = cjson.decode(raw)
+    if not final[call.state] then
+      redis.call('PEXPIRE', call_key(call.id), ttl)
+      refresh_markers(call, ttl)
+    end
+  end
+end
+return gone
+`;
+
+/** The shared store: see {@link CallStore} for the guarantees, the key layout above. */
+export class RedisCallStore implements CallStore {
+  readonly #prefix: string;
+  readonly #create: RedisScript;
+  readonly #transition: RedisScript;
+  readonly #expire: RedisScript;
+  readonly #touch: RedisScript;
+  readonly #redis: Redis;
+
+  constructor(redis: Redis, options: { keyPrefix: string }) {
+    assertNoClientKeyPrefix(redis);
+    this.#redis = redis;
+    this.#prefix = options.keyPrefix;
+    this.#create = defineScript(redis, 'callCreate', 0, CREATE);
+    this.#transition = defineScript(redis, 'callTransition', 0, TRANSITION);
+    this.#expire = defineScript(redis, 'callExpireRinging', 0, EXPIRE_RINGING);
+    this.#touch = defineScript(redis, 'callTouch', 0, TOUCH);
+  }
+
+  async create(call: NewCall, timings: CallTimings): Promise<{ call: CallRecord; busy: null | 'callee' } | { call: null; busy: 'caller' }> {
+    const [busy, json] = (await this.#create(this.#prefix, JSON.stringify(call), timings.ringTimeoutMs, timings.liveTtlMs, timings.finalTtlMs)) as [string, string?];
+    if (busy === 'caller') return { call: null, busy: 'caller' };
+    return { call: parse(json!), busy: busy === 'callee' ? 'callee' : null };
+  }
+
+  async get(callId: string): Promise<CallRecord | null> {
+    const raw = await this.#redis.get(`${this.#prefix}call:${callId}`);
+    return raw === null ? null : parse(raw);
+  }
+
+  async transition(
+    callId: string,
+    from: readonly CallState[],
+    to: CallState,
+    patch: { calleeDeviceId?: string; endedBy?: string | null },
+    timings: CallTimings,
+  ): Promise<{ call: CallRecord | null; changed: boolean }> {
+    const [changed, json] = (await this.#transition(this.#prefix, callId, from.join(','), to, JSON.stringify(patch), timings.liveTtlMs, timings.finalTtlMs)) as [number, string?];
+    return { call: json === undefined ? null : parse(json), changed: changed === 1 };
+  }
+
+  async expireRinging(timings: CallTimings, limit = 100): Promise<CallRecord[]> {
+    return ((await this.#expire(this.#prefix, timings.liveTtlMs, timings.finalTtlMs, limit)) as string[]).map(parse);
+  }
+
+  async touch(callIds: readonly string[], timings: CallTimings): Promise<string[]> {
+    if (callIds.length === 0) return [];
+    return (await this.#touch(this.#prefix, timings.liveTtlMs, ...callIds)) as string[];
+  }
+}
+
+function parse(json: string): CallRecord {
+  return JSON.parse(json) as CallRecord;
+}
