@@ -6,6 +6,9 @@
 import { ChatClient, type ChatError, type OutgoingMessage } from '@chat/client';
 import { limits, type Conversation, type ConversationSummary, type Message, type Presence } from '@chat/protocol';
 import { byId, formatTime, h } from './dom.ts';
+import type { PageApi } from './api.ts';
+import { installCalls } from './calls.ts';
+import { installNotifications } from './notifications.ts';
 import { clearSession, freshToken, loadSession, signIn, stickyId, userIdFor, type Session } from './session.ts';
 
 const HISTORY_PAGE = 50;
@@ -75,23 +78,36 @@ let wantOffline = false;
 let reconnectTimer: ReturnType<typeof setTimeout> | null = null;
 let reconnectAttempts = 0;
 
-/** Hooks for the feature modules (notifications, calls) that arrive with their protocol. */
-export const page = {
-  get client(): ChatClient | null {
+const clientHooks: Array<(client: ChatClient) => void> = [];
+const openHooks: Array<(conversation: Conversation | null) => void> = [];
+
+/** What the feature modules (notifications, calls) use of the page. */
+const page: PageApi & { readonly session: Session | null } = {
+  get client() {
     return chat;
   },
-  get session(): Session | null {
+  get userId() {
+    return session?.userId ?? null;
+  },
+  get session() {
     return session;
   },
-  get openConversation(): ConversationView | null {
-    return openId ? (views.get(openId) ?? null) : null;
+  get openConversation() {
+    return (openId ? views.get(openId)?.conversation : null) ?? null;
   },
+  conversation: (conversationId) => views.get(conversationId)?.conversation ?? null,
   displayName,
   otherMember,
-  openConversationById: (id: string) => openConversation(id),
-  onSignedIn: [] as Array<(client: ChatClient) => void>,
-  onSignedOut: [] as Array<() => void>,
-  onOpen: [] as Array<(view: ConversationView | null) => void>,
+  open: (conversationId) => {
+    if (views.has(conversationId)) return openConversation(conversationId);
+    void chat?.request('conversation:get', { conversationId }).then(({ conversation }) => {
+      upsertConversation(conversation);
+      openConversation(conversation.id);
+    }, (error: ChatError) => notice(error.message));
+  },
+  notice: (text) => notice(text),
+  onClient: (hook) => void clientHooks.push(hook),
+  onOpen: (hook) => void openHooks.push(hook),
 };
 
 // For diagnostics from the console and for the browser tests (e.g. `chatPage.client.receipts(id)`).
@@ -156,11 +172,11 @@ function start(next: Session): void {
   });
   client.on('synced', () => void afterSync(client));
   client.on('error', (error) => console.warn('chat:', error.code, error.message));
-  client.socket.on('presence:updated', (next) => {
+  client.on('presence', (next) => {
     presence.set(next.userId, next);
     renderPresence(next.userId);
   });
-  for (const hook of page.onSignedIn) hook(client);
+  for (const hook of clientHooks) hook(client);
   connect();
 }
 
@@ -230,6 +246,8 @@ async function afterSync(client: ChatClient): Promise<void> {
 
 function setConnection(state: 'idle' | 'connecting' | 'online' | 'reconnecting' | 'offline', text: string): void {
   ui.connection.dataset['state'] = state;
+  // Presence shown while disconnected is stale: the dots fade until the next sync.
+  document.body.dataset['connection'] = state;
   if (nodeId) ui.connection.dataset['node'] = nodeId;
   else delete ui.connection.dataset['node'];
   ui.connection.textContent = text;
@@ -253,7 +271,10 @@ function upsertConversation(conversation: Conversation | ConversationSummary): v
     if (summary?.lastMessage && (!view.lastMessage || summary.lastMessage.seq >= view.lastMessage.seq)) view.lastMessage = summary.lastMessage;
   }
   renderConversationList();
-  if (conversation.id === openId) renderHeader();
+  if (conversation.id === openId) {
+    renderHeader();
+    for (const hook of openHooks) hook(view.conversation);
+  }
 }
 
 function removeConversation(conversationId: string): void {
@@ -370,7 +391,7 @@ function openConversation(conversationId: string | null): void {
   renderConversationList();
   ui.messages.replaceChildren();
   ui.historyStatus.textContent = '';
-  for (const hook of page.onOpen) hook(view ?? null);
+  for (const hook of openHooks) hook(view?.conversation ?? null);
   if (!view) return;
   renderHeader();
   renderTyping();
@@ -378,6 +399,7 @@ function openConversation(conversationId: string | null): void {
   else {
     renderAllMessages(view);
     scrollToBottom();
+    if (!view.hasMoreBefore) ui.historyStatus.textContent = 'This is the beginning of the conversation.';
   }
   markReadSoon();
   ui.composerInput.focus({ preventScroll: true });
@@ -879,6 +901,9 @@ ui.myStatus.addEventListener('change', () => {
 document.addEventListener('click', (event) => {
   if (!(event.target as HTMLElement).closest('.message-actions')) closeMenus();
 });
+
+installNotifications(page);
+installCalls(page);
 
 const saved = loadSession();
 if (saved) start(saved);
