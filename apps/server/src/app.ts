@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { AppError, toAppError } from './errors.ts';
 import auth from './plugins/auth.ts';
+import calls from './plugins/calls.ts';
 import database from './plugins/database.ts';
 import docs from './plugins/docs.ts';
 import lifecycle from './plugins/lifecycle.ts';
@@ -89,6 +90,7 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   await app.register(realtime, { config });
   await app.register(services, { config });
   await app.register(presence, { config });
+  await app.register(calls, { config });
 
   await app.register(docs);
   await app.register(restRateLimit);

@@ -80,6 +80,16 @@ const envSchema = z
     TYPING_TTL_MS: int(1000, 60_000).default(6000),
     PRESENCE_NODE_TTL_MS: int(1000, 600_000).default(20_000),
 
+    CALL_RING_TIMEOUT_MS: int(1000, 600_000).default(30_000),
+    CALL_STATE_TTL_MS: int(1000, 600_000).default(30_000),
+    CALL_MIN_MESSAGES: int(0, 1_000_000).default(0),
+    NOTIFY_WEBHOOK_URL: z.url({ protocol: /^https?$/ }).optional(),
+    NOTIFY_WEBHOOK_SECRET: z.string().min(16, 'at least 16 characters').optional(),
+    NOTIFY_WEBHOOK_MAX_ATTEMPTS: int(1, 100).default(6),
+    NOTIFY_WEBHOOK_RETRY_BASE_MS: int(1, 600_000).default(1000),
+    NOTIFY_WEBHOOK_RETRY_MAX_MS: int(1, 3_600_000).default(60_000),
+    NOTIFY_WEBHOOK_TIMEOUT_MS: int(100, 120_000).default(5000),
+
     SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
     DRAIN_DELAY_MS: int(0, 600_000).default(0),
   })
@@ -89,6 +99,9 @@ const envSchema = z
     }
     if (env.DEV_TOKENS && env.JWT_ALGORITHM !== 'HS256') {
       ctx.addIssue({ code: 'custom', path: ['DEV_TOKENS'], message: 'false unless JWT_ALGORITHM=HS256 (a public key cannot sign)' });
+    }
+    if (env.NOTIFY_WEBHOOK_URL && !env.NOTIFY_WEBHOOK_SECRET) {
+      ctx.addIssue({ code: 'custom', path: ['NOTIFY_WEBHOOK_SECRET'], message: 'a secret of at least 16 characters (required with NOTIFY_WEBHOOK_URL: receivers verify the signature)' });
     }
     if (env.NODE_ENV === 'production') {
       if (env.DEV_TOKENS) {
@@ -135,6 +148,16 @@ export interface Config {
     restPerMinute: number;
   };
   presence: { nodeTtlMs: number };
+  calls: {
+    /** An unanswered call ends as `missed` this long after the invite. */
+    ringTimeoutMs: number;
+    /** A live call whose node stopped touching it (crashed) disappears after this long. */
+    stateTtlMs: number;
+    /** Messages a direct conversation needs before its members may call each other (0: no rule). */
+    minMessages: number;
+  };
+  /** Where notifications for users without a connected device are POSTed; null: nowhere. */
+  notifyWebhook: { url: string; secret: string; maxAttempts: number; retryBaseMs: number; retryMaxMs: number; timeoutMs: number } | null;
 }
 
 /** Event classes with their own per-user budget (see transport/rate-limits.ts). */
@@ -202,6 +225,17 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       restPerMinute: env.REST_RATE_LIMIT_PER_MINUTE,
     },
     presence: { nodeTtlMs: env.PRESENCE_NODE_TTL_MS },
+    calls: { ringTimeoutMs: env.CALL_RING_TIMEOUT_MS, stateTtlMs: env.CALL_STATE_TTL_MS, minMessages: env.CALL_MIN_MESSAGES },
+    notifyWebhook: env.NOTIFY_WEBHOOK_URL
+      ? {
+          url: env.NOTIFY_WEBHOOK_URL,
+          secret: env.NOTIFY_WEBHOOK_SECRET!,
+          maxAttempts: env.NOTIFY_WEBHOOK_MAX_ATTEMPTS,
+          retryBaseMs: env.NOTIFY_WEBHOOK_RETRY_BASE_MS,
+          retryMaxMs: env.NOTIFY_WEBHOOK_RETRY_MAX_MS,
+          timeoutMs: env.NOTIFY_WEBHOOK_TIMEOUT_MS,
+        }
+      : null,
   };
 }
 

@@ -40,6 +40,9 @@ describe('configuration', () => {
     [{ JWT_ALGORITHM: 'RS256' }, /^Invalid configuration: JWT_PUBLIC_KEY: expected a PEM public key \(required when JWT_ALGORITHM=RS256\), got unset$/],
     [{ DEV_TOKENS: 'maybe' }, /^Invalid configuration: DEV_TOKENS: /],
     [{ LOG_LEVEL: 'loud' }, /^Invalid configuration: LOG_LEVEL: expected one of/],
+    [{ CALL_RING_TIMEOUT_MS: '10' }, /^Invalid configuration: CALL_RING_TIMEOUT_MS: expected a number >= 1000, got "10"$/],
+    [{ NOTIFY_WEBHOOK_URL: 'ftp://push.example/hook' }, /^Invalid configuration: NOTIFY_WEBHOOK_URL: /],
+    [{ NOTIFY_WEBHOOK_URL: 'https://push.example/hook' }, /^Invalid configuration: NOTIFY_WEBHOOK_SECRET: expected a secret of at least 16 characters \(required with NOTIFY_WEBHOOK_URL/],
   ])('rejects %o with one line naming the variable', (env, message) => {
     const text = rejection(env);
     expect(text).toMatch(message);

@@ -366,28 +366,35 @@ describe.each([memory, redis])('state stores: $name', (backend) => {
       expect((await stores[2]!.calls.create(newCall(unanswered.calleeId), timings)).busy).toBeNull();
     });
 
-    it('forgets a live call nobody touches within liveTtlMs (its node died), and keeps a touched one', async () => {
+    it('forgets an accepted call nobody touches within liveTtlMs (its node died), keeps a touched one, and keeps ringing ones past their deadline', async () => {
       const [{ calls }] = backend.cluster(1) as [StateStores];
       const abandoned = newCall();
       const kept = newCall();
-      const short = { ...timings, ringTimeoutMs: 60_000, liveTtlMs: 400 };
-      await calls.create(abandoned, short);
-      await calls.create(kept, short);
-      await calls.transition(kept.id, ['ringing'], 'accepted', { calleeDeviceId: 'd' }, short);
+      const ringing = newCall();
+      const short = { ringTimeoutMs: 1500, liveTtlMs: 400, finalTtlMs: 5000 };
+      for (const call of [abandoned, kept, ringing]) await calls.create(call, short);
+      for (const call of [abandoned, kept]) await calls.transition(call.id, ['ringing'], 'accepted', { calleeDeviceId: 'd' }, short);
       const deadline = Date.now() + 1200;
       while (Date.now() < deadline) {
-        expect(await calls.touch([kept.id], short)).toEqual([]);
+        expect(await calls.touch([kept.id], short)).toEqual(new Map([[kept.id, 'accepted']]));
         await sleep(100);
       }
       expect(await calls.get(abandoned.id)).toBeNull();
       expect((await calls.get(kept.id))?.state).toBe('accepted');
-      expect(await calls.touch([abandoned.id, kept.id], short)).toEqual([abandoned.id]);
-      // Its parties are not busy any more.
+      // Untouched, but still ringing: it outlives its deadline so the ring timeout can claim it.
+      expect((await calls.get(ringing.id))?.state).toBe('ringing');
+      expect(await calls.touch([abandoned.id, kept.id, ringing.id], short)).toEqual(new Map([[abandoned.id, null], [kept.id, 'accepted'], [ringing.id, 'ringing']]));
+      // The abandoned call's parties are not busy any more.
       expect((await calls.create(newCall(abandoned.callerId, abandoned.calleeId), short)).busy).toBeNull();
-      // A finished call is not "gone": touching it reports nothing and does not revive it.
+      // A finished call is reported as such and not revived.
       await calls.transition(kept.id, ['accepted'], 'ended', { endedBy: kept.callerId }, short);
-      expect(await calls.touch([kept.id], short)).toEqual([]);
-      expect((await calls.get(kept.id))?.state).toBe('ended');
+      expect(await calls.touch([kept.id], short)).toEqual(new Map([[kept.id, 'ended']]));
+      const missed = await eventually(async () => {
+        const claimed = await calls.expireRinging(short);
+        expect(claimed).toHaveLength(1);
+        return claimed[0]!;
+      }, { timeoutMs: 3000 });
+      expect(missed).toMatchObject({ id: ringing.id, state: 'missed' });
     });
   });
 });

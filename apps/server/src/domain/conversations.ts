@@ -8,6 +8,11 @@ import { conversationInclude, messageInclude, toWireConversation, toWireMessage,
 
 const MAX_LIST = 100;
 
+/** Told about committed membership changes that notify someone; returns at once, never throws. */
+export interface ConversationListener {
+  addedToGroup(conversationId: string, title: string | null, actorId: string, userIds: readonly string[]): void;
+}
+
 /**
  * Direct and group conversations and their membership. Every membership change is a system message
  * in the conversation (so it has a seq, appears in history and resyncs like any message) and a
@@ -16,10 +21,12 @@ const MAX_LIST = 100;
 export class ConversationService {
   readonly #db: Db;
   readonly #fanout: Fanout;
+  readonly #listener: ConversationListener | undefined;
 
-  constructor(db: Db, fanout: Fanout) {
+  constructor(db: Db, fanout: Fanout, listener?: ConversationListener) {
     this.#db = db;
     this.#fanout = fanout;
+    this.#listener = listener;
   }
 
   /**
@@ -63,7 +70,9 @@ export class ConversationService {
       const message = await appendSystemMessage(tx, conversation.id, actorId, `created the group "${title}"`);
       return { conversationId: conversation.id, message };
     });
-    return this.#announce(conversationId, message);
+    const conversation = await this.#announce(conversationId, message);
+    this.#listener?.addedToGroup(conversationId, title, actorId, others);
+    return conversation;
   }
 
   async addMembers(actorId: string, conversationId: string, userIds: readonly string[]): Promise<Conversation> {
@@ -81,9 +90,12 @@ export class ConversationService {
           update: { leftAt: null, joinedAt: new Date(), role: 'member' },
         });
       }
-      return appendSystemMessage(tx, conversationId, actorId, `added ${toAdd.join(', ')}`);
+      return { message: await appendSystemMessage(tx, conversationId, actorId, `added ${toAdd.join(', ')}`), toAdd };
     });
-    return result ? this.#announce(conversationId, result) : this.get(actorId, conversationId);
+    if (!result) return this.get(actorId, conversationId);
+    const conversation = await this.#announce(conversationId, result.message);
+    this.#listener?.addedToGroup(conversationId, conversation.title, actorId, result.toAdd);
+    return conversation;
   }
 
   async removeMember(actorId: string, conversationId: string, userId: string): Promise<Conversation> {
@@ -150,13 +162,14 @@ export class ConversationService {
     });
     const page = rows.slice(0, take);
     const lastMessages = await this.#lastVisibleMessages(actorId, page.map((row) => row.id));
+    const now = new Date();
     const conversations = page.map((row) => {
       const me = row.members.find((member) => member.userId === actorId);
       return {
         ...toWireConversation(row),
         lastMessage: lastMessages.get(row.id) ?? null,
         unreadCount: Math.max(0, row.lastSeq - (me?.lastReadSeq ?? 0)),
-        muted: false,
+        muted: me?.mutedUntil != null && me.mutedUntil > now,
       };
     });
     const last = page.at(-1);

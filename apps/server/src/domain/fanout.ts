@@ -18,7 +18,10 @@ export interface Fanout {
    * so it is skipped (the user's other devices still get the event).
    */
   toUsers<E extends ServerEventName>(userIds: readonly string[], event: E, payload: ServerEventPayload<E>, options?: { except?: string | undefined }): void;
+
+  /** To single devices (connection ids) wherever they are connected, e.g. the two devices in a call. */
+  toDevices<E extends ServerEventName>(deviceIds: readonly string[], event: E, payload: ServerEventPayload<E>): void;
 }
 
 /** For code paths with nobody to tell (scripts, benchmarks of the domain alone). */
-export const silentFanout: Fanout = { toUsers: () => {} };
+export const silentFanout: Fanout = { toUsers: () => {}, toDevices: () => {} };

@@ -20,18 +20,29 @@ export interface SendInput {
 
 const HISTORY_DEFAULT = 50;
 
+/**
+ * Told about committed changes that may notify someone, after the commit. Implementations must
+ * return at once and never throw: this runs on the send path.
+ */
+export interface MessageListener {
+  sent(message: Message): void;
+  reacted(message: Message, actorId: string, emoji: string): void;
+}
+
 /** Sending, editing, deleting and reacting to messages, and reading history. */
 export class MessageService {
   readonly #db: Db;
   readonly #fanout: Fanout;
   readonly #maxBodyLength: number;
   readonly #writer: MessageWriter;
+  readonly #listener: MessageListener | undefined;
 
-  constructor(db: Db, fanout: Fanout, options: { maxBodyLength: number }) {
+  constructor(db: Db, fanout: Fanout, options: { maxBodyLength: number; listener?: MessageListener }) {
     this.#db = db;
     this.#writer = new MessageWriter(db);
     this.#fanout = fanout;
     this.#maxBodyLength = options.maxBodyLength;
+    this.#listener = options.listener;
   }
 
   /**
@@ -78,6 +89,7 @@ export class MessageService {
       deletedAt: null,
     };
     this.#fanout.toUsers(row.memberIds, 'message:new', message, { except: input.origin });
+    this.#listener?.sent(message);
     return { message, duplicate: false };
   }
 
@@ -161,7 +173,10 @@ export class MessageService {
       return { message: updated as MessageRow, memberIds: await activeMemberIds(tx, current.conversationId) };
     });
     const wire = toWireMessage(message);
-    if (memberIds) this.#fanout.toUsers(memberIds, 'message:updated', wire);
+    if (memberIds) {
+      this.#fanout.toUsers(memberIds, 'message:updated', wire);
+      if (action === 'add') this.#listener?.reacted(wire, actorId, emoji);
+    }
     return wire;
   }
 

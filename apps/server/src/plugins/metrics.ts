@@ -50,6 +50,12 @@ export class Metrics {
     help: 'Presence updates that could not reach the store',
     registers: [this.registry],
   });
+  readonly webhookDeliveries = new Counter({
+    name: 'chat_webhook_deliveries_total',
+    help: 'Notification webhook deliveries by outcome: delivered, retried (an attempt failed, another follows), failed (gave up), dropped (queue full or node stopping)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly httpRequests = new Counter({
     name: 'chat_http_requests_total',
     help: 'HTTP requests by route and status code',

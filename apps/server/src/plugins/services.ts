@@ -1,12 +1,15 @@
 import fp from 'fastify-plugin';
 import type { Config } from '../config.ts';
+import { CallService } from '../domain/calls.ts';
 import { ConversationService } from '../domain/conversations.ts';
 import { MessageService } from '../domain/messages.ts';
+import { NotificationService } from '../domain/notifications.ts';
 import { PresenceService } from '../domain/presence.ts';
 import { ReceiptService } from '../domain/receipts.ts';
 import { SyncService } from '../domain/sync.ts';
 import { TypingService } from '../domain/typing.ts';
 import { UserService } from '../domain/users.ts';
+import { WebhookSender } from '../domain/webhook.ts';
 import { SocketFanout } from '../transport/socket/fanout.ts';
 
 /** The transport-free domain services; REST routes and socket handlers both call these. */
@@ -18,6 +21,8 @@ export interface Services {
   sync: SyncService;
   typing: TypingService;
   presence: PresenceService;
+  notifications: NotificationService;
+  calls: CallService;
 }
 
 declare module 'fastify' {
@@ -29,15 +34,41 @@ declare module 'fastify' {
 export default fp<{ config: Config }>(
   async (app, { config }) => {
     const fanout = new SocketFanout(app.io, app.log);
+    const webhook = config.notifyWebhook
+      ? new WebhookSender(config.notifyWebhook, {
+          onOutcome: (outcome) => app.metrics.webhookDeliveries.inc({ outcome }),
+          onError: (error, context) => app.log.warn({ err: error, ...context }, 'notification webhook attempt failed'),
+        })
+      : null;
+    // The milestone check needs the call service, which needs the notifications: tied through a closure.
+    let calls: CallService | undefined;
+    const notifications = new NotificationService(app.db, app.state.presence, fanout, {
+      webhook,
+      afterMessages: (conversationIds) => calls?.checkMilestones(conversationIds) ?? Promise.resolve(),
+      log: app.log,
+    });
+    calls = new CallService(app.db, app.state.calls, app.state.presence, fanout, notifications, webhook, config.calls);
     app.decorate('services', {
       users: new UserService(app.db),
-      conversations: new ConversationService(app.db, fanout),
-      messages: new MessageService(app.db, fanout, { maxBodyLength: config.limits.messageBodyLength }),
+      conversations: new ConversationService(app.db, fanout, notifications),
+      messages: new MessageService(app.db, fanout, { maxBodyLength: config.limits.messageBodyLength, listener: {
+          sent: (message) => notifications.messageSent(message),
+          reacted: (message, actorId, emoji) => notifications.reacted(message, actorId, emoji),
+        },
+      }),
       receipts: new ReceiptService(app.db, fanout),
       sync: new SyncService(app.db),
       presence: new PresenceService(app.db, app.state.presence, fanout),
       typing: new TypingService(app.db, app.state.typing, fanout, { ttlMs: config.typing.ttlMs }),
+      notifications,
+      calls,
+    });
+    // Before the database closes: notifications reported by the last requests are written, then
+    // webhook attempts in flight finish (each bounded by its timeout); queued retries are dropped.
+    app.addHook('preClose', async () => {
+      await notifications.idle();
+      await webhook?.close();
     });
   },
-  { name: 'services', dependencies: ['database', 'realtime', 'state'] },
+  { name: 'services', dependencies: ['database', 'realtime', 'state', 'metrics'] },
 );

@@ -74,11 +74,12 @@ export interface CallStore {
   expireRinging(timings: CallTimings, limit?: number): Promise<CallRecord[]>;
 
   /**
-   * Extends the TTL of live calls (and their markers) by `liveTtlMs`.
-   * @returns the ids of calls that no longer exist at all (expired: their node died), so the caller can
-   *   tell the parties it still serves. Calls that exist in a final state are not reported.
+   * Extends the TTL of accepted calls (and their markers) to `liveTtlMs` from now. (A ringing call
+   * lives until its ring deadline plus `liveTtlMs` anyway, so `expireRinging` always finds it.)
+   * @returns each asked call's current state, null for a call that no longer exists (it expired: the
+   *   node of a device in it died), so the caller can tell the parties it still serves.
    */
-  touch(callIds: readonly string[], timings: CallTimings): Promise<string[]>;
+  touch(callIds: readonly string[], timings: CallTimings): Promise<Map<string, CallState | null>>;
 }
 
 const FINAL: ReadonlySet<CallState> = new Set(['rejected', 'cancelled', 'ended', 'missed', 'busy']);
@@ -112,7 +113,7 @@ export class MemoryCallStore implements CallStore {
       this.#calls.set(call.id, { call, expiresAt: now + timings.finalTtlMs });
       return { call: { ...call }, busy: 'callee' };
     }
-    const expiresAt = now + timings.liveTtlMs;
+    const expiresAt = call.ringDeadline + timings.liveTtlMs;
     this.#calls.set(call.id, { call, expiresAt });
     this.#markers.set(call.callerId, { callId: call.id, expiresAt });
     this.#markers.set(call.calleeId, { callId: call.id, expiresAt });
@@ -154,24 +155,21 @@ export class MemoryCallStore implements CallStore {
     return claimed;
   }
 
-  async touch(callIds: readonly string[], timings: CallTimings): Promise<string[]> {
+  async touch(callIds: readonly string[], timings: CallTimings): Promise<Map<string, CallState | null>> {
     const now = this.#now();
     this.#prune(now);
-    const gone: string[] = [];
+    const states = new Map<string, CallState | null>();
     for (const callId of callIds) {
       const entry = this.#calls.get(callId);
-      if (!entry) {
-        gone.push(callId);
-        continue;
-      }
-      if (FINAL.has(entry.call.state)) continue;
+      states.set(callId, entry?.call.state ?? null);
+      if (entry?.call.state !== 'accepted') continue;
       entry.expiresAt = now + timings.liveTtlMs;
       for (const userId of [entry.call.callerId, entry.call.calleeId]) {
         const marker = this.#markers.get(userId);
         if (marker?.callId === callId) marker.expiresAt = entry.expiresAt;
       }
     }
-    return gone;
+    return states;
   }
 
   #apply(entry: { call: CallRecord; expiresAt: number }, to: CallState, patch: { calleeDeviceId?: string; endedBy?: string | null }, now: number, timings: CallTimings): void {
@@ -264,9 +262,10 @@ end
 call.state = 'ringing'
 call.endedAt = cjson.null
 local json = cjson.encode(call)
-redis.call('SET', call_key(call.id), json, 'PX', live_ttl)
-redis.call('SET', marker_key(call.callerId), call.id, 'PX', live_ttl)
-redis.call('SET', marker_key(call.calleeId), call.id, 'PX', live_ttl)
+-- Outlives its deadline, whoever touches it, so expireRinging always finds it.
+redis.call('SET', call_key(call.id), json, 'PX', ring + live_ttl)
+redis.call('SET', marker_key(call.callerId), call.id, 'PX', ring + live_ttl)
+redis.call('SET', marker_key(call.calleeId), call.id, 'PX', ring + live_ttl)
 redis.call('ZADD', prefix .. 'calls-ringing', call.ringDeadline, call.id)
 return { '', json }
 `;
@@ -306,24 +305,25 @@ end
 return claimed
 `;
 
-// ARGV: prefix, liveTtlMs, callId...
+// ARGV: prefix, liveTtlMs, callId... → one state per id ('' when gone)
 const TOUCH = `
 ${LUA_COMMON}
 local ttl = tonumber(ARGV[2])
-local gone = {}
+local states = {}
 for i = 3, #ARGV do
   local raw = redis.call('GET', call_key(ARGV[i]))
   if not raw then
-    table.insert(gone, ARGV[i])
+    table.insert(states, '')
   else
     local call = cjson.decode(raw)
-    if not final[call.state] then
+    table.insert(states, call.state)
+    if call.state == 'accepted' then
       redis.call('PEXPIRE', call_key(call.id), ttl)
       refresh_markers(call, ttl)
     end
   end
 end
-return gone
+return states
 `;
 
 /** The shared store: see {@link CallStore} for the guarantees, the key layout above. */
@@ -371,9 +371,10 @@ export class RedisCallStore implements CallStore {
     return ((await this.#expire(this.#prefix, timings.liveTtlMs, timings.finalTtlMs, limit)) as string[]).map(parse);
   }
 
-  async touch(callIds: readonly string[], timings: CallTimings): Promise<string[]> {
-    if (callIds.length === 0) return [];
-    return (await this.#touch(this.#prefix, timings.liveTtlMs, ...callIds)) as string[];
+  async touch(callIds: readonly string[], timings: CallTimings): Promise<Map<string, CallState | null>> {
+    if (callIds.length === 0) return new Map();
+    const states = (await this.#touch(this.#prefix, timings.liveTtlMs, ...callIds)) as string[];
+    return new Map(callIds.map((callId, i) => [callId, states[i] ? (states[i] as CallState) : null]));
   }
 }
 

@@ -80,22 +80,29 @@ export const operations: Operations = {
   'history:fetch': ({ app, principal }, payload) => app.services.messages.history(principal.userId, payload),
   'sync:changes': ({ app, principal }, payload) => app.services.sync.changes(principal.userId, payload),
 
-  'notification:list': notYet,
-  'notification:mark-read': notYet,
-  'notification:delete': notYet,
-  'conversation:mute': notYet,
-  'call:invite': notYet,
-  'call:accept': notYet,
-  'call:reject': notYet,
-  'call:cancel': notYet,
-  'call:end': notYet,
-  'call:signal': notYet,
-  'call:get': notYet,
+  'notification:list': ({ app, principal }, query) => app.services.notifications.list(principal.userId, query),
+  'notification:mark-read': ({ app, principal, socket }, which) => app.services.notifications.markRead(principal.userId, which, socket?.id),
+  'notification:delete': ({ app, principal, socket }, { notificationId }) => app.services.notifications.delete(principal.userId, notificationId, socket?.id),
+  'conversation:mute': ({ app, principal, socket }, { conversationId, muted }) => app.services.notifications.mute(principal.userId, conversationId, muted, socket?.id),
+
+  'call:invite': async ({ app, principal, socket }, { calleeId, media }) => ({
+    call: await app.services.calls.invite(principal.userId, deviceOf(socket), calleeId, media),
+  }),
+  'call:accept': async ({ app, principal, socket }, { callId }) => ({ call: await app.services.calls.accept(principal.userId, deviceOf(socket), callId) }),
+  'call:reject': async ({ app, principal, socket }, { callId }) => ({ call: await app.services.calls.reject(principal.userId, callId, socket?.id) }),
+  'call:cancel': async ({ app, principal, socket }, { callId }) => ({ call: await app.services.calls.cancel(principal.userId, callId, socket?.id) }),
+  'call:end': async ({ app, principal, socket }, { callId }) => ({ call: await app.services.calls.end(principal.userId, callId, socket?.id) }),
+  'call:signal': async ({ app, principal, socket }, { callId, signal }) => {
+    await app.services.calls.signal(principal.userId, deviceOf(socket), callId, signal);
+    return { callId };
+  },
+  'call:get': async ({ app, principal }, { callId }) => ({ call: await app.services.calls.get(principal.userId, callId) }),
 };
 
-// Placeholder while the protocol surface lands before its implementation.
-async function notYet(): Promise<never> {
-  throw new AppError('unavailable', 'Not implemented yet');
+/** Placing, answering and signaling a call happen on a device: its socket is where the peer's signals go. */
+function deviceOf(socket: ChatSocket | null): string {
+  if (!socket) throw new AppError('validation', 'Calls are placed, answered and signaled over a socket connection, not REST');
+  return socket.id;
 }
 
 /**

@@ -56,6 +56,11 @@ const routes: RestRoute[] = [
   { method: 'PUT', url: '/v1/messages/:messageId/reactions/:emoji', event: 'message:react', summary: 'Add my reaction', params: messageParams.extend({ emoji: emojiSchema }), fixed: { action: 'add' } },
   { method: 'DELETE', url: '/v1/messages/:messageId/reactions/:emoji', event: 'message:react', summary: 'Remove my reaction', params: messageParams.extend({ emoji: emojiSchema }), fixed: { action: 'remove' } },
   { method: 'POST', url: '/v1/sync', event: 'sync:changes', summary: 'Everything changed since the versions I hold (resync)', body: bodyOf('sync:changes') },
+  { method: 'PUT', url: '/v1/conversations/:conversationId/mute', event: 'conversation:mute', summary: 'Mute or unmute a conversation for me (no notifications while muted)', params: conversationParams, body: bodyOf('conversation:mute', 'conversationId') },
+  { method: 'GET', url: '/v1/notifications', event: 'notification:list', summary: 'My notifications, newest first, with my unread count', querystring: pageQuery.extend({ cursor: z.string().max(200).optional(), unreadOnly: z.enum(['true', 'false']).transform((v) => v === 'true').optional() }) },
+  { method: 'POST', url: '/v1/notifications/read', event: 'notification:mark-read', summary: 'Mark notifications read: { notificationIds } or { all: true }', body: z.object({ notificationIds: z.array(idSchema).optional(), all: z.literal(true).optional() }).strict() },
+  { method: 'DELETE', url: '/v1/notifications/:notificationId', event: 'notification:delete', summary: 'Delete one of my notifications', params: z.object({ notificationId: idSchema }) },
+  { method: 'GET', url: '/v1/calls/:callId', event: 'call:get', summary: 'A call I am a party of (calls themselves are placed over the socket)', params: z.object({ callId: idSchema }) },
 ];
 
 export async function restRoutes(app: FastifyInstance): Promise<void> {

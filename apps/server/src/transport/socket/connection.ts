@@ -57,6 +57,7 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
           log.warn({ err: error }, 'presence: could not remove connection');
         });
       }
+      app.services.calls.deviceGone(principal.userId, socket.id).catch((error: unknown) => log.warn({ err: error }, 'could not end the calls of a disconnected device'));
       if (socket.data.typingIn.size > 0) {
         app.services.typing.stoppedByDisconnect(principal.userId, socket.data.typingIn).catch((error: unknown) => log.warn({ err: error }, 'could not clear typing state'));
       }

@@ -29,4 +29,14 @@ export class SocketFanout implements Fanout {
       this.#log.warn({ err: error, event }, 'fan-out failed');
     }
   }
+
+  toDevices<E extends ServerEventName>(deviceIds: readonly string[], event: E, payload: ServerEventPayload<E>): void {
+    if (deviceIds.length === 0) return;
+    try {
+      // Every socket is in the room named by its id, on its node: the adapter reaches it anywhere.
+      (this.#io.to([...deviceIds]).emit as (event: string, payload: unknown) => boolean)(event, payload);
+    } catch (error) {
+      this.#log.warn({ err: error, event }, 'fan-out to devices failed');
+    }
+  }
 }

@@ -1,0 +1,350 @@
+import type { ClientPayload, Message, Notification, NotificationDeleted, NotificationKind, NotificationPage, NotificationsRead } from '@chat/protocol';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { v7 as uuidv7, validate as isUuid } from 'uuid';
+import type { Db } from '../db/client.ts';
+import { AppError } from '../errors.ts';
+import type { PresenceStore } from '../state/presence.ts';
+import { requireMember } from './access.ts';
+import type { Fanout } from './fanout.ts';
+import type { WebhookSender } from './webhook.ts';
+
+/** What producers report; turned into notification rows by the background writer. */
+type Intent =
+  | { type: 'message'; message: Message }
+  | {
+      type: 'direct';
+      kind: NotificationKind;
+      recipientIds: readonly string[];
+      conversationId: string | null;
+      messageId: string | null;
+      actorId: string | null;
+      preview: string;
+      payload?: Record<string, unknown>;
+    };
+
+interface Row {
+  id: string;
+  recipientId: string;
+  type: NotificationKind;
+  conversationId: string | null;
+  messageId: string | null;
+  actorId: string | null;
+  preview: string;
+  payload: Record<string, unknown>;
+  createdAt: Date;
+  readAt: Date | null;
+}
+
+export interface NotificationOptions {
+  webhook: WebhookSender | null;
+  /** Called with the conversations of each written batch of messages (the call milestone check). */
+  afterMessages?: (conversationIds: string[]) => Promise<void>;
+  log: { warn(object: object, message: string): void; error(object: object, message: string): void };
+}
+
+const PREVIEW_LENGTH = 140;
+const BATCH = 256;
+const WRITE_ATTEMPTS = 3;
+const LIST_DEFAULT = 30;
+/** `conversation:mute` mutes until unmuted; the column also allows timed mutes. */
+const MUTED_FOREVER = new Date('9999-12-31T00:00:00Z');
+
+/**
+ * Notifications per recipient: a message while the recipient has no connected device, a mention in
+ * a group, a reaction to one's message, being added to a group, system notices. Muted conversations
+ * produce none.
+ *
+ * Producers (message sends, reactions, membership) report after their own commit and never wait:
+ * the reports queue here and one background loop writes them in batches — one insert per batch, one
+ * presence lookup per recipient, one unread count per recipient — then tells every device of each
+ * recipient (`notification:new`) and POSTs the ones for recipients without a connected device to
+ * the webhook. The send path pays one array push. The price: a node that dies between a message's
+ * commit and this write loses that message's notifications (the message itself is safe).
+ */
+export class NotificationService {
+  readonly #db: Db;
+  readonly #presence: PresenceStore;
+  readonly #fanout: Fanout;
+  readonly #options: NotificationOptions;
+  #queue: Intent[] = [];
+  #running: Promise<void> | null = null;
+
+  constructor(db: Db, presence: PresenceStore, fanout: Fanout, options: NotificationOptions) {
+    this.#db = db;
+    this.#presence = presence;
+    this.#fanout = fanout;
+    this.#options = options;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Producers: called after a commit; never throw, never wait.
+  // -------------------------------------------------------------------------------------------
+
+  messageSent(message: Message): void {
+    this.#enqueue({ type: 'message', message });
+  }
+
+  reacted(message: Message, actorId: string, emoji: string): void {
+    if (message.senderId === actorId) return;
+    this.#enqueue({ type: 'direct', kind: 'reaction', recipientIds: [message.senderId], conversationId: message.conversationId, messageId: message.id, actorId, preview: emoji });
+  }
+
+  addedToGroup(conversationId: string, title: string | null, actorId: string, userIds: readonly string[]): void {
+    const recipientIds = userIds.filter((id) => id !== actorId);
+    if (recipientIds.length === 0) return;
+    this.#enqueue({ type: 'direct', kind: 'group_added', recipientIds, conversationId, messageId: null, actorId, preview: title ?? '' });
+  }
+
+  system(userId: string, preview: string, options: { conversationId?: string | null; actorId?: string | null; payload?: Record<string, unknown> } = {}): void {
+    this.#enqueue({
+      type: 'direct',
+      kind: 'system',
+      recipientIds: [userId],
+      conversationId: options.conversationId ?? null,
+      messageId: null,
+      actorId: options.actorId ?? null,
+      preview: clip(preview),
+      ...(options.payload && { payload: options.payload }),
+    });
+  }
+
+  /** Resolves once everything reported so far is written and announced (shutdown, tests). */
+  async idle(): Promise<void> {
+    while (this.#running) await this.#running;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The recipient's operations
+  // -------------------------------------------------------------------------------------------
+
+  async list(userId: string, query: ClientPayload<'notification:list'>): Promise<NotificationPage> {
+    const take = Math.min(query.limit ?? LIST_DEFAULT, 100);
+    if (query.cursor !== undefined && !isUuid(query.cursor)) throw new AppError('validation', 'cursor: not a cursor this server handed out');
+    const rows = await this.#db.notification.findMany({
+      where: {
+        recipientId: userId,
+        ...(query.unreadOnly && { readAt: null }),
+        ...(query.cursor !== undefined && { id: { lt: query.cursor } }),
+      },
+      orderBy: { id: 'desc' },
+      take: take + 1,
+    });
+    const page = rows.slice(0, take);
+    return {
+      notifications: page.map((row) => toWire(row as Row)),
+      nextCursor: rows.length > take ? page.at(-1)!.id : null,
+      unreadCount: await this.#unread(userId),
+    };
+  }
+
+  /** Marks some or all read; ids that are not the user's (or already read) are left out of the answer. */
+  async markRead(userId: string, which: { notificationIds: string[] } | { all: true }, origin?: string): Promise<NotificationsRead> {
+    const readAt = new Date();
+    let notificationIds: string[] = [];
+    if ('all' in which) {
+      await this.#db.notification.updateMany({ where: { recipientId: userId, readAt: null, createdAt: { lte: readAt } }, data: { readAt } });
+    } else {
+      const rows = await this.#db.$queryRaw<Array<{ id: string }>>`
+        UPDATE notifications SET read_at = ${readAt}
+        WHERE recipient_id = ${userId} AND id = ANY(${which.notificationIds}::uuid[]) AND read_at IS NULL
+        RETURNING id::text AS id`;
+      notificationIds = rows.map((row) => row.id);
+    }
+    const result: NotificationsRead = { all: 'all' in which, notificationIds, readAt: readAt.toISOString(), unreadCount: await this.#unread(userId) };
+    if (result.all || notificationIds.length > 0) this.#fanout.toUsers([userId], 'notification:read', result, { except: origin });
+    return result;
+  }
+
+  async delete(userId: string, notificationId: string, origin?: string): Promise<NotificationDeleted> {
+    const { count } = await this.#db.notification.deleteMany({ where: { id: notificationId, recipientId: userId } });
+    // Someone else's notification looks exactly like a missing one.
+    if (count === 0) throw new AppError('not_found', 'Notification not found');
+    const result = { notificationId, unreadCount: await this.#unread(userId) };
+    this.#fanout.toUsers([userId], 'notification:deleted', result, { except: origin });
+    return result;
+  }
+
+  async mute(userId: string, conversationId: string, muted: boolean, origin?: string): Promise<{ conversationId: string; muted: boolean }> {
+    await requireMember(this.#db, conversationId, userId);
+    await this.#db.conversationMember.update({
+      where: { conversationId_userId: { conversationId, userId } },
+      data: { mutedUntil: muted ? MUTED_FOREVER : null },
+    });
+    const result = { conversationId, muted };
+    this.#fanout.toUsers([userId], 'conversation:muted', result, { except: origin });
+    return result;
+  }
+
+  async #unread(userId: string): Promise<number> {
+    return this.#db.notification.count({ where: { recipientId: userId, readAt: null } });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The background writer
+  // -------------------------------------------------------------------------------------------
+
+  #enqueue(intent: Intent): void {
+    this.#queue.push(intent);
+    this.#start();
+  }
+
+  #start(): void {
+    if (this.#running) return;
+    // setImmediate: the ack of the request that reported this goes out first, and everything
+    // reported in the same turn of the event loop lands in one batch.
+    this.#running = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.#drain())
+      .finally(() => {
+        this.#running = null;
+        if (this.#queue.length > 0) this.#start();
+      });
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, BATCH);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.#process(batch);
+          break;
+        } catch (error) {
+          if (attempt >= WRITE_ATTEMPTS) {
+            this.#options.log.error({ err: error, intents: batch.length }, 'notifications: batch dropped after retries');
+            break;
+          }
+          this.#options.log.warn({ err: error, attempt }, 'notifications: batch failed; retrying');
+          await sleep(100 * 2 ** attempt);
+        }
+      }
+    }
+  }
+
+  async #process(batch: Intent[]): Promise<void> {
+    const messages = batch.flatMap((intent) => (intent.type === 'message' && intent.message.kind !== 'system' ? [intent.message] : []));
+    const directs = batch.flatMap((intent) => (intent.type === 'direct' ? [intent] : []));
+    const conversationIds = [...new Set([...messages.map((m) => m.conversationId), ...directs.flatMap((d) => (d.conversationId ? [d.conversationId] : []))])];
+
+    const members = conversationIds.length === 0 ? [] : await this.#db.$queryRaw<Array<{ conversationId: string; userId: string; displayName: string; muted: boolean; kind: 'direct' | 'group' }>>`
+      SELECT cm.conversation_id::text AS "conversationId", cm.user_id AS "userId", u.display_name AS "displayName",
+             COALESCE(cm.muted_until > now(), false) AS muted, c.kind::text AS kind
+      FROM conversation_members cm
+      JOIN users u ON u.id = cm.user_id
+      JOIN conversations c ON c.id = cm.conversation_id
+      WHERE cm.conversation_id = ANY(${conversationIds}::uuid[]) AND cm.left_at IS NULL`;
+    const byConversation = new Map<string, typeof members>();
+    for (const member of members) {
+      const list = byConversation.get(member.conversationId) ?? [];
+      list.push(member);
+      byConversation.set(member.conversationId, list);
+    }
+    const muted = new Set(members.filter((m) => m.muted).map((m) => `${m.conversationId}|${m.userId}`));
+
+    // Recipients of a plain message need to know whether any of their devices is connected.
+    const rows: Row[] = [];
+    const maybeOffline: Array<{ message: Message; userId: string }> = [];
+    const now = new Date();
+    const row = (fields: Omit<Row, 'id' | 'createdAt' | 'readAt' | 'payload'> & { payload?: Record<string, unknown> }): Row => ({
+      id: uuidv7(),
+      createdAt: now,
+      readAt: null,
+      ...fields,
+      payload: fields.payload ?? {},
+    });
+
+    for (const message of messages) {
+      const conversation = byConversation.get(message.conversationId) ?? [];
+      const group = conversation[0]?.kind === 'group';
+      for (const member of conversation) {
+        if (member.userId === message.senderId || member.muted) continue;
+        if (group && mentions(message.body, member)) {
+          rows.push(row({ recipientId: member.userId, type: 'mention', conversationId: message.conversationId, messageId: message.id, actorId: message.senderId, preview: clip(message.body) }));
+        } else {
+          maybeOffline.push({ message, userId: member.userId });
+        }
+      }
+    }
+    for (const intent of directs) {
+      for (const recipientId of intent.recipientIds) {
+        if (intent.conversationId && muted.has(`${intent.conversationId}|${recipientId}`)) continue;
+        rows.push(row({ recipientId, type: intent.kind, conversationId: intent.conversationId, messageId: intent.messageId, actorId: intent.actorId, preview: intent.preview, ...(intent.payload && { payload: intent.payload }) }));
+      }
+    }
+
+    const online = await this.#online([...new Set([...maybeOffline.map((m) => m.userId), ...rows.map((r) => r.recipientId)])]);
+    for (const { message, userId } of maybeOffline) {
+      if (!online.has(userId)) rows.push(row({ recipientId: userId, type: 'message', conversationId: message.conversationId, messageId: message.id, actorId: message.senderId, preview: clip(message.body) }));
+    }
+
+    if (rows.length > 0) {
+      await this.#db.notification.createMany({
+        data: rows.map(({ payload, ...rest }) => ({ ...rest, payload: payload as object })),
+      });
+    }
+    // Written: from here on a failure must not make the drain loop write the batch again.
+    try {
+      if (rows.length > 0) await this.#announce(rows, online);
+      if (messages.length > 0 && this.#options.afterMessages) await this.#options.afterMessages([...new Set(messages.map((m) => m.conversationId))]);
+    } catch (error) {
+      this.#options.log.warn({ err: error }, 'notifications: written, but announcing them failed');
+    }
+  }
+
+  /** `notification:new` to every device of each recipient, and the webhook for those with none connected. */
+  async #announce(rows: Row[], online: Set<string>): Promise<void> {
+    const recipients = [...new Set(rows.map((r) => r.recipientId))];
+    const counts = await this.#db.notification.groupBy({ by: ['recipientId'], where: { recipientId: { in: recipients }, readAt: null }, _count: { _all: true } });
+    const unread = new Map(counts.map((c) => [c.recipientId, c._count._all]));
+    // Each event carries the count as it was right after that notification: later ones of the batch not yet counted.
+    const later = new Map<string, number>();
+    const events: Array<[string, { notification: Notification; unreadCount: number }]> = [];
+    for (let i = rows.length - 1; i >= 0; i--) {
+      const entry = rows[i]!;
+      const after = later.get(entry.recipientId) ?? 0;
+      later.set(entry.recipientId, after + 1);
+      events.push([entry.recipientId, { notification: toWire(entry), unreadCount: Math.max(0, (unread.get(entry.recipientId) ?? 0) - after) }]);
+    }
+    for (const [recipientId, event] of events.reverse()) {
+      this.#fanout.toUsers([recipientId], 'notification:new', event);
+      if (!online.has(recipientId)) this.#options.webhook?.send({ type: 'notification', recipientId, ...event });
+    }
+  }
+
+  /** Which of these users have a connected device. If presence cannot be read, everyone counts as online: no spurious pushes. */
+  async #online(userIds: string[]): Promise<Set<string>> {
+    try {
+      // Asked as each user themself: an invisible user still has a connected device.
+      const views = await Promise.all(userIds.map((userId) => this.#presence.get([userId], { viewerId: userId })));
+      return new Set(views.flat().filter((view) => view.online).map((view) => view.userId));
+    } catch (error) {
+      this.#options.log.warn({ err: error }, 'notifications: presence unavailable; treating recipients as online');
+      return new Set(userIds);
+    }
+  }
+}
+
+/** `@userId` or `@displayName` (case-insensitive), not followed by more name characters. */
+function mentions(body: string, member: { userId: string; displayName: string }): boolean {
+  const names = [member.userId, member.displayName].filter(Boolean).map(escapeRegExp);
+  return new RegExp(`(^|[^\\p{L}\\p{N}_])@(${names.join('|')})(?![\\p{L}\\p{N}_])`, 'iu').test(body);
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+function clip(text: string): string {
+  return text.length <= PREVIEW_LENGTH ? text : `${text.slice(0, PREVIEW_LENGTH - 1)}…`;
+}
+
+function toWire(row: Row): Notification {
+  return {
+    id: row.id,
+    kind: row.type,
+    conversationId: row.conversationId,
+    messageId: row.messageId,
+    actorId: row.actorId,
+    preview: row.preview,
+    createdAt: row.createdAt.toISOString(),
+    readAt: row.readAt === null ? null : row.readAt.toISOString(),
+  };
+}
