@@ -94,6 +94,8 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
   async function signIn(name: string, sticky: string, viewport: { width: number; height: number }): Promise<Person> {
     const context = await browser.newContext({ viewport, permissions: ['camera', 'microphone'] });
     await context.addInitScript(LOOPBACK_ICE_ONLY);
+    // Under the test's own timeout, so a failure names the locator that did not appear.
+    context.setDefaultTimeout(10_000);
     const page = await context.newPage();
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(String(error)));
@@ -282,6 +284,16 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
       expect(await bodies(alice, text).count(), text).toBe(1);
       expect(await bodies(bob, text).count(), text).toBe(1);
     }
+    // With no device connected, bob's messages became notifications: the bell counts them, the list shows them.
+    await eventually(async () => expect(Number(await alice.page.locator('#notifications-badge').textContent())).toBeGreaterThanOrEqual(3), { timeoutMs: 10_000 });
+    await alice.page.getByRole('button', { name: /^Notifications, \d+ unread$/ }).click();
+    const dialog = alice.page.getByRole('dialog', { name: 'Notifications' });
+    for (const text of whileAway) await dialog.locator('.notification[data-read="false"]', { hasText: `${bob.name}: ${text}` }).waitFor();
+    await shot(alice, 'desktop-notifications');
+    await dialog.getByRole('button', { name: 'Mark all read' }).click();
+    await alice.page.locator('#notifications-badge').waitFor({ state: 'hidden' });
+    expect(await dialog.locator('.notification[data-read="false"]').count()).toBe(0);
+    await dialog.getByRole('button', { name: 'Close' }).click();
     const seqs = await alice.page.locator('#messages .message').evaluateAll((items) => items.map((item) => Number((item as unknown as { dataset: Record<string, string> }).dataset['seq'])));
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
   });
