@@ -59,6 +59,8 @@ export function installCalls(page: PageApi): void {
     panel.hidden = false;
     stateText.textContent = text;
     stateText.dataset['state'] = state;
+    // No video to show before the other side answers: the panel stays compact until then.
+    panel.dataset['media'] = ['connecting', 'connected', 'disconnected', 'answering'].includes(state) ? 'on' : 'off';
     accept.hidden = !buttons.accept;
     reject.hidden = !buttons.reject;
     hangup.hidden = !buttons.hangup;

@@ -480,7 +480,11 @@ function scrollToBottom(): void {
 function renderAllMessages(view: ConversationView): void {
   const stored = [...(view.messages?.values() ?? [])].sort((a, b) => a.seq - b.seq);
   const pending = [...outbox.values()].filter((entry) => entry.conversationId === view.conversation.id && !stored.some((m) => m.clientMsgId === entry.clientMsgId));
+  // A whole page at once (opening, older history) is not news: the live region announces only what
+  // arrives after it.
+  ui.messages.setAttribute('aria-busy', 'true');
   ui.messages.replaceChildren(...stored.map((message) => messageItem(message)), ...pending.map((entry) => pendingItem(entry)));
+  requestAnimationFrame(() => ui.messages.removeAttribute('aria-busy'));
 }
 
 function onMessage(message: Message): void {

@@ -140,10 +140,8 @@ export function installNotifications(page: PageApi): void {
     mute.hidden = !conversation || button.hidden;
     if (!conversation) return;
     const isMuted = muted.get(conversation.id) ?? false;
+    // A toggle keeps its name; aria-pressed (and the pressed look) says whether it is on.
     mute.setAttribute('aria-pressed', String(isMuted));
-    mute.querySelector('[aria-hidden]')!.textContent = isMuted ? '🔕' : '🔔';
-    mute.querySelector('.visually-hidden')!.textContent = isMuted ? 'Unmute this conversation' : 'Mute this conversation';
-    mute.title = isMuted ? 'Muted: no notifications from this conversation' : 'Mute notifications from this conversation';
   };
   mute.addEventListener('click', () => {
     const conversation = page.openConversation;

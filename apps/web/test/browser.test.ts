@@ -101,7 +101,8 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     page.on('pageerror', (error) => errors.push(String(error)));
     await page.goto(`${cluster.url}/?sticky=${sticky}`);
     await page.getByLabel('Your name').fill(name);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    // Keyboard only: Enter submits the form.
+    await page.getByLabel('Your name').press('Enter');
     const connection = page.locator('#connection[data-state="online"][data-node]');
     await connection.waitFor();
     const node = (await connection.getAttribute('data-node'))!;
@@ -146,8 +147,13 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await cluster?.stop();
   });
 
-  it('signs both in on different nodes', () => {
+  it('signs both in on different nodes, into a page with landmarks a screen reader can navigate', async () => {
     expect(alice.node).not.toBe(bob.node);
+    for (const person of [alice, bob]) {
+      for (const [role, name] of [['banner', undefined], ['main', undefined], ['navigation', 'Conversations'], ['status', undefined]] as const) {
+        expect(await person.page.getByRole(role, name ? { name } : {}).count(), `${role} ${name ?? ''}`).toBeGreaterThan(0);
+      }
+    }
     expect(cluster.nodes.map((node) => node.id)).toEqual(expect.arrayContaining([alice.node, bob.node]));
   });
 
@@ -158,7 +164,9 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     // Presence: each sees the other online, in the open conversation and in the list.
     await alice.page.locator(`#conversation-presence[data-user="${bob.userId}"][data-status="online"]`).waitFor();
     await bob.page.locator(`.conversation-item .presence-dot[data-user="${alice.userId}"][data-status="online"]`).waitFor();
+    await shot(bob, 'phone-list');
     await bob.page.locator('.conversation-item').filter({ hasText: alice.name }).click();
+    expect(await bob.page.getByRole('log', { name: 'Messages' }).count()).toBe(1);
 
     // Typing dots on the other node while alice types, gone once she sends.
     await composer(alice).pressSequentially('Hello Bob', { delay: 20 });
@@ -248,7 +256,10 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await alice.page.locator('.conversation-item').filter({ hasText: bob.name }).click();
   });
 
-  it('restores the conversation and its history after a reload', async () => {
+  it('restores the conversation, its history and its mute after a reload', async () => {
+    const mute = bob.page.getByRole('button', { name: 'Mute' });
+    await mute.click();
+    await bob.page.locator('#mute-button[aria-pressed="true"]').waitFor();
     await bob.page.reload();
     await bob.page.locator('#connection[data-state="online"]').waitFor();
     // Same tab, same sticky id: the same node as before.
@@ -258,6 +269,9 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     const texts = await bob.page.locator('#messages .message .body').allTextContents();
     expect(texts).toEqual(['Hello Bob', 'Hi Alice (edited text)', 'This is a reply', 'This message was deleted']);
     await myMessage(bob, 'Hi Alice \\(edited text\\)').locator('.status[data-status="read"]').waitFor();
+    await bob.page.locator('#mute-button[aria-pressed="true"]').waitFor();
+    await mute.click();
+    await bob.page.locator('#mute-button[aria-pressed="false"]').waitFor();
   });
 
   it('resyncs after going offline and back online, without losing or repeating a message', async () => {
@@ -307,6 +321,15 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await bob.page.locator('#call-state[data-state="connected"]').waitFor({ timeout: 20_000 });
     const states = await Promise.all([alice, bob].map((person) => person.page.evaluate(() => (globalThis as unknown as { chatCall(): { connectionState: string } | null }).chatCall()?.connectionState)));
     expect(states).toEqual(['connected', 'connected']);
+    // The media path that won: host candidates on loopback at both ends.
+    const pair = await alice.page.evaluate(async () => {
+      const pc = (globalThis as unknown as { chatCall(): { getStats(): Promise<Map<string, Record<string, unknown>>> } }).chatCall();
+      const stats = [...(await pc.getStats()).values()];
+      const selected = stats.find((entry) => entry['type'] === 'candidate-pair' && entry['nominated'] && entry['state'] === 'succeeded')!;
+      const address = (id: unknown) => stats.find((entry) => entry['id'] === id)?.['address'];
+      return [address(selected['localCandidateId']), address(selected['remoteCandidateId'])];
+    });
+    for (const address of pair) expect(address).toMatch(/^(127\.0\.0\.1|::1)$/);
     // Fake camera frames arrive on both sides.
     for (const person of [alice, bob]) {
       await eventually(async () => {
