@@ -91,6 +91,8 @@ export function installNotifications(page: PageApi): void {
       button.hidden = false;
       setUnread(result.unreadCount);
       render();
+      // The mute toggle waits for the same proof that this server has notifications.
+      renderMute(page.openConversation);
     } catch (error) {
       // A server without notifications (older node) answers unavailable: the bell just stays away.
       if ((error as ChatError).code !== 'unavailable') console.warn('notifications:', (error as Error).message);
@@ -136,13 +138,13 @@ export function installNotifications(page: PageApi): void {
     if (event.target === dialog) dialog.close();
   });
 
-  const renderMute = (conversation: Conversation | null) => {
+  function renderMute(conversation: Conversation | null): void {
     mute.hidden = !conversation || button.hidden;
     if (!conversation) return;
     const isMuted = muted.get(conversation.id) ?? false;
     // A toggle keeps its name; aria-pressed (and the pressed look) says whether it is on.
     mute.setAttribute('aria-pressed', String(isMuted));
-  };
+  }
   mute.addEventListener('click', () => {
     const conversation = page.openConversation;
     if (!conversation) return;
