@@ -49,12 +49,12 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
     bodyLimit: config.limits.bodyBytes,
     forceCloseConnections: 'idle',
     return503OnClosing: true,
-    // Fastify's default (10 s) is shorter than an embedded node's first start on a busy small machine:
-    // PGlite's WebAssembly start-up plus the migrations took 11 s on 2 shared cores.
-    pluginTimeout: 60_000,
     // Behind nginx every request comes from the proxy: without this, per-address limits would count
     // all clients as one. Only proxies on the configured networks are believed.
     trustProxy: config.trustProxy,
+    // avvio's 10 s default per plugin is too tight for the embedded database: creating a PGlite
+    // cluster takes ~7 s on an idle 2-core machine and more under load, which failed start-up.
+    pluginTimeout: 60_000,
   }) as unknown as FastifyInstance;
 
   app.decorate('nodeId', config.nodeId);

@@ -301,12 +301,13 @@ describe('resync', () => {
 
 describe('authorization', () => {
   let insider: Device;
+  let other: Device;
   let outsider: Device;
   let conversationId: string;
   let messageId: string;
   beforeAll(async () => {
     insider = await device(nodeA, uniqueUser('insider'));
-    const other = await device(nodeA, uniqueUser('other'));
+    other = await device(nodeA, uniqueUser('other'));
     outsider = await device(nodeB, uniqueUser('outsider'));
     conversationId = (await insider.ok('conversation:create-group', { title: 'private', memberIds: [other.userId] })).conversation.id;
     messageId = (await insider.ok('message:send', { conversationId, clientMsgId: clientMsgId(), body: 'secret' })).message.id;
@@ -328,6 +329,7 @@ describe('authorization', () => {
       ['history:fetch', { conversationId }],
       ['typing:set', { conversationId, typing: true }],
       ['typing:list', { conversationId }],
+      ['conversation:mute', { conversationId, muted: true }],
     ];
     for (const [event, payload] of attempts) {
       const ack = await outsider.call(event, payload as never);
@@ -352,6 +354,7 @@ describe('authorization', () => {
       ['DELETE', `/v1/messages/${messageId}`],
       ['PUT', `/v1/messages/${messageId}/reactions/${encodeURIComponent('👀')}`],
       ['GET', `/v1/conversations/${conversationId}/typing`],
+      ['PUT', `/v1/conversations/${conversationId}/mute`, { muted: true }],
     ];
     for (const [method, url, payload] of routes) {
       const asOutsider = await nodeB.app.inject({ method: method as 'GET', url, headers: { authorization: `Bearer ${token}` }, ...(payload && { payload }) });
@@ -359,6 +362,34 @@ describe('authorization', () => {
       const anonymous = await nodeB.app.inject({ method: method as 'GET', url, ...(payload && { payload }) });
       expect([anonymous.statusCode, anonymous.json().error?.code], `${method} ${url}`).toEqual([401, 'token_missing']);
     }
+  });
+
+  it('refuses others\' notifications and calls with not_found, like missing ones', async () => {
+    const notificationId = (await eventually(async () => {
+      const { notifications } = await other.ok('notification:list', {});
+      expect(notifications).toHaveLength(1);
+      return notifications[0]!;
+    })).id;
+    const { call } = await insider.ok('call:invite', { calleeId: other.userId, media: 'audio' });
+    const missing = '0190a5f5-0000-7000-8000-000000000002';
+    const attempts: Array<[ClientEventName, object, object]> = [
+      ['notification:delete', { notificationId }, { notificationId: missing }],
+      ['call:get', { callId: call.id }, { callId: missing }],
+      ['call:accept', { callId: call.id }, { callId: missing }],
+      ['call:reject', { callId: call.id }, { callId: missing }],
+      ['call:cancel', { callId: call.id }, { callId: missing }],
+      ['call:end', { callId: call.id }, { callId: missing }],
+      ['call:signal', { callId: call.id, signal: { type: 'offer', sdp: 'v=0' } }, { callId: missing, signal: { type: 'offer', sdp: 'v=0' } }],
+    ];
+    for (const [event, theirs, absent] of attempts) {
+      const ack = await outsider.call(event, theirs as never);
+      expect(ack, event).toMatchObject({ ok: false, error: { code: 'not_found' } });
+      expect(ack, event).toEqual(await outsider.call(event, absent as never));
+    }
+    expect(await outsider.ok('notification:mark-read', { notificationIds: [notificationId] })).toMatchObject({ notificationIds: [] });
+    expect((await other.ok('notification:list', { unreadOnly: true })).notifications.map((n) => n.id)).toEqual([notificationId]);
+    expect((await insider.ok('call:get', { callId: call.id })).call.state).toBe('ringing');
+    await insider.ok('call:cancel', { callId: call.id });
   });
 
   it('takes the sender from the token, whatever the payload says', async () => {
@@ -406,7 +437,12 @@ describe('REST', () => {
 describe('malformed payloads', () => {
   it('get a validation error for every event, and the node keeps serving', async () => {
     const user = await device(nodeA, uniqueUser('fuzz'));
-    const samples: unknown[] = [null, 0, 'x', [], {}, { conversationId: 'not-a-uuid' }, { conversationId: 42, body: {} }, { since: 'all' }, { messageId: [], emoji: '' }, JSON.parse('{"__proto__":{"x":1},"constructor":{"prototype":{}}}')];
+    const samples: unknown[] = [
+      null, 0, 'x', [], {}, { conversationId: 'not-a-uuid' }, { conversationId: 42, body: {} }, { since: 'all' }, { messageId: [], emoji: '' },
+      JSON.parse('{"__proto__":{"x":1},"constructor":{"prototype":{}}}'),
+      { all: false }, { notificationIds: [] }, { limit: 0, unreadOnly: 'yes' }, { calleeId: 'x', media: 'hologram' },
+      { callId: '0190a5f5-0000-7000-8000-000000000003', signal: { type: 'offer' } }, { callId: '0190a5f5-0000-7000-8000-000000000003', signal: { type: 'ice', candidate: 'x'.repeat(5000) } },
+    ];
     let checked = 0;
     for (const event of Object.keys(clientEventSchemas) as ClientEventName[]) {
       for (const payload of samples) {
@@ -416,7 +452,7 @@ describe('malformed payloads', () => {
         checked++;
       }
     }
-    expect(checked).toBeGreaterThan(100);
+    expect(checked).toBeGreaterThan(200);
     expect(await user.ok('session:info', {})).toMatchObject({ user: { id: user.userId } });
   });
 });

@@ -366,35 +366,72 @@ describe.each([memory, redis])('state stores: $name', (backend) => {
       expect((await stores[2]!.calls.create(newCall(unanswered.calleeId), timings)).busy).toBeNull();
     });
 
-    it('forgets an accepted call nobody touches within liveTtlMs (its node died), keeps a touched one, and keeps ringing ones past their deadline', async () => {
-      const [{ calls }] = backend.cluster(1) as [StateStores];
+    it('ends an accepted call whose other device stopped being touched (its node died), once, and keeps ringing ones past their deadline', async () => {
+      const stores = backend.cluster(2);
+      const [{ calls }, other] = stores as [StateStores, StateStores];
       const abandoned = newCall();
       const kept = newCall();
       const ringing = newCall();
       const short = { ringTimeoutMs: 1500, liveTtlMs: 400, finalTtlMs: 5000 };
       for (const call of [abandoned, kept, ringing]) await calls.create(call, short);
-      for (const call of [abandoned, kept]) await calls.transition(call.id, ['ringing'], 'accepted', { calleeDeviceId: 'd' }, short);
+      for (const call of [abandoned, kept]) await calls.transition(call.id, ['ringing'], 'accepted', { calleeDeviceId: `callee-of-${call.id}` }, short);
+      const touches = () => [
+        { callId: kept.id, deviceId: kept.callerDeviceId },
+        { callId: abandoned.id, deviceId: abandoned.callerDeviceId },
+      ];
+      // Both devices of `kept` are touched; only the caller's device of `abandoned` is.
+      const ended: unknown[] = [];
       const deadline = Date.now() + 1200;
       while (Date.now() < deadline) {
-        expect(await calls.touch([kept.id], short)).toEqual(new Map([[kept.id, 'accepted']]));
+        const [mine, theirs] = await Promise.all([calls.touch(touches(), short), other.calls.touch([{ callId: kept.id, deviceId: `callee-of-${kept.id}` }], short)]);
+        expect(mine.get(kept.id)).toEqual({ state: 'accepted', ended: null });
+        expect(theirs.get(kept.id)).toEqual({ state: 'accepted', ended: null });
+        const result = mine.get(abandoned.id)!;
+        if (result.ended) ended.push(result.ended);
+        else expect(result.state).toBe(ended.length > 0 ? 'ended' : 'accepted');
         await sleep(100);
       }
-      expect(await calls.get(abandoned.id)).toBeNull();
+      expect(ended).toEqual([expect.objectContaining({ id: abandoned.id, state: 'ended', endedBy: null, endedAt: expect.any(Number) })]);
+      expect((await calls.get(abandoned.id))?.state).toBe('ended');
       expect((await calls.get(kept.id))?.state).toBe('accepted');
-      // Untouched, but still ringing: it outlives its deadline so the ring timeout can claim it.
-      expect((await calls.get(ringing.id))?.state).toBe('ringing');
-      expect(await calls.touch([abandoned.id, kept.id, ringing.id], short)).toEqual(new Map([[abandoned.id, null], [kept.id, 'accepted'], [ringing.id, 'ringing']]));
-      // The abandoned call's parties are not busy any more.
+      // The ended call's parties are free again; the kept call's are not.
       expect((await calls.create(newCall(abandoned.callerId, abandoned.calleeId), short)).busy).toBeNull();
-      // A finished call is reported as such and not revived.
-      await calls.transition(kept.id, ['accepted'], 'ended', { endedBy: kept.callerId }, short);
-      expect(await calls.touch([kept.id], short)).toEqual(new Map([[kept.id, 'ended']]));
+      expect((await calls.create(newCall(id('x'), kept.calleeId), short)).busy).toBe('callee');
+      // Untouched, but still ringing: it outlives its deadline so the ring timeout can claim it.
+      expect(await calls.touch([{ callId: ringing.id, deviceId: ringing.callerDeviceId }], short)).toEqual(new Map([[ringing.id, { state: 'ringing', ended: null }]]));
       const missed = await eventually(async () => {
-        const claimed = await calls.expireRinging(short);
+        const claimed = (await calls.expireRinging(short)).filter((call) => call.id === ringing.id);
         expect(claimed).toHaveLength(1);
         return claimed[0]!;
       }, { timeoutMs: 3000 });
       expect(missed).toMatchObject({ id: ringing.id, state: 'missed' });
+    });
+
+    it('counts the caller\'s touches while ringing, so a call answered late is not ended as abandoned', async () => {
+      const [{ calls }] = backend.cluster(1) as [StateStores];
+      const call = newCall();
+      const short = { ringTimeoutMs: 5000, liveTtlMs: 300, finalTtlMs: 5000 };
+      await calls.create(call, short);
+      const deadline = Date.now() + 700;
+      while (Date.now() < deadline) {
+        expect(await calls.touch([{ callId: call.id, deviceId: call.callerDeviceId }], short)).toEqual(new Map([[call.id, { state: 'ringing', ended: null }]]));
+        await sleep(50);
+      }
+      await calls.transition(call.id, ['ringing'], 'accepted', { calleeDeviceId: 'late' }, short);
+      expect(await calls.touch([{ callId: call.id, deviceId: 'late' }], short)).toEqual(new Map([[call.id, { state: 'accepted', ended: null }]]));
+      // The ring deadline still stands for the record's TTL while ringing (KEEPTTL): touching never shortened it.
+      expect((await calls.get(call.id))?.state).toBe('accepted');
+    });
+
+    it('lets a call nobody touches at all (both nodes died) disappear with its busy markers', async () => {
+      const [{ calls }] = backend.cluster(1) as [StateStores];
+      const call = newCall();
+      const short = { ringTimeoutMs: 200, liveTtlMs: 300, finalTtlMs: 5000 };
+      await calls.create(call, short);
+      await calls.transition(call.id, ['ringing'], 'accepted', { calleeDeviceId: 'd' }, short);
+      await eventually(async () => expect(await calls.get(call.id)).toBeNull(), { timeoutMs: 3000 });
+      expect(await calls.touch([{ callId: call.id, deviceId: 'd' }], short)).toEqual(new Map([[call.id, { state: null, ended: null }]]));
+      expect((await calls.create(newCall(call.callerId, call.calleeId), short)).busy).toBeNull();
     });
   });
 });

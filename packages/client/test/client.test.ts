@@ -290,3 +290,71 @@ describe('ChatClient', () => {
     expect(alice.seen.errors).toEqual([]);
   });
 });
+
+describe('ChatClient: notifications, presence and calls', () => {
+  it('forwards presence, notification pushes and the unread count, with typed helpers', async () => {
+    const aliceId = uniqueUser('alice');
+    const bobId = uniqueUser('bob');
+    const alice = chatClient(nodeA, aliceId);
+    const bobPhone = chatClient(nodeB, bobId);
+    const bobLaptop = chatClient(nodeA, bobId);
+    await Promise.all([alice.client.connect(), bobPhone.client.connect()]);
+    const presence: unknown[] = [];
+    alice.client.on('presence', (p) => presence.push(p));
+    const added = next(bobPhone.client, 'notification');
+    const { conversation } = await alice.client.request('conversation:create-group', { title: 'sdk', memberIds: [bobId] });
+    await bobLaptop.client.connect();
+    await bobLaptop.client.request('presence:set-status', { status: 'away' });
+    await eventually(() => expect(presence).toContainEqual(expect.objectContaining({ userId: bobId, status: 'away' })));
+
+    const [{ notification, unreadCount }] = await added;
+    expect([notification.kind, notification.conversationId, unreadCount]).toEqual(['group_added', conversation.id, 1]);
+    expect(bobPhone.client.unreadNotifications).toBe(1);
+    expect((await bobLaptop.client.listNotifications()).notifications.map((n) => n.id)).toEqual([notification.id]);
+    expect(bobLaptop.client.unreadNotifications).toBe(1);
+
+    const read = next(bobPhone.client, 'notificationsRead');
+    await bobLaptop.client.markNotificationsRead('all');
+    expect((await read)[0]).toMatchObject({ all: true, unreadCount: 0 });
+    expect(bobPhone.client.unreadNotifications).toBe(0);
+    const deleted = next(bobPhone.client, 'notificationDeleted');
+    await bobLaptop.client.deleteNotification(notification.id);
+    expect((await deleted)[0]).toEqual({ notificationId: notification.id, unreadCount: 0 });
+
+    const muted = next(bobPhone.client, 'conversationMuted');
+    await bobLaptop.client.muteConversation(conversation.id);
+    expect((await muted)[0]).toEqual({ conversationId: conversation.id, muted: true });
+  });
+
+  it('places, rings, answers on one device, relays signals and hangs up', async () => {
+    const aliceId = uniqueUser('alice');
+    const bobId = uniqueUser('bob');
+    const alice = chatClient(nodeA, aliceId);
+    const bobPhone = chatClient(nodeB, bobId);
+    const bobLaptop = chatClient(nodeA, bobId);
+    await Promise.all([alice.client.connect(), bobPhone.client.connect(), bobLaptop.client.connect()]);
+    expect(alice.client.deviceId).toBe(alice.client.socket.id);
+
+    const ringPhone = next(bobPhone.client, 'callRinging');
+    const ringLaptop = next(bobLaptop.client, 'callRinging');
+    const call = await alice.client.invite(bobId, 'video');
+    expect(call).toMatchObject({ state: 'ringing', callerDeviceId: alice.client.deviceId });
+    expect([(await ringPhone)[0].id, (await ringLaptop)[0].id]).toEqual([call.id, call.id]);
+
+    const stopRinging = next(bobLaptop.client, 'callUpdated');
+    const answered = next(alice.client, 'callUpdated');
+    expect(await bobPhone.client.acceptCall(call.id)).toMatchObject({ state: 'accepted', calleeDeviceId: bobPhone.client.deviceId });
+    expect((await stopRinging)[0]).toMatchObject({ id: call.id, state: 'accepted', calleeDeviceId: bobPhone.client.deviceId });
+    expect((await answered)[0].calleeDeviceId).not.toBe(bobLaptop.client.deviceId);
+    await expect(bobLaptop.client.acceptCall(call.id)).rejects.toMatchObject({ code: 'conflict' });
+
+    const offer = next(bobPhone.client, 'callSignal');
+    await alice.client.signal(call.id, { type: 'offer', sdp: 'v=0\r\n' });
+    expect((await offer)[0]).toEqual({ callId: call.id, fromUserId: aliceId, signal: { type: 'offer', sdp: 'v=0\r\n' } });
+
+    const hungUp = next(alice.client, 'callUpdated');
+    await bobPhone.client.endCall(call.id);
+    expect((await hungUp)[0]).toMatchObject({ id: call.id, state: 'ended', endedBy: bobId });
+    expect((await alice.client.getCall(call.id)).state).toBe('ended');
+  });
+});

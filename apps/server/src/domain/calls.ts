@@ -32,10 +32,10 @@ interface Hosted {
  * wins, reject/cancel/end, and relay of SDP and ICE between the two devices in the call (the caller's
  * device and the accepting one), wherever they are connected. Media never passes through here.
  *
- * State lives in the CallStore (Redis in a cluster) with TTLs, never in PostgreSQL. Each node keeps
- * alive the calls of the devices it serves (`sweep`): if a node dies its calls expire within
- * CALL_STATE_TTL_MS and the node serving the other party tells both users the call ended. Ring
- * timeouts are claimed by whichever node sweeps first, so they fire even if the caller's node died.
+ * State lives in the CallStore (Redis in a cluster) with TTLs, never in PostgreSQL. Each node touches
+ * the calls of the devices it serves (`sweep`): if a node dies, the node of the other device ends its
+ * calls within CALL_STATE_TTL_MS and tells both users; if both die, the calls expire by themselves.
+ * Ring timeouts are claimed by whichever node sweeps first, so they fire even if the caller's node died.
  */
 export class CallService {
   readonly #db: Db;
@@ -147,14 +147,19 @@ export class CallService {
       this.#notifications.system(call.calleeId, `Missed ${call.media} call`, { actorId: call.callerId, payload: { callId: call.id } });
     }
     if (this.#hosted.size === 0) return;
-    const states = await this.#store.touch([...new Set([...this.#hosted.values()].map((h) => h.callId))], this.#timings);
+    const touched = await this.#store.touch([...this.#hosted.values()].map(({ callId, deviceId }) => ({ callId, deviceId })), this.#timings);
     for (const [id, hosted] of this.#hosted) {
-      const state = states.get(hosted.callId);
-      if (state === 'ringing' || state === 'accepted') continue;
-      this.#hosted.delete(id);
-      if (state === null) {
-        // Gone with a dead node: nobody else will say so.
+      const result = touched.get(hosted.callId);
+      if (!result) continue;
+      if (result.ended) {
+        // The other device's node went silent: this touch ended the call, so this node tells everyone.
+        this.#announceFinal(result.ended);
+      } else if (result.state === null) {
+        this.#hosted.delete(id);
+        // Vanished (this node could not touch it in time): nobody else will say so.
         this.#fanout.toUsers([hosted.call.callerId, hosted.call.calleeId], 'call:updated', { ...toWire(hosted.call), state: 'ended', endedBy: null, endedAt: new Date().toISOString() });
+      } else if (result.state !== 'ringing' && result.state !== 'accepted') {
+        this.#hosted.delete(id);
       }
     }
   }

@@ -44,6 +44,8 @@ export interface NotificationOptions {
 
 const PREVIEW_LENGTH = 140;
 const BATCH = 256;
+/** Reports waiting beyond this (the database far behind) are dropped, so memory stays bounded. */
+const MAX_QUEUE = 100_000;
 const WRITE_ATTEMPTS = 3;
 const LIST_DEFAULT = 30;
 /** `conversation:mute` mutes until unmuted; the column also allows timed mutes. */
@@ -68,6 +70,7 @@ export class NotificationService {
   readonly #options: NotificationOptions;
   #queue: Intent[] = [];
   #running: Promise<void> | null = null;
+  #dropped = 0;
 
   constructor(db: Db, presence: PresenceStore, fanout: Fanout, options: NotificationOptions) {
     this.#db = db;
@@ -184,6 +187,10 @@ export class NotificationService {
   // -------------------------------------------------------------------------------------------
 
   #enqueue(intent: Intent): void {
+    if (this.#queue.length >= MAX_QUEUE) {
+      if (this.#dropped++ % 10_000 === 0) this.#options.log.warn({ dropped: this.#dropped }, 'notifications: writer far behind; dropping reports');
+      return;
+    }
     this.#queue.push(intent);
     this.#start();
   }
@@ -311,10 +318,15 @@ export class NotificationService {
 
   /** Which of these users have a connected device. If presence cannot be read, everyone counts as online: no spurious pushes. */
   async #online(userIds: string[]): Promise<Set<string>> {
+    if (userIds.length === 0) return new Set();
     try {
-      // Asked as each user themself: an invisible user still has a connected device.
-      const views = await Promise.all(userIds.map((userId) => this.#presence.get([userId], { viewerId: userId })));
-      return new Set(views.flat().filter((view) => view.online).map((view) => view.userId));
+      // One lookup for the batch; an invisible user looks offline in it, so those are asked again
+      // as themselves (an invisible user still has a connected device).
+      const online = new Set((await this.#presence.get(userIds)).filter((view) => view.online).map((view) => view.userId));
+      const unsure = userIds.filter((userId) => !online.has(userId));
+      const views = await Promise.all(unsure.map((userId) => this.#presence.get([userId], { viewerId: userId })));
+      for (const view of views.flat()) if (view.online) online.add(view.userId);
+      return online;
     } catch (error) {
       this.#options.log.warn({ err: error }, 'notifications: presence unavailable; treating recipients as online');
       return new Set(userIds);

@@ -17,6 +17,17 @@ export interface CallRecord {
   ringDeadline: number;
   acceptedAt: number | null;
   endedAt: number | null;
+  /** Last touch by the node of the caller's device, and of the accepting device (see {@link CallStore.touch}). */
+  callerSeenAt: number;
+  calleeSeenAt: number | null;
+}
+
+/** What one touch found for one call. */
+export interface Touched {
+  /** The call's state after the touch; null when it no longer exists. */
+  state: CallState | null;
+  /** Set when this touch ended the accepted call because the other device's node went silent. */
+  ended: CallRecord | null;
 }
 
 export type NewCall = Pick<CallRecord, 'id' | 'callerId' | 'calleeId' | 'media' | 'callerDeviceId'>;
@@ -27,9 +38,9 @@ export interface CallTimings {
   /** A ringing call not accepted within this long is claimed by {@link CallStore.expireRinging}. */
   ringTimeoutMs: number;
   /**
-   * A live call (and its parties' busy markers) disappears this long after its last write or
-   * {@link CallStore.touch}: nodes touch the calls of their connected devices, so a call whose node
-   * died is gone within this bound.
+   * Liveness of accepted calls: the node of each device in the call touches it on an interval; when
+   * one side has not been touched for this long (its node died), the other side's next touch ends
+   * the call. A call nobody touches (both nodes died) disappears with its busy markers after this long.
    */
   liveTtlMs: number;
   /** How long a finished call stays readable (late accepts get `conflict`, not `not_found`). */
@@ -74,12 +85,14 @@ export interface CallStore {
   expireRinging(timings: CallTimings, limit?: number): Promise<CallRecord[]>;
 
   /**
-   * Extends the TTL of accepted calls (and their markers) to `liveTtlMs` from now. (A ringing call
-   * lives until its ring deadline plus `liveTtlMs` anyway, so `expireRinging` always finds it.)
-   * @returns each asked call's current state, null for a call that no longer exists (it expired: the
-   *   node of a device in it died), so the caller can tell the parties it still serves.
+   * Records that each given device is still connected to a live node (the caller's device also while
+   * ringing), and extends its accepted call's TTL (and markers) to `liveTtlMs` from now. An accepted call whose other device has not been
+   * touched within `liveTtlMs` is ended (`endedBy` null) by this touch: exactly one toucher gets it in
+   * `ended`. (A ringing call lives until its ring deadline plus `liveTtlMs` regardless, so
+   * `expireRinging` always finds it.)
+   * @returns per call id what the touch found.
    */
-  touch(callIds: readonly string[], timings: CallTimings): Promise<Map<string, CallState | null>>;
+  touch(devices: ReadonlyArray<{ callId: string; deviceId: string }>, timings: CallTimings): Promise<Map<string, Touched>>;
 }
 
 const FINAL: ReadonlySet<CallState> = new Set(['rejected', 'cancelled', 'ended', 'missed', 'busy']);
@@ -108,6 +121,8 @@ export class MemoryCallStore implements CallStore {
       ringDeadline: now + timings.ringTimeoutMs,
       acceptedAt: null,
       endedAt: calleeBusy ? now : null,
+      callerSeenAt: now,
+      calleeSeenAt: null,
     };
     if (calleeBusy) {
       this.#calls.set(call.id, { call, expiresAt: now + timings.finalTtlMs });
@@ -155,21 +170,39 @@ export class MemoryCallStore implements CallStore {
     return claimed;
   }
 
-  async touch(callIds: readonly string[], timings: CallTimings): Promise<Map<string, CallState | null>> {
+  async touch(devices: ReadonlyArray<{ callId: string; deviceId: string }>, timings: CallTimings): Promise<Map<string, Touched>> {
     const now = this.#now();
     this.#prune(now);
-    const states = new Map<string, CallState | null>();
-    for (const callId of callIds) {
+    const results = new Map<string, Touched>();
+    for (const { callId, deviceId } of devices) {
       const entry = this.#calls.get(callId);
-      states.set(callId, entry?.call.state ?? null);
-      if (entry?.call.state !== 'accepted') continue;
+      if (!entry) {
+        results.set(callId, { state: null, ended: null });
+        continue;
+      }
+      const call = entry.call;
+      if (call.state === 'ringing' && deviceId === call.callerDeviceId) call.callerSeenAt = now;
+      if (call.state !== 'accepted') {
+        results.set(callId, { state: call.state, ended: null });
+        continue;
+      }
+      const caller = deviceId === call.callerDeviceId;
+      if (caller) call.callerSeenAt = now;
+      else if (deviceId === call.calleeDeviceId) call.calleeSeenAt = now;
+      const other = caller ? call.calleeSeenAt : call.callerSeenAt;
+      if ((other ?? 0) < now - timings.liveTtlMs) {
+        this.#apply(entry, 'ended', { endedBy: null }, now, timings);
+        results.set(callId, { state: 'ended', ended: { ...call } });
+        continue;
+      }
       entry.expiresAt = now + timings.liveTtlMs;
-      for (const userId of [entry.call.callerId, entry.call.calleeId]) {
+      for (const userId of [call.callerId, call.calleeId]) {
         const marker = this.#markers.get(userId);
         if (marker?.callId === callId) marker.expiresAt = entry.expiresAt;
       }
+      results.set(callId, { state: 'accepted', ended: null });
     }
-    return states;
+    return results;
   }
 
   #apply(entry: { call: CallRecord; expiresAt: number }, to: CallState, patch: { calleeDeviceId?: string; endedBy?: string | null }, now: number, timings: CallTimings): void {
@@ -177,7 +210,10 @@ export class MemoryCallStore implements CallStore {
     call.state = to;
     if (patch.calleeDeviceId !== undefined) call.calleeDeviceId = patch.calleeDeviceId;
     if (patch.endedBy !== undefined) call.endedBy = patch.endedBy;
-    if (to === 'accepted') call.acceptedAt = now;
+    if (to === 'accepted') {
+      call.acceptedAt = now;
+      call.calleeSeenAt = now;
+    }
     if (FINAL.has(to)) {
       call.endedAt = now;
       entry.expiresAt = now + timings.finalTtlMs;
@@ -226,7 +262,10 @@ end
 -- Moves a decoded call to a state, stamping times and keeping markers, TTL and the ringing index right.
 local function apply(call, to, now, live_ttl, final_ttl)
   call.state = to
-  if to == 'accepted' then call.acceptedAt = now end
+  if to == 'accepted' then
+    call.acceptedAt = now
+    call.calleeSeenAt = now
+  end
   if final[to] then
     call.endedAt = now
     drop_markers(call)
@@ -252,6 +291,8 @@ call.endedBy = cjson.null
 call.createdAt = now
 call.ringDeadline = now + ring
 call.acceptedAt = cjson.null
+call.callerSeenAt = now
+call.calleeSeenAt = cjson.null
 if redis.call('EXISTS', marker_key(call.calleeId)) == 1 then
   call.state = 'busy'
   call.endedAt = now
@@ -305,25 +346,51 @@ end
 return claimed
 `;
 
-// ARGV: prefix, liveTtlMs, callId... → one state per id ('' when gone)
+// ARGV: prefix, liveTtlMs, finalTtlMs, then (callId, deviceId) pairs → per pair: state ('' when gone), ended call JSON or ''
 const TOUCH = `
 ${LUA_COMMON}
-local ttl = tonumber(ARGV[2])
-local states = {}
-for i = 3, #ARGV do
+local now = now_ms()
+local ttl, final_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+local results = {}
+for i = 4, #ARGV, 2 do
   local raw = redis.call('GET', call_key(ARGV[i]))
   if not raw then
-    table.insert(states, '')
+    table.insert(results, '')
+    table.insert(results, '')
   else
     local call = cjson.decode(raw)
-    table.insert(states, call.state)
-    if call.state == 'accepted' then
-      redis.call('PEXPIRE', call_key(call.id), ttl)
-      refresh_markers(call, ttl)
+    local device = ARGV[i + 1]
+    if call.state == 'ringing' and device == call.callerDeviceId then
+      call.callerSeenAt = now
+      redis.call('SET', call_key(call.id), cjson.encode(call), 'KEEPTTL')
+    end
+    if call.state ~= 'accepted' then
+      table.insert(results, call.state)
+      table.insert(results, '')
+    else
+      local other
+      if device == call.callerDeviceId then
+        call.callerSeenAt = now
+        other = call.calleeSeenAt
+      else
+        if device == call.calleeDeviceId then call.calleeSeenAt = now end
+        other = call.callerSeenAt
+      end
+      if other == cjson.null or other < now - ttl then
+        call.endedBy = cjson.null
+        apply(call, 'ended', now, ttl, final_ttl)
+        table.insert(results, 'ended')
+        table.insert(results, cjson.encode(call))
+      else
+        redis.call('SET', call_key(call.id), cjson.encode(call), 'PX', ttl)
+        refresh_markers(call, ttl)
+        table.insert(results, 'accepted')
+        table.insert(results, '')
+      end
     end
   end
 end
-return states
+return results
 `;
 
 /** The shared store: see {@link CallStore} for the guarantees, the key layout above. */
@@ -371,10 +438,10 @@ export class RedisCallStore implements CallStore {
     return ((await this.#expire(this.#prefix, timings.liveTtlMs, timings.finalTtlMs, limit)) as string[]).map(parse);
   }
 
-  async touch(callIds: readonly string[], timings: CallTimings): Promise<Map<string, CallState | null>> {
-    if (callIds.length === 0) return new Map();
-    const states = (await this.#touch(this.#prefix, timings.liveTtlMs, ...callIds)) as string[];
-    return new Map(callIds.map((callId, i) => [callId, states[i] ? (states[i] as CallState) : null]));
+  async touch(devices: ReadonlyArray<{ callId: string; deviceId: string }>, timings: CallTimings): Promise<Map<string, Touched>> {
+    if (devices.length === 0) return new Map();
+    const flat = (await this.#touch(this.#prefix, timings.liveTtlMs, timings.finalTtlMs, ...devices.flatMap((d) => [d.callId, d.deviceId]))) as string[];
+    return new Map(devices.map((d, i) => [d.callId, { state: flat[2 * i] ? (flat[2 * i] as CallState) : null, ended: flat[2 * i + 1] ? parse(flat[2 * i + 1]!) : null }]));
   }
 }
 
