@@ -618,6 +618,7 @@ function pendingItem(entry: OutgoingMessage): HTMLLIElement {
           h('span', {}, entry.error?.message ?? 'Not sent.'),
           ' ',
           h('button', { type: 'button', class: 'link-button retry', onclick: () => retry(entry.clientMsgId) }, 'Retry'),
+          h('button', { type: 'button', class: 'link-button discard', onclick: () => discard(entry.clientMsgId) }, 'Discard'),
         )
       : null,
   );
@@ -625,12 +626,23 @@ function pendingItem(entry: OutgoingMessage): HTMLLIElement {
 
 function renderPending(entry: OutgoingMessage): void {
   if (entry.conversationId !== openId) return;
+  const stick = nearBottom();
   ui.messages.querySelector(`[data-client-msg-id="${entry.clientMsgId}"]:not([data-id])`)?.replaceWith(pendingItem(entry));
+  // The failure line with Retry must not end up below the fold.
+  if (stick) scrollToBottom();
 }
 
 function retry(clientMsgId: string): void {
   const entry = chat?.retry(clientMsgId);
   if (entry) renderPending(entry);
+}
+
+/** Forgets a failed message that cannot succeed as it is (too long, say): the SDK drops it, and so do we. */
+function discard(clientMsgId: string): void {
+  if (!chat?.discard(clientMsgId)) return;
+  outbox.delete(clientMsgId);
+  ui.messages.querySelector(`[data-client-msg-id="${clientMsgId}"]:not([data-id])`)?.remove();
+  ui.composerInput.focus();
 }
 
 function tick(state: Status, clientMsgId: string): HTMLSpanElement {

@@ -65,6 +65,8 @@ interface Person {
   page: Page;
   node: string;
   errors: string[];
+  /** Every WebSocket frame the page sent, as text. */
+  frames: string[];
 }
 
 describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two nodes behind nginx${SKIP}`, () => {
@@ -100,6 +102,8 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     const page = await context.newPage();
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(String(error)));
+    const frames: string[] = [];
+    page.on('websocket', (socket) => socket.on('framesent', ({ payload }) => frames.push(String(payload))));
     await page.goto(`${cluster.url}/?sticky=${sticky}`);
     await page.getByLabel('Your name').fill(name);
     // Keyboard only: Enter submits the form.
@@ -107,7 +111,7 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     const connection = page.locator('#connection[data-state="online"][data-node]');
     await connection.waitFor();
     const node = (await connection.getAttribute('data-node'))!;
-    return { name, userId: name.toLowerCase().replace(/[^a-z0-9_.@-]+/g, '-'), context, page, node, errors };
+    return { name, userId: name.toLowerCase().replace(/[^a-z0-9_.@-]+/g, '-'), context, page, node, errors, frames };
   }
 
   const composer = (person: Person) => person.page.getByRole('textbox', { name: 'Message', exact: true });
@@ -127,7 +131,8 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     mkdirSync(SHOTS, { recursive: true });
     // The page as this checkout's sources build it, not whatever an earlier build left in dist/.
     await buildWeb();
-    cluster = await startCluster({ nodes: 2, env: testEnv({ LOG_LEVEL: 'warn', DEV_TOKENS: 'true', SHUTDOWN_TIMEOUT_MS: '3000' }) });
+    // A short MESSAGE_MAX_LENGTH gives the page a send the server refuses for good (failed, then retry).
+    cluster = await startCluster({ nodes: 2, env: testEnv({ LOG_LEVEL: 'warn', DEV_TOKENS: 'true', SHUTDOWN_TIMEOUT_MS: '3000', MESSAGE_MAX_LENGTH: '1000' }) });
     browser = await chromium.launch({ executablePath: CHROMIUM!, args: CHROMIUM_ARGS });
 
     // Two sticky ids that nginx hashes onto different nodes, so every message crosses Redis.
@@ -139,7 +144,7 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
       if ((await nodeFor(candidate)) !== firstNode) second = candidate;
     }
     if (!second) throw new Error('no sticky id reached the second node in 40 tries');
-    [alice, bob] = await Promise.all([signIn(`Alice ${run}`, first, { width: 1180, height: 760 }), signIn(`Bob ${run}`, second, { width: 390, height: 780 })]);
+    [alice, bob] = await Promise.all([signIn(`Alice ${run}`, first, { width: 1180, height: 760 }), signIn(`Bob ${run}`, second, { width: 375, height: 740 })]);
   });
 
   afterAll(async () => {
@@ -193,6 +198,27 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await shot(bob, 'phone-chat');
   });
 
+  it('marks a message the server refuses as failed, retries it on request, and discards it', async () => {
+    const tooLong = `${'x'.repeat(1200)} too long`;
+    await send(alice, tooLong);
+    const failed = alice.page.locator('#messages .message.failed');
+    await failed.locator('.status[data-status="failed"]').waitFor();
+    await failed.locator('.failure', { hasText: /1000/ }).waitFor();
+    await shot(alice, 'desktop-failed');
+    const sends = () => alice.frames.filter((frame) => frame.includes('"message:send"') && frame.includes('too long'));
+    expect(sends()).toHaveLength(1);
+    // Retry sends it again, with the same clientMsgId; the server refuses it again.
+    await failed.getByRole('button', { name: 'Retry' }).click();
+    await eventually(() => expect(sends()).toHaveLength(2));
+    const clientMsgIds = sends().map((frame) => /"clientMsgId":"([^"]+)"/.exec(frame)?.[1]);
+    expect(clientMsgIds[0]).toBeTruthy();
+    expect(clientMsgIds[1]).toBe(clientMsgIds[0]);
+    await failed.locator('.status[data-status="failed"]').waitFor();
+    await failed.getByRole('button', { name: 'Discard' }).click();
+    await failed.waitFor({ state: 'detached' });
+    expect(await bob.page.locator('#messages .message', { hasText: 'too long' }).count()).toBe(0);
+  });
+
   it('reacts, replies, edits and deletes, seen on the other node', async () => {
     const bobsMessage = alice.page.locator('#messages .message').filter({ hasText: 'Hi Alice, from the other node' });
     await bobsMessage.hover();
@@ -237,6 +263,9 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await item.locator('.badge.unread[data-unread="120"]').waitFor();
     await item.getByRole('button').click();
     await bodies(alice, 'history 120').waitFor();
+    // Meanwhile bob writes in the conversation alice is not looking at: delivered to her, not read.
+    await send(bob, 'Are you there?');
+    await myMessage(bob, 'Are you there\\?').locator('.status[data-status="delivered"]').waitFor();
     expect(await alice.page.locator('#messages .message').count()).toBeLessThan(120);
     // Scrolling up loads older pages (history:fetch before the oldest seq) until the beginning.
     await eventually(
@@ -254,7 +283,9 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
       const receipts = carol.receipts(conversation.id).find((receipt) => receipt.userId === alice.userId);
       expect(receipts?.lastReadSeq).toBe(120);
     });
+    expect(await myMessage(bob, 'Are you there\\?').locator('.status').getAttribute('data-status')).toBe('delivered');
     await alice.page.locator('.conversation-item').filter({ hasText: bob.name }).click();
+    await myMessage(bob, 'Are you there\\?').locator('.status[data-status="read"]').waitFor();
   });
 
   it('restores the conversation, its history and its mute after a reload', async () => {
@@ -268,7 +299,7 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await bob.page.locator('#conversation-title', { hasText: alice.name }).waitFor();
     await bodies(bob, 'Hello Bob').waitFor();
     const texts = await bob.page.locator('#messages .message .body').allTextContents();
-    expect(texts).toEqual(['Hello Bob', 'Hi Alice (edited text)', 'This is a reply', 'This message was deleted']);
+    expect(texts).toEqual(['Hello Bob', 'Hi Alice (edited text)', 'This is a reply', 'This message was deleted', 'Are you there?']);
     await myMessage(bob, 'Hi Alice \\(edited text\\)').locator('.status[data-status="read"]').waitFor();
     await bob.page.locator('#mute-button[aria-pressed="true"]').waitFor();
     await mute.click();
