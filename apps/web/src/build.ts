@@ -7,7 +7,7 @@
  * Run by `npm run web:build`, by the root postinstall (so `npm ci && npm start` serves a working page)
  * and by infra/Dockerfile's build stage. `--watch` rebuilds on every change while developing.
  */
-import { readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
@@ -52,39 +52,51 @@ function options(): esbuild.BuildOptions {
     sourcemap: 'linked',
     entryNames: '[name]-[hash]',
     outdir: ASSETS,
-    metafile: true,
-    write: true,
+    // Written by finish(), atomically, instead.
+    write: false,
     legalComments: 'linked',
     logLevel: 'warning',
     plugins: [dropZodLocales],
   };
 }
 
-/** Writes index.html for this build's assets, compresses everything, removes assets of older builds. */
-function finish(result: esbuild.BuildResult): WebBuild {
-  const outputs = Object.keys(result.metafile!.outputs).map((path) => join(process.cwd(), path));
-  const named = (ext: string) => outputs.map((path) => basename(path)).find((name) => name.endsWith(ext))!;
-  const template = readFileSync(join(WEB_ROOT, 'page/index.html'), 'utf8');
-  const html = template.replaceAll('%APP_JS%', `/assets/${named('.js')}`).replaceAll('%APP_CSS%', `/assets/${named('.css')}`);
-  writeFileSync(join(webDistDir, 'index.html'), html);
-
-  const keep = new Set([...outputs.map((path) => basename(path))]);
-  for (const name of readdirSync(ASSETS)) {
-    const original = name.replace(/\.(br|gz)$/, '');
-    if (!keep.has(original)) rmSync(join(ASSETS, name), { force: true });
-  }
-  const files = [join(webDistDir, 'index.html'), ...outputs];
-  for (const path of files) {
-    if (path.endsWith('.map')) continue;
-    const content = readFileSync(path);
-    writeFileSync(`${path}.br`, brotliCompressSync(content, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }));
-    writeFileSync(`${path}.gz`, gzipSync(content, { level: 9 }));
-  }
-  const script = outputs.find((path) => path.endsWith('.js'))!;
-  return { files: files.map((path) => relative(webDistDir, path)), scriptBytes: readFileSync(script).length };
+/**
+ * Every file is written to a temporary name and renamed into place, so a node serving the folder (or a
+ * build running at the same time, as two test workers may) never sends a half-written file. Order:
+ * the new assets, then index.html pointing at them, then the old assets go.
+ */
+function place(path: string, content: Uint8Array): void {
+  const temporary = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  writeFileSync(temporary, content);
+  renameSync(temporary, path);
 }
 
-/** One build into apps/web/dist; safe while nodes serve the folder (index.html is written after the assets). */
+function placeWithTwins(path: string, content: Uint8Array): void {
+  if (!path.endsWith('.map')) {
+    place(`${path}.br`, brotliCompressSync(content, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }));
+    place(`${path}.gz`, gzipSync(content, { level: 9 }));
+  }
+  place(path, content);
+}
+
+/** Writes this build's assets and the index.html pointing at them, then removes assets of older builds. */
+function finish(result: esbuild.BuildResult): WebBuild {
+  const outputs = result.outputFiles!;
+  for (const file of outputs) placeWithTwins(file.path, file.contents);
+  const named = (ext: string) => basename(outputs.find((file) => file.path.endsWith(ext))!.path);
+  const template = readFileSync(join(WEB_ROOT, 'page/index.html'), 'utf8');
+  const html = template.replaceAll('%APP_JS%', `/assets/${named('.js')}`).replaceAll('%APP_CSS%', `/assets/${named('.css')}`);
+  placeWithTwins(join(webDistDir, 'index.html'), Buffer.from(html));
+
+  const keep = new Set(outputs.map((file) => basename(file.path)));
+  for (const name of readdirSync(ASSETS)) {
+    if (!keep.has(name.replace(/\.(br|gz)$/, '')) && !name.endsWith('.tmp')) rmSync(join(ASSETS, name), { force: true });
+  }
+  const script = outputs.find((file) => file.path.endsWith('.js'))!;
+  return { files: ['index.html', ...outputs.map((file) => relative(webDistDir, file.path))], scriptBytes: script.contents.length };
+}
+
+/** One build into apps/web/dist; safe while nodes serve the folder and while another build runs. */
 export async function buildWeb(): Promise<WebBuild> {
   mkdirSync(ASSETS, { recursive: true });
   return finish(await esbuild.build(options()));
