@@ -144,7 +144,7 @@ describe('ringing and answering', () => {
     expect(Date.parse(missed.endedAt!)).toBeGreaterThanOrEqual(Date.parse(call.ringDeadline));
     // Claimed once, by one node, so told once.
     expect(updates(bobA, call.id)).toHaveLength(1);
-    await eventually(() => expect(bobA.of('notification:new')).toMatchObject([{ notification: { kind: 'system', preview: 'Missed audio call', actorId: alice.userId } }]));
+    await eventually(() => expect(bobA.of('notification:new')).toMatchObject([{ notification: { kind: 'system', preview: 'Missed audio call', actorId: alice.userId, data: { callId: call.id, media: 'audio' } } }]));
     expect(await bobA.call('call:accept', { callId: call.id })).toMatchObject({ ok: false, error: { code: 'conflict' } });
   });
 

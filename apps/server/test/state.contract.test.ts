@@ -372,7 +372,8 @@ describe.each([memory, redis])('state stores: $name', (backend) => {
       const abandoned = newCall();
       const kept = newCall();
       const ringing = newCall();
-      const short = { ringTimeoutMs: 1500, liveTtlMs: 400, finalTtlMs: 5000 };
+      // Generous against a loaded machine: a touch every 100 ms, silence declared after 1 s.
+      const short = { ringTimeoutMs: 3000, liveTtlMs: 1000, finalTtlMs: 10_000 };
       for (const call of [abandoned, kept, ringing]) await calls.create(call, short);
       for (const call of [abandoned, kept]) await calls.transition(call.id, ['ringing'], 'accepted', { calleeDeviceId: `callee-of-${call.id}` }, short);
       const touches = () => [
@@ -381,7 +382,7 @@ describe.each([memory, redis])('state stores: $name', (backend) => {
       ];
       // Both devices of `kept` are touched; only the caller's device of `abandoned` is.
       const ended: unknown[] = [];
-      const deadline = Date.now() + 1200;
+      const deadline = Date.now() + 2500;
       while (Date.now() < deadline) {
         const [mine, theirs] = await Promise.all([calls.touch(touches(), short), other.calls.touch([{ callId: kept.id, deviceId: `callee-of-${kept.id}` }], short)]);
         expect(mine.get(kept.id)).toEqual({ state: 'accepted', ended: null });
@@ -403,16 +404,17 @@ describe.each([memory, redis])('state stores: $name', (backend) => {
         const claimed = (await calls.expireRinging(short)).filter((call) => call.id === ringing.id);
         expect(claimed).toHaveLength(1);
         return claimed[0]!;
-      }, { timeoutMs: 3000 });
+      }, { timeoutMs: 5000 });
       expect(missed).toMatchObject({ id: ringing.id, state: 'missed' });
     });
 
     it('counts the caller\'s touches while ringing, so a call answered late is not ended as abandoned', async () => {
       const [{ calls }] = backend.cluster(1) as [StateStores];
       const call = newCall();
-      const short = { ringTimeoutMs: 5000, liveTtlMs: 300, finalTtlMs: 5000 };
+      const short = { ringTimeoutMs: 10_000, liveTtlMs: 1000, finalTtlMs: 5000 };
       await calls.create(call, short);
-      const deadline = Date.now() + 700;
+      // Rings for longer than liveTtlMs, touched by the caller's node all along.
+      const deadline = Date.now() + 1500;
       while (Date.now() < deadline) {
         expect(await calls.touch([{ callId: call.id, deviceId: call.callerDeviceId }], short)).toEqual(new Map([[call.id, { state: 'ringing', ended: null }]]));
         await sleep(50);

@@ -146,6 +146,8 @@ export const notificationSchema = z.object({
   actorId: z.string().nullable(),
   /** Short plain text to show: a message excerpt, the emoji, the group title, the notice. */
   preview: z.string(),
+  /** Kind-specific extras, e.g. `{ callId, media }` for a missed call; `{}` when none. */
+  data: z.record(z.string(), z.unknown()),
   createdAt: z.string(),
   /** Null while unread. */
   readAt: z.string().nullable(),

@@ -71,7 +71,7 @@ export class CallService {
     const call = toWire(created.call);
     if (created.busy === 'callee') {
       this.#fanout.toUsers([callerId], 'call:updated', call, { except: deviceId });
-      this.#notifications.system(calleeId, `Missed ${media} call (you were in another call)`, { actorId: callerId, payload: { callId: call.id } });
+      this.#notifications.system(calleeId, `Missed ${media} call (you were in another call)`, { actorId: callerId, payload: { callId: call.id, media } });
       return call;
     }
     this.#host(created.call, callerId, deviceId);
@@ -144,7 +144,7 @@ export class CallService {
   async sweep(): Promise<void> {
     for (const call of await this.#store.expireRinging(this.#timings)) {
       this.#announceFinal(call);
-      this.#notifications.system(call.calleeId, `Missed ${call.media} call`, { actorId: call.callerId, payload: { callId: call.id } });
+      this.#notifications.system(call.calleeId, `Missed ${call.media} call`, { actorId: call.callerId, payload: { callId: call.id, media: call.media } });
     }
     if (this.#hosted.size === 0) return;
     const touched = await this.#store.touch([...this.#hosted.values()].map(({ callId, deviceId }) => ({ callId, deviceId })), this.#timings);

@@ -25,7 +25,8 @@ const HISTORY_DEFAULT = 50;
  * return at once and never throw: this runs on the send path.
  */
 export interface MessageListener {
-  sent(message: Message): void;
+  /** @param memberIds the conversation's members when it was written, sender included. */
+  sent(message: Message, memberIds: readonly string[]): void;
   reacted(message: Message, actorId: string, emoji: string): void;
 }
 
@@ -89,7 +90,7 @@ export class MessageService {
       deletedAt: null,
     };
     this.#fanout.toUsers(row.memberIds, 'message:new', message, { except: input.origin });
-    this.#listener?.sent(message);
+    this.#listener?.sent(message, row.memberIds);
     return { message, duplicate: false };
   }
 

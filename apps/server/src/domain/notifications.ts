@@ -10,7 +10,7 @@ import type { WebhookSender } from './webhook.ts';
 
 /** What producers report; turned into notification rows by the background writer. */
 type Intent =
-  | { type: 'message'; message: Message }
+  | { type: 'message'; message: Message; memberIds: readonly string[] }
   | {
       type: 'direct';
       kind: NotificationKind;
@@ -57,8 +57,9 @@ const MUTED_FOREVER = new Date('9999-12-31T00:00:00Z');
  * produce none.
  *
  * Producers (message sends, reactions, membership) report after their own commit and never wait:
- * the reports queue here and one background loop writes them in batches — one insert per batch, one
- * presence lookup per recipient, one unread count per recipient — then tells every device of each
+ * the reports queue here and one background loop handles them in batches — one presence lookup, a
+ * member query only for conversations where a mention or an offline recipient may notify, one insert
+ * and one unread count query — then tells every device of each
  * recipient (`notification:new`) and POSTs the ones for recipients without a connected device to
  * the webhook. The send path pays one array push. The price: a node that dies between a message's
  * commit and this write loses that message's notifications (the message itself is safe).
@@ -83,8 +84,9 @@ export class NotificationService {
   // Producers: called after a commit; never throw, never wait.
   // -------------------------------------------------------------------------------------------
 
-  messageSent(message: Message): void {
-    this.#enqueue({ type: 'message', message });
+  /** @param memberIds the members when the message was written (the writer knows them anyway). */
+  messageSent(message: Message, memberIds: readonly string[]): void {
+    this.#enqueue({ type: 'message', message, memberIds });
   }
 
   reacted(message: Message, actorId: string, emoji: string): void {
@@ -227,9 +229,19 @@ export class NotificationService {
   }
 
   async #process(batch: Intent[]): Promise<void> {
-    const messages = batch.flatMap((intent) => (intent.type === 'message' && intent.message.kind !== 'system' ? [intent.message] : []));
+    const sends = batch.flatMap((intent) => (intent.type === 'message' && intent.message.kind !== 'system' ? [intent] : []));
+    const messages = sends.map((intent) => intent.message);
     const directs = batch.flatMap((intent) => (intent.type === 'direct' ? [intent] : []));
-    const conversationIds = [...new Set([...messages.map((m) => m.conversationId), ...directs.flatMap((d) => (d.conversationId ? [d.conversationId] : []))])];
+
+    // Presence first: in the common case (everyone online, nobody @-mentioned) a message needs no
+    // query at all. Conversations are loaded only where a mention or an offline recipient may notify.
+    const online = await this.#online([...new Set([...sends.flatMap((s) => s.memberIds.filter((id) => id !== s.message.senderId)), ...directs.flatMap((d) => d.recipientIds)])]);
+    const needed = new Set<string>();
+    for (const { message, memberIds } of sends) {
+      if (message.body.includes('@') || memberIds.some((id) => id !== message.senderId && !online.has(id))) needed.add(message.conversationId);
+    }
+    for (const intent of directs) if (intent.conversationId) needed.add(intent.conversationId);
+    const conversationIds = [...needed];
 
     const members = conversationIds.length === 0 ? [] : await this.#db.$queryRaw<Array<{ conversationId: string; userId: string; displayName: string; muted: boolean; kind: 'direct' | 'group' }>>`
       SELECT cm.conversation_id::text AS "conversationId", cm.user_id AS "userId", u.display_name AS "displayName",
@@ -246,9 +258,7 @@ export class NotificationService {
     }
     const muted = new Set(members.filter((m) => m.muted).map((m) => `${m.conversationId}|${m.userId}`));
 
-    // Recipients of a plain message need to know whether any of their devices is connected.
     const rows: Row[] = [];
-    const maybeOffline: Array<{ message: Message; userId: string }> = [];
     const now = new Date();
     const row = (fields: Omit<Row, 'id' | 'createdAt' | 'readAt' | 'payload'> & { payload?: Record<string, unknown> }): Row => ({
       id: uuidv7(),
@@ -259,15 +269,13 @@ export class NotificationService {
     });
 
     for (const message of messages) {
+      // Not loaded: every recipient is online and nobody is mentioned.
       const conversation = byConversation.get(message.conversationId) ?? [];
       const group = conversation[0]?.kind === 'group';
       for (const member of conversation) {
         if (member.userId === message.senderId || member.muted) continue;
-        if (group && mentions(message.body, member)) {
-          rows.push(row({ recipientId: member.userId, type: 'mention', conversationId: message.conversationId, messageId: message.id, actorId: message.senderId, preview: clip(message.body) }));
-        } else {
-          maybeOffline.push({ message, userId: member.userId });
-        }
+        const kind = group && mentions(message.body, member) ? 'mention' : online.has(member.userId) ? null : 'message';
+        if (kind) rows.push(row({ recipientId: member.userId, type: kind, conversationId: message.conversationId, messageId: message.id, actorId: message.senderId, preview: clip(message.body) }));
       }
     }
     for (const intent of directs) {
@@ -275,11 +283,6 @@ export class NotificationService {
         if (intent.conversationId && muted.has(`${intent.conversationId}|${recipientId}`)) continue;
         rows.push(row({ recipientId, type: intent.kind, conversationId: intent.conversationId, messageId: intent.messageId, actorId: intent.actorId, preview: intent.preview, ...(intent.payload && { payload: intent.payload }) }));
       }
-    }
-
-    const online = await this.#online([...new Set([...maybeOffline.map((m) => m.userId), ...rows.map((r) => r.recipientId)])]);
-    for (const { message, userId } of maybeOffline) {
-      if (!online.has(userId)) rows.push(row({ recipientId: userId, type: 'message', conversationId: message.conversationId, messageId: message.id, actorId: message.senderId, preview: clip(message.body) }));
     }
 
     if (rows.length > 0) {
@@ -356,6 +359,7 @@ function toWire(row: Row): Notification {
     messageId: row.messageId,
     actorId: row.actorId,
     preview: row.preview,
+    data: row.payload ?? {},
     createdAt: row.createdAt.toISOString(),
     readAt: row.readAt === null ? null : row.readAt.toISOString(),
   };

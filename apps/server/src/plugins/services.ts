@@ -52,7 +52,7 @@ export default fp<{ config: Config }>(
       users: new UserService(app.db),
       conversations: new ConversationService(app.db, fanout, notifications),
       messages: new MessageService(app.db, fanout, { maxBodyLength: config.limits.messageBodyLength, listener: {
-          sent: (message) => notifications.messageSent(message),
+          sent: (message, memberIds) => notifications.messageSent(message, memberIds),
           reacted: (message, actorId, emoji) => notifications.reacted(message, actorId, emoji),
         },
       }),

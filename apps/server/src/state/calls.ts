@@ -40,7 +40,8 @@ export interface CallTimings {
   /**
    * Liveness of accepted calls: the node of each device in the call touches it on an interval; when
    * one side has not been touched for this long (its node died), the other side's next touch ends
-   * the call. A call nobody touches (both nodes died) disappears with its busy markers after this long.
+   * the call. A call nobody touches (both nodes died) disappears with its busy markers after twice
+   * this long: the margin lets a merely slow node end a call properly instead of finding it gone.
    */
   liveTtlMs: number;
   /** How long a finished call stays readable (late accepts get `conflict`, not `not_found`). */
@@ -86,7 +87,7 @@ export interface CallStore {
 
   /**
    * Records that each given device is still connected to a live node (the caller's device also while
-   * ringing), and extends its accepted call's TTL (and markers) to `liveTtlMs` from now. An accepted call whose other device has not been
+   * ringing), and extends its accepted call's TTL (and markers) to 2 × `liveTtlMs` from now. An accepted call whose other device has not been
    * touched within `liveTtlMs` is ended (`endedBy` null) by this touch: exactly one toucher gets it in
    * `ended`. (A ringing call lives until its ring deadline plus `liveTtlMs` regardless, so
    * `expireRinging` always finds it.)
@@ -195,7 +196,7 @@ export class MemoryCallStore implements CallStore {
         results.set(callId, { state: 'ended', ended: { ...call } });
         continue;
       }
-      entry.expiresAt = now + timings.liveTtlMs;
+      entry.expiresAt = now + 2 * timings.liveTtlMs;
       for (const userId of [call.callerId, call.calleeId]) {
         const marker = this.#markers.get(userId);
         if (marker?.callId === callId) marker.expiresAt = entry.expiresAt;
@@ -221,7 +222,7 @@ export class MemoryCallStore implements CallStore {
         if (this.#markers.get(userId)?.callId === call.id) this.#markers.delete(userId);
       }
     } else {
-      entry.expiresAt = now + timings.liveTtlMs;
+      entry.expiresAt = now + 2 * timings.liveTtlMs;
       for (const userId of [call.callerId, call.calleeId]) {
         const marker = this.#markers.get(userId);
         if (marker?.callId === call.id) marker.expiresAt = entry.expiresAt;
@@ -237,7 +238,8 @@ export class MemoryCallStore implements CallStore {
 
 /*
  * Key layout (all under the store's prefix):
- *   call:<callId>      STRING  the CallRecord as JSON, PX = liveTtlMs while live, finalTtlMs after
+ *   call:<callId>      STRING  the CallRecord as JSON; PX = ring timeout + liveTtlMs while ringing,
+ *                              2 × liveTtlMs once accepted, finalTtlMs after
  *   call-user:<userId> STRING  the id of the user's live call (the busy marker), same PX as the call
  *   calls-ringing      ZSET    callId → ring deadline, for expireRinging
  * Scripts build the keys from the prefix they are given (ARGV[1]), like the presence store's.
@@ -273,8 +275,8 @@ local function apply(call, to, now, live_ttl, final_ttl)
     redis.call('SET', call_key(call.id), cjson.encode(call), 'PX', final_ttl)
   else
     if to ~= 'ringing' then redis.call('ZREM', prefix .. 'calls-ringing', call.id) end
-    redis.call('SET', call_key(call.id), cjson.encode(call), 'PX', live_ttl)
-    refresh_markers(call, live_ttl)
+    redis.call('SET', call_key(call.id), cjson.encode(call), 'PX', 2 * live_ttl)
+    refresh_markers(call, 2 * live_ttl)
   end
 end
 `;
@@ -382,8 +384,8 @@ for i = 4, #ARGV, 2 do
         table.insert(results, 'ended')
         table.insert(results, cjson.encode(call))
       else
-        redis.call('SET', call_key(call.id), cjson.encode(call), 'PX', ttl)
-        refresh_markers(call, ttl)
+        redis.call('SET', call_key(call.id), cjson.encode(call), 'PX', 2 * ttl)
+        refresh_markers(call, 2 * ttl)
         table.insert(results, 'accepted')
         table.insert(results, '')
       end
