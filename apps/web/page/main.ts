@@ -231,6 +231,10 @@ async function afterSync(client: ChatClient): Promise<void> {
     nodeId = null;
   }
   if (client.connected) setConnection('online', nodeId ? `Connected · ${nodeId}` : 'Connected');
+  // My own status, as another device (or this tab before a reload) may have set it.
+  void client.request('presence:get', { userIds: [client.userId!] }).then(({ presence: [mine] }) => {
+    if (mine && mine.status !== 'offline') ui.myStatus.value = mine.status;
+  }, () => {});
   // Presence changes while disconnected were not pushed to us: ask again for everyone we show.
   await refreshPresence([...views.values()].flatMap((view) => view.conversation.members.map((member) => member.userId)));
   if (openId) {

@@ -288,10 +288,12 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await myMessage(bob, 'Are you there\\?').locator('.status[data-status="read"]').waitFor();
   });
 
-  it('restores the conversation, its history and its mute after a reload', async () => {
+  it('restores the conversation, its history, its mute and my status after a reload', async () => {
     const mute = bob.page.getByRole('button', { name: 'Mute' });
     await mute.click();
     await bob.page.locator('#mute-button[aria-pressed="true"]').waitFor();
+    await bob.page.getByLabel('My status').selectOption('dnd');
+    await alice.page.locator(`#conversation-presence[data-user="${bob.userId}"][data-status="dnd"]`).waitFor();
     await bob.page.reload();
     await bob.page.locator('#connection[data-state="online"]').waitFor();
     // Same tab, same sticky id: the same node as before.
@@ -302,6 +304,8 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     expect(texts).toEqual(['Hello Bob', 'Hi Alice (edited text)', 'This is a reply', 'This message was deleted', 'Are you there?']);
     await myMessage(bob, 'Hi Alice \\(edited text\\)').locator('.status[data-status="read"]').waitFor();
     await bob.page.locator('#mute-button[aria-pressed="true"]').waitFor();
+    await eventually(async () => expect(await bob.page.getByLabel('My status').inputValue()).toBe('dnd'));
+    await bob.page.getByLabel('My status').selectOption('online');
     await mute.click();
     await bob.page.locator('#mute-button[aria-pressed="false"]').waitFor();
   });
