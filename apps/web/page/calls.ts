@@ -223,6 +223,10 @@ export function installCalls(page: PageApi): void {
       const text = FINAL_TEXT[call.state];
       if (text) finish(call.state === 'ended' && call.endedBy === page.userId ? 'Call ended' : text);
     });
+    client.on('milestone', ({ conversationId, kind }) => {
+      // With CALL_MIN_MESSAGES set, calls open up once a direct conversation has that many messages.
+      if (kind === 'calls_unlocked' && page.openConversation?.id === conversationId) page.notice('You can call each other now: use the camera button.');
+    });
     client.on('callSignal', ({ callId, signal }) => {
       const current = active;
       if (current && current.call.id === callId) void onSignal(current, client, signal).catch((error: Error) => console.warn('call signal:', error.message));

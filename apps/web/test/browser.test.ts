@@ -382,6 +382,14 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await shot(bob, 'phone-call');
     await alice.page.getByRole('button', { name: 'Hang up' }).click();
     await bob.page.locator('#call-state[data-state="closed"]', { hasText: 'Call ended' }).waitFor();
+    for (const person of [alice, bob]) expect(await person.page.evaluate(() => (globalThis as unknown as { chatCall(): unknown }).chatCall())).toBeNull();
+
+    // A second call, declined: the caller is told, nobody keeps a camera open.
+    await alice.page.getByRole('button', { name: 'Start a video call' }).click();
+    await bob.page.getByRole('button', { name: 'Decline' }).click();
+    await alice.page.locator('#call-state[data-state="closed"]', { hasText: 'Call declined' }).waitFor();
+    await alice.page.locator('#call').waitFor({ state: 'hidden' });
+    expect(await alice.page.locator('#local-video').evaluate((video) => (video as unknown as { srcObject: unknown }).srcObject)).toBeNull();
   });
 
   it('raised no page errors', () => {
