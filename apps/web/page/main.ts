@@ -77,6 +77,7 @@ let composerMode: { kind: 'reply' | 'edit'; message: Message } | null = null;
 let wantOffline = false;
 let reconnectTimer: ReturnType<typeof setTimeout> | null = null;
 let reconnectAttempts = 0;
+let tokenRefusals = 0;
 
 const clientHooks: Array<(client: ChatClient) => void> = [];
 const openHooks: Array<(conversation: Conversation | null) => void> = [];
@@ -171,7 +172,13 @@ function start(next: Session): void {
     if (!willReconnect) scheduleReconnect();
   });
   client.on('synced', () => void afterSync(client));
-  client.on('error', (error) => console.warn('chat:', error.code, error.message));
+  client.on('error', (error) => {
+    console.warn('chat:', error.code, error.message);
+    // A refused token: the next handshake mints a fresh one (a restarted server may sign with a new
+    // secret). The token callback itself failing means this server mints no tokens for us any more.
+    if (error.code.startsWith('token_')) next.expiresAt = 0;
+    if (error.code === 'unauthorized' && client === chat) signOutLocally(error.message);
+  });
   client.on('presence', (next) => {
     presence.set(next.userId, next);
     renderPresence(next.userId);
@@ -184,18 +191,37 @@ function connect(): void {
   const client = chat;
   if (!client || wantOffline || client.connected) return;
   client.connect().then(
-    () => (reconnectAttempts = 0),
+    () => {
+      reconnectAttempts = 0;
+      tokenRefusals = 0;
+    },
     (error: ChatError) => {
       if (client !== chat) return;
-      if (error.code.startsWith('token_') || error.code === 'unauthorized') {
-        // A refused token that a fresh one cannot fix (secret rotated, dev tokens switched off): sign in again.
-        clearSession();
-        setConnection('offline', `Signed out: ${error.message}`);
-        return;
+      if (error.code === 'unauthorized' || (error.code.startsWith('token_') && ++tokenRefusals >= 3)) {
+        // Fresh tokens did not help (or none can be minted): sign in again.
+        return signOutLocally(error.message);
       }
+      if (error.code.startsWith('token_') && session) session.expiresAt = 0;
       scheduleReconnect();
     },
   );
+}
+
+/** Back to the sign-in form, saying why; what this tab held is dropped with the client. */
+function signOutLocally(reason: string): void {
+  chat?.close();
+  chat = null;
+  session = null;
+  clearSession();
+  views.clear();
+  outbox.clear();
+  openConversation(null);
+  ui.chat.hidden = true;
+  ui.me.hidden = true;
+  ui.signin.hidden = false;
+  ui.signinError.textContent = `Signed out: ${reason}`;
+  setConnection('idle', 'Not signed in');
+  ui.signinName.focus();
 }
 
 /** The SDK stops after a failed connect() or a refusal it cannot retry; the page keeps trying, with back-off. */
