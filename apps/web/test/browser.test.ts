@@ -310,6 +310,19 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await bob.page.locator('#mute-button[aria-pressed="false"]').waitFor();
   });
 
+  it('replaces a stored token the server refuses with a fresh one, staying signed in', async () => {
+    await bob.page.evaluate(() => {
+      const session = JSON.parse(localStorage.getItem('chat.session')!) as { token: string };
+      session.token = 'not-a-token';
+      localStorage.setItem('chat.session', JSON.stringify(session));
+    });
+    await bob.page.reload();
+    await bob.page.locator('#connection[data-state="online"]').waitFor();
+    expect(await bob.page.locator('#my-name').textContent()).toBe(bob.name);
+    expect(await bob.page.evaluate(() => (JSON.parse(localStorage.getItem('chat.session')!) as { token: string }).token)).not.toBe('not-a-token');
+    await bodies(bob, 'Hello Bob').waitFor();
+  });
+
   it('resyncs after going offline and back online, without losing or repeating a message', async () => {
     await alice.context.setOffline(true);
     await alice.page.locator('#connection[data-state="offline"]').waitFor();
