@@ -57,6 +57,7 @@ const ui = {
   sentinel: byId('history-sentinel'),
   historyStatus: byId('history-status'),
   messages: byId<HTMLOListElement>('messages'),
+  messagesLog: byId('messages-log'),
   typing: byId('typing'),
   composer: byId<HTMLFormElement>('composer'),
   composerInput: byId<HTMLTextAreaElement>('composer-input'),
@@ -363,7 +364,8 @@ function conversationItem(view: ConversationView): HTMLLIElement {
   const status = other ? presenceStatus(other) : null;
   const preview = typers.length > 0 ? `${typers.map((id) => displayName(id, conversation)).join(', ')} typing…` : previewOf(view.lastMessage);
   const title = titleOf(conversation);
-  const label = [title, status ? statusLabel(status) : null, unread > 0 ? `${unread} unread` : null].filter(Boolean).join(', ');
+  // The accessible name is the visible text plus hidden words for what only colour shows (WCAG 2.5.3:
+  // the visible label stays part of the name).
   return h(
     'li',
     { 'data-conversation': conversation.id },
@@ -373,12 +375,16 @@ function conversationItem(view: ConversationView): HTMLLIElement {
         type: 'button',
         class: 'conversation-item',
         'aria-current': conversation.id === openId ? 'true' : null,
-        'aria-label': label,
         onclick: () => openConversation(conversation.id),
       },
       status ? h('span', { class: 'presence-dot', 'data-status': status, 'data-user': other, 'aria-hidden': 'true' }) : h('span', { class: 'presence-dot group', 'aria-hidden': 'true' }),
-      h('span', { class: 'item-text' }, h('span', { class: 'item-title' }, title), h('span', { class: `item-preview${typers.length ? ' is-typing' : ''}` }, preview)),
-      unread > 0 ? h('span', { class: 'badge unread', 'data-unread': unread, 'aria-hidden': 'true' }, unread > 99 ? '99+' : String(unread)) : null,
+      h(
+        'span',
+        { class: 'item-text' },
+        h('span', { class: 'item-title' }, title, status ? h('span', { class: 'visually-hidden' }, ` (${statusLabel(status)})`) : null),
+        h('span', { class: `item-preview${typers.length ? ' is-typing' : ''}` }, preview),
+      ),
+      unread > 0 ? h('span', { class: 'badge unread', 'data-unread': unread }, unread > 99 ? '99+' : String(unread), h('span', { class: 'visually-hidden' }, ' unread')) : null,
     ),
   );
 }
@@ -512,9 +518,9 @@ function renderAllMessages(view: ConversationView): void {
   const pending = [...outbox.values()].filter((entry) => entry.conversationId === view.conversation.id && !stored.some((m) => m.clientMsgId === entry.clientMsgId));
   // A whole page at once (opening, older history) is not news: the live region announces only what
   // arrives after it.
-  ui.messages.setAttribute('aria-busy', 'true');
+  ui.messagesLog.setAttribute('aria-busy', 'true');
   ui.messages.replaceChildren(...stored.map((message) => messageItem(message)), ...pending.map((entry) => pendingItem(entry)));
-  requestAnimationFrame(() => ui.messages.removeAttribute('aria-busy'));
+  requestAnimationFrame(() => ui.messagesLog.removeAttribute('aria-busy'));
 }
 
 function onMessage(message: Message): void {
@@ -708,7 +714,7 @@ function replyQuote(replyToId: string, view: ConversationView): HTMLElement {
       type: 'button',
       class: 'reply-quote',
       'data-reply-to': replyToId,
-      'aria-label': `Reply to ${who || 'an earlier message'}: ${text.slice(0, 80)}. Show it.`,
+      title: 'Show the message this replies to',
       onclick: () => {
         const target = ui.messages.querySelector<HTMLElement>(`[data-id="${replyToId}"]`);
         target?.scrollIntoView({ block: 'center', behavior: 'smooth' });
@@ -716,6 +722,7 @@ function replyQuote(replyToId: string, view: ConversationView): HTMLElement {
         setTimeout(() => target?.classList.remove('flash'), 1200);
       },
     },
+    h('span', { class: 'visually-hidden' }, 'In reply to '),
     who ? h('strong', {}, who) : null,
     h('span', {}, text.slice(0, 140)),
   );

@@ -2,7 +2,8 @@
 // a different node of a real 2-node cluster behind the repository's nginx, driven only through the
 // page — what a person sees and clicks. Screenshots go to reports/web/*.png.
 import { randomUUID } from 'node:crypto';
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { networkInterfaces } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -58,6 +59,22 @@ const LOOPBACK_ICE_ONLY = `(() => {
   };
 })();`;
 
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/**
+ * WCAG 2.1 A/AA violations axe-core finds on the page as it is now, as `rule: target` lines.
+ * The source goes in through evaluate (DevTools protocol), which the page's CSP does not block.
+ */
+async function accessibilityViolations(page: Page): Promise<string[]> {
+  await page.evaluate(AXE_SOURCE);
+  const violations = await page.evaluate(async () => {
+    const axe = (globalThis as unknown as { axe: { run(options: object): Promise<{ violations: Array<{ id: string; impact: string; nodes: Array<{ target: string[] }> }> }> } }).axe;
+    const result = await axe.run({ runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+    return result.violations.map((violation) => `${violation.id} (${violation.impact}): ${violation.nodes.map((node) => node.target.join(' ')).join(', ')}`);
+  });
+  return violations;
+}
+
 interface Person {
   name: string;
   userId: string;
@@ -105,6 +122,7 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     const frames: string[] = [];
     page.on('websocket', (socket) => socket.on('framesent', ({ payload }) => frames.push(String(payload))));
     await page.goto(`${cluster.url}/?sticky=${sticky}`);
+    expect(await accessibilityViolations(page), 'sign-in form').toEqual([]);
     await page.getByLabel('Your name').fill(name);
     // Keyboard only: Enter submits the form.
     await page.getByLabel('Your name').press('Enter');
@@ -196,6 +214,9 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await alice.page.locator(`#conversation-presence[data-user="${bob.userId}"][data-status="online"]`).waitFor();
     await shot(alice, 'desktop-chat');
     await shot(bob, 'phone-chat');
+    // WCAG 2.1 A/AA as axe-core checks it (contrast, names, roles, landmarks), on both screen sizes.
+    expect(await accessibilityViolations(alice.page)).toEqual([]);
+    expect(await accessibilityViolations(bob.page)).toEqual([]);
   });
 
   it('marks a message the server refuses as failed, retries it on request, and discards it', async () => {
@@ -205,6 +226,7 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await failed.locator('.status[data-status="failed"]').waitFor();
     await failed.locator('.failure', { hasText: /1000/ }).waitFor();
     await shot(alice, 'desktop-failed');
+    expect(await accessibilityViolations(alice.page), 'failed message').toEqual([]);
     const sends = () => alice.frames.filter((frame) => frame.includes('"message:send"') && frame.includes('too long'));
     expect(sends()).toHaveLength(1);
     // Retry sends it again, with the same clientMsgId; the server refuses it again.
@@ -353,6 +375,7 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     const dialog = alice.page.getByRole('dialog', { name: 'Notifications' });
     for (const text of whileAway) await dialog.locator('.notification[data-read="false"]', { hasText: `${bob.name}: ${text}` }).waitFor();
     await shot(alice, 'desktop-notifications');
+    expect(await accessibilityViolations(alice.page), 'notifications dialog').toEqual([]);
     await dialog.getByRole('button', { name: 'Mark all read' }).click();
     await alice.page.locator('#notifications-badge').waitFor({ state: 'hidden' });
     expect(await dialog.locator('.notification[data-read="false"]').count()).toBe(0);
@@ -365,6 +388,7 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await alice.page.getByRole('button', { name: 'Start a video call' }).click();
     await bob.page.locator('#call-state[data-state="ringing"]', { hasText: `${alice.name} is calling` }).waitFor();
     await shot(bob, 'phone-incoming-call');
+    expect(await accessibilityViolations(bob.page), 'incoming call').toEqual([]);
     await bob.page.getByRole('button', { name: 'Accept' }).click();
     await alice.page.locator('#call-state[data-state="connected"]').waitFor({ timeout: 20_000 });
     await bob.page.locator('#call-state[data-state="connected"]').waitFor({ timeout: 20_000 });
