@@ -41,7 +41,7 @@ export async function webRoutes(app: FastifyInstance, options: { root?: string }
     wildcard: true,
     setHeaders: (reply, path) => {
       reply.header('x-content-type-options', 'nosniff');
-      if (path.includes(`${join(root, 'assets')}`)) {
+      if (path.startsWith(join(root, 'assets'))) {
         reply.header('cache-control', 'public, max-age=31536000, immutable');
       } else {
         reply.header('cache-control', 'no-cache');
