@@ -217,6 +217,10 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     // WCAG 2.1 A/AA as axe-core checks it (contrast, names, roles, landmarks), on both screen sizes.
     expect(await accessibilityViolations(alice.page)).toEqual([]);
     expect(await accessibilityViolations(bob.page)).toEqual([]);
+    await bob.page.emulateMedia({ colorScheme: 'dark' });
+    await shot(bob, 'phone-chat-dark');
+    expect(await accessibilityViolations(bob.page), 'dark colours').toEqual([]);
+    await bob.page.emulateMedia({ colorScheme: 'light' });
   });
 
   it('marks a message the server refuses as failed, retries it on request, and discards it', async () => {
