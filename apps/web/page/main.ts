@@ -491,18 +491,19 @@ async function loadHistory(view: ConversationView): Promise<void> {
   } finally {
     view.loadingHistory = false;
   }
-  // A first page shorter than the screen leaves the top in view: keep going while it is.
-  if (view.conversation.id === openId && view.hasMoreBefore && sentinelVisible) void loadHistory(view);
+  // A first page shorter than the screen leaves the top in view: keep going while it is. Measured
+  // now: the observer's last answer may predate this page (and would load everything at once).
+  if (view.conversation.id === openId && view.hasMoreBefore && topInView()) void loadHistory(view);
 }
 
-let sentinelVisible = false;
+const PRELOAD_PX = 200;
+const topInView = () => ui.scroller.scrollTop <= PRELOAD_PX;
 new IntersectionObserver(
   (entries) => {
-    sentinelVisible = entries.some((entry) => entry.isIntersecting);
     const view = openId ? views.get(openId) : undefined;
-    if (sentinelVisible && view?.messages && view.hasMoreBefore) void loadHistory(view);
+    if (entries.some((entry) => entry.isIntersecting) && view?.messages && view.hasMoreBefore) void loadHistory(view);
   },
-  { root: ui.scroller, rootMargin: '200px 0px 0px 0px' },
+  { root: ui.scroller, rootMargin: `${PRELOAD_PX}px 0px 0px 0px` },
 ).observe(ui.sentinel);
 
 function nearBottom(): boolean {
