@@ -268,7 +268,6 @@ async function afterSync(client: ChatClient): Promise<void> {
     const view = views.get(openId);
     if (view && view.messages === null) void loadHistory(view);
     markReadSoon();
-    void client.request('typing:list', { conversationId: openId }).then(() => renderTyping(), () => {});
   } else {
     const wanted = location.hash.match(/^#c=([0-9a-f-]{36})$/)?.[1];
     if (wanted && views.has(wanted)) openConversation(wanted);
@@ -295,7 +294,7 @@ function upsertConversation(conversation: Conversation | ConversationSummary): v
     const othersSeq = last && last.senderId === session?.userId ? 0 : conversation.lastSeq;
     view = { conversation, lastMessage: last, lastSeq: conversation.lastSeq, lastOthersSeq: othersSeq, messages: null, oldestSeq: Infinity, hasMoreBefore: true, loadingHistory: false };
     views.set(conversation.id, view);
-    void refreshPresence(conversation.members.map((member) => member.userId));
+    presenceLater(conversation.members.map((member) => member.userId));
   } else {
     view.conversation = conversation;
     view.lastSeq = Math.max(view.lastSeq, conversation.lastSeq);
@@ -906,6 +905,19 @@ function renderTyping(): void {
     h('span', {}, `${names.join(', ')} ${names.length > 1 ? 'are' : 'is'} typing`),
     h('span', { class: 'dots', 'aria-hidden': 'true' }, h('span', {}, '.'), h('span', {}, '.'), h('span', {}, '.')),
   );
+}
+
+// New conversations (the whole list on first connect) ask for their members' presence in one batch.
+const presenceWanted = new Set<string>();
+let presenceTimer: ReturnType<typeof setTimeout> | null = null;
+function presenceLater(userIds: string[]): void {
+  for (const id of userIds) presenceWanted.add(id);
+  presenceTimer ??= setTimeout(() => {
+    presenceTimer = null;
+    const ids = [...presenceWanted];
+    presenceWanted.clear();
+    void refreshPresence(ids);
+  }, 50);
 }
 
 async function refreshPresence(userIds: string[]): Promise<void> {
