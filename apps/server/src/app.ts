@@ -22,6 +22,7 @@ import { healthRoutes } from './transport/http/health.ts';
 import { meRoutes } from './transport/http/me.ts';
 import { restRateLimit } from './transport/http/rate-limit.ts';
 import { restRoutes } from './transport/http/rest.ts';
+import { webRoutes } from './transport/http/web.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -158,6 +159,7 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   await app.register(meRoutes);
   await app.register(restRoutes);
   if (config.devTokens.enabled) await app.register(devTokenRoutes, { defaultTtlSeconds: config.devTokens.ttlSeconds });
+  await app.register(webRoutes);
 
   return app;
 }

@@ -189,6 +189,13 @@ describe('infra/Dockerfile', () => {
     expect(runtime.some((l) => l.startsWith('COPY --from=build /app/apps/server/src/generated'))).toBe(true);
   });
 
+  it('builds the browser client in the build stage and serves that build, not a host one', () => {
+    const build = lines.slice(lines.findIndex((l) => /^FROM deps AS build$/.test(l)), lines.findIndex((l) => /AS runtime$/.test(l)));
+    expect(build).toContain('RUN node --import tsx apps/web/src/build.ts');
+    expect(runtime).toContain('COPY --from=build /app/apps/web/dist ./apps/web/dist');
+    expect(read('.dockerignore').split('\n').map((l) => l.trim())).toContain('apps/web/dist');
+  });
+
   it('keeps host builds out of the context', () => {
     const ignored = read('.dockerignore').split('\n').map((l) => l.trim());
     for (const entry of ['**/node_modules', '**/generated', '.git']) expect(ignored).toContain(entry);
