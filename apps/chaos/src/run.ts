@@ -161,6 +161,11 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
         // exactly its live sockets (the killed process's connections reaped, not adopted).
         const ghosts = await timeUntilZero(async () => Math.abs((await hashLength(redisInstance.url, `${KEY_PREFIX}presence:node:${nodes[0]!.id}`)) - (await connectedSockets(nodes[0]!.url))), presenceBoundMs(options));
         ghostAfterKill = ghosts;
+        if (ghosts.ms === null) {
+          // What a reader needs to tell a ghost (an entry with no socket) from a missing entry.
+          const entries = await hashLength(redisInstance.url, `${KEY_PREFIX}presence:node:${nodes[0]!.id}`);
+          io.log(`presence check failed: ${entries} entries under ${nodes[0]!.id}, ${await connectedSockets(nodes[0]!.url)} live sockets; its last lines:\n${c.logs(0).slice(-20).join('\n')}`);
+        }
         return { detail: `${nodes[0]!.id} ${exit.signal ?? exit.code}, restarted after ${options.downMs} ms; presence entries = live sockets ${ghosts.ms === null ? `NOT within the bound (off by ${ghosts.last})` : `after ${ghosts.ms} ms`}`, ok: exit.signal === 'SIGKILL' };
       },
       redis: async () => {

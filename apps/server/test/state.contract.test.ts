@@ -162,6 +162,27 @@ describe.each([memory, redis])('state stores: $name', (backend) => {
       expect(await b.presence.heartbeat('node-b')).toEqual({ reaped: false });
     });
 
+    it('clears what a previous process under the same node id left, before the new one serves', async () => {
+      const [a, b] = backend.cluster(2) as [StateStores, StateStores];
+      const nodeId = id('node');
+      const [gone, elsewhere] = [id('gone'), id('elsewhere')];
+      await a.presence.heartbeat(nodeId);
+      await a.presence.connect(node(nodeId, gone));
+      await a.presence.connect(node(nodeId, elsewhere));
+      await b.presence.connect(node('node-b', elsewhere));
+      // The process died and a new one starts under the same id, well within nodeTtlMs: a heartbeat
+      // alone would adopt its predecessor's connections, which no socket holds any more.
+      expect((await b.presence.reapNode(nodeId)).map((user) => user.userId)).toEqual([gone]);
+      expect(await b.presence.get([gone, elsewhere])).toEqual([
+        expect.objectContaining({ userId: gone, online: false }),
+        expect.objectContaining({ userId: elsewhere, online: true }),
+      ]);
+      expect(await a.presence.reapNode(nodeId)).toEqual([]);
+      // No tombstone: the new process's first heartbeat does not ask it to register its sockets again.
+      expect(await a.presence.heartbeat(nodeId)).toEqual({ reaped: false });
+      expect((await a.presence.connect(node(nodeId, gone))).cameOnline).toBe(true);
+    });
+
     it('reports each user of a dead node exactly once across concurrent reapers', async () => {
       const nodes = backend.cluster(4);
       const [dead, live] = nodes as [StateStores, StateStores];

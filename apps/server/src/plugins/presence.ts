@@ -32,6 +32,16 @@ export default fp<{ config: Config }>(
         app.log.warn({ err: error }, 'presence: heartbeat or reaping failed');
       }
     };
+    // A previous process under this NODE_ID (a restart within the TTL of its death) left connections
+    // that no socket of ours holds: removed before this node serves, so they are never adopted.
+    try {
+      const predecessors = await app.state.presence.reapNode(app.nodeId);
+      if (predecessors.length > 0) app.log.info({ users: predecessors.length }, 'presence: removed the connections a previous process under this node id left');
+      await app.services.presence.reaped(predecessors);
+    } catch (error) {
+      app.metrics.presenceFailures.inc();
+      app.log.warn({ err: error }, 'presence: could not clear what a previous process under this node id left');
+    }
     let running: Promise<void> = Promise.resolve();
     const timer = setInterval(() => {
       running = running.then(tick);

@@ -62,11 +62,18 @@ return redis.call('DEL', P .. 'reaped:' .. node)
 
 // One script for the whole reap: a second reaper running concurrently finds the dead nodes gone,
 // and a connect on another node is ordered entirely before or after, never in between.
+// With ARGV[4] set, that one node is reaped whatever its heartbeat says (a node starting under the
+// id of a previous process clears what that process left), and no tombstone is left for it.
 const REAP = `
-local P, ttl, remember = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local P, ttl, remember, only = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 ${LUA_NOW_MS}
 local nodesKey = P .. 'nodes'
-local dead = redis.call('ZRANGEBYSCORE', nodesKey, '-inf', '(' .. (now_ms() - ttl), 'WITHSCORES')
+local dead
+if only ~= '' then
+  dead = {only, redis.call('ZSCORE', nodesKey, only) or now_ms()}
+else
+  dead = redis.call('ZRANGEBYSCORE', nodesKey, '-inf', '(' .. (now_ms() - ttl), 'WITHSCORES')
+end
 local deadNodes, offline = {}, {}
 for i = 1, #dead, 2 do
   local node, lastBeat = dead[i], dead[i + 1]
@@ -89,7 +96,7 @@ for i = 1, #dead, 2 do
   end
   redis.call('DEL', nodeKey)
   redis.call('ZREM', nodesKey, node)
-  redis.call('SET', P .. 'reaped:' .. node, '1', 'PX', remember)
+  if only == '' then redis.call('SET', P .. 'reaped:' .. node, '1', 'PX', remember) end
 end
 return {deadNodes, offline}
 `;
@@ -159,8 +166,13 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   async reapDeadNodes(): Promise<{ deadNodes: string[]; wentOffline: WentOffline[] }> {
-    const [deadNodes, offline] = (await this.#reap(this.#prefix, this.#nodeTtlMs, REAPED_MEMORY_MS)) as [string[], Array<[string, Nullable, PresenceStatus]>];
+    const [deadNodes, offline] = (await this.#reap(this.#prefix, this.#nodeTtlMs, REAPED_MEMORY_MS, '')) as [string[], Array<[string, Nullable, PresenceStatus]>];
     return { deadNodes, wentOffline: offline.map(([userId, lastSeenAt, status]) => ({ userId, lastSeenAt: toMs(lastSeenAt), status })) };
+  }
+
+  async reapNode(nodeId: string): Promise<WentOffline[]> {
+    const [, offline] = (await this.#reap(this.#prefix, this.#nodeTtlMs, REAPED_MEMORY_MS, nodeId)) as [string[], Array<[string, Nullable, PresenceStatus]>];
+    return offline.map(([userId, lastSeenAt, status]) => ({ userId, lastSeenAt: toMs(lastSeenAt), status }));
   }
 
   async setStatus(userId: string, status: PresenceStatus): Promise<{ previous: PresenceStatus; online: boolean }> {

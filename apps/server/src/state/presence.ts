@@ -81,6 +81,14 @@ export interface PresenceStore {
   reapDeadNodes(): Promise<{ deadNodes: string[]; wentOffline: WentOffline[] }>;
 
   /**
+   * Removes every connection of `nodeId` now, as if it had died, with the same reports. A node
+   * calls it for its own id before it serves: when a previous process ran under that id (a restart
+   * with a stable NODE_ID, within `nodeTtlMs` of its death) its connections must not be adopted as
+   * the new process's, where nothing would ever remove them.
+   */
+  reapNode(nodeId: string): Promise<WentOffline[]>;
+
+  /**
    * Sets the user's chosen status, online or not. Turning invisible while online moves lastSeenAt to
    * now, and lastSeenAt stays frozen while invisible, so it never reveals an invisible session.
    * @returns the previous status and whether the user has a live connection, so callers can announce
@@ -180,20 +188,30 @@ export class MemoryPresenceStore implements PresenceStore {
     for (const [nodeId, lastBeat] of this.#lastBeat) {
       if (lastBeat >= now - this.#nodeTtlMs) continue;
       deadNodes.push(nodeId);
-      for (const [connectionId, userId] of this.#byNode.get(nodeId) ?? []) {
-        const conns = this.#byUser.get(userId);
-        if (conns?.get(connectionId) !== nodeId) continue;
-        if (!this.#removeUserConnection(userId, conns, connectionId)) continue;
-        const record = this.#user(userId);
-        if (record.status !== 'invisible') record.lastSeenAt = lastBeat;
-        wentOffline.push({ userId, lastSeenAt: record.lastSeenAt, status: record.status });
-      }
-      this.#byNode.delete(nodeId);
-      this.#lastBeat.delete(nodeId);
+      wentOffline.push(...this.#reap(nodeId, lastBeat));
       this.#reapedUntil.set(nodeId, now + REAPED_MEMORY_MS);
     }
     for (const [nodeId, until] of this.#reapedUntil) if (until <= now) this.#reapedUntil.delete(nodeId);
     return { deadNodes, wentOffline };
+  }
+
+  async reapNode(nodeId: string): Promise<WentOffline[]> {
+    return this.#reap(nodeId, this.#lastBeat.get(nodeId) ?? this.#now());
+  }
+
+  #reap(nodeId: string, lastBeat: number): WentOffline[] {
+    const wentOffline: WentOffline[] = [];
+    for (const [connectionId, userId] of this.#byNode.get(nodeId) ?? []) {
+      const conns = this.#byUser.get(userId);
+      if (conns?.get(connectionId) !== nodeId) continue;
+      if (!this.#removeUserConnection(userId, conns, connectionId)) continue;
+      const record = this.#user(userId);
+      if (record.status !== 'invisible') record.lastSeenAt = lastBeat;
+      wentOffline.push({ userId, lastSeenAt: record.lastSeenAt, status: record.status });
+    }
+    this.#byNode.delete(nodeId);
+    this.#lastBeat.delete(nodeId);
+    return wentOffline;
   }
 
   async setStatus(userId: string, status: PresenceStatus): Promise<{ previous: PresenceStatus; online: boolean }> {
