@@ -25,7 +25,7 @@ import type { Summary } from '../../loadgen/src/summary.ts';
 import { startCluster } from '../../../infra/cluster/cluster.ts';
 import { throwawayDatabase } from './database.ts';
 import { holdIdleSockets, type IdleResult } from './connections.ts';
-import { cpuSeconds, sum } from './process-stats.ts';
+import { cpuSeconds, machineTicks } from './process-stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -82,20 +82,35 @@ function infraPids(): number[] {
     .map(Number);
 }
 
-function safeCpu(pids: number[]): number {
-  return sum(pids, (pid) => {
+/** CPU seconds used so far by each process that still exists. */
+function cpuByPid(pids: number[]): Map<number, number> {
+  const used = new Map<number, number>();
+  for (const pid of pids) {
     try {
-      return cpuSeconds(pid);
+      used.set(pid, cpuSeconds(pid));
     } catch {
-      return 0;
+      // exited
     }
-  });
+  }
+  return used;
+}
+
+/**
+ * CPU used between two samples. PostgreSQL starts a backend per pool connection whenever a pool
+ * grows, so the processes are listed anew at every sample; one that appeared in between counts whole.
+ */
+function cpuBetween(from: Map<number, number>, to: Map<number, number>): number {
+  let used = 0;
+  for (const [pid, seconds] of to) used += seconds - (from.get(pid) ?? 0);
+  return used;
 }
 
 interface Run {
   summary: Summary;
   serverCpuSeconds: number;
   stackCpuSeconds: number;
+  /** Share of the whole machine's CPU (every core, every process, the kernel) busy during the load phase. */
+  machineBusyPct: number;
 }
 
 /**
@@ -107,9 +122,8 @@ async function runLoad(name: string, url: string, serverPids: number[], extra: s
   const out = join(REPORTS, `bench-${stamp}-${name}${options.warmup ? '-warmup' : ''}.json`);
   const flags = { ...scenario, ...(options.warmup && { duration: '8s' }) };
   const args = ['--import', 'tsx', join(ROOT, 'apps/loadgen/src/cli.ts'), '--url', url, '--out', out, '--quiet', ...Object.entries(flags).flatMap(([key, value]) => [`--${key}`, value]), ...extra];
-  const stack = [...serverPids, ...infraPids()];
-  const samples: Array<{ at: number; server: number; stack: number }> = [];
-  const sample = () => samples.push({ at: Date.now(), server: safeCpu(serverPids), stack: safeCpu(stack) });
+  const samples: Array<{ at: number; server: Map<number, number>; stack: Map<number, number>; machine: { busy: number; total: number } }> = [];
+  const sample = () => samples.push({ at: Date.now(), server: cpuByPid(serverPids), stack: cpuByPid([...serverPids, ...infraPids()]), machine: machineTicks() });
   sample();
   const timer = setInterval(sample, 250);
   const code = await new Promise<number | null>((done) => spawn(process.execPath, args, { stdio: options.warmup ? 'ignore' : 'inherit' }).once('exit', done));
@@ -122,7 +136,8 @@ async function runLoad(name: string, url: string, serverPids: number[], extra: s
   const nearest = (at: number) => samples.reduce((best, s) => (Math.abs(s.at - at) < Math.abs(best.at - at) ? s : best));
   const from = nearest(started + (load?.startS ?? 0) * 1000);
   const to = nearest(started + (load?.endS ?? summary.run.wallSeconds) * 1000);
-  return { summary, serverCpuSeconds: to.server - from.server, stackCpuSeconds: to.stack - from.stack };
+  const machine = to.machine.total > from.machine.total ? (100 * (to.machine.busy - from.machine.busy)) / (to.machine.total - from.machine.total) : NaN;
+  return { summary, serverCpuSeconds: cpuBetween(from.server, to.server), stackCpuSeconds: cpuBetween(from.stack, to.stack), machineBusyPct: machine };
 }
 
 function token(userId: string): string {
@@ -183,7 +198,9 @@ async function main(): Promise<void> {
 function report(results: { ours?: Run; bare?: Run; oursIdle?: IdleResult; bareIdle?: IdleResult }): void {
   const { ours, bare, oursIdle, bareIdle } = results;
   const m = (run?: Run) => run?.summary.messages;
-  const perDelivery = (run: Run | undefined, cpu: number | undefined) => (run && cpu !== undefined && m(run)!.received > 0 ? (cpu / m(run)!.received) * 1e6 : NaN);
+  // Per message delivered to a recipient's device (the sender's own ack is not a delivery), as in
+  // the deliveries/s row.
+  const perDelivery = (run: Run | undefined, cpu: number | undefined) => (run && cpu !== undefined && m(run)!.deliveries > 0 ? (cpu / m(run)!.deliveries) * 1e6 : NaN);
   const rows: Array<[string, number | undefined, number | undefined, string]> = [
     ['acked msgs/s', m(ours)?.ackedRate, m(bare)?.ackedRate, ''],
     ['deliveries/s', m(ours)?.deliveryRate, m(bare)?.deliveryRate, ''],
@@ -192,9 +209,10 @@ function report(results: { ours?: Run; bare?: Run; oursIdle?: IdleResult; bareId
     ['end-to-end p50 (ms)', m(ours)?.e2eMs?.p50, m(bare)?.e2eMs?.p50, ''],
     ['end-to-end p99 (ms)', m(ours)?.e2eMs?.p99, m(bare)?.e2eMs?.p99, ''],
     ['lost / duplicated / out of order', (m(ours)?.lost ?? 0) + (m(ours)?.duplicates ?? 0) + (m(ours)?.outOfOrder ?? 0), (m(bare)?.lost ?? 0) + (m(bare)?.duplicates ?? 0) + (m(bare)?.outOfOrder ?? 0), 'sum'],
-    ['server CPU µs per delivery', perDelivery(ours, ours?.serverCpuSeconds), perDelivery(bare, bare?.serverCpuSeconds), 'load phase; nodes only'],
-    ['stack CPU µs per delivery', perDelivery(ours, ours?.stackCpuSeconds), perDelivery(bare, bare?.stackCpuSeconds), 'load phase; + nginx, PostgreSQL, Redis'],
+    ['server CPU µs per delivered message', perDelivery(ours, ours?.serverCpuSeconds), perDelivery(bare, bare?.serverCpuSeconds), 'load phase; nodes only'],
+    ['stack CPU µs per delivered message', perDelivery(ours, ours?.stackCpuSeconds), perDelivery(bare, bare?.stackCpuSeconds), 'load phase; + nginx, PostgreSQL, Redis'],
     ['loadgen CPU (% of a core)', ours?.summary.cpu.processCpuPct, bare?.summary.cpu.processCpuPct, ''],
+    ['machine CPU busy (% of all cores)', ours?.machineBusyPct, bare?.machineBusyPct, 'load phase; everything, kernel included: near 100 means saturated'],
     ['idle sockets held', oursIdle?.connected, bareIdle?.connected, `target ${values.idle}`],
     ['server KB per idle socket', oursIdle ? oursIdle.bytesPerSocket / 1024 : undefined, bareIdle ? bareIdle.bytesPerSocket / 1024 : undefined, 'RSS delta; nodes only'],
   ];

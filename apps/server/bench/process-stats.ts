@@ -17,3 +17,12 @@ export function cpuSeconds(pid: number): number {
 export function sum(pids: number[], read: (pid: number) => number): number {
   return pids.reduce((total, pid) => total + read(pid), 0);
 }
+
+/** Busy and total CPU time of the whole machine (all cores) so far, in clock ticks, from /proc/stat. */
+export function machineTicks(): { busy: number; total: number } {
+  const [, ...fields] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
+  const ticks = fields.map(Number);
+  const idle = (ticks[3] ?? 0) + (ticks[4] ?? 0); // idle + iowait
+  const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0); // user … steal; guest time is already in user
+  return { busy: total - idle, total };
+}
