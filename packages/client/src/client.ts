@@ -839,6 +839,9 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     } else if (this.#autoDelivered) {
       this.#queueDelivered(state, message.seq);
     }
+    // Sending moves the sender's own watermarks to the message (the server does so in the same
+    // statement) without a receipt push: the message itself says so.
+    if (message.kind !== 'system' && message.senderId !== this.#userId) this.#applyReceipt({ conversationId: message.conversationId, userId: message.senderId, lastDeliveredSeq: message.seq, lastReadSeq: message.seq });
   }
 
   #applyHidden(conversationId: string, messageId: string): void {
