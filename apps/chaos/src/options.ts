@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { parseDuration, parseNumber, parseRate, UsageError } from '../../loadgen/src/options.ts';
+import { parseDuration, parseNumber, parseRate, UsageError, type Flag } from '../../loadgen/src/options.ts';
 
 export const PHASES = ['kill', 'redis', 'postgres', 'drain'] as const;
 /**
@@ -34,13 +34,6 @@ export interface ChaosOptions {
   out: string;
   verbose: boolean;
   quiet: boolean;
-}
-
-interface Flag {
-  type: 'string' | 'boolean';
-  arg?: string;
-  default: string;
-  help: string;
 }
 
 export const flags = {

@@ -65,7 +65,8 @@ export class UsageError extends Error {
 
 type Raw = string | number | boolean;
 
-interface Flag {
+/** A command-line flag as --help shows it; the chaos harness describes its flags the same way. */
+export interface Flag {
   type: 'string' | 'boolean';
   arg?: string;
   /** Shown in --help; derived defaults are described in words. */
