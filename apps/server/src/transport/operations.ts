@@ -53,7 +53,9 @@ export const operations: Operations = {
 
   'message:send': async ({ app, principal, socket }, payload) => {
     const result = await app.services.messages.send(principal.userId, { ...payload, origin: socket?.id });
-    app.services.typing.stoppedBySend(principal.userId, payload.conversationId);
+    // Only a device that said it was typing here has typing state to clear: one store call less per
+    // message for all the others (REST callers cannot say, so theirs is always cleared).
+    if (!socket || socket.data.typingIn.delete(payload.conversationId)) app.services.typing.stoppedBySend(principal.userId, payload.conversationId);
     return result;
   },
   'message:edit': async ({ app, principal }, { messageId, body }) => ({ message: await app.services.messages.edit(principal.userId, messageId, body) }),
