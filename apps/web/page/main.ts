@@ -535,10 +535,9 @@ function onMessage(message: Message): void {
   }
   if (!view.lastMessage || message.seq >= view.lastMessage.seq) view.lastMessage = message;
   view.lastSeq = Math.max(view.lastSeq, message.seq);
-  if (message.senderId !== session?.userId) {
-    view.lastOthersSeq = Math.max(view.lastOthersSeq, message.seq);
-    if (view.messages && hasUnreadOwnBefore(view, message.seq)) refreshWatermarks(view.conversation.id);
-  }
+  // A reply also says its sender has read up to it: the SDK moves their watermarks from the message
+  // itself and reports the ticks that moved ('receipt' above).
+  if (message.senderId !== session?.userId) view.lastOthersSeq = Math.max(view.lastOthersSeq, message.seq);
   if (view.messages) view.messages.set(message.id, message);
   renderConversationList();
   if (message.conversationId !== openId || !view.messages) return;
@@ -546,32 +545,6 @@ function onMessage(message: Message): void {
   placeMessage(message);
   if (stick) scrollToBottom();
   markReadSoon();
-}
-
-/**
- * Sending moves the sender's own watermarks on the server without a `receipt:updated` to the others,
- * so a reply is news about what its sender has read. When one arrives after own messages not yet
- * shown as read, the members' watermarks are fetched again (at most once per 500 ms per conversation).
- */
-function hasUnreadOwnBefore(view: ConversationView, seq: number): boolean {
-  if (!chat || !view.messages) return false;
-  for (const message of view.messages.values()) {
-    if (message.senderId === session?.userId && message.seq < seq && chat.statusOf(message).state !== 'read') return true;
-  }
-  return false;
-}
-
-const watermarkRefreshes = new Map<string, ReturnType<typeof setTimeout>>();
-function refreshWatermarks(conversationId: string): void {
-  if (watermarkRefreshes.has(conversationId)) return;
-  watermarkRefreshes.set(
-    conversationId,
-    setTimeout(() => {
-      watermarkRefreshes.delete(conversationId);
-      // The SDK takes the members' watermarks from the answer and reports the ticks that moved.
-      chat?.request('conversation:get', { conversationId }).catch(() => {});
-    }, 500),
-  );
 }
 
 /** Inserts (or replaces, including its own pending twin) a message's element in seq order. */
