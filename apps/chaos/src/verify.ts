@@ -68,12 +68,24 @@ export async function checkDatabase(url: string, acked: ReadonlyArray<readonly [
   }
 }
 
-/** Keys left in Redis under a pattern (SCAN, never KEYS). */
-export async function countKeys(redisUrl: string, pattern: string): Promise<number> {
+/**
+ * One short-lived connection per look: the harness restarts this Redis during the run, and a look is
+ * made only a few times a second while a check waits.
+ */
+async function withRedis<T>(redisUrl: string, look: (redis: Redis) => Promise<T>): Promise<T> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
   redis.on('error', () => {});
   try {
     await redis.connect();
+    return await look(redis);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** Keys left in Redis under a pattern (SCAN, never KEYS). */
+export function countKeys(redisUrl: string, pattern: string): Promise<number> {
+  return withRedis(redisUrl, async (redis) => {
     let cursor = '0';
     let count = 0;
     do {
@@ -82,21 +94,12 @@ export async function countKeys(redisUrl: string, pattern: string): Promise<numb
       count += keys.length;
     } while (cursor !== '0');
     return count;
-  } finally {
-    redis.disconnect();
-  }
+  });
 }
 
 /** HLEN of one key (0 when it does not exist). */
-export async function hashLength(redisUrl: string, key: string): Promise<number> {
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
-  redis.on('error', () => {});
-  try {
-    await redis.connect();
-    return await redis.hlen(key);
-  } finally {
-    redis.disconnect();
-  }
+export function hashLength(redisUrl: string, key: string): Promise<number> {
+  return withRedis(redisUrl, (redis) => redis.hlen(key));
 }
 
 /** Polls `probe` until it returns 0 or `timeoutMs` passes; the time it took, or null with the last value. */
