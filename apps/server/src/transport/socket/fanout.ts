@@ -19,24 +19,24 @@ export class SocketFanout implements Fanout {
 
   toUsers<E extends ServerEventName>(userIds: readonly string[], event: E, payload: ServerEventPayload<E>, options?: { except?: string | undefined }): void {
     if (userIds.length === 0) return;
-    try {
-      let target = this.#io.to(userIds.map(userRoom));
-      // A socket id is also the name of the room only that socket is in.
-      if (options?.except) target = target.except(options.except);
-      (target.emit as (event: string, payload: unknown) => boolean)(event, payload);
-    } catch (error) {
-      // The change is committed; a device that misses this event gets it from sync:changes.
-      this.#log.warn({ err: error, event }, 'fan-out failed');
-    }
+    // A socket id is also the name of the room only that socket is in.
+    this.#emit(userIds.map(userRoom), event, payload, options?.except);
   }
 
   toDevices<E extends ServerEventName>(deviceIds: readonly string[], event: E, payload: ServerEventPayload<E>): void {
     if (deviceIds.length === 0) return;
+    // Every socket is in the room named by its id, on its node: the adapter reaches it anywhere.
+    this.#emit([...deviceIds], event, payload);
+  }
+
+  #emit(rooms: string[], event: ServerEventName, payload: unknown, except?: string): void {
     try {
-      // Every socket is in the room named by its id, on its node: the adapter reaches it anywhere.
-      (this.#io.to([...deviceIds]).emit as (event: string, payload: unknown) => boolean)(event, payload);
+      let target = this.#io.to(rooms);
+      if (except) target = target.except(except);
+      (target.emit as (event: string, payload: unknown) => boolean)(event, payload);
     } catch (error) {
-      this.#log.warn({ err: error, event }, 'fan-out to devices failed');
+      // The change is committed; a device that misses this event gets it from sync:changes.
+      this.#log.warn({ err: error, event }, 'fan-out failed');
     }
   }
 }
