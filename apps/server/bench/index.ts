@@ -10,11 +10,11 @@
  * Prints both side by side with ratios and writes reports/bench-<time>.{json,md}; the load generator's
  * own JSON and HTML reports for each run sit beside them.
  *
- *   npm run bench -- [--clients 2000] [--rate 2000/s] [--duration 30s] [--receipts read] [--typing 0.1] [--idle 10000] [--skip-bare] [--skip-idle]
+ *   npm run bench -- [--clients 2000] [--rate 2000/s] [--duration 30s] [--receipts read] [--typing 0.1] [--idle 10000] [--skip-bare] [--skip-idle] [--cpu-prof]
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -26,6 +26,7 @@ import { startCluster } from '../../../infra/cluster/cluster.ts';
 import { throwawayDatabase } from './database.ts';
 import { holdIdleSockets, type IdleResult } from './connections.ts';
 import { cpuSeconds, machineTicks } from './process-stats.ts';
+import { summarise } from './profile-summary.ts';
 
 const { values } = parseArgs({
   options: {
@@ -39,17 +40,20 @@ const { values } = parseArgs({
     grace: { type: 'string', default: '5s' },
     'skip-bare': { type: 'boolean', default: false },
     'skip-idle': { type: 'boolean', default: false },
+    'cpu-prof': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
-  console.log('npm run bench -- [--clients 2000] [--rate 2000/s] [--duration 30s] [--ramp 500/s] [--receipts read|delivered|none] [--typing 0.1] [--grace 5s] [--idle 10000] [--skip-bare] [--skip-idle]');
+  console.log('npm run bench -- [--clients 2000] [--rate 2000/s] [--duration 30s] [--ramp 500/s] [--receipts read|delivered|none] [--typing 0.1] [--grace 5s] [--idle 10000] [--skip-bare] [--skip-idle] [--cpu-prof]');
+  console.log('  --cpu-prof  run node-1 with --cpu-prof into reports/profiles/ and print where its CPU time goes (profiling slows that node)');
   console.log('Env: DATABASE_URL (server for the throwaway database; default postgresql://postgres@127.0.0.1:5432/postgres), REDIS_URL (default redis://127.0.0.1:6379)');
   process.exit(0);
 }
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const REPORTS = resolve(ROOT, 'reports');
+const PROFILES = join(REPORTS, 'profiles');
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 const secret = `bench-${randomBytes(16).toString('hex')}`;
 const scenario = {
@@ -68,26 +72,31 @@ const scenario = {
   presence: '0',
 };
 
-/** Every process of the data stores and the proxy: what "the whole stack" costs beyond our nodes. */
-function infraPids(): number[] {
-  return readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .filter((pid) => {
-      try {
-        return ['postgres', 'redis-server', 'nginx'].includes(readFileSync(`/proc/${pid}/comm`, 'utf8').trim());
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
+/** The stack's processes beyond our nodes, by what they are: what "the whole stack" costs. */
+const INFRA = { postgres: 'PostgreSQL', 'redis-server': 'Redis', nginx: 'nginx' } as const;
+type Component = 'nodes' | (typeof INFRA)[keyof typeof INFRA];
+
+/** Every process of the data stores and the proxy, with its component. */
+function infraPids(): Array<[number, Component]> {
+  const found: Array<[number, Component]> = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const comm = readFileSync(`/proc/${entry}/comm`, 'utf8').trim();
+      if (Object.hasOwn(INFRA, comm)) found.push([Number(entry), INFRA[comm as keyof typeof INFRA]]);
+    } catch {
+      // exited
+    }
+  }
+  return found;
 }
 
-/** CPU seconds used so far by each process that still exists. */
-function cpuByPid(pids: number[]): Map<number, number> {
-  const used = new Map<number, number>();
-  for (const pid of pids) {
+/** CPU seconds used so far by each process that still exists, with its component. */
+function cpuByPid(pids: Array<[number, Component]>): Map<number, { component: Component; seconds: number }> {
+  const used = new Map<number, { component: Component; seconds: number }>();
+  for (const [pid, component] of pids) {
     try {
-      used.set(pid, cpuSeconds(pid));
+      used.set(pid, { component, seconds: cpuSeconds(pid) });
     } catch {
       // exited
     }
@@ -96,12 +105,13 @@ function cpuByPid(pids: number[]): Map<number, number> {
 }
 
 /**
- * CPU used between two samples. PostgreSQL starts a backend per pool connection whenever a pool
- * grows, so the processes are listed anew at every sample; one that appeared in between counts whole.
+ * CPU used between two samples, per component. PostgreSQL starts a backend per pool connection
+ * whenever a pool grows, so the processes are listed anew at every sample; one that appeared in
+ * between counts whole.
  */
-function cpuBetween(from: Map<number, number>, to: Map<number, number>): number {
-  let used = 0;
-  for (const [pid, seconds] of to) used += seconds - (from.get(pid) ?? 0);
+function cpuBetween(from: Map<number, { seconds: number }>, to: Map<number, { component: Component; seconds: number }>): Record<Component, number> {
+  const used: Record<Component, number> = { nodes: 0, PostgreSQL: 0, Redis: 0, nginx: 0 };
+  for (const [pid, { component, seconds }] of to) used[component] += seconds - (from.get(pid)?.seconds ?? 0);
   return used;
 }
 
@@ -109,6 +119,10 @@ interface Run {
   summary: Summary;
   serverCpuSeconds: number;
   stackCpuSeconds: number;
+  /** CPU seconds of the load phase per component of the stack. */
+  cpuByComponent: Record<Component, number>;
+  /** Mean items per group-commit statement over the run, from the nodes' /metrics (ours only). */
+  batch?: { messages: number; receipts: number };
   /** Share of the whole machine's CPU (every core, every process, the kernel) busy during the load phase. */
   machineBusyPct: number;
 }
@@ -118,12 +132,13 @@ interface Run {
  * and creating conversations are set-up, not the steady state): /proc is sampled every 250 ms and
  * the samples nearest to the phase's start and end, from the load generator's own timeline, are used.
  */
-async function runLoad(name: string, url: string, serverPids: number[], extra: string[], options: { warmup?: boolean } = {}): Promise<Run> {
+async function runLoad(name: string, url: string, serverPids: number[], extra: string[], options: { warmup?: boolean; metricsUrls?: string[] } = {}): Promise<Run> {
+  const batchesBefore = options.metricsUrls && (await writeBatches(options.metricsUrls));
   const out = join(REPORTS, `bench-${stamp}-${name}${options.warmup ? '-warmup' : ''}.json`);
   const flags = { ...scenario, ...(options.warmup && { duration: '8s' }) };
   const args = ['--import', 'tsx', join(ROOT, 'apps/loadgen/src/cli.ts'), '--url', url, '--out', out, '--quiet', ...Object.entries(flags).flatMap(([key, value]) => [`--${key}`, value]), ...extra];
-  const samples: Array<{ at: number; server: Map<number, number>; stack: Map<number, number>; machine: { busy: number; total: number } }> = [];
-  const sample = () => samples.push({ at: Date.now(), server: cpuByPid(serverPids), stack: cpuByPid([...serverPids, ...infraPids()]), machine: machineTicks() });
+  const samples: Array<{ at: number; cpu: Map<number, { component: Component; seconds: number }>; machine: { busy: number; total: number } }> = [];
+  const sample = () => samples.push({ at: Date.now(), cpu: cpuByPid([...serverPids.map((pid): [number, Component] => [pid, 'nodes']), ...infraPids()]), machine: machineTicks() });
   sample();
   const timer = setInterval(sample, 250);
   const code = await new Promise<number | null>((done) => spawn(process.execPath, args, { stdio: options.warmup ? 'ignore' : 'inherit' }).once('exit', done));
@@ -137,7 +152,26 @@ async function runLoad(name: string, url: string, serverPids: number[], extra: s
   const from = nearest(started + (load?.startS ?? 0) * 1000);
   const to = nearest(started + (load?.endS ?? summary.run.wallSeconds) * 1000);
   const machine = to.machine.total > from.machine.total ? (100 * (to.machine.busy - from.machine.busy)) / (to.machine.total - from.machine.total) : NaN;
-  return { summary, serverCpuSeconds: cpuBetween(from.server, to.server), stackCpuSeconds: cpuBetween(from.stack, to.stack), machineBusyPct: machine };
+  const cpuByComponent = cpuBetween(from.cpu, to.cpu);
+  const stackCpuSeconds = Object.values(cpuByComponent).reduce((a, b) => a + b, 0);
+  const batchesAfter = options.metricsUrls && (await writeBatches(options.metricsUrls));
+  const mean = (writer: 'messages' | 'receipts') => {
+    const { sum, count } = { sum: batchesAfter![writer].sum - batchesBefore![writer].sum, count: batchesAfter![writer].count - batchesBefore![writer].count };
+    return count > 0 ? sum / count : NaN;
+  };
+  return { summary, serverCpuSeconds: cpuByComponent.nodes, stackCpuSeconds, cpuByComponent, machineBusyPct: machine, ...(batchesAfter && { batch: { messages: mean('messages'), receipts: mean('receipts') } }) };
+}
+
+/** Items and statements of the group-commit writers so far, summed over the nodes' /metrics. */
+async function writeBatches(urls: string[]): Promise<Record<'messages' | 'receipts', { sum: number; count: number }>> {
+  const total = { messages: { sum: 0, count: 0 }, receipts: { sum: 0, count: 0 } };
+  for (const url of urls) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    for (const match of text.matchAll(/^chat_write_batch_size_(sum|count)\{[^}]*writer="(messages|receipts)"[^}]*\} (\S+)$/gm)) {
+      total[match[2] as 'messages' | 'receipts'][match[1] as 'sum' | 'count'] += Number(match[3]);
+    }
+  }
+  return total;
 }
 
 function token(userId: string): string {
@@ -153,6 +187,7 @@ async function main(): Promise<void> {
     const cluster = await startCluster({
       nodes: 3,
       accessLog: false,
+      ...(values['cpu-prof'] && { nodeArgs: (index: number) => (index === 0 ? ['--cpu-prof', '--cpu-prof-dir', PROFILES] : []) }),
       env: { DATABASE_URL: databaseUrl, REDIS_URL: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: `bench:${stamp}:`, JWT_SECRET: secret, RATE_LIMITS: 'false', LOG_LEVEL: 'warn', NODE_ENV: 'production', DEV_TOKENS: 'false' },
     });
     try {
@@ -165,7 +200,7 @@ async function main(): Promise<void> {
       }
       // A short unreported run first: JIT, Prisma's query plans and fresh PostgreSQL backends warm up.
       await runLoad('ours', cluster.url, nodePids(), ['--jwt-secret', secret], { warmup: true });
-      results.ours = await runLoad('ours', cluster.url, nodePids(), ['--jwt-secret', secret]);
+      results.ours = await runLoad('ours', cluster.url, nodePids(), ['--jwt-secret', secret], { metricsUrls: cluster.nodes.map((node) => node.url) });
     } finally {
       await cluster.stop();
     }
@@ -193,6 +228,11 @@ async function main(): Promise<void> {
     }
   }
   report(results);
+  if (values['cpu-prof']) {
+    // node-1 wrote its profile when the cluster stopped it; it covers set-up, warm-up and the load.
+    const newest = readdirSync(PROFILES).filter((file) => file.endsWith('.cpuprofile')).map((file) => join(PROFILES, file)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+    if (newest) console.log(`\nnode-1 CPU profile: ${newest}\n${summarise(newest)}`);
+  }
 }
 
 function report(results: { ours?: Run; bare?: Run; oursIdle?: IdleResult; bareIdle?: IdleResult }): void {
@@ -211,6 +251,14 @@ function report(results: { ours?: Run; bare?: Run; oursIdle?: IdleResult; bareId
     ['lost / duplicated / out of order', (m(ours)?.lost ?? 0) + (m(ours)?.duplicates ?? 0) + (m(ours)?.outOfOrder ?? 0), (m(bare)?.lost ?? 0) + (m(bare)?.duplicates ?? 0) + (m(bare)?.outOfOrder ?? 0), 'sum'],
     ['server CPU µs per delivered message', perDelivery(ours, ours?.serverCpuSeconds), perDelivery(bare, bare?.serverCpuSeconds), 'load phase; nodes only'],
     ['stack CPU µs per delivered message', perDelivery(ours, ours?.stackCpuSeconds), perDelivery(bare, bare?.stackCpuSeconds), 'load phase; + nginx, PostgreSQL, Redis'],
+    ...(['PostgreSQL', 'Redis', 'nginx'] as const).map((component): [string, number | undefined, number | undefined, string] => [
+      `  of which ${component} µs per delivered message`,
+      perDelivery(ours, ours?.cpuByComponent[component]),
+      perDelivery(bare, bare?.cpuByComponent[component]),
+      'load phase; all its processes',
+    ]),
+    ['messages per insert statement', ours?.batch?.messages, undefined, 'group commit, mean over the nodes'],
+    ['receipt reports per statement', ours?.batch?.receipts, undefined, 'group commit, mean over the nodes'],
     ['loadgen CPU (% of a core)', ours?.summary.cpu.processCpuPct, bare?.summary.cpu.processCpuPct, ''],
     ['machine CPU busy (% of all cores)', ours?.machineBusyPct, bare?.machineBusyPct, 'load phase; everything, kernel included: near 100 means saturated'],
     ['idle sockets held', oursIdle?.connected, bareIdle?.connected, `target ${values.idle}`],

@@ -101,15 +101,26 @@ describe('the node process', () => {
     onTestFinished(() => node.kill('SIGKILL'));
     expect(String(node.logs[0]?.['msg'])).toMatch(/^embedded mode: PGlite database in /);
 
-    const minted = await fetch(`${node.url}/v1/dev/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ userId: 'embedded-user', displayName: 'Embedded' }),
-    });
-    const { token } = (await minted.json()) as { token: string };
-    const socket = await connectSocket(node.url, token);
-    expect(await socket.emitWithAck('session:info', {})).toMatchObject({ ok: true, user: { id: 'embedded-user', displayName: 'Embedded' } });
+    const mint = async (userId: string) => {
+      const minted = await fetch(`${node.url}/v1/dev/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ userId, displayName: userId }),
+      });
+      return ((await minted.json()) as { token: string }).token;
+    };
+    const socket = await connectSocket(node.url, await mint('embedded-user'));
+    const peer = await connectSocket(node.url, await mint('embedded-peer'));
+    expect(await socket.emitWithAck('session:info', {})).toMatchObject({ ok: true, user: { id: 'embedded-user', displayName: 'embedded-user' } });
+    // The hot path's batch statements (messages, receipts) on PGlite as well.
+    const opened = await socket.emitWithAck('conversation:open-direct', { userId: 'embedded-peer' });
+    const conversationId = (opened as { conversation: { id: string } }).conversation.id;
+    const arrived = new Promise((resolve) => peer.once('message:new', resolve));
+    expect(await socket.emitWithAck('message:send', { conversationId, clientMsgId: 'embedded-1', body: 'hello' })).toMatchObject({ ok: true, message: { seq: 1, body: 'hello' } });
+    await expect(arrived).resolves.toMatchObject({ seq: 1, senderId: 'embedded-user' });
+    expect(await peer.emitWithAck('receipt:mark', { conversationId, read: 1 })).toMatchObject({ ok: true, receipt: { userId: 'embedded-peer', lastDeliveredSeq: 1, lastReadSeq: 1 } });
     socket.close();
+    peer.close();
     const ready = (await (await fetch(`${node.url}/readyz`)).json()) as Record<string, unknown>;
     expect(ready).toMatchObject({ ok: true, dependencies: { database: 'up' } });
     node.kill('SIGTERM');

@@ -20,7 +20,7 @@ describe('MessageWriter', () => {
     await node.app.db.$executeRawUnsafe(`CREATE TRIGGER writer_test_boom BEFORE INSERT ON messages FOR EACH ROW WHEN (NEW.body = '${body}') EXECUTE FUNCTION writer_test_boom()`);
     try {
       const { conversation } = await alice.ok('conversation:open-direct', { userId: bob.userId });
-      const writer = new MessageWriter(node.app.db);
+      const writer = new MessageWriter(node.app.sql);
       const message = (clientMsgId: string, text: string): NewMessage => ({ id: randomUUID(), conversationId: conversation.id, senderId: alice.userId, clientMsgId, kind: 'text', body: text, replyToId: null, attachments: [] });
       // The first keeps the conversation busy, so the original and its retry queue into one batch.
       const first = writer.write(message('writer-first', 'fine'));
@@ -34,6 +34,30 @@ describe('MessageWriter', () => {
       await node.app.db.$executeRawUnsafe('DROP FUNCTION IF EXISTS writer_test_boom()');
       alice.close();
       bob.close();
+    }
+  });
+
+  it('runs its batch as a named prepared statement on the pool Prisma uses, and reports batch sizes', async () => {
+    // One connection: whatever Prisma runs next is on the connection the writer prepared its statement on.
+    const single = await startNode({ DATABASE_POOL_SIZE: '1' });
+    try {
+      const alice = await connectDevice(single.url, uniqueUser('alice'));
+      const bob = await connectDevice(single.url, uniqueUser('bob'));
+      const { conversation } = await alice.ok('conversation:open-direct', { userId: bob.userId });
+      const sent = await Promise.all(['a', 'b', 'c'].map((text, i) => alice.ok('message:send', { conversationId: conversation.id, clientMsgId: `prepared-${i}`, body: text })));
+      expect(sent.map((answer) => answer.message.seq).sort()).toEqual([1, 2, 3]);
+      await bob.ok('receipt:mark', { conversationId: conversation.id, read: 3 });
+      const prepared = await single.app.db.$queryRawUnsafe<Array<{ name: string }>>('SELECT name FROM pg_prepared_statements ORDER BY name');
+      expect(prepared.map((row) => row.name)).toEqual(expect.arrayContaining(['chat_insert_messages_v1', 'chat_update_watermarks_v1']));
+      const metrics = (await single.app.inject({ url: '/metrics' })).body;
+      const value = (name: string) => Number(new RegExp(`^${name}\\{[^}]*writer="messages"[^}]*\\} (\\d+)$`, 'm').exec(metrics)?.[1]);
+      expect(value('chat_write_batch_size_sum')).toBe(3);
+      expect(value('chat_write_batch_size_count')).toBeGreaterThanOrEqual(1);
+      expect(value('chat_write_batch_size_count')).toBeLessThanOrEqual(3);
+      alice.close();
+      bob.close();
+    } finally {
+      await single.close();
     }
   });
 });

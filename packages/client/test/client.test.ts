@@ -191,7 +191,7 @@ describe('ChatClient', () => {
     await eventually(() => expect(seen.messages.map((m) => m.body)).toEqual(['one']));
 
     // Committed, but its fan-out never happens: what a publish lost during a Redis outage looks like.
-    const silent = new MessageService(nodeA.app.db, silentFanout, { maxBodyLength: 4000 });
+    const silent = new MessageService(nodeA.app.db, nodeA.app.sql, silentFanout, { maxBodyLength: 4000 });
     await silent.send(aliceId, { conversationId: conversation.id, clientMsgId: `lost-${Date.now().toString(36)}`, body: 'lost on the way' });
     await alice.send({ conversationId: conversation.id, body: 'three' }).acked;
     await alice.send({ conversationId: conversation.id, body: 'four' }).acked;

@@ -33,6 +33,8 @@ export interface GroupCommitOptions<I, O> {
   maxBatch: number;
   /** Statements in flight at once; keep it below the connection pool size so reads are never starved. */
   maxInFlight: number;
+  /** Told the size of every batch as it is flushed (a metric: how many items one statement carries). */
+  onFlush?: (items: number) => void;
 }
 
 interface Pending<I, O> {
@@ -86,7 +88,8 @@ export class GroupCommit<I, O> {
   }
 
   async #run(batch: Array<Pending<I, O>>): Promise<void> {
-    const { flush, flushOne = async (item: I) => (await flush([item]))[0]!, retryAlone = () => true } = this.#options;
+    const { flush, flushOne = async (item: I) => (await flush([item]))[0]!, retryAlone = () => true, onFlush } = this.#options;
+    onFlush?.(batch.length);
     if (batch.length > 1) {
       try {
         const results = await flush(batch.map((entry) => entry.item));

@@ -1,4 +1,4 @@
-import type { Db } from '../db/client.ts';
+import type { Sql, Statement } from '../db/client.ts';
 import { isDatabaseUnavailable } from '../errors.ts';
 import { GroupCommit } from './group-commit.ts';
 
@@ -35,12 +35,14 @@ export interface WrittenMessage {
  * (the seq increments with it, so seqs stay gap-free); alone, it resolves as "not written".
  */
 export class MessageWriter {
-  readonly #db: Db;
+  readonly #sql: Sql;
   readonly #commit: GroupCommit<NewMessage, WrittenMessage | null>;
 
-  constructor(db: Db) {
-    this.#db = db;
+  /** @param onBatch told the size of every batch written (a metric). */
+  constructor(sql: Sql, onBatch?: (messages: number) => void) {
+    this.#sql = sql;
     this.#commit = new GroupCommit({
+      ...(onBatch && { onFlush: onBatch }),
       key: (message) => message.conversationId,
       // Kept below the connection pool size (default 10) so reads are never starved.
       maxInFlight: 4,
@@ -81,61 +83,72 @@ export class MessageWriter {
   }
 
   async #insert(messages: NewMessage[]): Promise<Map<number, WrittenMessage>> {
-    const rows = await this.#db.$queryRaw<Array<WrittenMessage & { ord: number }>>`
-      WITH input AS (
-        SELECT * FROM unnest(
-          ${messages.map((_, ord) => ord)}::int[], ${messages.map((m) => m.id)}::uuid[],
-          ${messages.map((m) => m.conversationId)}::uuid[], ${messages.map((m) => m.senderId)}::text[],
-          ${messages.map((m) => m.clientMsgId)}::text[], ${messages.map((m) => m.kind)}::text[],
-          ${messages.map((m) => m.body)}::text[], ${messages.map((m) => m.replyToId)}::uuid[],
-          ${messages.map((m) => JSON.stringify(m.attachments))}::jsonb[]
-        ) AS t(ord, id, conversation_id, sender_id, client_msg_id, kind, body, reply_to_id, attachments)
-      ), valid AS (
-        SELECT i.* FROM input i
-        JOIN conversation_members cm ON cm.conversation_id = i.conversation_id AND cm.user_id = i.sender_id AND cm.left_at IS NULL
-        WHERE NOT EXISTS (SELECT 1 FROM messages d WHERE d.sender_id = i.sender_id AND d.client_msg_id = i.client_msg_id)
-          AND (i.reply_to_id IS NULL OR EXISTS (
-            SELECT 1 FROM messages r WHERE r.id = i.reply_to_id AND r.conversation_id = i.conversation_id))
-      ), counts AS (
-        -- Sorted, so concurrent batches lock shared conversations in the same order.
-        SELECT conversation_id, count(*)::int AS n FROM valid GROUP BY conversation_id ORDER BY conversation_id
-      ), conv AS (
-        UPDATE conversations c SET last_seq = c.last_seq + counts.n, version = c.version + counts.n, last_activity_at = now()
-        FROM counts WHERE c.id = counts.conversation_id
-        RETURNING c.id, c.last_seq, c.version, counts.n
-      ), numbered AS (
-        SELECT v.*, conv.last_seq - conv.n + row_number() OVER w AS seq, conv.version - conv.n + row_number() OVER w AS version
-        FROM valid v JOIN conv ON conv.id = v.conversation_id
-        WINDOW w AS (PARTITION BY v.conversation_id ORDER BY v.ord)
-      ), msg AS (
-        INSERT INTO messages (id, conversation_id, seq, version, sender_id, client_msg_id, kind, body, reply_to_id)
-        SELECT id, conversation_id, seq, version, sender_id, client_msg_id, kind::"MessageKind", body, reply_to_id FROM numbered
-        RETURNING id, seq, version, created_at
-      ), att AS (
-        INSERT INTO attachments (id, message_id, position, url, mime, size, name)
-        SELECT gen_random_uuid(), n.id, a.position, a.url, a.mime, a.size, a.name
-        FROM numbered n CROSS JOIN jsonb_to_recordset(n.attachments) AS a(position int, url text, mime text, size int, name text)
-      ), senders AS (
-        SELECT conversation_id, sender_id, max(seq) AS seq FROM numbered GROUP BY conversation_id, sender_id
-      ), sender_rows AS (
-        -- Member rows are locked in (conversation, user) order here and in receipt batches, so the
-        -- two kinds of statement cannot deadlock on them.
-        SELECT m.conversation_id, m.user_id, s.seq FROM conversation_members m
-        JOIN senders s ON m.conversation_id = s.conversation_id AND m.user_id = s.sender_id
-        ORDER BY m.conversation_id, m.user_id FOR UPDATE OF m
-      ), mine AS (
-        UPDATE conversation_members m
-           SET last_read_seq = GREATEST(m.last_read_seq, s.seq), last_delivered_seq = GREATEST(m.last_delivered_seq, s.seq)
-          FROM sender_rows s
-         WHERE m.conversation_id = s.conversation_id AND m.user_id = s.user_id
-      )
-      SELECT n.ord, msg.seq::int AS seq, msg.version::int AS version, msg.created_at AS "createdAt",
-             (SELECT array_agg(cm.user_id) FROM conversation_members cm
-               WHERE cm.conversation_id = n.conversation_id AND cm.left_at IS NULL) AS "memberIds"
-      FROM msg JOIN numbered n ON n.id = msg.id`;
+    const rows = await this.#sql.query<WrittenMessage & { ord: number }>(INSERT_MESSAGES, [
+      messages.map((_, ord) => ord),
+      messages.map((m) => m.id),
+      messages.map((m) => m.conversationId),
+      messages.map((m) => m.senderId),
+      messages.map((m) => m.clientMsgId),
+      messages.map((m) => m.kind),
+      messages.map((m) => m.body),
+      messages.map((m) => m.replyToId),
+      messages.map((m) => JSON.stringify(m.attachments)),
+    ]);
     return new Map(rows.map((row) => [Number(row.ord), { seq: Number(row.seq), version: Number(row.version), createdAt: row.createdAt, memberIds: row.memberIds }]));
   }
 }
+
+/** The batch insert; its parameters are one array per column, in the `ord` order of the batch. */
+const INSERT_MESSAGES: Statement = {
+  name: 'chat_insert_messages_v1',
+  text: `
+  WITH input AS (
+    SELECT * FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[], $9::jsonb[])
+      AS t(ord, id, conversation_id, sender_id, client_msg_id, kind, body, reply_to_id, attachments)
+  ), valid AS (
+    SELECT i.* FROM input i
+    JOIN conversation_members cm ON cm.conversation_id = i.conversation_id AND cm.user_id = i.sender_id AND cm.left_at IS NULL
+    WHERE NOT EXISTS (SELECT 1 FROM messages d WHERE d.sender_id = i.sender_id AND d.client_msg_id = i.client_msg_id)
+      AND (i.reply_to_id IS NULL OR EXISTS (
+        SELECT 1 FROM messages r WHERE r.id = i.reply_to_id AND r.conversation_id = i.conversation_id))
+  ), counts AS (
+    -- Sorted, so concurrent batches lock shared conversations in the same order.
+    SELECT conversation_id, count(*)::int AS n FROM valid GROUP BY conversation_id ORDER BY conversation_id
+  ), conv AS (
+    UPDATE conversations c SET last_seq = c.last_seq + counts.n, version = c.version + counts.n, last_activity_at = now()
+    FROM counts WHERE c.id = counts.conversation_id
+    RETURNING c.id, c.last_seq, c.version, counts.n
+  ), numbered AS (
+    SELECT v.*, conv.last_seq - conv.n + row_number() OVER w AS seq, conv.version - conv.n + row_number() OVER w AS version
+    FROM valid v JOIN conv ON conv.id = v.conversation_id
+    WINDOW w AS (PARTITION BY v.conversation_id ORDER BY v.ord)
+  ), msg AS (
+    INSERT INTO messages (id, conversation_id, seq, version, sender_id, client_msg_id, kind, body, reply_to_id)
+    SELECT id, conversation_id, seq, version, sender_id, client_msg_id, kind::"MessageKind", body, reply_to_id FROM numbered
+    RETURNING id, seq, version, created_at
+  ), att AS (
+    INSERT INTO attachments (id, message_id, position, url, mime, size, name)
+    SELECT gen_random_uuid(), n.id, a.position, a.url, a.mime, a.size, a.name
+    FROM numbered n CROSS JOIN jsonb_to_recordset(n.attachments) AS a(position int, url text, mime text, size int, name text)
+  ), senders AS (
+    SELECT conversation_id, sender_id, max(seq) AS seq FROM numbered GROUP BY conversation_id, sender_id
+  ), sender_rows AS (
+    -- Member rows are locked in (conversation, user) order here and in receipt batches, so the
+    -- two kinds of statement cannot deadlock on them.
+    SELECT m.conversation_id, m.user_id, s.seq FROM conversation_members m
+    JOIN senders s ON m.conversation_id = s.conversation_id AND m.user_id = s.sender_id
+    ORDER BY m.conversation_id, m.user_id FOR UPDATE OF m
+  ), mine AS (
+    UPDATE conversation_members m
+       SET last_read_seq = GREATEST(m.last_read_seq, s.seq), last_delivered_seq = GREATEST(m.last_delivered_seq, s.seq)
+      FROM sender_rows s
+     WHERE m.conversation_id = s.conversation_id AND m.user_id = s.user_id
+  )
+  SELECT n.ord, msg.seq::int AS seq, msg.version::int AS version, msg.created_at AS "createdAt",
+         (SELECT array_agg(cm.user_id) FROM conversation_members cm
+           WHERE cm.conversation_id = n.conversation_id AND cm.left_at IS NULL) AS "memberIds"
+  FROM msg JOIN numbered n ON n.id = msg.id`,
+};
 
 /** PostgreSQL's unique_violation, however the driver adapter wraps it. */
 function isUniqueViolation(error: unknown): boolean {

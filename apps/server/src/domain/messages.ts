@@ -1,6 +1,6 @@
 import type { Attachment, Message } from '@chat/protocol';
 import { v7 as uuidv7 } from 'uuid';
-import type { Db } from '../db/client.ts';
+import type { Db, Sql } from '../db/client.ts';
 import { AppError } from '../errors.ts';
 import { bumpConversation, requireMember } from './access.ts';
 import type { Fanout } from './fanout.ts';
@@ -38,9 +38,10 @@ export class MessageService {
   readonly #writer: MessageWriter;
   readonly #listener: MessageListener | undefined;
 
-  constructor(db: Db, fanout: Fanout, options: { maxBodyLength: number; listener?: MessageListener }) {
+  /** @param options.onBatch told how many messages each insert statement carried (a metric). */
+  constructor(db: Db, sql: Sql, fanout: Fanout, options: { maxBodyLength: number; listener?: MessageListener; onBatch?: (messages: number) => void }) {
     this.#db = db;
-    this.#writer = new MessageWriter(db);
+    this.#writer = new MessageWriter(sql, options.onBatch);
     this.#fanout = fanout;
     this.#maxBodyLength = options.maxBodyLength;
     this.#listener = options.listener;

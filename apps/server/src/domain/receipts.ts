@@ -1,5 +1,5 @@
 import type { Receipt } from '@chat/protocol';
-import type { Db } from '../db/client.ts';
+import type { Db, Sql, Statement } from '../db/client.ts';
 import { requireMember } from './access.ts';
 import { isDatabaseUnavailable } from '../errors.ts';
 import { GroupCommit } from './group-commit.ts';
@@ -16,16 +16,18 @@ export class ReceiptService {
   readonly #fanout: Fanout;
   readonly #writer: GroupCommit<ReceiptReport, MovedWatermarks | null>;
 
-  constructor(db: Db, fanout: Fanout) {
+  /** @param options.onBatch told how many reports each statement carried (a metric). */
+  constructor(db: Db, sql: Sql, fanout: Fanout, options: { onBatch?: (reports: number) => void } = {}) {
     this.#db = db;
     this.#fanout = fanout;
     this.#writer = new GroupCommit({
+      ...(options.onBatch && { onFlush: options.onBatch }),
       // One statement per conversation in flight: its members' rows are locked in one order, and
       // this node learns each member's watermarks in the order they moved.
       key: (report) => report.conversationId,
       maxInFlight: 2,
       maxBatch: 256,
-      flush: (reports) => writeReceipts(db, reports),
+      flush: (reports) => writeReceipts(sql, reports),
       retryAlone: (error) => !isDatabaseUnavailable(error),
     });
   }
@@ -71,7 +73,7 @@ interface MovedWatermarks {
  * highest of each watermark wins): an UPDATE … FROM with two input rows for one target row would apply
  * only one of them. `null` for a report that moved nothing (stale, or not a member).
  */
-async function writeReceipts(db: Db, reports: ReceiptReport[]): Promise<Array<MovedWatermarks | null>> {
+async function writeReceipts(sql: Sql, reports: ReceiptReport[]): Promise<Array<MovedWatermarks | null>> {
   const merged = new Map<string, ReceiptReport>();
   for (const report of reports) {
     const key = receiptKey(report);
@@ -80,29 +82,12 @@ async function writeReceipts(db: Db, reports: ReceiptReport[]): Promise<Array<Mo
     else merged.set(key, { ...seen, delivered: Math.max(seen.delivered, report.delivered), read: Math.max(seen.read, report.read) });
   }
   const input = [...merged.values()];
-  const rows = await db.$queryRaw<Array<{ conversationId: string; userId: string; lastDeliveredSeq: number; lastReadSeq: number; memberIds: string[] }>>`
-    WITH input AS (
-      SELECT * FROM unnest(
-        ${input.map((r) => r.conversationId)}::uuid[], ${input.map((r) => r.userId)}::text[],
-        ${input.map((r) => r.delivered)}::int[], ${input.map((r) => r.read)}::int[]
-      ) AS t(conversation_id, user_id, delivered, read)
-    ), locked AS (
-      -- Locked in (conversation, user) order, as the message writer locks senders' rows: no deadlocks.
-      SELECT m.conversation_id, m.user_id, i.delivered, i.read FROM conversation_members m
-      JOIN input i ON m.conversation_id = i.conversation_id AND m.user_id = i.user_id
-      WHERE m.left_at IS NULL
-      ORDER BY m.conversation_id, m.user_id FOR UPDATE OF m
-    )
-    UPDATE conversation_members m
-       SET last_delivered_seq = GREATEST(m.last_delivered_seq, LEAST(i.delivered, c.last_seq)),
-           last_read_seq = GREATEST(m.last_read_seq, LEAST(i.read, c.last_seq))
-      FROM locked i JOIN conversations c ON c.id = i.conversation_id
-     WHERE m.conversation_id = i.conversation_id AND m.user_id = i.user_id AND m.left_at IS NULL
-       AND (LEAST(i.delivered, c.last_seq) > m.last_delivered_seq OR LEAST(i.read, c.last_seq) > m.last_read_seq)
-    RETURNING m.conversation_id::text AS "conversationId", m.user_id AS "userId",
-      m.last_delivered_seq AS "lastDeliveredSeq", m.last_read_seq AS "lastReadSeq",
-      (SELECT array_agg(o.user_id) FROM conversation_members o
-        WHERE o.conversation_id = m.conversation_id AND o.left_at IS NULL) AS "memberIds"`;
+  const rows = await sql.query<{ conversationId: string; userId: string; lastDeliveredSeq: number; lastReadSeq: number; memberIds: string[] }>(UPDATE_WATERMARKS, [
+    input.map((r) => r.conversationId),
+    input.map((r) => r.userId),
+    input.map((r) => r.delivered),
+    input.map((r) => r.read),
+  ]);
   const byKey = new Map(rows.map((row) => [receiptKey(row), row]));
   const notified = new Set<string>();
   return reports.map((report) => {
@@ -114,6 +99,31 @@ async function writeReceipts(db: Db, reports: ReceiptReport[]): Promise<Array<Mo
     return { lastDeliveredSeq: Number(row.lastDeliveredSeq), lastReadSeq: Number(row.lastReadSeq), memberIds: row.memberIds, notify };
   });
 }
+
+/** The batch of watermark moves; its parameters are one array per column of the merged reports. */
+const UPDATE_WATERMARKS: Statement = {
+  name: 'chat_update_watermarks_v1',
+  text: `
+  WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[]) AS t(conversation_id, user_id, delivered, read)
+  ), locked AS (
+    -- Locked in (conversation, user) order, as the message writer locks senders' rows: no deadlocks.
+    SELECT m.conversation_id, m.user_id, i.delivered, i.read FROM conversation_members m
+    JOIN input i ON m.conversation_id = i.conversation_id AND m.user_id = i.user_id
+    WHERE m.left_at IS NULL
+    ORDER BY m.conversation_id, m.user_id FOR UPDATE OF m
+  )
+  UPDATE conversation_members m
+     SET last_delivered_seq = GREATEST(m.last_delivered_seq, LEAST(i.delivered, c.last_seq)),
+         last_read_seq = GREATEST(m.last_read_seq, LEAST(i.read, c.last_seq))
+    FROM locked i JOIN conversations c ON c.id = i.conversation_id
+   WHERE m.conversation_id = i.conversation_id AND m.user_id = i.user_id AND m.left_at IS NULL
+     AND (LEAST(i.delivered, c.last_seq) > m.last_delivered_seq OR LEAST(i.read, c.last_seq) > m.last_read_seq)
+  RETURNING m.conversation_id::text AS "conversationId", m.user_id AS "userId",
+    m.last_delivered_seq AS "lastDeliveredSeq", m.last_read_seq AS "lastReadSeq",
+    (SELECT array_agg(o.user_id) FROM conversation_members o
+      WHERE o.conversation_id = m.conversation_id AND o.left_at IS NULL) AS "memberIds"`,
+};
 
 function receiptKey(report: { conversationId: string; userId: string }): string {
   return `${report.conversationId}\u0000${report.userId}`;

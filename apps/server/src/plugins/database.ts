@@ -1,10 +1,12 @@
 import fp from 'fastify-plugin';
 import type { Config } from '../config.ts';
-import { openDatabase, type Db } from '../db/client.ts';
+import { openDatabase, type Db, type Sql } from '../db/client.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
     db: Db;
+    /** The hot path's prepared statements, on the same connections as `db`. */
+    sql: Sql;
   }
 }
 
@@ -12,6 +14,7 @@ export default fp<{ config: Config }>(
   async (app, { config }) => {
     const database = await openDatabase(config.database, app.log);
     app.decorate('db', database.prisma);
+    app.decorate('sql', database.sql);
     app.lifecycle.addCheck('database', database.ping);
     app.addHook('onClose', async () => {
       await database.close();

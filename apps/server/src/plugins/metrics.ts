@@ -18,6 +18,13 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [this.registry],
   });
+  readonly writeBatchSize = new Histogram({
+    name: 'chat_write_batch_size',
+    help: 'Items carried by one group-commit statement (messages, receipt reports): the higher, the fewer commits per item',
+    labelNames: ['writer'] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [this.registry],
+  });
   readonly connectionsRefused = new Counter({
     name: 'chat_connections_refused_total',
     help: 'Socket connections refused at the handshake, by error code',

@@ -51,12 +51,15 @@ export default fp<{ config: Config }>(
     app.decorate('services', {
       users: new UserService(app.db),
       conversations: new ConversationService(app.db, fanout, notifications),
-      messages: new MessageService(app.db, fanout, { maxBodyLength: config.limits.messageBodyLength, listener: {
+      messages: new MessageService(app.db, app.sql, fanout, {
+        maxBodyLength: config.limits.messageBodyLength,
+        listener: {
           sent: (message, memberIds) => notifications.messageSent(message, memberIds),
           reacted: (message, actorId, emoji) => notifications.reacted(message, actorId, emoji),
         },
+        onBatch: (messages) => app.metrics.writeBatchSize.observe({ writer: 'messages' }, messages),
       }),
-      receipts: new ReceiptService(app.db, fanout),
+      receipts: new ReceiptService(app.db, app.sql, fanout, { onBatch: (reports) => app.metrics.writeBatchSize.observe({ writer: 'receipts' }, reports) }),
       sync: new SyncService(app.db),
       presence: new PresenceService(app.db, app.state.presence, fanout),
       typing: new TypingService(app.db, app.state.typing, fanout, { ttlMs: config.typing.ttlMs }),
