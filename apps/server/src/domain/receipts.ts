@@ -25,7 +25,8 @@ export class ReceiptService {
       // One statement per conversation in flight: its members' rows are locked in one order, and
       // this node learns each member's watermarks in the order they moved.
       key: (report) => report.conversationId,
-      maxInFlight: 2,
+      // One at a time per node, as for messages (see MessageWriter): more only adds lock contention.
+      maxInFlight: 1,
       maxBatch: 256,
       flush: (reports) => writeReceipts(sql, reports),
       retryAlone: (error) => !isDatabaseUnavailable(error),
