@@ -17,6 +17,9 @@ export default fp<{ config: Config }>(
     app.decorate('sql', database.sql);
     app.lifecycle.addCheck('database', database.ping);
     app.addHook('onClose', async () => {
+      // Work still in flight (a socket event, a disconnect's presence update) finishes first: once
+      // the pool has ended, its queries could only fail.
+      await app.lifecycle.idle();
       await database.close();
     });
   },

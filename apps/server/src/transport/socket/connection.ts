@@ -58,7 +58,8 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
       // While draining, the entry stays: the device reconnects elsewhere within the presence bound,
       // and the reaper removes this node's entries without ever showing the user offline in between.
       if (!app.lifecycle.closing) {
-        app.services.presence.disconnected(presence).catch((error: unknown) => {
+        // Tracked: a shutdown right after a client left waits for this before the database closes.
+        app.lifecycle.track(() => app.services.presence.disconnected(presence)).catch((error: unknown) => {
           app.metrics.presenceFailures.inc();
           log.warn({ err: error }, 'presence: could not remove connection');
         });
