@@ -39,6 +39,7 @@ const { values } = parseArgs({
     typing: { type: 'string', default: '0.1' },
     grace: { type: 'string', default: '5s' },
     workers: { type: 'string' },
+    'rate-limits': { type: 'string', default: 'on' },
     'skip-bare': { type: 'boolean', default: false },
     'skip-idle': { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
@@ -46,7 +47,7 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  console.log('npm run bench -- [--clients 2000] [--rate 2000/s] [--duration 30s] [--ramp 500/s] [--receipts read|delivered|none] [--typing 0.1] [--grace 5s] [--workers N] [--idle 10000] [--skip-bare] [--skip-idle] [--cpu-prof]');
+  console.log('npm run bench -- [--clients 2000] [--rate 2000/s] [--duration 30s] [--ramp 500/s] [--receipts read|delivered|none] [--typing 0.1] [--grace 5s] [--workers N] [--rate-limits on|off] [--idle 10000] [--skip-bare] [--skip-idle] [--cpu-prof]');
   console.log('  --cpu-prof  run node-1 with --cpu-prof into reports/profiles/ and print where its CPU time goes (profiling slows that node)');
   console.log('Env: DATABASE_URL (server for the throwaway database; default postgresql://postgres@127.0.0.1:5432/postgres), REDIS_URL (default redis://127.0.0.1:6379)');
   process.exit(0);
@@ -191,8 +192,7 @@ async function main(): Promise<void> {
       nodes: 3,
       accessLog: false,
       ...(values['cpu-prof'] && { nodeArgs: (index: number) => (index === 0 ? ['--cpu-prof', '--cpu-prof-dir', PROFILES] : []) }),
-      ...(process.env['BENCH_PERF'] && { nodeArgs: () => ['--perf-basic-prof-only-functions'] }),
-      env: { DATABASE_URL: databaseUrl, REDIS_URL: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: `bench:${stamp}:`, JWT_SECRET: secret, RATE_LIMITS: 'false', LOG_LEVEL: 'warn', NODE_ENV: 'production', DEV_TOKENS: 'false' },
+      env: { DATABASE_URL: databaseUrl, REDIS_URL: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: `bench:${stamp}:`, JWT_SECRET: secret, RATE_LIMITS: values['rate-limits'] === 'off' ? 'false' : 'true', LOG_LEVEL: 'warn', NODE_ENV: 'production', DEV_TOKENS: 'false' },
     });
     try {
       const nodePids = () => cluster.nodes.map((node) => node.pid);
