@@ -21,6 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createSigner } from 'fast-jwt';
+import pg from 'pg';
 import type { Summary } from '../../loadgen/src/summary.ts';
 import { startCluster } from '../../../infra/cluster/cluster.ts';
 import { throwawayDatabase } from './database.ts';
@@ -127,6 +128,8 @@ interface Run {
   cpuByComponent: Record<Component, number>;
   /** Mean items per group-commit statement over the run, from the nodes' /metrics (ours only). */
   batch?: { messages: number; receipts: number };
+  /** PostgreSQL's background work during the run (ours only): what makes one run's tail unlike another's. */
+  background?: Background;
   /** Share of the whole machine's CPU (every core, every process, the kernel) busy during the load phase. */
   machineBusyPct: number;
 }
@@ -136,8 +139,9 @@ interface Run {
  * and creating conversations are set-up, not the steady state): /proc is sampled every 250 ms and
  * the samples nearest to the phase's start and end, from the load generator's own timeline, are used.
  */
-async function runLoad(name: string, url: string, serverPids: number[], extra: string[], options: { warmup?: boolean; metricsUrls?: string[] } = {}): Promise<Run> {
+async function runLoad(name: string, url: string, serverPids: number[], extra: string[], options: { warmup?: boolean; metricsUrls?: string[]; databaseUrl?: string } = {}): Promise<Run> {
   const batchesBefore = options.metricsUrls && (await writeBatches(options.metricsUrls));
+  const backgroundBefore = options.databaseUrl && (await background(options.databaseUrl));
   const out = join(REPORTS, `bench-${stamp}-${name}${options.warmup ? '-warmup' : ''}.json`);
   const flags = { ...scenario, ...(options.warmup && { duration: '8s' }) };
   const args = ['--import', 'tsx', join(ROOT, 'apps/loadgen/src/cli.ts'), '--url', url, '--out', out, '--quiet', ...Object.entries(flags).flatMap(([key, value]) => [`--${key}`, value]), ...extra];
@@ -159,11 +163,39 @@ async function runLoad(name: string, url: string, serverPids: number[], extra: s
   const cpuByComponent = cpuBetween(from.cpu, to.cpu);
   const stackCpuSeconds = Object.values(cpuByComponent).reduce((a, b) => a + b, 0);
   const batchesAfter = options.metricsUrls && (await writeBatches(options.metricsUrls));
+  const backgroundAfter = options.databaseUrl && (await background(options.databaseUrl));
   const mean = (writer: 'messages' | 'receipts') => {
     const { sum, count } = { sum: batchesAfter![writer].sum - batchesBefore![writer].sum, count: batchesAfter![writer].count - batchesBefore![writer].count };
     return count > 0 ? sum / count : NaN;
   };
-  return { summary, serverCpuSeconds: cpuByComponent.nodes, stackCpuSeconds, cpuByComponent, machineBusyPct: machine, ...(batchesAfter && { batch: { messages: mean('messages'), receipts: mean('receipts') } }) };
+  return { summary, serverCpuSeconds: cpuByComponent.nodes, stackCpuSeconds, cpuByComponent, machineBusyPct: machine,
+    ...(batchesAfter && { batch: { messages: mean('messages'), receipts: mean('receipts') } }),
+    ...(backgroundBefore && backgroundAfter && { background: { checkpoints: backgroundAfter.checkpoints - backgroundBefore.checkpoints, autovacuums: backgroundAfter.autovacuums - backgroundBefore.autovacuums } }),
+  };
+}
+
+interface Background {
+  /** Checkpoints of the whole server (a checkpoint makes the next write of every page log it whole). */
+  checkpoints: number;
+  /** Autovacuum and autoanalyze runs on the benchmark's tables. */
+  autovacuums: number;
+}
+
+/** Counters of PostgreSQL's background work so far; -1 where the server does not say. */
+async function background(databaseUrl: string): Promise<Background> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    // pg_stat_bgwriter up to PostgreSQL 16, pg_stat_checkpointer from 17.
+    const checkpoints = await client
+      .query<{ n: string }>('SELECT checkpoints_timed + checkpoints_req AS n FROM pg_stat_bgwriter')
+      .catch(() => client.query<{ n: string }>('SELECT num_timed + num_requested AS n FROM pg_stat_checkpointer'))
+      .then((result) => Number(result.rows[0]?.n ?? -1), () => -1);
+    const vacuums = await client.query<{ n: string }>('SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) AS n FROM pg_stat_user_tables');
+    return { checkpoints, autovacuums: Number(vacuums.rows[0]?.n ?? -1) };
+  } finally {
+    await client.end();
+  }
 }
 
 /** Items and statements of the group-commit writers so far, summed over the nodes' /metrics. */
@@ -204,7 +236,7 @@ async function main(): Promise<void> {
       }
       // A short unreported run first: JIT, Prisma's query plans and fresh PostgreSQL backends warm up.
       await runLoad('ours', cluster.url, nodePids(), ['--jwt-secret', secret], { warmup: true });
-      results.ours = await runLoad('ours', cluster.url, nodePids(), ['--jwt-secret', secret], { metricsUrls: cluster.nodes.map((node) => node.url) });
+      results.ours = await runLoad('ours', cluster.url, nodePids(), ['--jwt-secret', secret], { metricsUrls: cluster.nodes.map((node) => node.url), databaseUrl });
     } finally {
       await cluster.stop();
     }
@@ -263,6 +295,8 @@ function report(results: { ours?: Run; bare?: Run; oursIdle?: IdleResult; bareId
     ]),
     ['messages per insert statement', ours?.batch?.messages, undefined, 'group commit, mean over the nodes'],
     ['receipt reports per statement', ours?.batch?.receipts, undefined, 'group commit, mean over the nodes'],
+    ['PostgreSQL checkpoints during the run', ours?.background?.checkpoints, undefined, 'the whole server; each makes the next write of every page log it whole'],
+    ['PostgreSQL autovacuum and autoanalyze runs', ours?.background?.autovacuums, undefined, "during the run, on the benchmark's tables"],
     ['loadgen CPU (% of a core)', ours?.summary.cpu.processCpuPct, bare?.summary.cpu.processCpuPct, ''],
     ['machine CPU busy (% of all cores)', ours?.machineBusyPct, bare?.machineBusyPct, 'load phase; everything, kernel included: near 100 means saturated'],
     ['idle sockets held', oursIdle?.connected, bareIdle?.connected, `target ${values.idle}`],
