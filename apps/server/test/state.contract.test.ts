@@ -228,6 +228,10 @@ describe.each([memory, redis])('state stores: $name', (backend) => {
       expect(seen!.lastSeenAt).toBeGreaterThanOrEqual(before - CLOCK_SLACK_MS);
       expect(await presence.get([ghost])).toEqual([seen]);
       expect(await presence.get([ghost], { viewerId: ghost })).toEqual([{ userId: ghost, online: true, status: 'invisible', lastSeenAt: null }]);
+      expect(await presence.get([ghost, other], { selfView: true })).toEqual([
+        { userId: ghost, online: true, status: 'invisible', lastSeenAt: null },
+        { userId: other, online: false, status: 'offline', lastSeenAt: null },
+      ]);
 
       // Leaving while invisible must not reveal when the invisible session ended.
       expect(await presence.disconnect(device)).toEqual({ wentOffline: true, lastSeenAt: seen!.lastSeenAt, status: 'invisible' });

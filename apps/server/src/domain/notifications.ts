@@ -323,13 +323,8 @@ export class NotificationService {
   async #online(userIds: string[]): Promise<Set<string>> {
     if (userIds.length === 0) return new Set();
     try {
-      // One lookup for the batch; an invisible user looks offline in it, so those are asked again
-      // as themselves (an invisible user still has a connected device).
-      const online = new Set((await this.#presence.get(userIds)).filter((view) => view.online).map((view) => view.userId));
-      const unsure = userIds.filter((userId) => !online.has(userId));
-      const views = await Promise.all(unsure.map((userId) => this.#presence.get([userId], { viewerId: userId })));
-      for (const view of views.flat()) if (view.online) online.add(view.userId);
-      return online;
+      // Each as seen by themselves: an invisible user still has a connected device.
+      return new Set((await this.#presence.get(userIds, { selfView: true })).filter((view) => view.online).map((view) => view.userId));
     } catch (error) {
       this.#options.log.warn({ err: error }, 'notifications: presence unavailable; treating recipients as online');
       return new Set(userIds);

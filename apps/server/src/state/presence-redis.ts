@@ -3,11 +3,13 @@ import {
   assertStatus,
   presenceView,
   REAPED_MEMORY_MS,
+  viewerOf,
   type PresenceConnection,
   type PresenceOptions,
   type PresenceStatus,
   type PresenceStore,
   type PresenceView,
+  type PresenceViewpoint,
   type WentOffline,
 } from './presence.ts';
 import { assertNoClientKeyPrefix, defineScript, LUA_NOW_MS, type RedisScript } from './redis-script.ts';
@@ -181,10 +183,10 @@ export class RedisPresenceStore implements PresenceStore {
     return { previous, online: online === 1 };
   }
 
-  async get(userIds: readonly string[], options: { viewerId?: string } = {}): Promise<PresenceView[]> {
+  async get(userIds: readonly string[], options: PresenceViewpoint = {}): Promise<PresenceView[]> {
     if (userIds.length === 0) return [];
     const rows = (await this.#get(this.#prefix, ...userIds)) as Array<[number, PresenceStatus, Nullable]>;
-    return rows.map(([connected, status, lastSeenAt], i) => presenceView(userIds[i]!, options.viewerId, connected === 1, status, toMs(lastSeenAt)));
+    return rows.map(([connected, status, lastSeenAt], i) => presenceView(userIds[i]!, viewerOf(userIds[i]!, options), connected === 1, status, toMs(lastSeenAt)));
   }
 }
 

@@ -98,9 +98,11 @@ export interface PresenceStore {
 
   /**
    * The users as `viewerId` should see them, in the order asked. Invisible users look offline to
-   * everyone but themselves; without `viewerId` everyone is seen from outside.
+   * everyone but themselves; without `viewerId` everyone is seen from outside. With `selfView` each
+   * user is seen as by themselves (online whenever a device is connected, invisible or not): one
+   * lookup for "who has a device", where asking as each user would take one per user.
    */
-  get(userIds: readonly string[], options?: { viewerId?: string }): Promise<PresenceView[]>;
+  get(userIds: readonly string[], options?: PresenceViewpoint): Promise<PresenceView[]>;
 }
 
 export interface PresenceOptions {
@@ -110,6 +112,13 @@ export interface PresenceOptions {
 
 /** How long a reaped node is remembered so its next heartbeat can say so. Longer than any pause a socket survives. */
 export const REAPED_MEMORY_MS = 24 * 60 * 60 * 1000;
+
+export type PresenceViewpoint = { viewerId?: string; selfView?: false } | { viewerId?: undefined; selfView: true };
+
+/** Who looks at `userId`, per {@link PresenceStore.get}'s options. */
+export function viewerOf(userId: string, options: PresenceViewpoint): string | undefined {
+  return options.selfView ? userId : options.viewerId;
+}
 
 /** The one place the visibility rule lives, shared by both stores. */
 export function presenceView(userId: string, viewerId: string | undefined, connected: boolean, status: PresenceStatus, lastSeenAt: number | null): PresenceView {
@@ -224,9 +233,9 @@ export class MemoryPresenceStore implements PresenceStore {
     return { previous, online };
   }
 
-  async get(userIds: readonly string[], options: { viewerId?: string } = {}): Promise<PresenceView[]> {
+  async get(userIds: readonly string[], options: PresenceViewpoint = {}): Promise<PresenceView[]> {
     return userIds.map((userId) =>
-      presenceView(userId, options.viewerId, this.#byUser.has(userId), this.#statusOf(userId), this.#users.get(userId)?.lastSeenAt ?? null),
+      presenceView(userId, viewerOf(userId, options), this.#byUser.has(userId), this.#statusOf(userId), this.#users.get(userId)?.lastSeenAt ?? null),
     );
   }
 
