@@ -14,7 +14,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,7 +27,7 @@ import { startCluster } from '../../../infra/cluster/cluster.ts';
 import { throwawayDatabase } from './database.ts';
 import { holdIdleSockets, type IdleResult } from './connections.ts';
 import { cpuSeconds, machineTicks } from './process-stats.ts';
-import { summarise } from './profile-summary.ts';
+import { newestProfile, summarise } from './profile-summary.ts';
 
 const { values } = parseArgs({
   options: {
@@ -266,7 +266,7 @@ async function main(): Promise<void> {
   report(results);
   if (values['cpu-prof']) {
     // node-1 wrote its profile when the cluster stopped it; it covers set-up, warm-up and the load.
-    const newest = readdirSync(PROFILES).filter((file) => file.endsWith('.cpuprofile')).map((file) => join(PROFILES, file)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+    const newest = newestProfile(PROFILES);
     if (newest) console.log(`\nnode-1 CPU profile: ${newest}\n${summarise(newest)}`);
   }
 }

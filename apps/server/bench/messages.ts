@@ -12,8 +12,7 @@
  *   npm run bench:messages -- --senders 50 --conversations 25 --duration 20 --warmup 3
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,7 +22,7 @@ import pg from 'pg';
 import { io, type Socket } from 'socket.io-client';
 import { freePort } from '../../../infra/cluster/cluster.ts';
 import { throwawayDatabase } from './database.ts';
-import { summarise } from './profile-summary.ts';
+import { newestProfile, summarise } from './profile-summary.ts';
 
 const { values } = parseArgs({
   options: {
@@ -153,7 +152,7 @@ async function main(): Promise<void> {
   }
   if (values['cpu-prof']) {
     const dir = resolve('reports/profiles');
-    const newest = readdirSync(dir).filter((file) => file.endsWith('.cpuprofile')).map((file) => join(dir, file)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+    const newest = newestProfile(dir);
     if (newest) console.log(`\n${summarise(newest)}`);
   }
 }

@@ -4,12 +4,21 @@
  *
  *   node --import tsx apps/server/bench/profile-summary.ts reports/profiles/<file>.cpuprofile
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
   hitCount?: number;
+}
+
+/** The most recently written `.cpuprofile` in `dir`, if any: the one the profiled process just wrote on exit. */
+export function newestProfile(dir: string): string | undefined {
+  return readdirSync(dir)
+    .filter((file) => file.endsWith('.cpuprofile'))
+    .map((file) => join(dir, file))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
 }
 
 export function summarise(path: string, top = 15): string {
