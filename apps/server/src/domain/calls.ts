@@ -18,6 +18,8 @@ export interface CallOptions {
 
 /** How long a finished call can still be read (`call:get`; a late accept learns it is over). */
 const FINAL_TTL_MS = 60_000;
+/** Conversations known to be past the milestone, remembered so their messages need no query; bounded. */
+const MAX_SETTLED = 50_000;
 
 interface Hosted {
   callId: string;
@@ -48,6 +50,8 @@ export class CallService {
   readonly #timings: CallTimings;
   /** Calls a device on this node is in, by `${callId}|${deviceId}`. */
   readonly #hosted = new Map<string, Hosted>();
+  /** Conversations whose milestone this node already checked past CALL_MIN_MESSAGES: nothing more to do. */
+  readonly #settled = new Set<string>();
 
   constructor(db: Db, store: CallStore, presence: PresenceStore, fanout: Fanout, notifications: NotificationService, webhook: WebhookSender | null, options: CallOptions) {
     this.#db = db;
@@ -172,14 +176,20 @@ export class CallService {
   /**
    * Called after messages were written: a direct conversation whose message count reached
    * CALL_MIN_MESSAGES gets `conversation:milestone`, to both members, once (the conditional update
-   * that records it is what makes it once, across nodes and retries).
+   * that records it is what makes it once, across nodes and retries). Only conversations whose seq
+   * reached the count are asked about, each once per node: a seq never goes back, so after one check
+   * past the count the milestone is recorded (here or by another node) or the conversation is a group.
    */
-  async checkMilestones(conversationIds: string[]): Promise<void> {
-    if (this.#options.minMessages <= 0 || conversationIds.length === 0) return;
+  async checkMilestones(messages: ReadonlyArray<{ conversationId: string; seq: number }>): Promise<void> {
+    if (this.#options.minMessages <= 0) return;
+    const conversationIds = [...new Set(messages.filter((m) => m.seq >= this.#options.minMessages && !this.#settled.has(m.conversationId)).map((m) => m.conversationId))];
+    if (conversationIds.length === 0) return;
     const reached = await this.#db.$queryRaw<Array<{ id: string; lowId: string; highId: string; at: Date }>>`
       UPDATE conversations SET calls_unlocked_at = now()
       WHERE id = ANY(${conversationIds}::uuid[]) AND kind = 'direct' AND last_seq >= ${this.#options.minMessages} AND calls_unlocked_at IS NULL
       RETURNING id::text AS id, direct_low_id AS "lowId", direct_high_id AS "highId", calls_unlocked_at AS at`;
+    if (this.#settled.size + conversationIds.length > MAX_SETTLED) this.#settled.clear();
+    for (const id of conversationIds) this.#settled.add(id);
     for (const row of reached) {
       this.#fanout.toUsers([row.lowId, row.highId], 'conversation:milestone', {
         conversationId: row.id,

@@ -37,8 +37,8 @@ interface Row {
 
 export interface NotificationOptions {
   webhook: WebhookSender | null;
-  /** Called with the conversations of each written batch of messages (the call milestone check). */
-  afterMessages?: (conversationIds: string[]) => Promise<void>;
+  /** Called with each written batch of messages (the call milestone check). */
+  afterMessages?: (messages: ReadonlyArray<{ conversationId: string; seq: number }>) => Promise<void>;
   log: { warn(object: object, message: string): void; error(object: object, message: string): void };
 }
 
@@ -293,7 +293,7 @@ export class NotificationService {
     // Written: from here on a failure must not make the drain loop write the batch again.
     try {
       if (rows.length > 0) await this.#announce(rows, online);
-      if (messages.length > 0 && this.#options.afterMessages) await this.#options.afterMessages([...new Set(messages.map((m) => m.conversationId))]);
+      if (messages.length > 0 && this.#options.afterMessages) await this.#options.afterMessages(messages);
     } catch (error) {
       this.#options.log.warn({ err: error }, 'notifications: written, but announcing them failed');
     }

@@ -44,7 +44,7 @@ export default fp<{ config: Config }>(
     let calls: CallService | undefined;
     const notifications = new NotificationService(app.db, app.state.presence, fanout, {
       webhook,
-      afterMessages: (conversationIds) => calls?.checkMilestones(conversationIds) ?? Promise.resolve(),
+      afterMessages: (messages) => calls?.checkMilestones(messages) ?? Promise.resolve(),
       log: app.log,
     });
     calls = new CallService(app.db, app.state.calls, app.state.presence, fanout, notifications, webhook, config.calls);
