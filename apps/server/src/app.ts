@@ -1,7 +1,8 @@
 import fastifyCors from '@fastify/cors';
 import fastifyHelmet from '@fastify/helmet';
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import { wireError } from '@chat/protocol';
+import { errorCatalog, wireError } from '@chat/protocol';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
@@ -48,15 +49,16 @@ const fastifyErrorCodes: Record<string, AppError['code']> = {
  */
 function answerClientError(error: Error & { code?: string }, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const [status, wire] =
+  const wire =
     error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? [408, wireError('request_timeout', 'The request did not arrive in time')]
+      ? wireError('request_timeout', 'The request did not arrive in time')
       : error.code === 'HPE_HEADER_OVERFLOW'
-        ? [413, wireError('payload_too_large', 'The request headers are too large')]
-        : [400, wireError('validation', 'Malformed HTTP request')];
+        ? wireError('payload_too_large', 'The request headers are too large')
+        : wireError('validation', 'Malformed HTTP request');
+  const { status } = errorCatalog[wire.code];
   const body = JSON.stringify({ ok: false, error: wire });
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : status === 413 ? 'Payload Too Large' : 'Bad Request'}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
   }
   socket.destroy();
 }
