@@ -23,7 +23,6 @@ const MAX_SETTLED = 50_000;
 
 interface Hosted {
   callId: string;
-  userId: string;
   deviceId: string;
   /** The last state this node knew, to tell the parties if the call vanishes with a dead node. */
   call: CallRecord;
@@ -83,7 +82,7 @@ export class CallService {
       this.#notifications.system(calleeId, `Missed ${media} call (you were in another call)`, { actorId: callerId, payload: { callId: call.id, media } });
       return call;
     }
-    this.#host(created.call, callerId, deviceId);
+    this.#host(created.call, deviceId);
     this.#fanout.toUsers([calleeId], 'call:ringing', call);
     this.#fanout.toUsers([callerId], 'call:updated', call, { except: deviceId });
     if (this.#webhook) void this.#pushIfOffline(calleeId, call);
@@ -97,26 +96,26 @@ export class CallService {
     const { call, changed } = await this.#store.transition(callId, ['ringing'], 'accepted', { calleeDeviceId: deviceId }, this.#timings);
     if (!call) throw new AppError('not_found', 'Call not found');
     if (!changed) throw new AppError('conflict', call.state === 'accepted' ? 'The call was answered on another device' : `The call is ${call.state}`);
-    this.#host(call, userId, deviceId);
+    this.#host(call, deviceId);
     const wire = toWire(call);
     // Every other device of both parties: the caller learns who answered, the callee's others stop ringing.
     this.#fanout.toUsers([call.callerId, call.calleeId], 'call:updated', wire, { except: deviceId });
     return wire;
   }
 
-  reject(userId: string, callId: string, origin?: string): Promise<Call> {
-    return this.#finish(userId, callId, 'callee', ['ringing'], 'rejected', origin);
+  async reject(userId: string, callId: string, origin?: string): Promise<Call> {
+    return this.#finish(userId, await this.#party(userId, callId), 'callee', ['ringing'], 'rejected', origin);
   }
 
-  cancel(userId: string, callId: string, origin?: string): Promise<Call> {
-    return this.#finish(userId, callId, 'caller', ['ringing'], 'cancelled', origin);
+  async cancel(userId: string, callId: string, origin?: string): Promise<Call> {
+    return this.#finish(userId, await this.#party(userId, callId), 'caller', ['ringing'], 'cancelled', origin);
   }
 
   /** Hangs up: an accepted call ends; a ringing one is cancelled (caller) or rejected (callee). */
   async end(userId: string, callId: string, origin?: string): Promise<Call> {
     const current = await this.#party(userId, callId);
-    if (current.state === 'ringing') return this.#finish(userId, callId, current.callerId === userId ? 'caller' : 'callee', ['ringing'], current.callerId === userId ? 'cancelled' : 'rejected', origin);
-    return this.#finish(userId, callId, 'either', ['accepted'], 'ended', origin);
+    if (current.state === 'ringing') return this.#finish(userId, current, current.callerId === userId ? 'caller' : 'callee', ['ringing'], current.callerId === userId ? 'cancelled' : 'rejected', origin);
+    return this.#finish(userId, current, 'either', ['accepted'], 'ended', origin);
   }
 
   /** Relays a signal from the sending device to the other device in the call, on whatever node it is. */
@@ -216,8 +215,9 @@ export class CallService {
     return call;
   }
 
-  async #finish(userId: string, callId: string, who: 'caller' | 'callee' | 'either', from: readonly CallState[], to: CallState, origin?: string): Promise<Call> {
-    const current = await this.#party(userId, callId);
+  /** Moves `current` (the call as its party `userId` just read it) from `from` to a final state. */
+  async #finish(userId: string, current: CallRecord, who: 'caller' | 'callee' | 'either', from: readonly CallState[], to: CallState, origin?: string): Promise<Call> {
+    const callId = current.id;
     if (who === 'caller' && current.callerId !== userId) throw new AppError('forbidden', 'Only the caller can cancel a call');
     if (who === 'callee' && current.calleeId !== userId) throw new AppError('forbidden', 'Only the callee can reject a call');
     const { call, changed } = await this.#store.transition(callId, from, to, { endedBy: userId }, this.#timings);
@@ -232,8 +232,8 @@ export class CallService {
     this.#fanout.toUsers([call.callerId, call.calleeId], 'call:updated', toWire(call), { except: origin });
   }
 
-  #host(call: CallRecord, userId: string, deviceId: string): void {
-    this.#hosted.set(key(call.id, deviceId), { callId: call.id, userId, deviceId, call });
+  #host(call: CallRecord, deviceId: string): void {
+    this.#hosted.set(key(call.id, deviceId), { callId: call.id, deviceId, call });
   }
 
   async #pushIfOffline(calleeId: string, call: Call): Promise<void> {
