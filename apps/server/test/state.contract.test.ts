@@ -433,6 +433,18 @@ describe.each([memory, redis])('state stores: $name', (backend) => {
       expect(missed).toMatchObject({ id: ringing.id, state: 'missed' });
     });
 
+    it('reports the end of a call whose two devices, both on one stalled node, are touched in one batch', async () => {
+      const [{ calls }] = backend.cluster(1) as [StateStores];
+      const call = newCall();
+      const short = { ringTimeoutMs: 10_000, liveTtlMs: 1000, finalTtlMs: 5000 };
+      await calls.create(call, short);
+      await calls.transition(call.id, ['ringing'], 'accepted', { calleeDeviceId: `callee-of-${call.id}` }, short);
+      // The node stalled past liveTtlMs (neither device touched), not past the call's 2 × liveTtlMs TTL.
+      await sleep(1400);
+      const touched = await calls.touch([{ callId: call.id, deviceId: call.callerDeviceId }, { callId: call.id, deviceId: `callee-of-${call.id}` }], short);
+      expect(touched.get(call.id)).toEqual({ state: 'ended', ended: expect.objectContaining({ id: call.id, state: 'ended', endedBy: null }) });
+    });
+
     it('counts the caller\'s touches while ringing, so a call answered late is not ended as abandoned', async () => {
       const [{ calls }] = backend.cluster(1) as [StateStores];
       const call = newCall();

@@ -32,8 +32,6 @@ export interface Touched {
 
 export type NewCall = Pick<CallRecord, 'id' | 'callerId' | 'calleeId' | 'media' | 'callerDeviceId'>;
 
-export const liveCallStates: readonly CallState[] = ['ringing', 'accepted'];
-
 export interface CallTimings {
   /** A ringing call not accepted within this long is claimed by {@link CallStore.expireRinging}. */
   ringTimeoutMs: number;
@@ -91,7 +89,8 @@ export interface CallStore {
    * touched within `liveTtlMs` is ended (`endedBy` null) by this touch: exactly one toucher gets it in
    * `ended`. (A ringing call lives until its ring deadline plus `liveTtlMs` regardless, so
    * `expireRinging` always finds it.)
-   * @returns per call id what the touch found.
+   * @returns per call id what the touch found; a call touched for both its devices in one batch
+   *   (both on this node) reports the touch that ended it, if one did.
    */
   touch(devices: ReadonlyArray<{ callId: string; deviceId: string }>, timings: CallTimings): Promise<Map<string, Touched>>;
 }
@@ -174,17 +173,17 @@ export class MemoryCallStore implements CallStore {
   async touch(devices: ReadonlyArray<{ callId: string; deviceId: string }>, timings: CallTimings): Promise<Map<string, Touched>> {
     const now = this.#now();
     this.#prune(now);
-    const results = new Map<string, Touched>();
+    const results: Array<[string, Touched]> = [];
     for (const { callId, deviceId } of devices) {
       const entry = this.#calls.get(callId);
       if (!entry) {
-        results.set(callId, { state: null, ended: null });
+        results.push([callId, { state: null, ended: null }]);
         continue;
       }
       const call = entry.call;
       if (call.state === 'ringing' && deviceId === call.callerDeviceId) call.callerSeenAt = now;
       if (call.state !== 'accepted') {
-        results.set(callId, { state: call.state, ended: null });
+        results.push([callId, { state: call.state, ended: null }]);
         continue;
       }
       const caller = deviceId === call.callerDeviceId;
@@ -193,7 +192,7 @@ export class MemoryCallStore implements CallStore {
       const other = caller ? call.calleeSeenAt : call.callerSeenAt;
       if ((other ?? 0) < now - timings.liveTtlMs) {
         this.#apply(entry, 'ended', { endedBy: null }, now, timings);
-        results.set(callId, { state: 'ended', ended: { ...call } });
+        results.push([callId, { state: 'ended', ended: { ...call } }]);
         continue;
       }
       entry.expiresAt = now + 2 * timings.liveTtlMs;
@@ -201,9 +200,9 @@ export class MemoryCallStore implements CallStore {
         const marker = this.#markers.get(userId);
         if (marker?.callId === callId) marker.expiresAt = entry.expiresAt;
       }
-      results.set(callId, { state: 'accepted', ended: null });
+      results.push([callId, { state: 'accepted', ended: null }]);
     }
-    return results;
+    return byCall(results);
   }
 
   #apply(entry: { call: CallRecord; expiresAt: number }, to: CallState, patch: { calleeDeviceId?: string; endedBy?: string | null }, now: number, timings: CallTimings): void {
@@ -443,8 +442,15 @@ export class RedisCallStore implements CallStore {
   async touch(devices: ReadonlyArray<{ callId: string; deviceId: string }>, timings: CallTimings): Promise<Map<string, Touched>> {
     if (devices.length === 0) return new Map();
     const flat = (await this.#touch(this.#prefix, timings.liveTtlMs, timings.finalTtlMs, ...devices.flatMap((d) => [d.callId, d.deviceId]))) as string[];
-    return new Map(devices.map((d, i) => [d.callId, { state: flat[2 * i] ? (flat[2 * i] as CallState) : null, ended: flat[2 * i + 1] ? parse(flat[2 * i + 1]!) : null }]));
+    return byCall(devices.map((d, i): [string, Touched] => [d.callId, { state: flat[2 * i] ? (flat[2 * i] as CallState) : null, ended: flat[2 * i + 1] ? parse(flat[2 * i + 1]!) : null }]));
   }
+}
+
+/** Per call id, what the touches found: where one call was touched twice, the touch that ended it wins. */
+function byCall(touched: Iterable<[string, Touched]>): Map<string, Touched> {
+  const results = new Map<string, Touched>();
+  for (const [callId, found] of touched) if (!results.get(callId)?.ended) results.set(callId, found);
+  return results;
 }
 
 function parse(json: string): CallRecord {
