@@ -2,6 +2,7 @@ import type { ClientEventName } from '@chat/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { RateLimitClass } from '../config.ts';
 import { AppError } from '../errors.ts';
+import type { TokenBucket } from '../state/rate-limit.ts';
 
 /** Which budget each event draws from. Every event has one: a missing entry does not compile. */
 export const eventClasses: Record<ClientEventName, RateLimitClass> = {
@@ -44,19 +45,27 @@ export const eventClasses: Record<ClientEventName, RateLimitClass> = {
  * is allowed (and counted): a Redis outage must not stop the chat, and PostgreSQL still bounds writes.
  */
 export async function enforceRateLimit(app: FastifyInstance, userId: string, event: ClientEventName): Promise<void> {
-  const { rateLimits } = app.config;
-  if (!rateLimits.enabled) return;
   const limitClass = eventClasses[event];
+  await consumeBudget(app, `${limitClass}:${userId}`, app.config.rateLimits.buckets[limitClass], limitClass, `Too many ${limitClass} requests`);
+}
+
+/**
+ * One token from the cluster-wide bucket at `key`, for every budget the node enforces (per-user
+ * event classes, per-address connections): nothing when RATE_LIMITS=false; allowed and counted when
+ * the store is unreachable; otherwise `rate_limited` with `retryAfterMs`, counted under `metricClass`.
+ */
+export async function consumeBudget(app: FastifyInstance, key: string, bucket: TokenBucket, metricClass: string, refusal: string): Promise<void> {
+  if (!app.config.rateLimits.enabled) return;
   let result;
   try {
-    result = await app.state.rateLimiter.consume(`${limitClass}:${userId}`, rateLimits.buckets[limitClass]);
+    result = await app.state.rateLimiter.consume(key, bucket);
   } catch (error) {
     app.metrics.rateLimiterFailures.inc();
     app.log.warn({ err: error }, 'rate limiter unavailable; allowing');
     return;
   }
   if (!result.allowed) {
-    app.metrics.rateLimited.inc({ class: limitClass });
-    throw new AppError('rate_limited', `Too many ${limitClass} requests; retry in ${result.retryAfterMs} ms`, { retryAfterMs: result.retryAfterMs });
+    app.metrics.rateLimited.inc({ class: metricClass });
+    throw new AppError('rate_limited', `${refusal}; retry in ${result.retryAfterMs} ms`, { retryAfterMs: result.retryAfterMs });
   }
 }

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ExtendedError } from 'socket.io';
 import type { Config } from '../../config.ts';
 import { AppError, toAppError } from '../../errors.ts';
+import { consumeBudget } from '../rate-limits.ts';
 import { bindClientEvents } from './dispatch.ts';
 import type { ChatServer, ChatSocket } from './types.ts';
 
@@ -79,21 +80,8 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
  * off with RATE_LIMITS=false). Behind nginx the address is the client's, from X-Forwarded-For as far
  * as TRUST_PROXY believes it. A limiter outage allows the connection, as for the per-user budgets.
  */
-async function enforceConnectRate(app: FastifyInstance, address: string): Promise<void> {
-  const { rateLimits } = app.config;
-  if (!rateLimits.enabled) return;
-  let result;
-  try {
-    result = await app.state.rateLimiter.consume(`connect:${address}`, rateLimits.socketConnect);
-  } catch (error) {
-    app.metrics.rateLimiterFailures.inc();
-    app.log.warn({ err: error }, 'rate limiter unavailable; allowing the connection');
-    return;
-  }
-  if (!result.allowed) {
-    app.metrics.rateLimited.inc({ class: 'connect' });
-    throw new AppError('rate_limited', `Too many new connections from this address; retry in ${result.retryAfterMs} ms`, { retryAfterMs: result.retryAfterMs });
-  }
+function enforceConnectRate(app: FastifyInstance, address: string): Promise<void> {
+  return consumeBudget(app, `connect:${address}`, app.config.rateLimits.socketConnect, 'connect', 'Too many new connections from this address');
 }
 
 /**
