@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
 import { webDistDir } from '@chat/web';
-import { AppError } from '../../errors.ts';
 
 // The page talks only to its own origin (REST and Socket.IO, ws: or wss:) and shows camera streams.
 const CONTENT_SECURITY_POLICY = [
@@ -31,9 +30,9 @@ export async function webRoutes(app: FastifyInstance, options: { root?: string }
   }
   // A path the file server refuses (a name too long for the file system, a forbidden segment) is a
   // path with nothing behind it: the same catalogued 404 as any unknown path, not a 500.
-  app.setErrorHandler((error: { code?: string }, request, reply) => {
+  app.setErrorHandler((error: { code?: string }, _request, reply) => {
     if (typeof error.code === 'string' && error.code.startsWith('FST_STATIC_')) {
-      return reply.code(404).send({ ok: false, error: new AppError('not_found', `No route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}`).toWire() });
+      return reply.callNotFound();
     }
     throw error;
   });
