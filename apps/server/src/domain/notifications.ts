@@ -271,10 +271,11 @@ export class NotificationService {
     for (const message of messages) {
       // Not loaded: every recipient is online and nobody is mentioned.
       const conversation = byConversation.get(message.conversationId) ?? [];
-      const group = conversation[0]?.kind === 'group';
+      // A mention needs an '@': without one, no member's pattern is built.
+      const mayMention = conversation[0]?.kind === 'group' && message.body.includes('@');
       for (const member of conversation) {
         if (member.userId === message.senderId || member.muted) continue;
-        const kind = group && mentions(message.body, member) ? 'mention' : online.has(member.userId) ? null : 'message';
+        const kind = mayMention && mentions(message.body, member) ? 'mention' : online.has(member.userId) ? null : 'message';
         if (kind) rows.push(row({ recipientId: member.userId, type: kind, conversationId: message.conversationId, messageId: message.id, actorId: message.senderId, preview: clip(message.body) }));
       }
     }
