@@ -82,6 +82,8 @@ interface Person {
   page: Page;
   node: string;
   errors: string[];
+  /** The page's console warnings and errors, for failure messages. */
+  warnings: string[];
   /** Every WebSocket frame the page sent, as text. */
   frames: string[];
 }
@@ -119,6 +121,10 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     const page = await context.newPage();
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(String(error)));
+    const warnings: string[] = [];
+    page.on('console', (message) => {
+      if (message.type() === 'warning' || message.type() === 'error') warnings.push(message.text());
+    });
     const frames: string[] = [];
     page.on('websocket', (socket) => socket.on('framesent', ({ payload }) => frames.push(String(payload))));
     await page.goto(`${cluster.url}/?sticky=${sticky}`);
@@ -129,7 +135,7 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     const connection = page.locator('#connection[data-state="online"][data-node]');
     await connection.waitFor();
     const node = (await connection.getAttribute('data-node'))!;
-    return { name, userId: name.toLowerCase().replace(/[^a-z0-9_.@-]+/g, '-'), context, page, node, errors, frames };
+    return { name, userId: name.toLowerCase().replace(/[^a-z0-9_.@-]+/g, '-'), context, page, node, errors, warnings, frames };
   }
 
   const composer = (person: Person) => person.page.getByRole('textbox', { name: 'Message', exact: true });
@@ -352,6 +358,9 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
   it('resyncs after going offline and back online, without losing or repeating a message', async () => {
     await alice.context.setOffline(true);
     await alice.page.locator('#connection[data-state="offline"]').waitFor();
+    // The server has seen her go (bob is told): only from here on do bob's messages find no device of hers.
+    // (Attached, not visible: on bob's phone layout the open conversation hides the list.)
+    await bob.page.locator(`.conversation-item .presence-dot[data-user="${alice.userId}"][data-status="offline"]`).waitFor({ state: 'attached' });
     const whileAway = ['while you were away 1', 'while you were away 2', 'while you were away 3'];
     for (const text of whileAway) {
       await send(bob, text);
@@ -374,7 +383,14 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
       expect(await bodies(bob, text).count(), text).toBe(1);
     }
     // With no device connected, bob's messages became notifications: the bell counts them, the list shows them.
-    await eventually(async () => expect(Number(await alice.page.locator('#notifications-badge').textContent())).toBeGreaterThanOrEqual(3), { timeoutMs: 10_000 });
+    await eventually(
+      async () =>
+        expect(
+          Number(await alice.page.locator('#notifications-badge').textContent()),
+          `alice's page said: ${alice.warnings.join(' | ') || 'nothing'}; the nodes' last lines:\n${cluster.nodes.flatMap((node, i) => cluster.logs(i).slice(-10).map((line) => `[${node.id}] ${line}`)).join('\n')}`,
+        ).toBeGreaterThanOrEqual(3),
+      { timeoutMs: 10_000 },
+    );
     await alice.page.getByRole('button', { name: /^Notifications, \d+ unread$/ }).click();
     const dialog = alice.page.getByRole('dialog', { name: 'Notifications' });
     for (const text of whileAway) await dialog.locator('.notification[data-read="false"]', { hasText: `${bob.name}: ${text}` }).waitFor();
