@@ -49,7 +49,7 @@ export default fp<{ config: Config }>(
     });
     calls = new CallService(app.db, app.state.calls, app.state.presence, fanout, notifications, webhook, config.calls);
     app.decorate('services', {
-      users: new UserService(app.db),
+      users: new UserService(app.sql),
       conversations: new ConversationService(app.db, fanout, notifications),
       messages: new MessageService(app.db, app.sql, fanout, {
         maxBodyLength: config.limits.messageBodyLength,
