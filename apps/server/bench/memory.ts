@@ -76,8 +76,12 @@ async function startServer(entry: string, env: Record<string, string | undefined
     child,
     url,
     measure: () =>
-      new Promise<Usage>((resolve) => {
-        waiting.push(resolve);
+      new Promise<Usage>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${entry} printed no memory probe within 30 s (exit code ${child.exitCode})`)), 30_000);
+        waiting.push((usage) => {
+          clearTimeout(timer);
+          resolve(usage);
+        });
         child.kill('SIGUSR2');
       }),
   };
