@@ -1,14 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { io, type Socket } from 'socket.io-client';
-import { rssBytes, sum } from './process-stats.ts';
+import { gcProbe } from './process-stats.ts';
 
 export interface IdleResult {
   target: number;
   connected: number;
   failed: number;
-  /** Server-side resident memory added per connected socket (all server processes, nginx excluded). */
-  bytesPerSocket: number;
+  /** Server-side resident memory added per connected socket (all server processes, nginx excluded), each after a full GC. */
+  rssBytesPerSocket: number;
+  /** V8 heap in use added per connected socket after a full GC: what the sockets keep alive. */
+  heapBytesPerSocket: number;
   serverRssBeforeMb: number;
   serverRssAfterMb: number;
   connectSeconds: number;
@@ -18,14 +20,16 @@ export interface IdleResult {
 
 /**
  * Opens `target` idle WebSocket connections (authenticated when `token` mints real tokens), `batch`
- * at a time, stopping early when more than 1% fail, then measures how much resident memory the
- * server processes gained per socket. The sockets stay open until `release()`.
+ * at a time, stopping early when more than 1% fail, then measures how much memory the server
+ * processes gained per socket. Before and after, every server process runs a full GC (they must be
+ * started with `gcProbe.args`), so the figures do not move with when V8 last collected. The sockets
+ * stay open until `release()`.
  */
 export async function holdIdleSockets(url: string, target: number, serverPids: () => number[], token: (i: number) => string, batch = 250): Promise<IdleResult & { release(): void }> {
   const sockets: Socket[] = [];
-  const pidsBefore = serverPids();
   await sleep(1000);
-  const before = sum(pidsBefore, rssBytes);
+  const total = (usages: NodeJS.MemoryUsage[], key: 'rss' | 'heapUsed') => usages.reduce((sum, usage) => sum + usage[key], 0);
+  const before = await gcProbe.measure(serverPids());
   let failed = 0;
   let stoppedBy: string | null = null;
   let lastError = '';
@@ -48,15 +52,17 @@ export async function holdIdleSockets(url: string, target: number, serverPids: (
     if (failed > target / 100) stoppedBy = lastError;
   }
   const connectSeconds = (performance.now() - started) / 1000;
-  await sleep(3000); // let allocations settle
-  const after = sum(serverPids(), rssBytes);
+  await sleep(3000); // let connection set-up work (presence, logs) finish
+  const after = await gcProbe.measure(serverPids());
+  const perSocket = (key: 'rss' | 'heapUsed') => (sockets.length === 0 ? NaN : (total(after, key) - total(before, key)) / sockets.length);
   return {
     target,
     connected: sockets.length,
     failed,
-    bytesPerSocket: sockets.length === 0 ? NaN : (after - before) / sockets.length,
-    serverRssBeforeMb: before / 2 ** 20,
-    serverRssAfterMb: after / 2 ** 20,
+    rssBytesPerSocket: perSocket('rss'),
+    heapBytesPerSocket: perSocket('heapUsed'),
+    serverRssBeforeMb: total(before, 'rss') / 2 ** 20,
+    serverRssAfterMb: total(after, 'rss') / 2 ** 20,
     connectSeconds,
     stoppedBy,
     release: () => {

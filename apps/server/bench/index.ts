@@ -26,7 +26,7 @@ import type { Summary } from '../../loadgen/src/summary.ts';
 import { startCluster } from '../../../infra/cluster/cluster.ts';
 import { throwawayDatabase } from './database.ts';
 import { holdIdleSockets, type IdleResult } from './connections.ts';
-import { cpuSeconds, machineTicks } from './process-stats.ts';
+import { cpuSeconds, gcProbe, machineTicks } from './process-stats.ts';
 import { newestProfile, summarise } from './profile-summary.ts';
 
 const { values } = parseArgs({
@@ -223,8 +223,8 @@ async function main(): Promise<void> {
     const cluster = await startCluster({
       nodes: 3,
       accessLog: false,
-      ...(values['cpu-prof'] && { nodeArgs: (index: number) => (index === 0 ? ['--cpu-prof', '--cpu-prof-dir', PROFILES] : []) }),
-      env: { DATABASE_URL: databaseUrl, REDIS_URL: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: `bench:${stamp}:`, JWT_SECRET: secret, RATE_LIMITS: values['rate-limits'] === 'off' ? 'false' : 'true', LOG_LEVEL: 'warn', NODE_ENV: 'production', DEV_TOKENS: 'false' },
+      nodeArgs: (index: number) => [...gcProbe.args, ...(values['cpu-prof'] && index === 0 ? ['--cpu-prof', '--cpu-prof-dir', PROFILES] : [])],
+      env: { GC_PROBE_DIR: gcProbe.dir, DATABASE_URL: databaseUrl, REDIS_URL: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: `bench:${stamp}:`, JWT_SECRET: secret, RATE_LIMITS: values['rate-limits'] === 'off' ? 'false' : 'true', LOG_LEVEL: 'warn', NODE_ENV: 'production', DEV_TOKENS: 'false' },
     });
     try {
       const nodePids = () => cluster.nodes.map((node) => node.pid);
@@ -246,7 +246,7 @@ async function main(): Promise<void> {
 
   if (!values['skip-bare']) {
     const port = 3990;
-    const relay = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'apps/server/bench/bare-relay.ts')], { env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'inherit'] });
+    const relay = spawn(process.execPath, [...gcProbe.args, '--import', 'tsx', join(ROOT, 'apps/server/bench/bare-relay.ts')], { env: { ...process.env, PORT: String(port), GC_PROBE_DIR: gcProbe.dir }, stdio: ['ignore', 'ignore', 'inherit'] });
     try {
       for (let i = 0; !(await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)); i++) {
         if (i > 100) throw new Error('bare relay did not start');
@@ -300,7 +300,8 @@ function report(results: { ours?: Run; bare?: Run; oursIdle?: IdleResult; bareId
     ['loadgen CPU (% of a core)', ours?.summary.cpu.processCpuPct, bare?.summary.cpu.processCpuPct, ''],
     ['machine CPU busy (% of all cores)', ours?.machineBusyPct, bare?.machineBusyPct, 'load phase; everything, kernel included: near 100 means saturated'],
     ['idle sockets held', oursIdle?.connected, bareIdle?.connected, `target ${values.idle}`],
-    ['server KB per idle socket', oursIdle ? oursIdle.bytesPerSocket / 1024 : undefined, bareIdle ? bareIdle.bytesPerSocket / 1024 : undefined, 'RSS delta; nodes only'],
+    ['server KB per idle socket', oursIdle ? oursIdle.rssBytesPerSocket / 1024 : undefined, bareIdle ? bareIdle.rssBytesPerSocket / 1024 : undefined, 'RSS delta after a full GC; nodes only'],
+    ['  of which V8 heap in use', oursIdle ? oursIdle.heapBytesPerSocket / 1024 : undefined, bareIdle ? bareIdle.heapBytesPerSocket / 1024 : undefined, 'what the sockets keep alive'],
   ];
   const fmt = (value: number | undefined) => (value === undefined || Number.isNaN(value) ? '—' : value >= 100 ? value.toFixed(0) : value.toFixed(1));
   const ratio = (a?: number, b?: number) => (a === undefined || b === undefined || !b || Number.isNaN(a) || Number.isNaN(b) ? '—' : `${(a / b).toFixed(2)}x`);

@@ -2,14 +2,15 @@
  * `npm run bench:memory` — what an idle authenticated socket costs a node, against the bare relay.
  *
  * One server at a time (a chat node on PostgreSQL and Redis, then apps/server/bench/bare-relay.ts),
- * each its real entry point with gc-probe.ts preloaded. A few sockets warm it up; then N more sockets,
- * each a new user, connect over WebSocket and stay idle. Before and after, the server runs a full GC
- * and reports its memory, so the figures are what it retains per socket:
+ * each its real entry point with gc-probe.ts preloaded, as `npm run bench` runs its servers. A few
+ * sockets warm it up; then N more sockets, each a new user, connect over WebSocket and stay idle.
+ * Before and after, the server runs a full GC and reports its memory, so the figures are what it
+ * retains per socket:
  *   heap used     live JavaScript objects (the socket, its listeners, our per-socket state)
  *   heap committed  what V8 keeps reserved for the heap: grows with the garbage connecting makes
  *   RSS           the whole process as the operating system sees it, what `npm run bench` reports
- * `npm run bench` measures RSS without a collection, after its load phase, over 10,000 sockets on
- * 3 nodes: a cluster figure, but one that moves with when V8 last collected.
+ * `npm run bench` measures the same way over 10,000 sockets on its 3 nodes; this one is quicker and
+ * shows what the committed heap does.
  *
  *   npm run bench:memory -- [--sockets 3000] [--warm 100]
  * Env: DATABASE_URL (server for the throwaway database; default the local one), REDIS_URL (default
@@ -17,7 +18,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -25,6 +25,7 @@ import { createSigner } from 'fast-jwt';
 import { io, type Socket } from 'socket.io-client';
 import { freePort } from '../../../infra/cluster/cluster.ts';
 import { throwawayDatabase } from './database.ts';
+import { gcProbe } from './process-stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -44,27 +45,20 @@ if (!Number.isInteger(sockets) || sockets < 1 || !Number.isInteger(warm) || warm
 
 const secret = 'bench-secret-that-is-at-least-32-characters';
 const sign = createSigner({ key: secret, expiresIn: 3600_000 });
-const probe = fileURLToPath(new URL('./gc-probe.ts', import.meta.url));
 const run = randomBytes(3).toString('hex');
 
-type Usage = NodeJS.MemoryUsage;
 interface Server {
   child: ChildProcess;
   url: string;
-  measure(): Promise<Usage>;
+  measure(): Promise<NodeJS.MemoryUsage>;
 }
 
-/** Spawns `entry` with the probe preloaded and waits for /readyz. */
+/** Spawns `entry` with the GC probe preloaded and waits for /readyz. */
 async function startServer(entry: string, env: Record<string, string | undefined>): Promise<Server> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', '--import', probe, entry], {
-    env: { PATH: process.env['PATH'], ...env, PORT: String(port) },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const waiting: Array<(usage: Usage) => void> = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    if (!line.startsWith('{"memoryProbe"')) return;
-    waiting.shift()?.((JSON.parse(line) as { memoryProbe: Usage }).memoryProbe);
+  const child = spawn(process.execPath, [...gcProbe.args, '--import', 'tsx', entry], {
+    env: { PATH: process.env['PATH'], ...env, PORT: String(port), GC_PROBE_DIR: gcProbe.dir },
+    stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
@@ -72,19 +66,7 @@ async function startServer(entry: string, env: Record<string, string | undefined
     if (child.exitCode !== null || i > 300) throw new Error(`${entry} did not become ready`);
     await sleep(100);
   }
-  return {
-    child,
-    url,
-    measure: () =>
-      new Promise<Usage>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`${entry} printed no memory probe within 30 s (exit code ${child.exitCode})`)), 30_000);
-        waiting.push((usage) => {
-          clearTimeout(timer);
-          resolve(usage);
-        });
-        child.kill('SIGUSR2');
-      }),
-  };
+  return { child, url, measure: async () => (await gcProbe.measure([child.pid!]))[0]! };
 }
 
 async function connectMany(url: string, count: number, prefix: string, held: Socket[]): Promise<void> {
@@ -118,7 +100,7 @@ async function measure(name: string, server: Server): Promise<PerSocket> {
     await connectMany(server.url, sockets, `mem-${run}-${name}`, held);
     await sleep(2000);
     const after = await server.measure();
-    const per = (key: keyof Usage) => (after[key] - before[key]) / sockets;
+    const per = (key: 'heapUsed' | 'heapTotal' | 'rss') => (after[key] - before[key]) / sockets;
     return { heapUsed: per('heapUsed'), heapTotal: per('heapTotal'), rss: per('rss') };
   } finally {
     for (const socket of held) socket.close();

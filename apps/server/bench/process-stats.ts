@@ -1,4 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 
 const CLOCK_TICKS = 100; // USER_HZ on Linux
 
@@ -26,3 +30,33 @@ export function machineTicks(): { busy: number; total: number } {
   const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0); // user … steal; guest time is already in user
   return { busy: total - idle, total };
 }
+
+/** Where the measured servers' gc-probe.ts writes (GC_PROBE_DIR), and the node flags that load it. */
+let probeDir: string | undefined;
+
+export const gcProbe = {
+  /** Made on first use and removed when this process exits. */
+  get dir(): string {
+    if (!probeDir) {
+      const dir = mkdtempSync(join(tmpdir(), 'chat-gc-probe-'));
+      process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+      probeDir = dir;
+    }
+    return probeDir;
+  },
+  args: ['--expose-gc', '--import', fileURLToPath(new URL('./gc-probe.ts', import.meta.url))],
+  /** Each process's memory right after a full GC; the processes must have been started with `args` and `dir`. */
+  async measure(pids: number[], timeoutMs = 30_000): Promise<NodeJS.MemoryUsage[]> {
+    return Promise.all(
+      pids.map(async (pid) => {
+        const file = join(gcProbe.dir, `${pid}.json`);
+        rmSync(file, { force: true });
+        process.kill(pid, 'SIGUSR2');
+        for (const started = Date.now(); !existsSync(file); await sleep(20)) {
+          if (Date.now() - started > timeoutMs) throw new Error(`process ${pid} wrote no memory probe within ${timeoutMs} ms (started without gcProbe.args?)`);
+        }
+        return JSON.parse(readFileSync(file, 'utf8')) as NodeJS.MemoryUsage;
+      }),
+    );
+  },
+};
