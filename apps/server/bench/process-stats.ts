@@ -6,20 +6,10 @@ import { fileURLToPath } from 'node:url';
 
 const CLOCK_TICKS = 100; // USER_HZ on Linux
 
-/** Resident memory of a process in bytes, from /proc (works for any process: ours, nginx, the relay). */
-export function rssBytes(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return match ? Number(match[1]) * 1024 : 0;
-}
-
 /** CPU seconds (user + system) a process has used so far. */
 export function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-
-export function sum(pids: number[], read: (pid: number) => number): number {
-  return pids.reduce((total, pid) => total + read(pid), 0);
 }
 
 /** Busy and total CPU time of the whole machine (all cores) so far, in clock ticks, from /proc/stat. */
@@ -31,9 +21,9 @@ export function machineTicks(): { busy: number; total: number } {
   return { busy: total - idle, total };
 }
 
-/** Where the measured servers' gc-probe.ts writes (GC_PROBE_DIR), and the node flags that load it. */
 let probeDir: string | undefined;
 
+/** Where the measured servers' gc-probe.ts writes (GC_PROBE_DIR), the node flags that load it, and the reading. */
 export const gcProbe = {
   /** Made on first use and removed when this process exits. */
   get dir(): string {
