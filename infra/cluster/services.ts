@@ -208,3 +208,29 @@ async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number, what:
     await sleep(100);
   }
 }
+
+/**
+ * Deletes every key under `prefix` (SCAN and UNLINK, never KEYS): what a test run or a benchmark
+ * wrote into a shared Redis, removed when it ends, as its throwaway database is dropped. Presence
+ * keeps a user's last-seen record with no TTL on purpose, so without this every run would leave
+ * one key per user it connected behind.
+ */
+export async function deleteRedisKeys(url: string, prefix: string): Promise<number> {
+  if (!prefix) throw new Error('deleteRedisKeys needs a prefix: it would empty the whole database');
+  const { Redis } = await import('ioredis');
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  client.on('error', () => {});
+  let deleted = 0;
+  try {
+    await client.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, 'COUNT', 1000);
+      if (keys.length > 0) deleted += await client.unlink(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+    return deleted;
+  } finally {
+    client.disconnect();
+  }
+}

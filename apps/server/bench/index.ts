@@ -24,6 +24,7 @@ import { createSigner } from 'fast-jwt';
 import pg from 'pg';
 import type { Summary } from '../../loadgen/src/summary.ts';
 import { startCluster } from '../../../infra/cluster/cluster.ts';
+import { deleteRedisKeys } from '../../../infra/cluster/services.ts';
 import { throwawayDatabase } from './database.ts';
 import { holdIdleSockets, type IdleResult } from './connections.ts';
 import { cpuSeconds, gcProbe, machineTicks } from './process-stats.ts';
@@ -219,12 +220,14 @@ async function main(): Promise<void> {
   const database = await throwawayDatabase('chat_bench');
   const databaseUrl = database.url;
   const results: { ours?: Run; bare?: Run; oursIdle?: IdleResult; bareIdle?: IdleResult } = {};
+  const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+  const redisPrefix = `bench:${stamp}:`;
   try {
     const cluster = await startCluster({
       nodes: 3,
       accessLog: false,
       nodeArgs: (index: number) => [...gcProbe.args, ...(values['cpu-prof'] && index === 0 ? ['--cpu-prof', '--cpu-prof-dir', PROFILES] : [])],
-      env: { GC_PROBE_DIR: gcProbe.dir, DATABASE_URL: databaseUrl, REDIS_URL: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379', REDIS_KEY_PREFIX: `bench:${stamp}:`, JWT_SECRET: secret, RATE_LIMITS: values['rate-limits'] === 'off' ? 'false' : 'true', LOG_LEVEL: 'warn', NODE_ENV: 'production', DEV_TOKENS: 'false' },
+      env: { GC_PROBE_DIR: gcProbe.dir, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, REDIS_KEY_PREFIX: redisPrefix, JWT_SECRET: secret, RATE_LIMITS: values['rate-limits'] === 'off' ? 'false' : 'true', LOG_LEVEL: 'warn', NODE_ENV: 'production', DEV_TOKENS: 'false' },
     });
     try {
       const nodePids = () => cluster.nodes.map((node) => node.pid);
@@ -242,6 +245,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await database.drop();
+    await deleteRedisKeys(redisUrl, redisPrefix);
   }
 
   if (!values['skip-bare']) {

@@ -24,6 +24,7 @@ import { parseArgs } from 'node:util';
 import { createSigner } from 'fast-jwt';
 import { io, type Socket } from 'socket.io-client';
 import { freePort } from '../../../infra/cluster/cluster.ts';
+import { deleteRedisKeys } from '../../../infra/cluster/services.ts';
 import { throwawayDatabase } from './database.ts';
 import { gcProbe } from './process-stats.ts';
 
@@ -111,6 +112,8 @@ async function measure(name: string, server: Server): Promise<PerSocket> {
 
 async function main(): Promise<void> {
   const database = await throwawayDatabase('chat_bench_memory');
+  const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+  const redisPrefix = `bench-memory-${run}:`;
   let ours: PerSocket;
   try {
     ours = await measure(
@@ -119,8 +122,8 @@ async function main(): Promise<void> {
         NODE_ENV: 'production',
         HOST: '127.0.0.1',
         DATABASE_URL: database.url,
-        REDIS_URL: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379',
-        REDIS_KEY_PREFIX: `bench-memory-${run}:`,
+        REDIS_URL: redisUrl,
+        REDIS_KEY_PREFIX: redisPrefix,
         JWT_SECRET: secret,
         LOG_LEVEL: 'warn',
         // Budgets live in Redis, not in the node; the per-address connect budget would refuse the burst.
@@ -129,6 +132,7 @@ async function main(): Promise<void> {
     );
   } finally {
     await database.drop();
+    await deleteRedisKeys(redisUrl, redisPrefix);
   }
   const bare = await measure('bare', await startServer(fileURLToPath(new URL('./bare-relay.ts', import.meta.url)), {}));
 

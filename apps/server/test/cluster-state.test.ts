@@ -104,7 +104,7 @@ describe('rate limits', () => {
   });
 
   it('limits REST per address with the same error shape', async () => {
-    const n = await node({ REST_RATE_LIMIT_PER_MINUTE: '3', REDIS_KEY_PREFIX: `rl-${Date.now()}:` });
+    const n = await node({ REST_RATE_LIMIT_PER_MINUTE: '3', REDIS_KEY_PREFIX: `${testEnv()['REDIS_KEY_PREFIX']}rl-${Date.now()}:` });
     const headers = { authorization: `Bearer ${signToken({ sub: uniqueUser('rest') })}` };
     for (let i = 0; i < 3; i++) expect((await n.app.inject({ url: '/v1/conversations', headers })).statusCode).toBe(200);
     const limited = await n.app.inject({ url: '/v1/conversations', headers });

@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import type { TestProject } from 'vitest/node';
 import { adminQuery, withDatabase } from '../src/db/admin.ts';
 import { applyMigrations } from '../src/db/migrations.ts';
+import { deleteRedisKeys } from '../../../infra/cluster/services.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -54,10 +55,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('databaseUrl', databaseUrl);
   project.provide('adminDatabaseUrl', adminUrl);
   project.provide('redisUrl', redisUrl);
-  project.provide('redisPrefix', `test:${name}:`);
+  const redisPrefix = `test:${name}:`;
+  project.provide('redisPrefix', redisPrefix);
 
   return async () => {
     await adminQuery(adminUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await deleteRedisKeys(redisUrl, redisPrefix);
     for (const stop of stops.reverse()) await stop();
   };
 }
