@@ -201,7 +201,8 @@ async function pingRedis(port: number): Promise<boolean> {
   }
 }
 
-async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+/** Polls `probe` every 100 ms until it is true; throws once `timeoutMs` has passed. */
+export async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await probe())) {
     if (Date.now() > deadline) throw new Error(`${what} did not come up within ${timeoutMs} ms`);

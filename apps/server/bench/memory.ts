@@ -18,13 +18,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createSigner } from 'fast-jwt';
-import { io, type Socket } from 'socket.io-client';
 import { freePort } from '../../../infra/cluster/cluster.ts';
-import { deleteRedisKeys } from '../../../infra/cluster/services.ts';
+import { deleteRedisKeys, waitUntil } from '../../../infra/cluster/services.ts';
+import { holdIdleSockets, type IdleResult } from './connections.ts';
 import { throwawayDatabase } from './database.ts';
 import { gcProbe } from './process-stats.ts';
 
@@ -51,7 +50,6 @@ const run = randomBytes(3).toString('hex');
 interface Server {
   child: ChildProcess;
   url: string;
-  measure(): Promise<NodeJS.MemoryUsage>;
 }
 
 /** Spawns `entry` with the GC probe preloaded and waits for /readyz. */
@@ -62,49 +60,21 @@ async function startServer(entry: string, env: Record<string, string | undefined
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    if ((await fetch(`${url}/readyz`).catch(() => null))?.ok) break;
-    if (child.exitCode !== null || i > 300) throw new Error(`${entry} did not become ready`);
-    await sleep(100);
-  }
-  return { child, url, measure: async () => (await gcProbe.measure([child.pid!]))[0]! };
+  await waitUntil(async () => {
+    if (child.exitCode !== null) throw new Error(`${entry} exited with code ${child.exitCode}`);
+    return (await fetch(`${url}/readyz`).catch(() => null))?.ok ?? false;
+  }, 30_000, entry);
+  return { child, url };
 }
 
-async function connectMany(url: string, count: number, prefix: string, held: Socket[]): Promise<void> {
-  for (let i = 0; i < count; i += 200) {
-    await Promise.all(
-      Array.from(
-        { length: Math.min(200, count - i) },
-        (_, j) =>
-          new Promise<void>((resolve, reject) => {
-            const socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true, auth: { token: sign({ sub: `${prefix}-${i + j}` }) }, timeout: 20_000 });
-            socket.once('connect', () => (held.push(socket), resolve()));
-            socket.once('connect_error', (error) => reject(new Error(`${url}: connect_error ${error.message}`)));
-          }),
-      ),
-    );
-  }
-}
-
-interface PerSocket {
-  heapUsed: number;
-  heapTotal: number;
-  rss: number;
-}
-
-async function measure(name: string, server: Server): Promise<PerSocket> {
-  const held: Socket[] = [];
+/** The idle-socket measurement of `npm run bench`, on one server, then the server stopped. */
+async function measure(name: string, server: Server): Promise<IdleResult> {
+  const idle = await holdIdleSockets(server.url, sockets, () => [server.child.pid!], (i) => sign({ sub: `mem-${run}-${name}-${i}` }), { batch: 200, warm });
   try {
-    await connectMany(server.url, warm, `mem-${run}-${name}-warm`, held);
-    await sleep(1000);
-    const before = await server.measure();
-    await connectMany(server.url, sockets, `mem-${run}-${name}`, held);
-    await sleep(2000);
-    const after = await server.measure();
-    const per = (key: 'heapUsed' | 'heapTotal' | 'rss') => (after[key] - before[key]) / sockets;
-    return { heapUsed: per('heapUsed'), heapTotal: per('heapTotal'), rss: per('rss') };
+    if (idle.connected < sockets) throw new Error(`${name}: ${idle.connected} of ${sockets} sockets connected (${idle.stoppedBy ?? `${idle.failed} failed`})`);
+    return idle;
   } finally {
-    for (const socket of held) socket.close();
+    idle.release();
     server.child.kill('SIGTERM');
     await new Promise((done) => (server.child.exitCode !== null ? done(null) : server.child.once('exit', done)));
   }
@@ -114,7 +84,7 @@ async function main(): Promise<void> {
   const database = await throwawayDatabase('chat_bench_memory');
   const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
   const redisPrefix = `bench-memory-${run}:`;
-  let ours: PerSocket;
+  let ours: IdleResult;
   try {
     ours = await measure(
       'ours',
@@ -138,9 +108,9 @@ async function main(): Promise<void> {
 
   const kb = (bytes: number) => (bytes / 1024).toFixed(1);
   const rows: Array<[string, number, number]> = [
-    ['heap used per socket (KB, after full GC)', ours.heapUsed, bare.heapUsed],
-    ['heap committed per socket (KB)', ours.heapTotal, bare.heapTotal],
-    ['RSS per socket (KB)', ours.rss, bare.rss],
+    ['heap used per socket (KB, after full GC)', ours.heapBytesPerSocket, bare.heapBytesPerSocket],
+    ['heap committed per socket (KB)', ours.heapCommittedBytesPerSocket, bare.heapCommittedBytesPerSocket],
+    ['RSS per socket (KB)', ours.rssBytesPerSocket, bare.rssBytesPerSocket],
   ];
   console.log(`\n# npm run bench:memory — ${new Date().toISOString()}, ${sockets} idle WebSocket sockets (each a new user) after ${warm} warm-up ones, one server process each\n`);
   console.log('| per idle socket | ours (1 node, PostgreSQL + Redis) | bare relay | ours/bare |');
