@@ -15,8 +15,8 @@ export type Db = PrismaClient;
 const CONNECT_TIMEOUT_MS = 3000;
 
 /**
- * A statement of the hot path (the message and receipt batches), written once with `$1…`
- * placeholders and run by name. On PostgreSQL it is a named prepared statement: each connection
+ * A statement of a hot path (the message and receipt batches, the connect-time user upsert), written
+ * once with `$1…` placeholders and run by name. On PostgreSQL it is a named prepared statement: each connection
  * parses, analyzes and plans it once and then only binds and executes it, where Prisma's raw queries
  * are unnamed and planned anew every time. For the message batch, planning cost PostgreSQL more CPU
  * than executing (0.49 ms against 0.29 ms for one message; `npm run bench` shows the saving).
