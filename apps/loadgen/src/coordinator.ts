@@ -230,8 +230,12 @@ export async function runLoadtest(options: Options, io: Io, hooks: RunHooks = {}
       if (sample.wallMs >= 500 && sample.elu > BUSY_ELU) warn(`busy-${index}`, `worker ${index}'s event loop was ${Math.round(sample.elu * 100)}% busy at ${Math.round(point.t)} s: the load generator itself may be the bottleneck (more --workers, fewer --clients per machine)`);
     }
     if (own.wallMs >= 500 && own.elu > BUSY_ELU) warn('busy-coordinator', `the coordinator's event loop was ${Math.round(own.elu * 100)}% busy at ${Math.round(point.t)} s`);
-    if (sumErrors(taken.errors, (_operation, code) => code === 'rate_limited') > 0) {
-      warn('rate-limited', 'the server answers rate_limited: the per-user budgets (RATE_LIMIT_MESSAGE 20/10s, RATE_LIMIT_TYPING 10/10s, …) are smaller than this load; run the server with RATE_LIMITS=false or lower --rate, --typing and --presence per user');
+    for (const [key, count] of Object.entries(taken.errors)) {
+      const [operation, code] = key.split('/') as [string, string];
+      if (count === 0 || !code.startsWith('rate_limited')) continue;
+      const limitClass = code.split(':')[1];
+      const limit = limitClass ? LIMIT_OF_CLASS[limitClass] : LIMIT_OF[operation];
+      warn(`rate-limited-${key}`, `the server answers rate_limited (${operation}${limitClass ? `, ${limitClass} events` : ''}): ${limit ?? 'a server budget refused it; see the rate-limit variables in the README'}`);
     }
   };
   const ticker = setInterval(() => {
@@ -398,3 +402,27 @@ function progressLine(point: Point, aggregate: Aggregate, devices: number): stri
     `cpu ${cpu.length ? Math.max(...cpu) : '-'}% elu ${elu.length ? Math.max(...elu).toFixed(2) : '-'}${point.lagMs > 50 ? ` lag ${point.lagMs}ms` : ''}`,
   ].join(' | ');
 }
+
+/**
+ * Which server budget refuses each of our operations when it answers rate_limited, and what to do
+ * about it: the warning names the limit that was actually hit.
+ */
+const LIMIT_OF: Record<string, string> = {
+  token: 'REST_RATE_LIMIT_PER_MINUTE (per client address) refused minting tokens through POST /v1/dev/tokens; raise it, or pass --jwt-secret to sign tokens here',
+  connect: 'RATE_LIMIT_SOCKET_CONNECT (new sockets per client address) is below this ramp; raise it or lower --ramp',
+  reconnect: 'RATE_LIMIT_SOCKET_CONNECT (new sockets per client address) is below this churn; raise it or lower --churn',
+  send: 'RATE_LIMIT_MESSAGE (per user, all devices) is below the per-user send rate; raise it, lower --rate, or add --clients',
+  read: 'RATE_LIMIT_RECEIPT (per user) is below the receipt rate; raise it or use --receipts delivered|none',
+  create: 'RATE_LIMIT_CONVERSATION (per user) is below the conversations each user creates; raise it or lower --conversations',
+  presence: 'RATE_LIMIT_TYPING (per user; presence:set-status draws on it) is below --presence; raise it or lower --presence',
+};
+
+/** The per-user budget of each event class a refusal names (transport/rate-limits.ts on the server). */
+const LIMIT_OF_CLASS: Record<string, string> = {
+  message: LIMIT_OF['send']!,
+  receipt: LIMIT_OF['read']!,
+  conversation: LIMIT_OF['create']!,
+  typing: 'RATE_LIMIT_TYPING (per user; typing:set and presence:set-status draw on it) is below --typing + --presence per user; raise it or lower them',
+  read: 'RATE_LIMIT_READ (per user: history, sync, lists) is below what resyncs ask; raise it or lower --churn',
+  call: 'RATE_LIMIT_CALL (per user)',
+};

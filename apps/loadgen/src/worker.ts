@@ -151,8 +151,12 @@ class Device {
     // retried after retryAfterMs and would otherwise be invisible). Packet type 3 is socket.io's ACK.
     client.socket.io.on('packet', (packet: { type: number; data?: unknown }) => {
       if (packet.type !== 3 || !Array.isArray(packet.data)) return;
-      const ack = packet.data[0] as { ok?: boolean; error?: { code?: string } } | undefined;
-      if (ack?.ok === false) recorder.error('ack', ack.error?.code ?? 'unknown');
+      const ack = packet.data[0] as { ok?: boolean; error?: { code?: string; message?: string } } | undefined;
+      if (ack?.ok !== false) return;
+      // A refusal names its budget class ("Too many message requests"): kept as `rate_limited:<class>`
+      // so the warning can name the limit that was hit.
+      const limitClass = ack.error?.code === 'rate_limited' ? /Too many (\w+) requests/.exec(ack.error.message ?? '')?.[1] : undefined;
+      recorder.error('ack', limitClass ? `rate_limited:${limitClass}` : (ack.error?.code ?? 'unknown'));
     });
   }
 }

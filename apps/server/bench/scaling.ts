@@ -6,8 +6,9 @@
  * statement, end-to-end latency, how busy the machine was, and the ratios the scaling targets are
  * stated in (6 nodes / 1 node, 3 nodes / bare relay).
  *
- * Then the capacity model's other input: with --idle N (default 5000) sockets held idle on the
- * 3-node cluster (or the middle count), memory per socket and CPU per 1,000 idle sockets, per component.
+ * The capacity model's other input: before its load, the middle node count's cluster (3 by default)
+ * holds --idle N sockets (default 5000) idle: memory per socket, and CPU per 1,000 idle sockets per
+ * component over what the same cluster uses with none.
  *
  *   npm run bench:scaling -- [--nodes 1,3,6] [--rate 600/s] [--clients 2000] [--duration 30s] [--idle 5000] [--adapter routed|classic|sharded] [--skip-bare]
  */
@@ -73,16 +74,19 @@ async function main(): Promise<void> {
     await withOurCluster(options, async (cluster, databaseUrl) => {
       const pids = () => cluster.nodes.map((node) => node.pid);
       const name = `ours-${nodes}n`;
-      await runLoad(cluster.url, pids(), scenario, ['--jwt-secret', secret], { warmup: true, name, stamp });
-      runs.set(nodes, await runLoad(cluster.url, pids(), scenario, ['--jwt-secret', secret], { name, stamp, metricsUrls: cluster.nodes.map((node) => node.url), databaseUrl }));
+      // Idle sockets first, on fresh processes, so the load phase's garbage does not blur the memory delta.
       if (nodes === idleOn && Number(values.idle) > 0) {
-        const held = await holdIdleSockets(cluster.url, Number(values.idle), pids, (i) => token(`idle-${i}`));
         const windowMs = Number(values['idle-window']) * 1000;
+        const empty = await cpuOver(pids(), windowMs);
+        const held = await holdIdleSockets(cluster.url, Number(values.idle), pids, (i) => token(`idle-${i}`));
         const quiet = await cpuOver(pids(), windowMs);
         held.release();
-        const perThousand = (seconds: number) => (held.connected > 0 ? (seconds * 1e6) / (windowMs / 1000) / (held.connected / 1000) : NaN);
-        idle = { nodes, held: { ...held }, cpuPerThousand: Object.fromEntries(COMPONENTS.map((c) => [c, perThousand(quiet[c])])) as Record<Component, number> };
+        // What the sockets add over the same cluster holding none.
+        const perThousand = (c: Component) => (held.connected > 0 ? ((quiet[c] - empty[c]) * 1e6) / (windowMs / 1000) / (held.connected / 1000) : NaN);
+        idle = { nodes, held: { ...held }, cpuPerThousand: Object.fromEntries(COMPONENTS.map((c) => [c, perThousand(c)])) as Record<Component, number> };
       }
+      await runLoad(cluster.url, pids(), scenario, ['--jwt-secret', secret], { warmup: true, name, stamp });
+      runs.set(nodes, await runLoad(cluster.url, pids(), scenario, ['--jwt-secret', secret], { name, stamp, metricsUrls: cluster.nodes.map((node) => node.url), databaseUrl }));
     });
   }
   const bare = values['skip-bare'] ? undefined : await runBare(scenario, stamp);
@@ -130,7 +134,7 @@ function report(runs: Map<number, Run>, bare: Run | undefined, idle: IdleCost | 
       '|---|---|---|',
       `| node memory (KB RSS) | ${fmt(idle.held.rssBytesPerSocket / 1024)} | after a full GC, all nodes |`,
       `| node V8 heap in use (KB) | ${fmt(idle.held.heapBytesPerSocket / 1024)} | |`,
-      ...COMPONENTS.map((c) => `| ${c} CPU µs/s per 1,000 sockets | ${fmt(idle.cpuPerThousand[c])} | heartbeats (ping every 25 s) and timers |`),
+      ...COMPONENTS.map((c) => `| ${c} CPU µs/s per 1,000 sockets | ${fmt(idle.cpuPerThousand[c])} | over the same cluster holding no socket |`),
     );
   }
   const text = lines.join('\n');

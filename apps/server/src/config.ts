@@ -47,7 +47,7 @@ const envSchema = z
       .regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')
       .optional(),
     REDIS_KEY_PREFIX: z.string().min(1).default('chat:'),
-    REDIS_ADAPTER: z.enum(['classic', 'sharded']).default('classic'),
+    REDIS_ADAPTER: z.enum(['routed', 'classic', 'sharded']).default('routed'),
 
     JWT_ALGORITHM: z.enum(['HS256', 'RS256']).default('HS256'),
     JWT_SECRET: z.string().min(32, 'at least 32 characters').default(DEV_JWT_SECRET),
@@ -84,6 +84,7 @@ const envSchema = z
     RATE_LIMIT_READ: rate.prefault('120/10s'),
     RATE_LIMIT_CALL: rate.prefault('200/10s'),
     RATE_LIMIT_FLOOD_DISCONNECT: int(1, 1_000_000).default(50),
+    RATE_LIMIT_SYNC_MS: int(10, 10_000).default(50),
     // nginx's limit on new Socket.IO sessions per address (burst 4000, 200/s), enforced again by the
     // nodes for clients that reach them without nginx.
     RATE_LIMIT_SOCKET_CONNECT: rate.prefault('4000/20s'),
@@ -138,7 +139,7 @@ export interface Config {
   /** PostgreSQL when a URL is given, otherwise an embedded PGlite database in `dataDir`. */
   database: { kind: 'postgres'; url: string; poolSize: number } | { kind: 'pglite'; dataDir: string };
   /** Redis when a URL is given, otherwise in-memory adapter and state (one node only). */
-  redis: { url: string; keyPrefix: string; adapter: 'classic' | 'sharded' } | null;
+  redis: { url: string; keyPrefix: string; adapter: 'routed' | 'classic' | 'sharded' } | null;
   jwt: {
     algorithm: Env['JWT_ALGORITHM'];
     secret: string;
@@ -161,6 +162,8 @@ export interface Config {
     buckets: Record<RateLimitClass, { capacity: number; refillPerSecond: number }>;
     /** Refusals within one bucket window after which a socket is disconnected as a flooder. */
     floodDisconnectAfter: number;
+    /** How often each node settles what it granted with the shared buckets (see SyncedRateLimiter). */
+    syncIntervalMs: number;
     restPerMinute: number;
     /** New Socket.IO connections per client address (as TRUST_PROXY resolves it), shared by all nodes. */
     socketConnect: { capacity: number; refillPerSecond: number };
@@ -241,6 +244,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
         call: env.RATE_LIMIT_CALL,
       },
       floodDisconnectAfter: env.RATE_LIMIT_FLOOD_DISCONNECT,
+      syncIntervalMs: env.RATE_LIMIT_SYNC_MS,
       restPerMinute: env.REST_RATE_LIMIT_PER_MINUTE,
       socketConnect: env.RATE_LIMIT_SOCKET_CONNECT,
     },

@@ -124,8 +124,8 @@ export class CallService {
     if (call.state !== 'accepted') throw new AppError('conflict', `Signals flow once the call is accepted; it is ${call.state}`);
     const mine = call.callerId === userId ? call.callerDeviceId : call.calleeDeviceId;
     if (mine !== deviceId) throw new AppError('forbidden', 'This device is not the one in the call');
-    const peer = call.callerId === userId ? call.calleeDeviceId : call.callerDeviceId;
-    if (peer) this.#fanout.toDevices([peer], 'call:signal', { callId, fromUserId: userId, signal });
+    const peer = call.callerId === userId ? { userId: call.calleeId, deviceId: call.calleeDeviceId } : { userId: call.callerId, deviceId: call.callerDeviceId };
+    if (peer.deviceId) this.#fanout.toDevices([{ userId: peer.userId, deviceId: peer.deviceId }], 'call:signal', { callId, fromUserId: userId, signal });
   }
 
   async get(userId: string, callId: string): Promise<Call> {

@@ -22,9 +22,15 @@ export class PresenceService {
     this.#fanout = fanout;
   }
 
-  async connected(connection: PresenceConnection): Promise<void> {
+  /**
+   * Registers a connection; resolves once the store has it, so fan-outs find it from then on. The
+   * returned `announce` tells the user's contacts when this made them come online (call it without
+   * holding up the connection).
+   */
+  async connected(connection: PresenceConnection): Promise<{ announce: () => Promise<void> }> {
     const { cameOnline, status } = await this.#store.connect(connection);
-    if (cameOnline && status !== 'invisible') await this.#announce({ userId: connection.userId, online: true, status, lastSeenAt: null });
+    const announce = cameOnline && status !== 'invisible' ? () => this.#announce({ userId: connection.userId, online: true, status, lastSeenAt: null }) : () => Promise.resolve();
+    return { announce };
   }
 
   async disconnected(connection: PresenceConnection): Promise<void> {

@@ -33,7 +33,13 @@ export class Metrics {
   });
   readonly clusterPublishFailures = new Counter({
     name: 'chat_cluster_publish_failures_total',
-    help: 'Broadcasts that could not be published to the other nodes (Redis unreachable)',
+    help: 'Fan-outs that could not be published to the other nodes (Redis unreachable: publish or presence lookup failed)',
+    registers: [this.registry],
+  });
+  readonly fanoutFrames = new Counter({
+    name: 'chat_fanout_frames_total',
+    help: 'Routed fan-out frames by where they went: local (written to this node\'s sockets), sent (published to another node), received (from another node)',
+    labelNames: ['direction'] as const,
     registers: [this.registry],
   });
   readonly rateLimited = new Counter({

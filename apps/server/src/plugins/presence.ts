@@ -14,7 +14,8 @@ export default fp<{ config: Config }>(
     const intervalMs = Math.max(250, Math.floor(config.presence.nodeTtlMs / 4));
     const reregister = async () => {
       for (const socket of app.io.of('/').sockets.values()) {
-        await app.services.presence.connected({ userId: socket.data.principal.userId, connectionId: socket.id, nodeId: app.nodeId });
+        const { announce } = await app.services.presence.connected({ userId: socket.data.principal.userId, connectionId: socket.id, nodeId: app.nodeId });
+        await announce();
       }
     };
     const tick = async () => {
@@ -49,7 +50,8 @@ export default fp<{ config: Config }>(
     timer.unref();
     void tick();
 
-    let firstReady = true;
+    // The first 'ready' is the initial connection, unless that happened before this plugin listened.
+    let firstReady = app.redis?.status !== 'ready';
     const onReady = () => {
       if (firstReady) {
         firstReady = false;

@@ -3,6 +3,8 @@ import fp from 'fastify-plugin';
 import { Server } from 'socket.io';
 import type { Config } from '../config.ts';
 import { handleConnections } from '../transport/socket/connection.ts';
+import { LocalDelivery } from '../transport/socket/local-delivery.ts';
+import { NodeBus } from '../transport/socket/node-bus.ts';
 import type { ChatServer } from '../transport/socket/types.ts';
 import { closeRedis, createRedis } from './redis.ts';
 import type { Redis } from 'ioredis';
@@ -10,12 +12,23 @@ import type { Redis } from 'ioredis';
 declare module 'fastify' {
   interface FastifyInstance {
     io: ChatServer;
+    /** The routed fan-out's parts (REDIS_ADAPTER=routed, the cluster default); null otherwise. */
+    nodeRouting: Routing | null;
   }
 }
 
+export interface Routing {
+  local: LocalDelivery;
+  bus: NodeBus;
+}
+
 /**
- * Socket.IO on the Fastify HTTP server. With Redis, the redis adapter fans broadcasts out to every
- * node; without it (single-node mode) the in-memory adapter does.
+ * Socket.IO on the Fastify HTTP server, and how a node reaches the others:
+ * - `routed` (the default with Redis): Socket.IO keeps its in-memory adapter; fan-outs go through
+ *   RoutedFanout, which publishes only to the nodes that hold a recipient, on this node's own channel
+ *   (subscribed before the node accepts sockets).
+ * - `classic` / `sharded`: @socket.io/redis-adapter, every node receives every broadcast.
+ * - no Redis (single-node mode): the in-memory adapter alone.
  */
 export default fp<{ config: Config }>(
   async (app, { config }) => {
@@ -31,7 +44,25 @@ export default fp<{ config: Config }>(
     });
 
     const adapterClients: Redis[] = [];
-    if (config.redis) {
+    let routing: Routing | null = null;
+    if (config.redis?.adapter === 'routed') {
+      const onError = (error: unknown) => {
+        app.metrics.clusterPublishFailures.inc();
+        app.log.warn({ err: error }, 'cluster bus command failed; local sockets still served');
+      };
+      const pub = createRedis(config.redis.url, app.log, 'bus-pub');
+      // Subscriptions wait for the connection instead of failing: ioredis re-subscribes on reconnect.
+      const sub = createRedis(config.redis.url, app.log, 'bus-sub', { maxRetriesPerRequest: null });
+      adapterClients.push(pub, sub);
+      const local = new LocalDelivery(io);
+      const bus = new NodeBus(pub, sub, { channelPrefix: `${config.redis.keyPrefix}bus:`, nodeId: app.nodeId, onError });
+      routing = { local, bus };
+      // Awaited: no socket is accepted before frames for it can arrive.
+      await bus.listen((target, packet) => {
+        app.metrics.fanoutFrames.inc({ direction: 'received' });
+        local.deliver(target, packet);
+      });
+    } else if (config.redis) {
       const onError = (error: unknown) => {
         app.metrics.clusterPublishFailures.inc();
         app.log.warn({ err: error }, 'cluster bus command failed; local sockets still served');
@@ -50,8 +81,9 @@ export default fp<{ config: Config }>(
       io.adapter(config.redis.adapter === 'sharded' ? createShardedAdapter(pub, sub, { channelPrefix: key }) : createAdapter(pub, sub, { key }));
     }
 
-    handleConnections(app, io);
     app.decorate('io', io);
+    app.decorate('nodeRouting', routing);
+    handleConnections(app, io);
 
     // Before the HTTP server stops: close engine connections, or server.close() would wait on them.
     app.addHook('preClose', async () => {

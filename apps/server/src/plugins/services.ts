@@ -10,7 +10,9 @@ import { SyncService } from '../domain/sync.ts';
 import { TypingService } from '../domain/typing.ts';
 import { UserService } from '../domain/users.ts';
 import { WebhookSender } from '../domain/webhook.ts';
+import type { Fanout } from '../domain/fanout.ts';
 import { SocketFanout } from '../transport/socket/fanout.ts';
+import { RoutedFanout } from '../transport/socket/routed-fanout.ts';
 
 /** The transport-free domain services; REST routes and socket handlers both call these. */
 export interface Services {
@@ -33,7 +35,16 @@ declare module 'fastify' {
 
 export default fp<{ config: Config }>(
   async (app, { config }) => {
-    const fanout = new SocketFanout(app.io, app.log);
+    const fanout: Fanout = app.nodeRouting
+      ? new RoutedFanout(app.io, app.state.presence, { ...app.nodeRouting, nodeId: app.nodeId }, {
+          log: app.log,
+          onFrame: (direction) => app.metrics.fanoutFrames.inc({ direction }),
+          onLookupFailed: (error) => {
+            app.metrics.clusterPublishFailures.inc();
+            app.log.warn({ err: error }, 'fan-out to other nodes failed: presence lookup; local sockets still served');
+          },
+        })
+      : new SocketFanout(app.io, app.log);
     const webhook = config.notifyWebhook
       ? new WebhookSender(config.notifyWebhook, {
           onOutcome: (outcome) => app.metrics.webhookDeliveries.inc({ outcome }),

@@ -17,8 +17,13 @@ export default fp<{ config: Config }>(
         ...(app.redis && { redis: app.redis }),
         keyPrefix: `${config.redis?.keyPrefix ?? 'chat:'}state:`,
         presence: { nodeTtlMs: config.presence.nodeTtlMs },
+        rateLimitSyncMs: config.rateLimits.syncIntervalMs,
+        onRateLimitSettleFailed: (error) => {
+          app.metrics.rateLimiterFailures.inc();
+          app.log.warn({ err: error }, 'rate limits: could not settle with the shared buckets; each node enforces its own copy meanwhile');
+        },
       }),
     );
   },
-  { name: 'state', dependencies: ['redis'] },
+  { name: 'state', dependencies: ['redis', 'metrics'] },
 );

@@ -2,13 +2,17 @@ import type { Redis } from 'ioredis';
 import { MemoryCallStore, RedisCallStore, type CallStore } from './calls.ts';
 import { MemoryPresenceStore, type PresenceOptions, type PresenceStore } from './presence.ts';
 import { RedisPresenceStore } from './presence-redis.ts';
-import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter } from './rate-limit.ts';
+import { MemoryRateLimiter, type RateLimiter } from './rate-limit.ts';
+import { RedisBucketLedger } from './rate-limit-redis.ts';
+import { SyncedRateLimiter } from './rate-limit-synced.ts';
 import { MemoryTypingStore, RedisTypingStore, type TypingStore } from './typing.ts';
 
 export * from './calls.ts';
 export * from './presence.ts';
 export { RedisPresenceStore } from './presence-redis.ts';
 export * from './rate-limit.ts';
+export { RedisBucketLedger } from './rate-limit-redis.ts';
+export { SyncedRateLimiter } from './rate-limit-synced.ts';
 export * from './typing.ts';
 
 /** Cluster state that may be lost and rebuilt. Each store's interface documents its guarantees. */
@@ -31,6 +35,13 @@ export interface StateStoreOptions {
    */
   keyPrefix: string;
   presence: PresenceOptions;
+  /**
+   * How often a node settles its rate-limit spending with the shared buckets (SyncedRateLimiter).
+   * @default 50
+   */
+  rateLimitSyncMs?: number;
+  /** Told when a settle could not reach Redis (a metric). */
+  onRateLimitSettleFailed?: (error: unknown) => void;
 }
 
 /**
@@ -42,10 +53,14 @@ export function createStateStores(options: StateStoreOptions): StateStores {
   if (!redis) {
     return { presence: new MemoryPresenceStore(options.presence), typing: new MemoryTypingStore(), rateLimiter: new MemoryRateLimiter(), calls: new MemoryCallStore() };
   }
+  const ledger = new RedisBucketLedger(redis, { keyPrefix });
   return {
     presence: new RedisPresenceStore(redis, { ...options.presence, keyPrefix }),
     typing: new RedisTypingStore(redis, { keyPrefix }),
-    rateLimiter: new RedisRateLimiter(redis, { keyPrefix }),
+    rateLimiter: new SyncedRateLimiter((spends) => ledger.settle(spends), {
+      syncIntervalMs: options.rateLimitSyncMs ?? 50,
+      ...(options.onRateLimitSettleFailed && { onSettleFailed: options.onRateLimitSettleFailed }),
+    }),
     calls: new RedisCallStore(redis, { keyPrefix }),
   };
 }

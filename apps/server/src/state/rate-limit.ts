@@ -1,6 +1,3 @@
-import type { Redis } from 'ioredis';
-import { assertNoClientKeyPrefix, defineScript, LUA_NOW_MS, type RedisScript } from './redis-script.ts';
-
 /** A token bucket: holds up to `capacity` tokens, starts full, gains `refillPerSecond` continuously. */
 export interface TokenBucket {
   /** The burst allowed after a quiet period. */
@@ -20,10 +17,10 @@ export interface RateLimitResult {
  * Token-bucket rate limiting, one budget per key shared by every node (a user's devices on
  * different nodes draw from the same bucket).
  *
- * `consume` is atomic: concurrent calls for one key never grant more than the bucket holds. A refused
- * call takes nothing. Refill is measured on the store's clock (Redis `TIME`), so nodes with skewed
- * clocks agree. A bucket is forgotten once it would be full again, which is indistinguishable from
- * keeping it, so idle keys cost no memory.
+ * On one node `consume` is exact: calls for one key never grant more than the bucket holds, and a
+ * refused call takes nothing. Across nodes the cluster's limiter (SyncedRateLimiter) bounds the
+ * overshoot instead; see there. A bucket is forgotten once it would be full again, which is
+ * indistinguishable from keeping it, so idle keys cost no memory.
  *
  * @example
  * const { allowed, retryAfterMs } = await limiter.consume(`send:${userId}`, { capacity: 20, refillPerSecond: 5 });
@@ -38,9 +35,9 @@ export interface RateLimiter {
 }
 
 // Refill arithmetic accumulates float error (0.1 + 0.2); a bucket that is full to within it is full.
-const EPSILON = 1e-9;
+export const EPSILON = 1e-9;
 
-function validate({ capacity, refillPerSecond }: TokenBucket, cost: number): void {
+export function validate({ capacity, refillPerSecond }: TokenBucket, cost: number): void {
   if (!(capacity > 0 && Number.isFinite(capacity))) throw new RangeError(`capacity must be positive, got ${capacity}`);
   if (!(refillPerSecond > 0 && Number.isFinite(refillPerSecond))) throw new RangeError(`refillPerSecond must be positive, got ${refillPerSecond}`);
   if (!(cost >= 0 && cost <= capacity)) throw new RangeError(`cost must be between 0 and capacity (${capacity}), got ${cost}`);
@@ -89,50 +86,3 @@ export class MemoryRateLimiter implements RateLimiter {
   }
 }
 
-/*
- * Key layout: `${keyPrefix}rl:<key>` HASH tokens (float), at (Redis ms of the last update),
- * PEXPIRE = time until the bucket is full again; a full bucket is deleted instead of stored.
- */
-const CONSUME = `
-${LUA_NOW_MS}
-local capacity, rate, cost, epsilon = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ${EPSILON}
-local now = now_ms()
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = capacity
-if state[1] then
-  tokens = math.min(capacity, tonumber(state[1]) + math.max(0, now - tonumber(state[2])) * rate / 1000)
-end
-local allowed, retry = 0, 0
-if tokens + epsilon >= cost then
-  allowed = 1
-  tokens = math.max(0, tokens - cost)
-else
-  retry = math.ceil((cost - tokens) * 1000 / rate)
-end
-local fullIn = math.ceil((capacity - tokens) * 1000 / rate - epsilon)
-if fullIn > 0 then
-  redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'at', string.format('%d', now))
-  redis.call('PEXPIRE', KEYS[1], fullIn)
-else
-  redis.call('DEL', KEYS[1])
-end
-return {allowed, math.floor(tokens + epsilon), retry}
-`;
-
-/** The shared limiter: see {@link RateLimiter} for the guarantees, the key layout above. */
-export class RedisRateLimiter implements RateLimiter {
-  readonly #prefix: string;
-  readonly #consume: RedisScript;
-
-  constructor(redis: Redis, options: { keyPrefix: string }) {
-    assertNoClientKeyPrefix(redis);
-    this.#prefix = `${options.keyPrefix}rl:`;
-    this.#consume = defineScript(redis, 'rateLimitConsume', 1, CONSUME);
-  }
-
-  async consume(key: string, bucket: TokenBucket, cost = 1): Promise<RateLimitResult> {
-    validate(bucket, cost);
-    const [allowed, remaining, retryAfterMs] = (await this.#consume(this.#prefix + key, bucket.capacity, bucket.refillPerSecond, cost)) as [number, number, number];
-    return { allowed: allowed === 1, remaining, retryAfterMs };
-  }
-}

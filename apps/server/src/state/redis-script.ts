@@ -5,14 +5,15 @@ export type RedisScript = (...keysThenArgs: Array<string | number>) => Promise<u
 
 /**
  * Registers a Lua script on the client with ioredis `defineCommand` (EVALSHA, falling back to EVAL
- * when Redis lost its script cache) and returns it as a plain function taking KEYS then ARGV.
+ * when Redis lost its script cache) and returns it as a plain function taking KEYS then ARGV
+ * (with `'per-call'`, the number of KEYS first).
  * The command name carries a digest of the source, so two versions of a script on one client
  * (a rolling deploy in tests, say) never shadow each other.
  */
-export function defineScript(redis: Redis, name: string, numberOfKeys: number, lua: string): RedisScript {
+export function defineScript(redis: Redis, name: string, numberOfKeys: number | 'per-call', lua: string): RedisScript {
   const command = `chatState_${name}_${createHash('sha1').update(lua).digest('hex').slice(0, 8)}`;
   const commands = redis as unknown as Record<string, RedisScript | undefined>;
-  if (typeof commands[command] !== 'function') redis.defineCommand(command, { lua, numberOfKeys });
+  if (typeof commands[command] !== 'function') redis.defineCommand(command, numberOfKeys === 'per-call' ? { lua } : { lua, numberOfKeys });
   const script = commands[command];
   if (!script) throw new Error(`ioredis did not define ${command}`);
   return script.bind(redis);

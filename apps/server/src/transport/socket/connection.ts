@@ -28,6 +28,7 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
         await app.services.users.ensure(principal);
         socket.data.principal = principal;
         socket.data.typingIn = new Set();
+        await registerPresence(app, socket);
         next();
       } catch (thrown) {
         const error = toAppError(thrown);
@@ -46,13 +47,16 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
     log.info({ transport: socket.conn.transport.name, address: socket.handshake.address }, 'socket connected');
 
     const expiry = scheduleExpiry(socket);
-    void socket.join(userRoom(principal.userId));
+    const room = userRoom(principal.userId);
+    void socket.join(room);
+    // In the same synchronous step as the join: what arrived while connecting, then the live path.
+    app.nodeRouting?.local.release(room, socket);
+    const connecting = socket.data.connecting!;
+    delete socket.data.connecting;
+    socket.conn.off('close', connecting.closed);
     bindClientEvents(socket, { app, principal, socket });
     const presence = { userId: principal.userId, connectionId: socket.id, nodeId: app.nodeId };
-    app.services.presence.connected(presence).catch((error: unknown) => {
-      app.metrics.presenceFailures.inc();
-      log.warn({ err: error }, 'presence: could not register connection');
-    });
+    connecting.announce().catch((error: unknown) => log.warn({ err: error }, 'presence: could not announce the user online'));
 
     socket.on('disconnect', (reason) => {
       clearTimeout(expiry.timer);
@@ -73,6 +77,40 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
       log.info({ reason }, 'socket disconnected');
     });
   });
+}
+
+/**
+ * Registers the connection in presence before the handshake completes: the routed fan-out finds a
+ * socket's node through presence, so every fan-out looked up after the client saw `connect` reaches
+ * it, and what was committed before is in the resync the client runs on connect. Until the
+ * `connection` handler runs, LocalDelivery keeps what arrives for the socket.
+ *
+ * A store outage does not refuse the connection (counted and logged): the node registers all its
+ * sockets again when Redis is back, and the client catches up through resync meanwhile. A client
+ * that leaves before the handshake completed is unregistered.
+ */
+async function registerPresence(app: FastifyInstance, socket: ChatSocket): Promise<void> {
+  const connection = { userId: socket.data.principal.userId, connectionId: socket.id, nodeId: app.nodeId };
+  const room = userRoom(connection.userId);
+  app.nodeRouting?.local.hold(room, socket.id);
+  const connecting = {
+    announce: () => Promise.resolve(),
+    closed: () => {
+      app.nodeRouting?.local.drop(room, socket.id);
+      app.lifecycle.track(() => app.services.presence.disconnected(connection)).catch((error: unknown) => {
+        app.metrics.presenceFailures.inc();
+        app.log.warn({ err: error, socketId: socket.id }, 'presence: could not remove a connection that closed while connecting');
+      });
+    },
+  };
+  socket.data.connecting = connecting;
+  socket.conn.once('close', connecting.closed);
+  try {
+    connecting.announce = (await app.services.presence.connected(connection)).announce;
+  } catch (error) {
+    app.metrics.presenceFailures.inc();
+    app.log.warn({ err: error, socketId: socket.id }, 'presence: could not register connection');
+  }
 }
 
 /**

@@ -4,9 +4,10 @@ import { userRoom } from './connection.ts';
 import type { ChatServer } from './types.ts';
 
 /**
- * Fan-out over Socket.IO rooms: one emit to the rooms of all recipients, which the Redis adapter turns
- * into one publish for the whole cluster (not one per recipient), and Socket.IO serializes once per
- * node for all local sockets of those rooms.
+ * Fan-out over Socket.IO rooms and its adapter (REDIS_ADAPTER=classic or sharded, and the in-memory
+ * adapter of a single node): one emit to the rooms of all recipients, which the Redis adapter turns
+ * into one publish that every node receives and decodes, and Socket.IO serializes once per node for
+ * all local sockets of those rooms. RoutedFanout is the cluster default.
  */
 export class SocketFanout implements Fanout {
   readonly #io: ChatServer;
@@ -23,10 +24,10 @@ export class SocketFanout implements Fanout {
     this.#emit(userIds.map(userRoom), event, payload, options?.except);
   }
 
-  toDevices<E extends ServerEventName>(deviceIds: readonly string[], event: E, payload: ServerEventPayload<E>): void {
-    if (deviceIds.length === 0) return;
+  toDevices<E extends ServerEventName>(devices: ReadonlyArray<{ userId: string; deviceId: string }>, event: E, payload: ServerEventPayload<E>): void {
+    if (devices.length === 0) return;
     // Every socket is in the room named by its id, on its node: the adapter reaches it anywhere.
-    this.#emit([...deviceIds], event, payload);
+    this.#emit(devices.map((device) => device.deviceId), event, payload);
   }
 
   #emit(rooms: string[], event: ServerEventName, payload: unknown, except?: string): void {

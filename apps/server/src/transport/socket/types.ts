@@ -9,6 +9,13 @@ export interface SocketData {
   principal: Principal;
   /** Conversations this device said it is typing in, to end them when it disconnects. */
   typingIn: Set<string>;
+  /** Between the handshake's presence registration and the `connection` handler only (then deleted). */
+  connecting?: {
+    /** Tells the user's contacts they came online, when this connection made them. */
+    announce: () => Promise<void>;
+    /** Unregisters a connection that closed before its handshake completed. */
+    closed: () => void;
+  };
 }
 
 export type ChatServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;

@@ -1,0 +1,63 @@
+import type { Redis } from 'ioredis';
+import { EPSILON } from './rate-limit.ts';
+import { assertNoClientKeyPrefix, defineScript, LUA_NOW_MS, type RedisScript } from './redis-script.ts';
+
+/** What one node spent from one shared bucket since it last settled. */
+export interface Spend {
+  key: string;
+  capacity: number;
+  refillPerSecond: number;
+  spent: number;
+}
+
+/**
+ * Key layout: `${keyPrefix}rl:<key>` HASH tokens (float, below zero while in debt), at (Redis ms of
+ * the last update); PEXPIRE = time until the bucket is full again; a full bucket is deleted instead
+ * of stored, which is indistinguishable from keeping it.
+ *
+ * One call settles every key a node touched: refill on Redis' clock, subtract what was spent (debt
+ * allowed: what nodes granted before they heard of each other is paid back), report the level.
+ */
+const SETTLE = `
+${LUA_NOW_MS}
+local now, epsilon = now_ms(), ${EPSILON}
+local out = {}
+for i = 1, #KEYS do
+  local capacity, rate, spent = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
+  local state = redis.call('HMGET', KEYS[i], 'tokens', 'at')
+  local tokens = capacity
+  if state[1] then
+    tokens = math.min(capacity, tonumber(state[1]) + math.max(0, now - tonumber(state[2])) * rate / 1000)
+  end
+  tokens = tokens - spent
+  local fullIn = math.ceil((capacity - tokens) * 1000 / rate - epsilon)
+  if fullIn > 0 then
+    redis.call('HSET', KEYS[i], 'tokens', string.format('%.17g', tokens), 'at', string.format('%d', now))
+    redis.call('PEXPIRE', KEYS[i], fullIn)
+  else
+    redis.call('DEL', KEYS[i])
+  end
+  out[i] = string.format('%.17g', tokens)
+end
+return out
+`;
+
+/** The shared buckets the SyncedRateLimiter settles with. */
+export class RedisBucketLedger {
+  readonly #prefix: string;
+  readonly #settle: RedisScript;
+
+  constructor(redis: Redis, options: { keyPrefix: string }) {
+    assertNoClientKeyPrefix(redis);
+    this.#prefix = `${options.keyPrefix}rl:`;
+    this.#settle = defineScript(redis, 'rateLimitSettle', 'per-call', SETTLE);
+  }
+
+  /** Applies the spends; resolves with each bucket's level after it, in order (Redis time). */
+  async settle(spends: readonly Spend[]): Promise<number[]> {
+    if (spends.length === 0) return [];
+    const keys = spends.map((spend) => this.#prefix + spend.key);
+    const args = spends.flatMap((spend) => [spend.capacity, spend.refillPerSecond, spend.spent]);
+    return ((await this.#settle(keys.length, ...keys, ...args)) as string[]).map(Number);
+  }
+}
