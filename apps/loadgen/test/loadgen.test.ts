@@ -292,20 +292,13 @@ describe('end to end against a real node', () => {
     operations['history:fetch'] = async () => {
       throw new AppError('unavailable', 'history is down in this test');
     };
-    type Operator = { emit(event: string, ...args: unknown[]): boolean; except(room: unknown): Operator };
-    const io = node.app.io as unknown as { to(rooms: unknown): Operator };
-    const original = io.to;
+    // Every fan-out of this (single) node is written by its LocalDelivery, pre-encoded.
+    const local = node.app.nodeRouting!.local;
+    const deliver = local.deliver.bind(local);
     let messages = 0;
-    // The fan-out may narrow the operator with except() (the sending socket) before emitting.
-    const lossy = (operator: Operator): Operator => {
-      const emit = operator.emit.bind(operator);
-      const except = operator.except.bind(operator);
-      operator.emit = (event: string, ...args: unknown[]) => (event === 'message:new' && ++messages % 3 === 0 ? true : emit(event, ...args));
-      operator.except = (room: unknown) => lossy(except(room));
-      return operator;
-    };
-    io.to = function (this: unknown, rooms: unknown) {
-      return lossy(original.call(this, rooms));
+    local.deliver = (target, packet) => {
+      if (packet.startsWith('2["message:new"') && ++messages % 3 === 0) return;
+      deliver(target, packet);
     };
     try {
       const out = join(dir, 'lossy.json');
@@ -316,7 +309,7 @@ describe('end to end against a real node', () => {
       expect(summary.messages.lostSamples.length).toBeGreaterThan(0);
       expect(result.stdout).toMatch(/FAIL \(exit 1\): \d+ deliveries lost/);
     } finally {
-      io.to = original;
+      local.deliver = deliver;
       operations['history:fetch'] = fetchHistory;
     }
   });

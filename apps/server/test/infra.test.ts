@@ -209,7 +209,9 @@ describe('nginx.conf (static)', () => {
   it('is sticky on the SDK id, falling back to the address, never ip_hash', () => {
     expect(conf).not.toMatch(/\bip_hash\b/);
     expect(conf).toMatch(/hash \$sticky_key consistent;/);
-    expect(conf).toMatch(/map \$arg_sticky \$sticky_key \{[\s\S]*?default\s+\$remote_addr;/);
+    expect(conf).toMatch(/map \$arg_sticky \$sticky_key \{[\s\S]*?default\s+\$sticky_fallback;/);
+    // Without an id: polling on the address, a direct WebSocket and REST anywhere.
+    expect(conf).toMatch(/map "\$uri\|\$arg_transport\|\$arg_sid" \$sticky_fallback \{[\s\S]*?\$request_id;[\s\S]*?\$remote_addr;[\s\S]*?default\s+\$request_id;/);
     expect(conf).toMatch(/include cluster\/upstream\.conf;/);
     expect(conf).toMatch(/include cluster\/server\.conf;/);
   });

@@ -57,10 +57,14 @@ export default fp<{ config: Config }>(
       const local = new LocalDelivery(io);
       const bus = new NodeBus(pub, sub, { channelPrefix: `${config.redis.keyPrefix}bus:`, nodeId: app.nodeId, onError });
       routing = { local, bus };
-      // Awaited: no socket is accepted before frames for it can arrive.
-      await bus.listen((target, packet) => {
+      // Not awaited, so a node starts while Redis is away (not ready meanwhile); the handshake waits
+      // for the first subscription instead (see connection.ts).
+      bus.listen((target, packet) => {
         app.metrics.fanoutFrames.inc({ direction: 'received' });
         local.deliver(target, packet);
+      });
+      app.lifecycle.addCheck('cluster bus', async () => {
+        if (!bus.listening) throw new Error('not subscribed to this node\'s channel');
       });
     } else if (config.redis) {
       const onError = (error: unknown) => {

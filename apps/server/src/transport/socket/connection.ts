@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import proxyAddr from '@fastify/proxy-addr';
 import type { FastifyInstance } from 'fastify';
 import type { ExtendedError } from 'socket.io';
@@ -10,6 +11,8 @@ import type { ChatServer, ChatSocket } from './types.ts';
 
 // setTimeout fires at once for delays above 2^31-1 ms; longer expiries are re-armed in steps.
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Longest a handshake waits for the node's first bus subscription (Redis away at start). */
+const BUS_WAIT_MS = 2000;
 
 /**
  * The socket lifecycle: authenticate the handshake, create or refresh the user, bind the protocol's
@@ -90,6 +93,10 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
  * that leaves before the handshake completed is unregistered.
  */
 async function registerPresence(app: FastifyInstance, socket: ChatSocket): Promise<void> {
+  // Right after start: frames for this socket can arrive only once the node's channel is subscribed.
+  // While Redis is unreachable the wait is bounded, as the registration below fails open.
+  const bus = app.nodeRouting?.bus;
+  if (bus && !bus.listening) await Promise.race([bus.subscribed, sleep(BUS_WAIT_MS)]);
   const connection = { userId: socket.data.principal.userId, connectionId: socket.id, nodeId: app.nodeId };
   const room = userRoom(connection.userId);
   app.nodeRouting?.local.hold(room, socket.id);

@@ -28,13 +28,19 @@ export class NodeBus {
     this.#prefix = `${options.channelPrefix}node:`;
     this.#channel = this.#prefix + options.nodeId;
     this.#onError = options.onError;
+    this.subscribed = new Promise((resolve) => (this.#confirm = resolve));
   }
 
+  /** Settles when Redis first confirmed this node's subscription. */
+  readonly subscribed: Promise<void>;
+  #confirm!: () => void;
+  #confirmed = false;
+
   /**
-   * Subscribes to this node's channel and hands every frame to `receive`. Resolves once Redis
-   * confirmed the subscription; ioredis subscribes again by itself after a reconnect.
+   * Subscribes to this node's channel and hands every frame to `receive`; {@link subscribed}
+   * settles once Redis confirmed it. ioredis subscribes again by itself after a reconnect.
    */
-  async listen(receive: (target: Target, packet: string) => void): Promise<void> {
+  listen(receive: (target: Target, packet: string) => void): void {
     this.#sub.on('message', (channel: string, frame: string) => {
       if (channel !== this.#channel) return;
       const split = frame.indexOf('\n');
@@ -46,12 +52,18 @@ export class NodeBus {
       }
       receive(target, frame.slice(split + 1));
     });
-    await this.#sub.subscribe(this.#channel);
+    this.#sub.subscribe(this.#channel).then(
+      () => {
+        this.#confirmed = true;
+        this.#confirm();
+      },
+      (error: unknown) => this.#onError(error),
+    );
   }
 
-  /** Whether this node's channel is subscribed now (false while Redis is unreachable). */
+  /** Whether this node's channel is subscribed now (false before the first confirmation and while Redis is unreachable). */
   get listening(): boolean {
-    return this.#sub.status === 'ready';
+    return this.#confirmed && this.#sub.status === 'ready';
   }
 
   publish(nodeId: string, target: Target, packet: string): void {
