@@ -35,6 +35,7 @@ const { values } = parseArgs({
     workers: { type: 'string' },
     'rate-limits': { type: 'string', default: 'on' },
     adapter: { type: 'string' },
+    'node-flags': { type: 'string' },
     'skip-bare': { type: 'boolean', default: false },
     'skip-idle': { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
@@ -42,9 +43,10 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  console.log('npm run bench -- [--nodes 3] [--clients 2000] [--rate 2000/s] [--group-size 2] [--duration 30s] [--ramp 500/s] [--receipts read|delivered|none] [--typing 0.1] [--grace 5s] [--workers N] [--rate-limits on|off] [--adapter routed|classic|sharded] [--idle 10000] [--skip-bare] [--skip-idle] [--cpu-prof]');
+  console.log('npm run bench -- [--nodes 3] [--clients 2000] [--rate 2000/s] [--group-size 2] [--duration 30s] [--ramp 500/s] [--receipts read|delivered|none] [--typing 0.1] [--grace 5s] [--workers N] [--rate-limits on|off] [--adapter routed|classic|sharded] [--node-flags "…"] [--idle 10000] [--skip-bare] [--skip-idle] [--cpu-prof]');
   console.log('  --group-size N  conversations of N members (clients/N groups) instead of 1:1: the group fan-out scenario, e.g. --group-size 20 --rate 100/s');
   console.log('  --adapter       REDIS_ADAPTER of the nodes (default: the server\'s default)');
+  console.log('  --node-flags    extra Node.js flags for every node, e.g. "--perf-basic-prof-only-functions" to name JIT frames in `perf record -a -g`');
   console.log('  --cpu-prof      run node-1 with --cpu-prof into reports/profiles/ and print where its CPU time goes (profiling slows that node)');
   console.log('Env: DATABASE_URL (server for the throwaway database; default postgresql://postgres@127.0.0.1:5432/postgres), REDIS_URL (default redis://127.0.0.1:6379)');
   process.exit(0);
@@ -82,7 +84,7 @@ interface Results {
 async function main(): Promise<void> {
   mkdirSync(REPORTS, { recursive: true });
   const results: Results = {};
-  const ours = { nodes, secret, stamp, rateLimits: values['rate-limits'] !== 'off', cpuProf: values['cpu-prof'], env: adapterEnv(values.adapter) };
+  const ours = { nodes, secret, stamp, rateLimits: values['rate-limits'] !== 'off', cpuProf: values['cpu-prof'], nodeFlags: values['node-flags']?.split(/\s+/).filter(Boolean) ?? [], env: adapterEnv(values.adapter) };
   await withOurCluster(ours, async (cluster, databaseUrl) => {
     const nodePids = () => cluster.nodes.map((node) => node.pid);
     // Idle sockets first, on fresh processes, so the load phase's garbage does not blur the RSS delta.

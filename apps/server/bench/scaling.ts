@@ -113,6 +113,7 @@ function report(runs: Map<number, Run>, bare: Run | undefined, idle: IdleCost | 
     row('stack CPU µs per delivered message', stack, 'load phase; every process of the stack'),
     ...COMPONENTS.map((c) => row(`  ${c} µs per delivered message`, (r) => perDelivery(r, r.cpuByComponent[c]))),
     row('messages per insert statement', (r) => r.batch?.messages, 'group commit, mean over the nodes'),
+    row('WAL bytes per acked message', (r) => (r.background ? r.background.walBytes / Math.max(1, r.summary.messages.acked) : undefined), 'the whole run (set-up included), the whole server'),
     row('end-to-end p50 (ms)', (r) => r.summary.messages.e2eMs?.p50),
     row('end-to-end p99 (ms)', (r) => r.summary.messages.e2eMs?.p99),
     row('ack p99 (ms)', (r) => r.summary.messages.ackMs?.p99),

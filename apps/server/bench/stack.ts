@@ -87,6 +87,8 @@ interface Background {
   checkpoints: number;
   /** Autovacuum and autoanalyze runs on the benchmark's tables. */
   autovacuums: number;
+  /** WAL bytes PostgreSQL wrote (the whole server). */
+  walBytes: number;
 }
 
 interface LoadOptions {
@@ -139,7 +141,14 @@ export async function runLoad(url: string, serverPids: number[], scenario: Scena
     cpuByComponent,
     machineBusyPct: machine,
     ...(batchesAfter && { batch: { messages: mean('messages'), receipts: mean('receipts') } }),
-    ...(backgroundBefore && backgroundAfter && { background: { checkpoints: backgroundAfter.checkpoints - backgroundBefore.checkpoints, autovacuums: backgroundAfter.autovacuums - backgroundBefore.autovacuums } }),
+    ...(backgroundBefore &&
+      backgroundAfter && {
+        background: {
+          checkpoints: backgroundAfter.checkpoints - backgroundBefore.checkpoints,
+          autovacuums: backgroundAfter.autovacuums - backgroundBefore.autovacuums,
+          walBytes: backgroundAfter.walBytes - backgroundBefore.walBytes,
+        },
+      }),
   };
 }
 
@@ -154,7 +163,8 @@ async function background(databaseUrl: string): Promise<Background> {
       .catch(() => client.query<{ n: string }>('SELECT num_timed + num_requested AS n FROM pg_stat_checkpointer'))
       .then((result) => Number(result.rows[0]?.n ?? -1), () => -1);
     const vacuums = await client.query<{ n: string }>('SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) AS n FROM pg_stat_user_tables');
-    return { checkpoints, autovacuums: Number(vacuums.rows[0]?.n ?? -1) };
+    const wal = await client.query<{ n: string }>("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn AS n");
+    return { checkpoints, autovacuums: Number(vacuums.rows[0]?.n ?? -1), walBytes: Number(wal.rows[0]?.n ?? NaN) };
   } finally {
     await client.end();
   }
@@ -186,6 +196,8 @@ export interface OursOptions {
   rateLimits: boolean;
   /** node-1 runs with --cpu-prof into {@link PROFILES}. */
   cpuProf?: boolean;
+  /** Extra Node.js flags for every node, e.g. `--perf-basic-prof-only-functions` for `perf record`. */
+  nodeFlags?: string[];
   /** Extra environment for every node (e.g. REDIS_ADAPTER). */
   env?: Record<string, string>;
 }
@@ -202,7 +214,7 @@ export async function withOurCluster<T>(options: OursOptions, use: (cluster: Clu
     const cluster = await startCluster({
       nodes: options.nodes,
       accessLog: false,
-      nodeArgs: (index: number) => [...gcProbe.args, ...(options.cpuProf && index === 0 ? ['--cpu-prof', '--cpu-prof-dir', PROFILES] : [])],
+      nodeArgs: (index: number) => [...gcProbe.args, ...(options.nodeFlags ?? []), ...(options.cpuProf && index === 0 ? ['--cpu-prof', '--cpu-prof-dir', PROFILES] : [])],
       env: {
         GC_PROBE_DIR: gcProbe.dir,
         DATABASE_URL: database.url,

@@ -1,4 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
+import fc from 'fast-check';
 import { createSigner } from 'fast-jwt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectError, connectSocket, startNode, type TestNode } from './helpers/nodes.ts';
@@ -109,9 +110,11 @@ describe('dev token endpoint', () => {
   it('does not exist unless DEV_TOKENS is on', async () => {
     const node = await startNode();
     try {
-      const response = await node.app.inject({ method: 'POST', url: '/v1/dev/token', payload: {} });
-      expect(response.statusCode).toBe(404);
-      expect(response.json()).toMatchObject({ ok: false, error: { code: 'not_found' } });
+      for (const url of ['/v1/dev/token', '/v1/dev/tokens']) {
+        const response = await node.app.inject({ method: 'POST', url, payload: url.endsWith('s') ? { users: [{}] } : {} });
+        expect(response.statusCode).toBe(404);
+        expect(response.json()).toMatchObject({ ok: false, error: { code: 'not_found' } });
+      }
     } finally {
       await node.close();
     }
@@ -130,6 +133,44 @@ describe('dev token endpoint', () => {
       const socket = await connectSocket(node.url, token);
       expect(await socket.emitWithAck('session:info', {})).toMatchObject({ ok: true, user: { id: 'dev-1', displayName: 'Dev One' } });
       socket.close();
+    } finally {
+      await node.close();
+    }
+  });
+
+  it('mints a batch of working tokens in one request, and answers every malformed batch with a validation error', async () => {
+    const node = await startNode({ DEV_TOKENS: 'true' });
+    try {
+      const users = Array.from({ length: 1000 }, (_, i) => ({ userId: `batch-${i}`, displayName: `Batch ${i}` }));
+      const minted = await node.app.inject({ method: 'POST', url: '/v1/dev/tokens', payload: { users, ttlSeconds: 600 } });
+      expect(minted.statusCode).toBe(200);
+      const { tokens } = minted.json() as { tokens: Array<{ userId: string; token: string }> };
+      expect(tokens.map((t) => t.userId)).toEqual(users.map((u) => u.userId));
+      const socket = await connectSocket(node.url, tokens[999]!.token);
+      expect(await socket.emitWithAck('session:info', {})).toMatchObject({ ok: true, user: { id: 'batch-999', displayName: 'Batch 999' } });
+      socket.close();
+      // Random ids are minted for users without one.
+      const anonymous = (await node.app.inject({ method: 'POST', url: '/v1/dev/tokens', payload: { users: [{}, {}] } })).json() as { tokens: Array<{ userId: string }> };
+      expect(new Set(anonymous.tokens.map((t) => t.userId)).size).toBe(2);
+
+      const malformed = [
+        {},
+        { users: [] },
+        { users: [...users, { userId: 'one-too-many' }] },
+        { users: [{ userId: 'has spaces' }] },
+        { users: [{ userId: 'x', extra: 1 }] },
+        { users: 'alice' },
+        { users: [{}], ttlSeconds: 0 },
+        { users: [{}], other: true },
+        ...fc.sample(fc.record({ users: fc.array(fc.record({ userId: fc.string(), displayName: fc.anything() }), { maxLength: 5 }) }), 20).filter(
+          (body) => body.users.length === 0 || body.users.some((u) => !/^[A-Za-z0-9_.:@|-]{1,128}$/.test(u.userId) || typeof u.displayName !== 'string' || u.displayName.trim() === ''),
+        ),
+      ];
+      for (const payload of malformed) {
+        const response = await node.app.inject({ method: 'POST', url: '/v1/dev/tokens', payload: payload as object });
+        expect(response.statusCode, JSON.stringify(payload)).toBe(400);
+        expect(response.json()).toMatchObject({ ok: false, error: { code: 'validation', retryable: false } });
+      }
     } finally {
       await node.close();
     }

@@ -2,52 +2,23 @@
 // real nginx, against this run's database and Redis, exercised only through nginx's URL.
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Ack, ClientEventName, ClientEventResults, ClientPayload } from '@chat/protocol';
-import { findNginx, startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
+import { startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
+import { connectClient, NGINX, NO_NGINX, type Client } from './helpers/cluster-client.ts';
 import { eventually } from './helpers/eventually.ts';
 import { testEnv, type ClientSocket } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
 import { uniqueUser } from './helpers/users.ts';
-
-const NGINX = findNginx();
-const NO_NGINX = ' (skipped: no nginx binary on PATH or in /usr/sbin; `apt-get install -y nginx`)';
-
-interface Client {
-  socket: ClientSocket;
-  userId: string;
-  ok<E extends ClientEventName>(event: E, payload: ClientPayload<E>): Promise<ClientEventResults[E]>;
-}
 
 const clients: ClientSocket[] = [];
 
 /** A socket through nginx with its own sticky id, as the SDK connects. */
-async function connect(url: string, userId: string, options: { transports?: string[]; reconnection?: boolean } = {}): Promise<Client> {
-  const socket: ClientSocket = ioClient(url, {
-    auth: { token: signToken({ sub: userId, name: userId }) },
-    query: { sticky: randomUUID() },
-    transports: options.transports ?? ['websocket'],
-    reconnection: options.reconnection ?? false,
-    reconnectionDelay: 100,
-    reconnectionDelayMax: 500,
-    forceNew: true,
-  });
-  clients.push(socket);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('connect_error', reject);
-  });
-  return {
-    socket,
+function connect(url: string, userId: string, options: { transports?: string[]; reconnection?: boolean } = {}): Promise<Client> {
+  return connectClient(
+    url,
     userId,
-    ok: async (event, payload) => {
-      const untyped = socket as unknown as { timeout(ms: number): { emitWithAck(event: string, payload: unknown): Promise<Ack<object>> } };
-      const ack = await untyped.timeout(5000).emitWithAck(event, payload);
-      if (!ack.ok) throw new Error(`${event} failed: ${JSON.stringify(ack.error)}`);
-      return ack as never;
-    },
-  };
+    { query: { sticky: randomUUID() }, transports: options.transports ?? ['websocket'], reconnection: options.reconnection ?? false, reconnectionDelay: 100, reconnectionDelayMax: 500 },
+    clients,
+  );
 }
 
 const nodeOf = async (client: Client): Promise<string> => (await client.ok('session:info', {})).nodeId;

@@ -5,41 +5,17 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Ack, ClientEventName, ClientEventResults, ClientPayload } from '@chat/protocol';
-import { findNginx, startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
+import { startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
+import { connectClient, NGINX, NO_NGINX, ok, type Client } from './helpers/cluster-client.ts';
 import { eventually } from './helpers/eventually.ts';
 import { testEnv, type ClientSocket } from './helpers/nodes.ts';
 import { signToken } from './helpers/tokens.ts';
 import { uniqueUser } from './helpers/users.ts';
 
-const NGINX = findNginx();
-const NO_NGINX = ' (skipped: no nginx binary on PATH or in /usr/sbin; `apt-get install -y nginx`)';
-
-interface Client {
-  socket: ClientSocket;
-  userId: string;
-  ok<E extends ClientEventName>(event: E, payload: ClientPayload<E>): Promise<ClientEventResults[E]>;
-}
-
 const open: ClientSocket[] = [];
 
 /** A plain socket.io-client socket (no SDK, no sticky id), as a load tester's tool connects. */
-async function connect(url: string, userId: string, transports: string[] = ['websocket']): Promise<Client> {
-  const socket: ClientSocket = ioClient(url, { auth: { token: signToken({ sub: userId, name: userId }) }, transports, reconnection: false, forceNew: true });
-  open.push(socket);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('connect_error', reject);
-  });
-  return { socket, userId, ok: (event, payload) => ok(socket, event, payload) };
-}
-
-async function ok<E extends ClientEventName>(socket: ClientSocket, event: E, payload: ClientPayload<E>): Promise<ClientEventResults[E]> {
-  const untyped = socket as unknown as { timeout(ms: number): { emitWithAck(event: string, payload: unknown): Promise<Ack<object>> } };
-  const ack = await untyped.timeout(10_000).emitWithAck(event, payload);
-  if (!ack.ok) throw new Error(`${event} failed: ${JSON.stringify(ack.error)}`);
-  return ack as never;
-}
+const connect = (url: string, userId: string, transports: string[] = ['websocket']): Promise<Client> => connectClient(url, userId, { transports, reconnection: false }, open);
 
 /** A node's routed fan-out frames so far, by direction (local, sent, received). */
 async function frames(url: string): Promise<Record<string, number>> {

@@ -2,11 +2,13 @@ import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
 import fp from 'fastify-plugin';
 import { Server } from 'socket.io';
 import type { Config } from '../config.ts';
-import { handleConnections } from '../transport/socket/connection.ts';
+import { connectionsKeyPrefix } from '../state/index.ts';
+import { handleConnections, userRoom } from '../transport/socket/connection.ts';
 import { LocalDelivery } from '../transport/socket/local-delivery.ts';
 import { NodeBus } from '../transport/socket/node-bus.ts';
 import type { ChatServer } from '../transport/socket/types.ts';
 import { closeRedis, createRedis } from './redis.ts';
+import { stateKeyPrefix } from './state.ts';
 import type { Redis } from 'ioredis';
 
 declare module 'fastify' {
@@ -55,7 +57,13 @@ export default fp<{ config: Config }>(
       const sub = createRedis(config.redis.url, app.log, 'bus-sub', { maxRetriesPerRequest: null });
       adapterClients.push(pub, sub);
       const local = new LocalDelivery(io);
-      const bus = new NodeBus(pub, sub, { channelPrefix: `${config.redis.keyPrefix}bus:`, nodeId: app.nodeId, onError });
+      const bus = new NodeBus(pub, sub, {
+        channelPrefix: `${config.redis.keyPrefix}bus:`,
+        nodeId: app.nodeId,
+        connectionsPrefix: connectionsKeyPrefix(stateKeyPrefix(config)),
+        roomPrefix: userRoom(''),
+        onError,
+      });
       routing = { local, bus };
       // Not awaited, so a node starts while Redis is away (not ready meanwhile); the handshake waits
       // for the first subscription instead (see connection.ts).

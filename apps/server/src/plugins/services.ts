@@ -36,12 +36,12 @@ declare module 'fastify' {
 export default fp<{ config: Config }>(
   async (app, { config }) => {
     const fanout: Fanout = app.nodeRouting
-      ? new RoutedFanout(app.io, app.state.presence, { ...app.nodeRouting, nodeId: app.nodeId }, {
+      ? new RoutedFanout(app.io, app.nodeRouting, {
           log: app.log,
-          onFrame: (direction) => app.metrics.fanoutFrames.inc({ direction }),
-          onLookupFailed: (error) => {
+          onFrames: (direction, count) => app.metrics.fanoutFrames.inc({ direction }, count),
+          onPublishFailed: (error) => {
             app.metrics.clusterPublishFailures.inc();
-            app.log.warn({ err: error }, 'fan-out to other nodes failed: presence lookup; local sockets still served');
+            app.log.warn({ err: error }, 'fan-out to other nodes failed; local sockets still served');
           },
         })
       : new SocketFanout(app.io, app.log);

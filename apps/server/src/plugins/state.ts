@@ -15,7 +15,7 @@ export default fp<{ config: Config }>(
       'state',
       createStateStores({
         ...(app.redis && { redis: app.redis }),
-        keyPrefix: `${config.redis?.keyPrefix ?? 'chat:'}state:`,
+        keyPrefix: stateKeyPrefix(config),
         presence: { nodeTtlMs: config.presence.nodeTtlMs },
         rateLimitSyncMs: config.rateLimits.syncIntervalMs,
         onRateLimitSettleFailed: (error) => {
@@ -27,3 +27,8 @@ export default fp<{ config: Config }>(
   },
   { name: 'state', dependencies: ['redis', 'metrics'] },
 );
+
+/** Where the state stores' Redis keys live. */
+export function stateKeyPrefix(config: Config): string {
+  return `${config.redis?.keyPrefix ?? 'chat:'}state:`;
+}

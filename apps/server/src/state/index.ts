@@ -9,7 +9,7 @@ import { MemoryTypingStore, RedisTypingStore, type TypingStore } from './typing.
 
 export * from './calls.ts';
 export * from './presence.ts';
-export { RedisPresenceStore } from './presence-redis.ts';
+export { connectionsKeyPrefix, RedisPresenceStore } from './presence-redis.ts';
 export * from './rate-limit.ts';
 export { RedisBucketLedger } from './rate-limit-redis.ts';
 export { SyncedRateLimiter } from './rate-limit-synced.ts';

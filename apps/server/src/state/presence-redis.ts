@@ -128,15 +128,20 @@ end
 return out
 `;
 
-// One script per fan-out, so the lookups of concurrent fan-outs cannot interleave.
-const LOCATE = `
-local P = ARGV[1]
-local out = {}
-for i = 2, #ARGV do out[#out + 1] = redis.call('HGETALL', P .. 'conns:' .. ARGV[i]) end
-return out
-`;
-
 type Nullable = string | null;
+
+/** P in the key layout above, for a store created with `keyPrefix`. */
+function presencePrefix(keyPrefix: string): string {
+  return `${keyPrefix}presence:`;
+}
+
+/**
+ * Where the `conns:<userId>` hashes (connectionId → nodeId) of a store created with `keyPrefix` live:
+ * the routed fan-out reads them inside its publish script (transport/socket/node-bus.ts).
+ */
+export function connectionsKeyPrefix(keyPrefix: string): string {
+  return `${presencePrefix(keyPrefix)}conns:`;
+}
 
 /** The shared store: see {@link PresenceStore} for the guarantees, the key layout above. */
 export class RedisPresenceStore implements PresenceStore {
@@ -148,11 +153,10 @@ export class RedisPresenceStore implements PresenceStore {
   readonly #reap: RedisScript;
   readonly #setStatus: RedisScript;
   readonly #get: RedisScript;
-  readonly #locate: RedisScript;
 
   constructor(redis: Redis, options: PresenceOptions & { keyPrefix: string }) {
     assertNoClientKeyPrefix(redis);
-    this.#prefix = `${options.keyPrefix}presence:`;
+    this.#prefix = presencePrefix(options.keyPrefix);
     this.#nodeTtlMs = options.nodeTtlMs;
     this.#connect = defineScript(redis, 'presenceConnect', 0, CONNECT);
     this.#disconnect = defineScript(redis, 'presenceDisconnect', 0, DISCONNECT);
@@ -160,7 +164,6 @@ export class RedisPresenceStore implements PresenceStore {
     this.#reap = defineScript(redis, 'presenceReap', 0, REAP);
     this.#setStatus = defineScript(redis, 'presenceSetStatus', 0, SET_STATUS);
     this.#get = defineScript(redis, 'presenceGet', 0, GET);
-    this.#locate = defineScript(redis, 'presenceLocate', 0, LOCATE);
   }
 
   async connect({ userId, connectionId, nodeId }: PresenceConnection): Promise<{ cameOnline: boolean; status: PresenceStatus }> {
@@ -198,17 +201,6 @@ export class RedisPresenceStore implements PresenceStore {
     const rows = (await this.#get(this.#prefix, ...userIds)) as Array<[number, PresenceStatus, Nullable]>;
     return rows.map(([connected, status, lastSeenAt], i) => presenceView(userIds[i]!, viewerOf(userIds[i]!, options), connected === 1, status, toMs(lastSeenAt)));
   }
-
-  async locate(userIds: readonly string[]): Promise<Array<Map<string, string>>> {
-    if (userIds.length === 0) return [];
-    return ((await this.#locate(this.#prefix, ...userIds)) as string[][]).map(pairs);
-  }
-}
-
-function pairs(flat: string[]): Map<string, string> {
-  const map = new Map<string, string>();
-  for (let i = 0; i + 1 < flat.length; i += 2) map.set(flat[i]!, flat[i + 1]!);
-  return map;
 }
 
 function toMs(value: Nullable): number | null {

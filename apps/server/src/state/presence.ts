@@ -103,14 +103,6 @@ export interface PresenceStore {
    * lookup for "who has a device", where asking as each user would take one per user.
    */
   get(userIds: readonly string[], options?: PresenceViewpoint): Promise<PresenceView[]>;
-
-  /**
-   * Where each user's connections are, in the order asked: connectionId → nodeId, empty for a user
-   * with none. The routed fan-out publishes only to these nodes. A connection is listed from the
-   * moment {@link connect} returns until {@link disconnect} or a reap removes it, so an entry of a node
-   * that died lingers until it is reaped: a publish to it is wasted, never wrong.
-   */
-  locate(userIds: readonly string[]): Promise<Array<Map<string, string>>>;
 }
 
 export interface PresenceOptions {
@@ -245,10 +237,6 @@ export class MemoryPresenceStore implements PresenceStore {
     return userIds.map((userId) =>
       presenceView(userId, viewerOf(userId, options), this.#byUser.has(userId), this.#statusOf(userId), this.#users.get(userId)?.lastSeenAt ?? null),
     );
-  }
-
-  async locate(userIds: readonly string[]): Promise<Array<Map<string, string>>> {
-    return userIds.map((userId) => new Map(this.#byUser.get(userId)));
   }
 
   /** @returns whether that was the user's last connection. */
