@@ -47,11 +47,11 @@ export default fp<{ config: Config }>(
 
     const adapterClients: Redis[] = [];
     let routing: Routing | null = null;
+    const onError = (error: unknown) => {
+      app.metrics.clusterPublishFailures.inc();
+      app.log.warn({ err: error }, 'cluster bus command failed; local sockets still served');
+    };
     if (config.redis?.adapter === 'routed') {
-      const onError = (error: unknown) => {
-        app.metrics.clusterPublishFailures.inc();
-        app.log.warn({ err: error }, 'cluster bus command failed; local sockets still served');
-      };
       const pub = createRedis(config.redis.url, app.log, 'bus-pub');
       // Subscriptions wait for the connection instead of failing: ioredis re-subscribes on reconnect.
       const sub = createRedis(config.redis.url, app.log, 'bus-sub', { maxRetriesPerRequest: null });
@@ -75,10 +75,6 @@ export default fp<{ config: Config }>(
         if (!bus.listening) throw new Error('not subscribed to this node\'s channel');
       });
     } else if (config.redis) {
-      const onError = (error: unknown) => {
-        app.metrics.clusterPublishFailures.inc();
-        app.log.warn({ err: error }, 'cluster bus command failed; local sockets still served');
-      };
       const pub = guardFireAndForget(createRedis(config.redis.url, app.log, 'adapter-pub'), ['publish', 'spublish'], onError);
       // Subscriptions wait for the connection instead of failing: ioredis re-subscribes on reconnect.
       const sub = guardFireAndForget(

@@ -1,10 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import proxyAddr from '@fastify/proxy-addr';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { ExtendedError } from 'socket.io';
 import type { Config } from '../../config.ts';
 import { AppError, toAppError } from '../../errors.ts';
+import type { PresenceConnection } from '../../state/presence.ts';
 import { consumeBudget } from '../rate-limits.ts';
 import { bindClientEvents } from './dispatch.ts';
 import type { ChatServer, ChatSocket } from './types.ts';
@@ -65,13 +66,7 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
       clearTimeout(expiry.timer);
       // While draining, the entry stays: the device reconnects elsewhere within the presence bound,
       // and the reaper removes this node's entries without ever showing the user offline in between.
-      if (!app.lifecycle.closing) {
-        // Tracked: a shutdown right after a client left waits for this before the database closes.
-        app.lifecycle.track(() => app.services.presence.disconnected(presence)).catch((error: unknown) => {
-          app.metrics.presenceFailures.inc();
-          log.warn({ err: error }, 'presence: could not remove connection');
-        });
-      }
+      if (!app.lifecycle.closing) unregisterPresence(app, presence, log);
       app.services.calls.deviceGone(principal.userId, socket.id).catch((error: unknown) => log.warn({ err: error }, 'could not end the calls of a disconnected device'));
       if (socket.data.typingIn.size > 0) {
         app.services.typing.stoppedByDisconnect(principal.userId, socket.data.typingIn).catch((error: unknown) => log.warn({ err: error }, 'could not clear typing state'));
@@ -104,10 +99,7 @@ async function registerPresence(app: FastifyInstance, socket: ChatSocket): Promi
     announce: () => Promise.resolve(),
     closed: () => {
       app.nodeRouting?.local.drop(room, socket.id);
-      app.lifecycle.track(() => app.services.presence.disconnected(connection)).catch((error: unknown) => {
-        app.metrics.presenceFailures.inc();
-        app.log.warn({ err: error, socketId: socket.id }, 'presence: could not remove a connection that closed while connecting');
-      });
+      unregisterPresence(app, connection, app.log.child({ socketId: socket.id }));
     },
   };
   socket.data.connecting = connecting;
@@ -118,6 +110,14 @@ async function registerPresence(app: FastifyInstance, socket: ChatSocket): Promi
     app.metrics.presenceFailures.inc();
     app.log.warn({ err: error, socketId: socket.id }, 'presence: could not register connection');
   }
+}
+
+/** Removes a connection from presence. Tracked: a shutdown right after a client left waits for it before the database closes. */
+function unregisterPresence(app: FastifyInstance, connection: PresenceConnection, log: FastifyBaseLogger): void {
+  app.lifecycle.track(() => app.services.presence.disconnected(connection)).catch((error: unknown) => {
+    app.metrics.presenceFailures.inc();
+    log.warn({ err: error }, 'presence: could not remove connection');
+  });
 }
 
 /**
