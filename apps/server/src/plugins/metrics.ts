@@ -38,7 +38,7 @@ export class Metrics {
   });
   readonly fanoutFrames = new Counter({
     name: 'chat_fanout_frames_total',
-    help: 'Routed fan-out frames by where they went: local (written to this node\'s sockets), sent (published to another node), received (from another node)',
+    help: 'Routed fan-outs and frames: local (fan-outs issued here, written to whichever of this node\'s sockets are in their rooms), sent (frames published to another node), received (frames from another node)',
     labelNames: ['direction'] as const,
     registers: [this.registry],
   });

@@ -39,15 +39,20 @@ export class SyncedRateLimiter implements RateLimiter {
   readonly #now: () => number;
   readonly #onSettleFailed: (error: unknown) => void;
   readonly #buckets = new Map<string, Local>();
+  /** Keys with spending not yet sent: what the next settle carries. */
+  readonly #dirty = new Set<string>();
+  readonly #sweepIntervalMs: number;
+  #nextSweepAt = 0;
   #timer: NodeJS.Timeout | undefined;
   #settling: Promise<void> = Promise.resolve();
 
   constructor(
     settle: (spends: readonly Spend[]) => Promise<number[]>,
-    options: { syncIntervalMs: number; now?: () => number; onSettleFailed?: (error: unknown) => void },
+    options: { syncIntervalMs: number; sweepIntervalMs?: number; now?: () => number; onSettleFailed?: (error: unknown) => void },
   ) {
     this.#settle = settle;
     this.#syncIntervalMs = options.syncIntervalMs;
+    this.#sweepIntervalMs = options.sweepIntervalMs ?? 60_000;
     this.#now = options.now ?? Date.now;
     this.#onSettleFailed = options.onSettleFailed ?? (() => {});
   }
@@ -70,13 +75,14 @@ export class SyncedRateLimiter implements RateLimiter {
     if (allowed) {
       tokens -= cost;
       local.pending += cost;
+      if (cost > 0) this.#dirty.add(key);
     } else {
       retryAfterMs = Math.ceil(((cost - tokens) * 1000) / bucket.refillPerSecond);
     }
     local.tokens = tokens;
     local.at = now;
     this.#buckets.set(key, local);
-    if (cost > 0) this.#schedule();
+    if (this.#dirty.size > 0) this.#schedule();
     return { allowed, remaining: Math.max(0, Math.floor(tokens + EPSILON)), retryAfterMs };
   }
 
@@ -100,28 +106,24 @@ export class SyncedRateLimiter implements RateLimiter {
   }
 
   async #settleNow(): Promise<void> {
-    const now = this.#now();
+    this.#sweep(this.#now());
     const batch: Array<[string, Local]> = [];
-    for (const [key, local] of this.#buckets) {
-      if (local.pending > 0) {
-        local.settling = local.pending;
-        local.pending = 0;
-        batch.push([key, local]);
-      } else if (this.#level(local, now) + EPSILON >= local.bucket.capacity) {
-        // Full and nothing to tell: forgetting it is indistinguishable from keeping it.
-        this.#buckets.delete(key);
-      }
+    for (const key of this.#dirty) {
+      const local = this.#buckets.get(key)!;
+      local.settling = local.pending;
+      local.pending = 0;
+      batch.push([key, local]);
     }
+    this.#dirty.clear();
     if (batch.length === 0) return;
     try {
       const levels = await this.#settle(batch.map(([key, local]) => ({ key, capacity: local.bucket.capacity, refillPerSecond: local.bucket.refillPerSecond, spent: local.settling })));
       const at = this.#now();
-      batch.forEach(([key, local], i) => {
+      batch.forEach(([, local], i) => {
         local.tokens = levels[i]! - local.pending;
         local.at = at;
         local.settling = 0;
         local.heard = true;
-        this.#buckets.set(key, local);
       });
     } catch (error) {
       // Unreachable shared buckets: this node goes on with its own copies (and waits for nothing).
@@ -131,6 +133,16 @@ export class SyncedRateLimiter implements RateLimiter {
       }
       this.#onSettleFailed(error);
     }
-    if ([...this.#buckets.values()].some((local) => local.pending > 0)) this.#schedule();
+    if (this.#dirty.size > 0) this.#schedule();
+  }
+
+  /** Forgets buckets that are full again with nothing to tell, at most once per sweep interval. */
+  #sweep(now: number): void {
+    if (now < this.#nextSweepAt) return;
+    this.#nextSweepAt = now + this.#sweepIntervalMs;
+    for (const [key, local] of this.#buckets) {
+      // Forgetting a full bucket is indistinguishable from keeping it.
+      if (local.pending + local.settling === 0 && this.#level(local, now) + EPSILON >= local.bucket.capacity) this.#buckets.delete(key);
+    }
   }
 }
