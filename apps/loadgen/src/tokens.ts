@@ -77,26 +77,25 @@ export function tokenMinter(options: Pick<Options, 'url' | 'jwtSecret' | 'jwtIss
     queue = [];
     for (let i = 0; i < taken.length; i += BATCH) {
       const chunk = taken.slice(i, i + BATCH);
-      if (!batched) {
-        for (const entry of chunk) single(entry.userId).then(entry.resolve, entry.reject);
-        continue;
-      }
-      try {
-        const body = await post('/v1/dev/tokens', { users: chunk.map(({ userId }) => ({ userId, displayName: userId })), ttlSeconds: options.tokenTtlSeconds });
-        const byUser = new Map((body.tokens ?? []).map((minted) => [minted.userId, minted.token]));
-        for (const entry of chunk) {
-          const token = byUser.get(entry.userId);
-          if (token) entry.resolve({ token, expiresAt: Date.now() + ttlMs });
-          else entry.reject(new TokenError('internal', `POST /v1/dev/tokens answered without a token for ${entry.userId}`));
-        }
-      } catch (error) {
-        if (!(error instanceof TokenError && error.code === 'not_found')) {
-          for (const entry of chunk) entry.reject(error);
+      if (batched) {
+        try {
+          const body = await post('/v1/dev/tokens', { users: chunk.map(({ userId }) => ({ userId, displayName: userId })), ttlSeconds: options.tokenTtlSeconds });
+          const byUser = new Map((body.tokens ?? []).map((minted) => [minted.userId, minted.token]));
+          for (const entry of chunk) {
+            const token = byUser.get(entry.userId);
+            if (token) entry.resolve({ token, expiresAt: Date.now() + ttlMs });
+            else entry.reject(new TokenError('internal', `POST /v1/dev/tokens answered without a token for ${entry.userId}`));
+          }
           continue;
+        } catch (error) {
+          if (!(error instanceof TokenError && error.code === 'not_found')) {
+            for (const entry of chunk) entry.reject(error);
+            continue;
+          }
+          batched = false;
         }
-        batched = false;
-        for (const entry of chunk) single(entry.userId).then(entry.resolve, entry.reject);
       }
+      for (const entry of chunk) single(entry.userId).then(entry.resolve, entry.reject);
     }
   };
   return (userId) =>
