@@ -46,6 +46,11 @@ const envSchema = z
       .string()
       .regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')
       .optional(),
+    REDIS_CLUSTER_NODES: commaList.pipe(
+      z
+        .array(z.string().regex(/^(rediss?:\/\/([^@\s/]*@)?)?[A-Za-z0-9.-]+:\d{1,5}$/, 'host:port seed nodes of a Redis Cluster, comma-separated (redis://[user:password@]host:port or rediss:// for credentials or TLS)'))
+        .min(1, 'at least one host:port'),
+    ).optional(),
     REDIS_KEY_PREFIX: z.string().min(1).default('chat:'),
     REDIS_ADAPTER: z.enum(['routed', 'classic', 'sharded']).default('routed'),
 
@@ -106,6 +111,12 @@ const envSchema = z
     DRAIN_DELAY_MS: int(0, 600_000).default(0),
   })
   .superRefine((env, ctx) => {
+    if (env.REDIS_CLUSTER_NODES && env.REDIS_URL) {
+      ctx.addIssue({ code: 'custom', path: ['REDIS_CLUSTER_NODES'], message: 'unset when REDIS_URL is set (one Redis, or one Redis Cluster)' });
+    }
+    if (env.REDIS_CLUSTER_NODES && /[{}]/.test(env.REDIS_KEY_PREFIX)) {
+      ctx.addIssue({ code: 'custom', path: ['REDIS_KEY_PREFIX'], message: 'no { or } with REDIS_CLUSTER_NODES (keys carry their own hash tags, by user and conversation; a tag in the prefix would put every key in one slot)' });
+    }
     if (env.JWT_ALGORITHM === 'RS256' && !env.JWT_PUBLIC_KEY) {
       ctx.addIssue({ code: 'custom', path: ['JWT_PUBLIC_KEY'], message: 'a PEM public key (required when JWT_ALGORITHM=RS256)' });
     }
@@ -138,8 +149,8 @@ export interface Config {
   logLevel: Env['LOG_LEVEL'];
   /** PostgreSQL when a URL is given, otherwise an embedded PGlite database in `dataDir`. */
   database: { kind: 'postgres'; url: string; poolSize: number } | { kind: 'pglite'; dataDir: string };
-  /** Redis when a URL is given, otherwise in-memory adapter and state (one node only). */
-  redis: { url: string; keyPrefix: string; adapter: 'routed' | 'classic' | 'sharded' } | null;
+  /** Redis or a Redis Cluster when given, otherwise in-memory adapter and state (one node only). */
+  redis: { target: RedisTarget; keyPrefix: string; adapter: 'routed' | 'classic' | 'sharded' } | null;
   jwt: {
     algorithm: Env['JWT_ALGORITHM'];
     secret: string;
@@ -181,6 +192,11 @@ export interface Config {
   notifyWebhook: { url: string; secret: string; maxAttempts: number; retryBaseMs: number; retryMaxMs: number; timeoutMs: number } | null;
 }
 
+/** One Redis server (REDIS_URL), or the seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES). */
+export type RedisTarget =
+  | { kind: 'single'; url: string }
+  | { kind: 'cluster'; nodes: Array<{ host: string; port: number }>; username?: string; password?: string; tls: boolean };
+
 /** Event classes with their own per-user budget (see transport/rate-limits.ts). */
 export type RateLimitClass = 'message' | 'typing' | 'conversation' | 'receipt' | 'read' | 'call';
 
@@ -212,7 +228,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     database: env.DATABASE_URL
       ? { kind: 'postgres', url: env.DATABASE_URL, poolSize: env.DATABASE_POOL_SIZE }
       : { kind: 'pglite', dataDir: env.DATA_DIR },
-    redis: env.REDIS_URL ? { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX, adapter: env.REDIS_ADAPTER } : null,
+    redis: redisTarget(env) ? { target: redisTarget(env)!, keyPrefix: env.REDIS_KEY_PREFIX, adapter: env.REDIS_ADAPTER } : null,
     jwt: {
       algorithm: env.JWT_ALGORITHM,
       secret: env.JWT_SECRET,
@@ -260,6 +276,21 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
           timeoutMs: env.NOTIFY_WEBHOOK_TIMEOUT_MS,
         }
       : null,
+  };
+}
+
+/** Credentials and TLS come from the first seed written as a URL; every seed gives a host and port. */
+function redisTarget(env: Env): RedisTarget | null {
+  if (env.REDIS_URL) return { kind: 'single', url: env.REDIS_URL };
+  if (!env.REDIS_CLUSTER_NODES) return null;
+  const urls = env.REDIS_CLUSTER_NODES.map((seed) => new URL(seed.includes('://') ? seed : `redis://${seed}`));
+  const withAuth = urls.find((url) => url.username || url.password);
+  return {
+    kind: 'cluster',
+    nodes: urls.map((url) => ({ host: url.hostname, port: Number(url.port) })),
+    ...(withAuth?.username && { username: decodeURIComponent(withAuth.username) }),
+    ...(withAuth?.password && { password: decodeURIComponent(withAuth.password) }),
+    tls: urls.some((url) => url.protocol === 'rediss:'),
   };
 }
 

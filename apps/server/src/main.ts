@@ -1,6 +1,7 @@
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createLogger } from './logger.ts';
+import { verifyClusterSeeds } from './plugins/redis.ts';
 import { drainAndClose } from './shutdown.ts';
 
 /**
@@ -8,25 +9,33 @@ import { drainAndClose } from './shutdown.ts';
  * Exit codes: 0 after a clean drain, 1 on a start-up failure or a drain past SHUTDOWN_TIMEOUT_MS,
  * 78 (EX_CONFIG) on bad configuration.
  */
-let config: Config;
-try {
-  config = loadConfig();
-} catch (error) {
+function exitOnConfigError(error: unknown): never {
   if (!(error instanceof ConfigError)) throw error;
   process.stderr.write(`${error.message}\n`);
   process.exit(78);
 }
 
+let config: Config;
+try {
+  config = loadConfig();
+} catch (error) {
+  exitOnConfigError(error);
+}
+
 const log = createLogger(config);
+if (config.redis?.target.kind === 'cluster') {
+  const { warnings } = await verifyClusterSeeds(config.redis.target).catch(exitOnConfigError);
+  for (const warning of warnings) log.warn(`REDIS_CLUSTER_NODES: ${warning}; the cluster is reached through the other seeds`);
+}
 log.info(
   {
     database: config.database.kind,
-    cluster: config.redis ? 'redis' : 'memory',
+    cluster: config.redis ? (config.redis.target.kind === 'cluster' ? 'redis-cluster' : 'redis') : 'memory',
     env: config.env,
   },
   config.database.kind === 'pglite' && !config.redis
-    ? `embedded mode: PGlite database in ${config.database.dataDir}, in-memory adapter and state (single node; set DATABASE_URL and REDIS_URL for a cluster)`
-    : `cluster mode: ${config.database.kind === 'postgres' ? 'PostgreSQL' : 'embedded PGlite'} and ${config.redis ? 'Redis' : 'in-memory state'}`,
+    ? `embedded mode: PGlite database in ${config.database.dataDir}, in-memory adapter and state (single node; set DATABASE_URL and REDIS_URL or REDIS_CLUSTER_NODES for a cluster)`
+    : `cluster mode: ${config.database.kind === 'postgres' ? 'PostgreSQL' : 'embedded PGlite'} and ${config.redis ? (config.redis.target.kind === 'cluster' ? 'Redis Cluster' : 'Redis') : 'in-memory state'}`,
 );
 
 process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled rejection'));

@@ -106,7 +106,7 @@ describe('docker-compose.yml', () => {
     const env = Object.fromEntries(Object.entries(asDict(service('app').environment)).map(([k, v]) => [k, String(v)]));
     const config = loadConfig(env);
     expect(config.database).toMatchObject({ kind: 'postgres' });
-    expect(config.redis?.url).toBe('redis://redis:6379');
+    expect(config.redis?.target).toEqual({ kind: 'single', url: 'redis://redis:6379' });
     expect(config.devTokens.enabled).toBe(true);
     expect(config.port).toBe(3000);
     expect(JSON.stringify(asDict(asDict(raw).services).app), 'JWT_SECRET comes from the environment').toContain('${JWT_SECRET:-');

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
-import { afterAll, describe, expect, inject, it } from 'vitest';
-import { deleteRedisKeys } from '../../../infra/cluster/services.ts';
+import { Cluster, Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { deleteRedisKeys, startPrivateRedisCluster, type PrivateRedisCluster } from '../../../infra/cluster/services.ts';
 import { createStateStores, MemoryCallStore, MemoryPresenceStore, MemoryRateLimiter, MemoryTypingStore, type StateStores, type WentOffline } from '../src/state/index.ts';
 import { eventually } from './helpers/eventually.ts';
 
@@ -48,7 +48,32 @@ const redis: Backend = {
   },
 };
 
+/** A private Redis Cluster (3 masters, 3 replicas): the stores' scripts must keep to one slot each. */
+let privateCluster: PrivateRedisCluster;
+const clusterClients: Cluster[] = [];
+function clusterClient(i: number): Cluster {
+  while (clusterClients.length <= i) {
+    const nodes = privateCluster.ports.map((port) => ({ host: '127.0.0.1', port }));
+    clusterClients.push(new Cluster(nodes, { redisOptions: { connectionName: 'state-contract-test' }, enableAutoPipelining: true }));
+  }
+  return clusterClients[i]!;
+}
+
+const redisCluster: Backend = {
+  name: 'redis-cluster',
+  cluster(count) {
+    const keyPrefix = `${RUN_PREFIX}${states++}:`;
+    return Array.from({ length: count }, (_, i) => createStateStores({ redis: clusterClient(i), keyPrefix, presence: { nodeTtlMs: NODE_TTL_MS } }));
+  },
+};
+
+beforeAll(async () => {
+  privateCluster = await startPrivateRedisCluster();
+});
+
 afterAll(async () => {
+  await Promise.all(clusterClients.map((c) => c.quit()));
+  await privateCluster?.destroy();
   if (redisClients.length === 0) return;
   await deleteRedisKeys(REDIS_URL, RUN_PREFIX);
   await Promise.all(redisClients.map((c) => c.quit()));
@@ -59,7 +84,7 @@ const node = (nodeId: string, userId: string, connectionId = id('conn')) => ({ n
 /** The store clock may be Redis' own; on one machine it agrees with ours to well within this. */
 const CLOCK_SLACK_MS = 250;
 
-describe.each([memory, redis])('state stores: $name', (backend) => {
+describe.each([memory, redis, redisCluster])('state stores: $name', (backend) => {
   describe('presence', () => {
     it('brings a user online with the first device and offline with the last', async () => {
       const [{ presence }] = backend.cluster(1) as [StateStores];
@@ -517,25 +542,25 @@ describe('redis key layout', () => {
     await stores.rateLimiter.consume(limited, { capacity: 10, refillPerSecond: 2 }, 3);
     const consumedAt = Date.now();
     // The node settles what it granted with the shared bucket within its sync interval.
-    await eventually(async () => expect(await client.exists(`${prefix}rl:${limited}`)).toBe(1), { timeoutMs: 2000, intervalMs: 10 });
+    await eventually(async () => expect(await client.exists(`${prefix}rl:{${limited}}`)).toBe(1), { timeoutMs: 2000, intervalMs: 10 });
 
     for (const mark of [user, conversation, limited]) {
       const keys = await client.keys(`*${mark}*`);
       expect(keys.length).toBeGreaterThan(0);
       for (const key of keys) expect(key.startsWith(prefix)).toBe(true);
     }
-    const typingTtl = await client.pttl(`${prefix}typing:${conversation}`);
+    const typingTtl = await client.pttl(`${prefix}typing:{${conversation}}`);
     expect(typingTtl).toBeGreaterThan(0);
     expect(typingTtl).toBeLessThanOrEqual(2000);
     // Three tokens at two a second: full again in 1.5 s, less what has passed since (a loaded CI
     // box can take a second over the lookups above).
-    const bucketTtl = await client.pttl(`${prefix}rl:${limited}`);
+    const bucketTtl = await client.pttl(`${prefix}rl:{${limited}}`);
     const sinceConsume = Date.now() - consumedAt;
     expect(bucketTtl).toBeGreaterThan(Math.max(0, Math.min(1000, 1500 - sinceConsume - CLOCK_SLACK_MS)));
     expect(bucketTtl).toBeLessThanOrEqual(1500);
 
     await stores.typing.stop(conversation, user);
-    expect(await client.exists(`${prefix}typing:${conversation}`)).toBe(0);
+    expect(await client.exists(`${prefix}typing:{${conversation}}`)).toBe(0);
   });
 });
 

@@ -4,6 +4,15 @@ import type { PresenceConnection, PresenceStore, PresenceView, WentOffline } fro
 import type { Fanout } from './fanout.ts';
 
 /**
+ * How far back a failover replay reaches: longer than a Redis Cluster takes to notice a dead master
+ * and promote its replica (cluster-node-timeout, 15 s by default) plus the time this node takes to
+ * see the new topology and run the replay (a presence tick, a slot refresh).
+ */
+export const REPLAY_WINDOW_MS = 120_000;
+/** Bounds the replay memory under a disconnect storm (about 150 bytes each). */
+const REPLAY_MAX_DISCONNECTS = 100_000;
+
+/**
  * Who is online, as the users who share a conversation with someone see it. The store (Redis in a
  * cluster) knows every device on every node; this service turns its transitions into
  * `presence:updated` events for the user's contacts, and keeps `users.last_seen_at` for the record.
@@ -15,6 +24,8 @@ export class PresenceService {
   readonly #db: Db;
   readonly #store: PresenceStore;
   readonly #fanout: Fanout;
+  /** This node's disconnects of the last {@link REPLAY_WINDOW_MS}, oldest first, for {@link replayDisconnects}. */
+  readonly #recentDisconnects: Array<{ connection: PresenceConnection; at: number }> = [];
 
   constructor(db: Db, store: PresenceStore, fanout: Fanout) {
     this.#db = db;
@@ -34,8 +45,33 @@ export class PresenceService {
   }
 
   async disconnected(connection: PresenceConnection): Promise<void> {
+    this.#recentDisconnects.push({ connection, at: Date.now() });
+    this.#forgetOldDisconnects();
+    await this.#disconnect(connection);
+  }
+
+  /**
+   * Runs this node's disconnects of the last {@link REPLAY_WINDOW_MS} again. A Redis Cluster
+   * failover loses the writes its old master acknowledged but had not replicated, and refuses those
+   * sent while no master served the slot; a lost or refused disconnect would leave its user shown
+   * online for ever. Each replay removes only a claim this node still holds on that connection, so
+   * running one twice, or after the original succeeded, changes nothing.
+   */
+  async replayDisconnects(): Promise<void> {
+    this.#forgetOldDisconnects();
+    for (const { connection } of [...this.#recentDisconnects]) await this.#disconnect(connection);
+  }
+
+  async #disconnect(connection: PresenceConnection): Promise<void> {
     const { wentOffline, lastSeenAt, status } = await this.#store.disconnect(connection);
     if (wentOffline) await this.#wentOffline({ userId: connection.userId, lastSeenAt, status });
+  }
+
+  #forgetOldDisconnects(): void {
+    const horizon = Date.now() - REPLAY_WINDOW_MS;
+    let drop = Math.max(0, this.#recentDisconnects.length - REPLAY_MAX_DISCONNECTS);
+    while (drop < this.#recentDisconnects.length && this.#recentDisconnects[drop]!.at < horizon) drop++;
+    if (drop > 0) this.#recentDisconnects.splice(0, drop);
   }
 
   /** Announces the users whose node died (see PresenceStore.reapDeadNodes). */

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin';
 import type { Config } from '../config.ts';
+import { isCluster } from '../state/index.ts';
 
 /**
  * Keeps this node's presence entries alive and cleans up after dead nodes. Every node heartbeats and
@@ -7,7 +8,10 @@ import type { Config } from '../config.ts';
  * `nodeTtlMs` plus one interval (20 s + 5 s by default), unless they reconnected elsewhere meanwhile.
  *
  * If this node was itself reaped (a long pause, or Redis unreachable for longer than the TTL) or
- * Redis lost its data (restart without persistence), its sockets are registered again.
+ * Redis lost its data (restart without persistence), its sockets are registered again. On a Redis
+ * Cluster, when the set of masters changes (a failover), the node registers its sockets again and
+ * replays its recent disconnects, which the failover may have lost: no user it holds goes missing,
+ * and no user who left stays shown online.
  */
 export default fp<{ config: Config }>(
   async (app, { config }) => {
@@ -18,8 +22,20 @@ export default fp<{ config: Config }>(
         await announce();
       }
     };
+    // The masters as this node's client last learned them (ioredis refreshes its slot map on a
+    // redirection, a lost connection and every few seconds); '' on a single Redis.
+    const masters = () => (app.redis && isCluster(app.redis) ? app.redis.nodes('master').map((node) => `${node.options.host}:${node.options.port}`).sort().join(',') : '');
+    let knownMasters = masters();
     const tick = async () => {
       try {
+        const current = masters();
+        if (current !== knownMasters) {
+          app.log.warn({ before: knownMasters, after: current }, 'presence: the Redis Cluster masters changed (failover); registering sockets again and replaying recent disconnects');
+          await reregister();
+          await app.services.presence.replayDisconnects();
+          // Only once both succeeded: a replay that failed halfway runs again next tick.
+          knownMasters = current;
+        }
         const { reaped } = await app.state.presence.heartbeat(app.nodeId);
         if (reaped) {
           app.log.warn('presence: this node had been reaped; registering its sockets again');

@@ -2,14 +2,13 @@ import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
 import fp from 'fastify-plugin';
 import { Server } from 'socket.io';
 import type { Config } from '../config.ts';
-import { connectionsKeyPrefix } from '../state/index.ts';
+import { connectionsKeyParts, type RedisClient } from '../state/index.ts';
 import { handleConnections, userRoom } from '../transport/socket/connection.ts';
 import { LocalDelivery } from '../transport/socket/local-delivery.ts';
 import { NodeBus } from '../transport/socket/node-bus.ts';
 import type { ChatServer } from '../transport/socket/types.ts';
 import { closeRedis, createRedis } from './redis.ts';
 import { stateKeyPrefix } from './state.ts';
-import type { Redis } from 'ioredis';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -45,22 +44,22 @@ export default fp<{ config: Config }>(
       cors: config.corsOrigins ? { origin: config.corsOrigins, credentials: true } : { origin: false },
     });
 
-    const adapterClients: Redis[] = [];
+    const adapterClients: RedisClient[] = [];
     let routing: Routing | null = null;
     const onError = (error: unknown) => {
       app.metrics.clusterPublishFailures.inc();
       app.log.warn({ err: error }, 'cluster bus command failed; local sockets still served');
     };
     if (config.redis?.adapter === 'routed') {
-      const pub = createRedis(config.redis.url, app.log, 'bus-pub');
+      const pub = createRedis(config.redis.target, app.log, 'bus-pub');
       // Subscriptions wait for the connection instead of failing: ioredis re-subscribes on reconnect.
-      const sub = createRedis(config.redis.url, app.log, 'bus-sub', { maxRetriesPerRequest: null });
+      const sub = createRedis(config.redis.target, app.log, 'bus-sub', { maxRetriesPerRequest: null, shardedSubscribers: true });
       adapterClients.push(pub, sub);
       const local = new LocalDelivery(io);
       const bus = new NodeBus(pub, sub, {
         channelPrefix: `${config.redis.keyPrefix}bus:`,
         nodeId: app.nodeId,
-        connectionsPrefix: connectionsKeyPrefix(stateKeyPrefix(config)),
+        connections: connectionsKeyParts(stateKeyPrefix(config)),
         roomPrefix: userRoom(''),
         onError,
       });
@@ -75,10 +74,10 @@ export default fp<{ config: Config }>(
         if (!bus.listening) throw new Error('not subscribed to this node\'s channel');
       });
     } else if (config.redis) {
-      const pub = guardFireAndForget(createRedis(config.redis.url, app.log, 'adapter-pub'), ['publish', 'spublish'], onError);
+      const pub = guardFireAndForget(createRedis(config.redis.target, app.log, 'adapter-pub'), ['publish', 'spublish'], onError);
       // Subscriptions wait for the connection instead of failing: ioredis re-subscribes on reconnect.
       const sub = guardFireAndForget(
-        createRedis(config.redis.url, app.log, 'adapter-sub', { maxRetriesPerRequest: null }),
+        createRedis(config.redis.target, app.log, 'adapter-sub', { maxRetriesPerRequest: null, shardedSubscribers: config.redis.adapter === 'sharded' }),
         ['psubscribe', 'subscribe', 'punsubscribe', 'unsubscribe', 'ssubscribe', 'sunsubscribe'],
         onError,
       );
@@ -116,7 +115,7 @@ export default fp<{ config: Config }>(
  */
 type FireAndForget = 'publish' | 'spublish' | 'psubscribe' | 'subscribe' | 'punsubscribe' | 'unsubscribe' | 'ssubscribe' | 'sunsubscribe';
 
-function guardFireAndForget(client: Redis, methods: FireAndForget[], onError: (error: unknown) => void): Redis {
+function guardFireAndForget(client: RedisClient, methods: FireAndForget[], onError: (error: unknown) => void): RedisClient {
   const target = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
   for (const method of methods) {
     const original = target[method]!.bind(client);

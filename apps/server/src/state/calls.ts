@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-client.ts';
 import { assertNoClientKeyPrefix, defineScript, LUA_NOW_MS, type RedisScript } from './redis-script.ts';
 
 export type CallState = 'ringing' | 'accepted' | 'rejected' | 'cancelled' | 'ended' | 'missed' | 'busy';
@@ -236,12 +236,15 @@ export class MemoryCallStore implements CallStore {
 }
 
 /*
- * Key layout (all under the store's prefix):
+ * Key layout (all under the store's prefix P = `${keyPrefix}{~calls}`):
  *   call:<callId>      STRING  the CallRecord as JSON; PX = ring timeout + liveTtlMs while ringing,
  *                              2 × liveTtlMs once accepted, finalTtlMs after
  *   call-user:<userId> STRING  the id of the user's live call (the busy marker), same PX as the call
  *   calls-ringing      ZSET    callId → ring deadline, for expireRinging
- * Scripts build the keys from the prefix they are given (ARGV[1]), like the presence store's.
+ * Scripts build the keys from the prefix they are given (ARGV[1]), like the presence store's, and
+ * declare the ringing set as their one key. The hash tag keeps every call key in one slot of a
+ * Redis Cluster: creating a call checks and sets both users' busy markers atomically. Calls are
+ * few and small beside presence, typing and rate limits, which spread by user and conversation.
  */
 
 const LUA_COMMON = `
@@ -401,20 +404,24 @@ export class RedisCallStore implements CallStore {
   readonly #transition: RedisScript;
   readonly #expire: RedisScript;
   readonly #touch: RedisScript;
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
 
-  constructor(redis: Redis, options: { keyPrefix: string }) {
+  constructor(redis: RedisClient, options: { keyPrefix: string }) {
     assertNoClientKeyPrefix(redis);
     this.#redis = redis;
-    this.#prefix = options.keyPrefix;
-    this.#create = defineScript(redis, 'callCreate', 0, CREATE);
-    this.#transition = defineScript(redis, 'callTransition', 0, TRANSITION);
-    this.#expire = defineScript(redis, 'callExpireRinging', 0, EXPIRE_RINGING);
-    this.#touch = defineScript(redis, 'callTouch', 0, TOUCH);
+    this.#prefix = `${options.keyPrefix}{~calls}`;
+    this.#create = defineScript(redis, 'callCreate', 1, CREATE);
+    this.#transition = defineScript(redis, 'callTransition', 1, TRANSITION);
+    this.#expire = defineScript(redis, 'callExpireRinging', 1, EXPIRE_RINGING);
+    this.#touch = defineScript(redis, 'callTouch', 1, TOUCH);
+  }
+
+  get #ringing(): string {
+    return `${this.#prefix}calls-ringing`;
   }
 
   async create(call: NewCall, timings: CallTimings): Promise<{ call: CallRecord; busy: null | 'callee' } | { call: null; busy: 'caller' }> {
-    const [busy, json] = (await this.#create(this.#prefix, JSON.stringify(call), timings.ringTimeoutMs, timings.liveTtlMs, timings.finalTtlMs)) as [string, string?];
+    const [busy, json] = (await this.#create(this.#ringing, this.#prefix, JSON.stringify(call), timings.ringTimeoutMs, timings.liveTtlMs, timings.finalTtlMs)) as [string, string?];
     if (busy === 'caller') return { call: null, busy: 'caller' };
     return { call: parse(json!), busy: busy === 'callee' ? 'callee' : null };
   }
@@ -431,17 +438,17 @@ export class RedisCallStore implements CallStore {
     patch: { calleeDeviceId?: string; endedBy?: string | null },
     timings: CallTimings,
   ): Promise<{ call: CallRecord | null; changed: boolean }> {
-    const [changed, json] = (await this.#transition(this.#prefix, callId, from.join(','), to, JSON.stringify(patch), timings.liveTtlMs, timings.finalTtlMs)) as [number, string?];
+    const [changed, json] = (await this.#transition(this.#ringing, this.#prefix, callId, from.join(','), to, JSON.stringify(patch), timings.liveTtlMs, timings.finalTtlMs)) as [number, string?];
     return { call: json === undefined ? null : parse(json), changed: changed === 1 };
   }
 
   async expireRinging(timings: CallTimings, limit = 100): Promise<CallRecord[]> {
-    return ((await this.#expire(this.#prefix, timings.liveTtlMs, timings.finalTtlMs, limit)) as string[]).map(parse);
+    return ((await this.#expire(this.#ringing, this.#prefix, timings.liveTtlMs, timings.finalTtlMs, limit)) as string[]).map(parse);
   }
 
   async touch(devices: ReadonlyArray<{ callId: string; deviceId: string }>, timings: CallTimings): Promise<Map<string, Touched>> {
     if (devices.length === 0) return new Map();
-    const flat = (await this.#touch(this.#prefix, timings.liveTtlMs, timings.finalTtlMs, ...devices.flatMap((d) => [d.callId, d.deviceId]))) as string[];
+    const flat = (await this.#touch(this.#ringing, this.#prefix, timings.liveTtlMs, timings.finalTtlMs, ...devices.flatMap((d) => [d.callId, d.deviceId]))) as string[];
     return byCall(devices.map((d, i): [string, Touched] => [d.callId, { state: flat[2 * i] ? (flat[2 * i] as CallState) : null, ended: flat[2 * i + 1] ? parse(flat[2 * i + 1]!) : null }]));
   }
 }

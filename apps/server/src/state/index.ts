@@ -1,7 +1,7 @@
-import type { Redis } from 'ioredis';
 import { MemoryCallStore, RedisCallStore, type CallStore } from './calls.ts';
 import { MemoryPresenceStore, type PresenceOptions, type PresenceStore } from './presence.ts';
 import { RedisPresenceStore } from './presence-redis.ts';
+import type { RedisClient } from './redis-client.ts';
 import { MemoryRateLimiter, type RateLimiter } from './rate-limit.ts';
 import { RedisBucketLedger } from './rate-limit-redis.ts';
 import { SyncedRateLimiter } from './rate-limit-synced.ts';
@@ -9,7 +9,8 @@ import { MemoryTypingStore, RedisTypingStore, type TypingStore } from './typing.
 
 export * from './calls.ts';
 export * from './presence.ts';
-export { connectionsKeyPrefix, RedisPresenceStore } from './presence-redis.ts';
+export { connectionsKeyParts, RedisPresenceStore } from './presence-redis.ts';
+export { groupBySlot, hashTag, isCluster, type RedisClient } from './redis-client.ts';
 export * from './rate-limit.ts';
 export { RedisBucketLedger } from './rate-limit-redis.ts';
 export { SyncedRateLimiter } from './rate-limit-synced.ts';
@@ -28,10 +29,10 @@ export interface StateStoreOptions {
    * The shared connection. Without one the stores live in this process (single-node mode, tests).
    * It must not have ioredis' own `keyPrefix` option set.
    */
-  redis?: Redis;
+  redis?: RedisClient;
   /**
-   * Prepended to every Redis key the stores write, e.g. `chat:state:`. On Redis Cluster include a
-   * hash tag (`{chat}:state:`): presence scripts touch many users' keys at once.
+   * Prepended to every Redis key the stores write, e.g. `chat:state:`. On a Redis Cluster it must
+   * hold no hash tag: the stores tag their keys by user, conversation or bucket themselves.
    */
   keyPrefix: string;
   presence: PresenceOptions;
@@ -45,7 +46,7 @@ export interface StateStoreOptions {
 }
 
 /**
- * Memory stores when no Redis client is given, Redis ones otherwise. The stores do not own the
+ * Memory stores when no Redis client is given, Redis ones otherwise (one Redis or a Redis Cluster). The stores do not own the
  * client: whoever created it closes it.
  */
 export function createStateStores(options: StateStoreOptions): StateStores {

@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import { EPSILON } from './rate-limit.ts';
+import { groupBySlot, hashTag, type RedisClient } from './redis-client.ts';
 import { assertNoClientKeyPrefix, defineScript, LUA_NOW_MS, type RedisScript } from './redis-script.ts';
 
 /** What one node spent from one shared bucket since it last settled. */
@@ -11,11 +11,11 @@ export interface Spend {
 }
 
 /**
- * Key layout: `${keyPrefix}rl:<key>` HASH tokens (float, below zero while in debt), at (Redis ms of
+ * Key layout: `${keyPrefix}rl:{<key>}` HASH (hash-tagged by bucket, so buckets spread over a cluster's slots) tokens (float, below zero while in debt), at (Redis ms of
  * the last update); PEXPIRE = time until the bucket is full again; a full bucket is deleted instead
  * of stored, which is indistinguishable from keeping it.
  *
- * One call settles every key a node touched: refill on Redis' clock, subtract what was spent (debt
+ * One call settles every key a node touched (on a Redis Cluster, one call per slot): refill on Redis' clock, subtract what was spent (debt
  * allowed: what nodes granted before they heard of each other is paid back), report the level.
  */
 const SETTLE = `
@@ -44,20 +44,32 @@ return out
 
 /** The shared buckets the SyncedRateLimiter settles with. */
 export class RedisBucketLedger {
+  readonly #redis: RedisClient;
   readonly #prefix: string;
   readonly #settle: RedisScript;
 
-  constructor(redis: Redis, options: { keyPrefix: string }) {
+  constructor(redis: RedisClient, options: { keyPrefix: string }) {
     assertNoClientKeyPrefix(redis);
+    this.#redis = redis;
     this.#prefix = `${options.keyPrefix}rl:`;
     this.#settle = defineScript(redis, 'rateLimitSettle', 'per-call', SETTLE);
   }
 
   /** Applies the spends; resolves with each bucket's level after it, in order (Redis time). */
   async settle(spends: readonly Spend[]): Promise<number[]> {
-    if (spends.length === 0) return [];
-    const keys = spends.map((spend) => this.#prefix + spend.key);
-    const args = spends.flatMap((spend) => [spend.capacity, spend.refillPerSecond, spend.spent]);
-    return ((await this.#settle(keys.length, ...keys, ...args)) as string[]).map(Number);
+    const levels = new Map<Spend, number>();
+    await Promise.all(
+      groupBySlot(this.#redis, spends, (spend) => this.#key(spend)).map(async (group) => {
+        const keys = group.map((spend) => this.#key(spend));
+        const args = group.flatMap((spend) => [spend.capacity, spend.refillPerSecond, spend.spent]);
+        const after = (await this.#settle(keys.length, ...keys, ...args)) as string[];
+        group.forEach((spend, i) => levels.set(spend, Number(after[i])));
+      }),
+    );
+    return spends.map((spend) => levels.get(spend)!);
+  }
+
+  #key(spend: Spend): string {
+    return this.#prefix + hashTag(spend.key);
   }
 }

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { hashTag, type RedisClient } from './redis-client.ts';
 import { assertNoClientKeyPrefix, defineScript, LUA_NOW_MS, type RedisScript } from './redis-script.ts';
 
 /**
@@ -81,7 +81,7 @@ export class MemoryTypingStore implements TypingStore {
 }
 
 /*
- * Key layout: `${keyPrefix}typing:<conversationId>` ZSET userId → expiry (Redis ms). Expired members
+ * Key layout: `${keyPrefix}typing:{<conversationId>}` ZSET (hash-tagged by conversation) userId → expiry (Redis ms). Expired members
  * are pruned by every call, and the key's own TTL follows its latest expiry, so the key of an
  * abandoned conversation disappears by itself.
  */
@@ -116,7 +116,7 @@ export class RedisTypingStore implements TypingStore {
   readonly #stop: RedisScript;
   readonly #list: RedisScript;
 
-  constructor(redis: Redis, options: { keyPrefix: string }) {
+  constructor(redis: RedisClient, options: { keyPrefix: string }) {
     assertNoClientKeyPrefix(redis);
     this.#prefix = `${options.keyPrefix}typing:`;
     this.#start = defineScript(redis, 'typingStart', 1, START);
@@ -124,17 +124,21 @@ export class RedisTypingStore implements TypingStore {
     this.#list = defineScript(redis, 'typingList', 1, LIST);
   }
 
+  #key(conversationId: string): string {
+    return this.#prefix + hashTag(conversationId);
+  }
+
   async start(conversationId: string, userId: string, ttlMs: number): Promise<{ changed: boolean }> {
     assertTtl(ttlMs);
-    return { changed: (await this.#start(this.#prefix + conversationId, userId, Math.ceil(ttlMs))) === 1 };
+    return { changed: (await this.#start(this.#key(conversationId), userId, Math.ceil(ttlMs))) === 1 };
   }
 
   async stop(conversationId: string, userId: string): Promise<{ changed: boolean }> {
-    return { changed: (await this.#stop(this.#prefix + conversationId, userId)) === 1 };
+    return { changed: (await this.#stop(this.#key(conversationId), userId)) === 1 };
   }
 
   async list(conversationId: string): Promise<string[]> {
-    return (await this.#list(this.#prefix + conversationId)) as string[];
+    return (await this.#list(this.#key(conversationId))) as string[];
   }
 }
 
