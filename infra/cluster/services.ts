@@ -210,6 +210,11 @@ export interface PrivateRedisCluster {
   masters(): Promise<Array<{ port: number; slots: Array<[number, number]> }>>;
   /** SIGKILL one node: a master's replica takes over after `cluster-node-timeout`. */
   kill(port: number): Promise<void>;
+  /** The ports of the replicas of the master at `port`. */
+  replicasOf(port: number): Promise<number[]>;
+  /** SIGSTOP / SIGCONT one node: a paused replica cannot be promoted, so a failover waits for it. */
+  pause(port: number): void;
+  resume(port: number): void;
   /** Starts a killed node again on its port and folder; it rejoins (a former master as a replica). */
   start(port: number): Promise<void>;
   /** Resolves when every running node says cluster_state:ok and every slot is served by a running master (after a kill: once its replica took over). */
@@ -297,6 +302,22 @@ export async function startPrivateRedisCluster(options: { masters?: number; repl
     }
     throw new Error('no Redis Cluster node answers');
   };
+  const replicasOf = async (port: number) => {
+    for (const live of running()) {
+      try {
+        const lines = (await clusterCommand<string>(live, 'NODES')).trim().split('\n').map((line) => line.split(' '));
+        const master = lines.find((fields) => fields[1]!.split('@')[0] === `127.0.0.1:${port}`);
+        if (!master) return [];
+        return lines.filter((fields) => fields[3] === master[0]).map((fields) => Number(fields[1]!.split('@')[0]!.split(':')[1]));
+      } catch {
+        // Ask the next node.
+      }
+    }
+    throw new Error('no Redis Cluster node answers');
+  };
+  const signal = (port: number, name: NodeJS.Signals) => {
+    children.get(port)?.child.kill(name);
+  };
   const waitHealthy = async (timeoutMs = 30_000) => {
     await waitUntil(async () => {
       try {
@@ -337,6 +358,9 @@ export async function startPrivateRedisCluster(options: { masters?: number; repl
     nodes: ports.map((port) => `127.0.0.1:${port}`).join(','),
     ports,
     masters: readMasters,
+    replicasOf,
+    pause: (port) => signal(port, 'SIGSTOP'),
+    resume: (port) => signal(port, 'SIGCONT'),
     kill,
     start,
     waitHealthy,

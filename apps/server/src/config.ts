@@ -49,7 +49,7 @@ const envSchema = z
     REDIS_CLUSTER_NODES: commaList.pipe(
       z
         .array(z.string().regex(/^(rediss?:\/\/([^@\s/]*@)?)?[A-Za-z0-9.-]+:\d{1,5}$/, 'host:port seed nodes of a Redis Cluster, comma-separated (redis://[user:password@]host:port or rediss:// for credentials or TLS)'))
-        .min(1, 'at least one host:port'),
+        .min(1),
     ).optional(),
     REDIS_KEY_PREFIX: z.string().min(1).default('chat:'),
     REDIS_ADAPTER: z.enum(['routed', 'classic', 'sharded']).default('routed'),
@@ -302,6 +302,7 @@ function hops(count: number): (address: string, hop: number) => boolean {
 function describeIssue(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case 'too_small':
+      if (issue.origin === 'array') return `at least ${issue.minimum} comma-separated ${issue.minimum === 1 ? 'entry' : 'entries'}`;
       return issue.origin === 'string' ? `at least ${issue.minimum} characters` : `a number >= ${issue.minimum}`;
     case 'too_big':
       return issue.origin === 'string' ? `at most ${issue.maximum} characters` : `a number <= ${issue.maximum}`;

@@ -27,7 +27,22 @@ describe('configuration', () => {
   it('uses PostgreSQL and Redis when their URLs are set', () => {
     const config = loadConfig({ DATABASE_URL: 'postgresql://u@db:5432/chat', REDIS_URL: 'redis://cache:6379' });
     expect(config.database).toMatchObject({ kind: 'postgres', url: 'postgresql://u@db:5432/chat' });
-    expect(config.redis).toMatchObject({ url: 'redis://cache:6379' });
+    expect(config.redis).toMatchObject({ target: { kind: 'single', url: 'redis://cache:6379' } });
+  });
+
+  it('uses a Redis Cluster when REDIS_CLUSTER_NODES lists its seeds, credentials and TLS from a URL seed', () => {
+    expect(loadConfig({ REDIS_CLUSTER_NODES: 'r1:7000, r2:7001' }).redis?.target).toEqual({
+      kind: 'cluster',
+      nodes: [{ host: 'r1', port: 7000 }, { host: 'r2', port: 7001 }],
+      tls: false,
+    });
+    expect(loadConfig({ REDIS_CLUSTER_NODES: 'rediss://app:s%40cret@r1:7000,r2:7001' }).redis?.target).toEqual({
+      kind: 'cluster',
+      nodes: [{ host: 'r1', port: 7000 }, { host: 'r2', port: 7001 }],
+      username: 'app',
+      password: 's@cret',
+      tls: true,
+    });
   });
 
   it.each([
@@ -35,6 +50,10 @@ describe('configuration', () => {
     [{ PORT: '70000' }, /^Invalid configuration: PORT: expected a number <= 65535, got "70000"$/],
     [{ DATABASE_URL: 'mysql://x' }, /^Invalid configuration: DATABASE_URL: expected a postgresql:\/\/ connection string/],
     [{ REDIS_URL: 'localhost:6379' }, /^Invalid configuration: REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL/],
+    [{ REDIS_CLUSTER_NODES: 'r1' }, /^Invalid configuration: REDIS_CLUSTER_NODES: expected host:port seed nodes of a Redis Cluster/],
+    [{ REDIS_CLUSTER_NODES: ',' }, /^Invalid configuration: REDIS_CLUSTER_NODES: expected at least 1 comma-separated entry, got ","$/],
+    [{ REDIS_CLUSTER_NODES: 'r1:7000', REDIS_URL: 'redis://r:6379' }, /^Invalid configuration: REDIS_CLUSTER_NODES: expected unset when REDIS_URL is set/],
+    [{ REDIS_CLUSTER_NODES: 'r1:7000', REDIS_KEY_PREFIX: '{chat}:' }, /^Invalid configuration: REDIS_KEY_PREFIX: expected no \{ or \} with REDIS_CLUSTER_NODES/],
     [{ JWT_SECRET: 'short' }, /^Invalid configuration: JWT_SECRET: expected at least 32 characters, got "short"$/],
     [{ JWT_ALGORITHM: 'HS512' }, /^Invalid configuration: JWT_ALGORITHM: expected one of "HS256", "RS256"/],
     [{ JWT_ALGORITHM: 'RS256' }, /^Invalid configuration: JWT_PUBLIC_KEY: expected a PEM public key \(required when JWT_ALGORITHM=RS256\), got unset$/],

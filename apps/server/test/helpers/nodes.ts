@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
@@ -15,6 +16,14 @@ export type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
 const serverMain = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 
+/**
+ * Each test file's nodes keep their Redis state apart from other files' (presence registry, rate
+ * limits): files run concurrently and configure nodes differently (a presence TTL of 2 s on one side
+ * would reap the nodes of a file running the default 20 s). Under this run's prefix, so the run's
+ * clean-up removes it.
+ */
+const FILE_SCOPE = randomUUID().slice(0, 8);
+
 /** The environment of a cluster node in tests: this run's database and Redis, a test secret. */
 export function testEnv(overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
   return {
@@ -23,7 +32,7 @@ export function testEnv(overrides: Record<string, string | undefined> = {}): Rec
     PORT: '0',
     DATABASE_URL: inject('databaseUrl'),
     REDIS_URL: inject('redisUrl'),
-    REDIS_KEY_PREFIX: inject('redisPrefix'),
+    REDIS_KEY_PREFIX: `${inject('redisPrefix')}${FILE_SCOPE}:`,
     JWT_SECRET: TEST_JWT_SECRET,
     LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'silent',
     // Functional tests send faster than a person: budgets are switched on where rate limits are the subject.

@@ -169,6 +169,9 @@ export class NodeBus {
       return (await this.#publishToHolders(...args)) as number;
     }
     const lookup = Promise.all(userIds.map((userId) => this.#pub.hgetall(this.#conns.before + userId + this.#conns.after)));
+    // Its failure is reported through `issued` below, which may only chain it after an earlier
+    // fan-out's publishes: until then it must not count as an unhandled rejection.
+    lookup.catch(() => {});
     const issued = this.#issued.then(() => lookup).then((found) => {
       const frames = framesByNode(userIds, found, { self: this.#nodeId, except, devices, roomPrefix: this.#roomPrefix });
       return [...frames].map(([nodeId, target]) => (this.#pub as Cluster).spublish(this.#channelOf(nodeId), `${JSON.stringify(target)}\n${packet}`));
