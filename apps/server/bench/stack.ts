@@ -14,7 +14,7 @@ import { createSigner } from 'fast-jwt';
 import pg from 'pg';
 import type { Summary } from '../../loadgen/src/summary.ts';
 import { startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
-import { deleteRedisKeys } from '../../../infra/cluster/services.ts';
+import { deleteRedisKeys, startPrivateRedisCluster } from '../../../infra/cluster/services.ts';
 import { throwawayDatabase } from './database.ts';
 import { cpuSeconds, gcProbe, machineTicks } from './process-stats.ts';
 
@@ -200,6 +200,8 @@ export interface OursOptions {
   nodeFlags?: string[];
   /** Extra environment for every node (e.g. REDIS_ADAPTER). */
   env?: Record<string, string>;
+  /** The machine's Redis (REDIS_URL), or a private Redis Cluster of 3 masters + 3 replicas. @default 'single' */
+  redis?: 'single' | 'cluster';
 }
 
 /**
@@ -210,6 +212,9 @@ export async function withOurCluster<T>(options: OursOptions, use: (cluster: Clu
   const database = await throwawayDatabase('chat_bench');
   const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
   const redisPrefix = `bench:${options.stamp}:${options.nodes}n:`;
+  const redisCluster = options.redis === 'cluster' ? await startPrivateRedisCluster() : null;
+  // An empty REDIS_URL counts as unset for the nodes.
+  const redisEnv = redisCluster ? { REDIS_URL: '', REDIS_CLUSTER_NODES: redisCluster.nodes } : { REDIS_URL: redisUrl };
   try {
     const cluster = await startCluster({
       nodes: options.nodes,
@@ -218,7 +223,7 @@ export async function withOurCluster<T>(options: OursOptions, use: (cluster: Clu
       env: {
         GC_PROBE_DIR: gcProbe.dir,
         DATABASE_URL: database.url,
-        REDIS_URL: redisUrl,
+        ...redisEnv,
         REDIS_KEY_PREFIX: redisPrefix,
         JWT_SECRET: options.secret,
         RATE_LIMITS: options.rateLimits ? 'true' : 'false',
@@ -235,7 +240,8 @@ export async function withOurCluster<T>(options: OursOptions, use: (cluster: Clu
     }
   } finally {
     await database.drop();
-    await deleteRedisKeys(redisUrl, redisPrefix);
+    if (redisCluster) await redisCluster.destroy();
+    else await deleteRedisKeys(redisUrl, redisPrefix);
   }
 }
 
