@@ -41,7 +41,25 @@ export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
   if (error instanceof ZodError) return new AppError('validation', describeZodError(error));
   if (isDatabaseUnavailable(error)) return new AppError('unavailable', 'The database is unreachable right now; retry shortly', { cause: error });
+  if (isRedisUnavailable(error)) return new AppError('unavailable', 'Cluster state (Redis) is unreachable right now; retry shortly', { cause: error });
   return new AppError('internal', 'Internal error', { cause: error });
+}
+
+/** ioredis' own errors for "no answer": retries exhausted, connection gone, no slot map. */
+const REDIS_CLIENT_UNAVAILABLE = new Set(['MaxRetriesPerRequestError', 'ClusterAllFailedError']);
+
+/**
+ * True when `error` says Redis (or a Redis Cluster shard) could not serve the command now, not that
+ * the command was wrong: unreachable, closed, retries exhausted, or a cluster between a master's
+ * death and its replica's promotion (CLUSTERDOWN, TRYAGAIN, MASTERDOWN, a node still LOADING, a
+ * former master now READONLY, redirections that never settle).
+ */
+export function isRedisUnavailable(error: unknown): boolean {
+  if (!error || typeof error !== 'object') return false;
+  const e = error as { name?: unknown; message?: unknown };
+  if (typeof e.name === 'string' && REDIS_CLIENT_UNAVAILABLE.has(e.name)) return true;
+  const message = typeof e.message === 'string' ? e.message : '';
+  return /^(CLUSTERDOWN|TRYAGAIN|MASTERDOWN|LOADING|READONLY)\b|^Connection is closed|^Too many Cluster redirections|^Reached the max retries per request limit/.test(message);
 }
 
 /** Prisma's codes for "could not reach / lost / timed out waiting for" the database server. */

@@ -139,6 +139,15 @@ describe('nodes on a Redis Cluster', () => {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     });
+    // Reads of cluster state during the failover: answered, or refused as retryable.
+    const stateRefusals: string[] = [];
+    const reads = (async () => {
+      while (sending) {
+        const ack = await senders[1]!.call('presence:get', { userIds: [readers[1]!.userId] });
+        if (!ack.ok) stateRefusals.push(ack.error.code);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
     const readiness: number[] = [];
     let probing = true;
     const probe = (async () => {
@@ -164,10 +173,11 @@ describe('nodes on a Redis Cluster', () => {
     await new Promise((resolve) => setTimeout(resolve, 500));
     sending = false;
     probing = false;
-    await Promise.all([...traffic, probe]);
+    await Promise.all([...traffic, probe, reads]);
 
     expect(readiness, 'readiness turned 503 during the failover').toContain(503);
     expect(refusals.filter((code) => code !== 'unavailable'), 'sends refused with anything but unavailable').toEqual([]);
+    expect(stateRefusals.filter((code) => code !== 'unavailable'), 'presence reads refused with anything but unavailable').toEqual([]);
     expect(acked.flat().length).toBeGreaterThan(20);
     // Every acknowledged message is in the conversation's history, in order.
     for (const [i, reader] of readers.entries()) {
