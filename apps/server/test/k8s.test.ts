@@ -165,6 +165,8 @@ const TEST_SECRETS: Record<string, string> = {
   JWT_SECRET: 'k8s-test-secret-0123456789-0123456789-abcdef',
   DATABASE_URL: 'postgresql://chat:password@postgres.example:5432/chat',
   REDIS_URL: 'redis://redis.example:6379',
+  // One Redis: the cluster seeds stay empty (unset), as in the template.
+  REDIS_CLUSTER_NODES: '',
 };
 
 /** The query parameter the SDK sends on every Socket.IO request, and the one nginx.conf hashes on. */
@@ -370,7 +372,7 @@ const CHECKS: Record<string, Check> = {
       const config = ctx.config;
       if (config.env !== 'production') problems.push(`NODE_ENV is ${config.env}, expected production`);
       if (config.database.kind !== 'postgres') problems.push('no DATABASE_URL: the node would run embedded PGlite and write to its filesystem');
-      if (!config.redis) problems.push('no REDIS_URL: the node would run single-node in-memory state');
+      if (!config.redis) problems.push('no REDIS_URL or REDIS_CLUSTER_NODES: the node would run single-node in-memory state');
       if (config.devTokens.enabled) problems.push('DEV_TOKENS is on');
       if (config.nodeId !== ctx.podName) problems.push(`NODE_ID is "${config.nodeId}", expected the pod name "${ctx.podName}" (downward API metadata.name)`);
     } catch (error) {
