@@ -2,23 +2,15 @@ import type { Presence } from '@chat/protocol';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startPrivateRedis } from '../../../infra/cluster/services.ts';
 import { eventually } from './helpers/eventually.ts';
-import { spawnNode, startNode, testEnv, type TestNode } from './helpers/nodes.ts';
+import { spawnNode, testEnv, testNode } from './helpers/nodes.ts';
 import { signToken } from './helpers/tokens.ts';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { testDevice, uniqueUser, type Device } from './helpers/users.ts';
 
 let counter = 0;
 const clientMsgId = () => `cs-${Date.now().toString(36)}-${++counter}`;
 
-async function node(overrides: Record<string, string> = {}): Promise<TestNode> {
-  const started = await startNode(overrides);
-  onTestFinished(() => started.close());
-  return started;
-}
-async function device(url: string, userId: string): Promise<Device> {
-  const connected = await connectDevice(url, userId);
-  onTestFinished(() => connected.close());
-  return connected;
-}
+const node = testNode;
+const device = testDevice;
 const lastPresence = (d: Device, userId: string): Presence | undefined => d.of('presence:updated').filter((p) => p.userId === userId).at(-1);
 
 describe('presence', () => {

@@ -5,7 +5,7 @@ import { applyMigrations } from '../src/db/migrations.ts';
 import { eventually } from './helpers/eventually.ts';
 import { startNode, type TestNode } from './helpers/nodes.ts';
 import { signToken } from './helpers/tokens.ts';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { testDevice, uniqueUser, type Device } from './helpers/users.ts';
 
 // A PostgreSQL of this file's own, because it is stopped under a running node.
 let postgres: PrivatePostgres;
@@ -21,11 +21,7 @@ afterAll(async () => {
   await postgres?.destroy();
 });
 
-async function device(userId: string): Promise<Device> {
-  const connected = await connectDevice(node.url, userId);
-  onTestFinished(() => connected.close());
-  return connected;
-}
+const device = (userId: string): Promise<Device> => testDevice(node.url, userId);
 
 describe('PostgreSQL down under a node', () => {
   it('answers sends with a prompt, retryable unavailable (never ok, never a hang) and takes the retry once it is back', async () => {

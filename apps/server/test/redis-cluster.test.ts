@@ -3,12 +3,12 @@
 // SIGKILLed under traffic; and the start-up check of REDIS_CLUSTER_NODES.
 import calculateSlot from 'cluster-key-slot';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../../infra/cluster/cluster.ts';
 import { startPrivateRedisCluster, type PrivateRedisCluster } from '../../../infra/cluster/services.ts';
 import { eventually } from './helpers/eventually.ts';
-import { spawnNode, startNode, testEnv, type TestNode } from './helpers/nodes.ts';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { spawnNode, testEnv, testNode, type TestNode } from './helpers/nodes.ts';
+import { testDevice, uniqueUser } from './helpers/users.ts';
 
 let redis: PrivateRedisCluster;
 let counter = 0;
@@ -22,16 +22,10 @@ afterAll(async () => {
 });
 
 /** A node of this file's Redis Cluster (REDIS_URL unset). */
-async function node(overrides: Record<string, string> = {}): Promise<TestNode> {
-  const started = await startNode({ REDIS_URL: undefined, REDIS_CLUSTER_NODES: redis.nodes, ...overrides });
-  onTestFinished(() => started.close());
-  return started;
+function node(overrides: Record<string, string> = {}): Promise<TestNode> {
+  return testNode({ REDIS_URL: undefined, REDIS_CLUSTER_NODES: redis.nodes, ...overrides });
 }
-async function device(url: string, userId: string): Promise<Device> {
-  const connected = await connectDevice(url, userId);
-  onTestFinished(() => connected.close());
-  return connected;
-}
+const device = testDevice;
 
 /** A node's routed fan-out frames received from other nodes so far. */
 async function framesReceived(n: TestNode): Promise<number> {

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { io as ioClient, type Socket } from 'socket.io-client';
-import { inject } from 'vitest';
+import { inject, onTestFinished } from 'vitest';
 import type { ClientToServerEvents, ServerToClientEvents, WireError } from '@chat/protocol';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
@@ -56,6 +56,13 @@ export async function startNode(overrides: Record<string, string | undefined> = 
   const address = app.server.address();
   if (address === null || typeof address === 'string') throw new Error('node did not bind a TCP port');
   return { app, url: `http://127.0.0.1:${address.port}`, close: () => app.close() };
+}
+
+/** {@link startNode}, closed when the current test finishes. */
+export async function testNode(overrides: Record<string, string | undefined> = {}): Promise<TestNode> {
+  const started = await startNode(overrides);
+  onTestFinished(() => started.close());
+  return started;
 }
 
 export interface SpawnedNode {

@@ -1,4 +1,5 @@
 import type { Ack, ClientEventName, ClientEventResults, ClientPayload, ServerToClientEvents } from '@chat/protocol';
+import { onTestFinished } from 'vitest';
 import { connectSocket, type ClientSocket } from './nodes.ts';
 import { signToken } from './tokens.ts';
 
@@ -46,4 +47,11 @@ export async function connectDevice(url: string, userId: string, options: { tran
     },
     close: () => void socket.close(),
   };
+}
+
+/** {@link connectDevice}, closed when the current test finishes. */
+export async function testDevice(url: string, userId: string): Promise<Device> {
+  const connected = await connectDevice(url, userId);
+  onTestFinished(() => connected.close());
+  return connected;
 }
