@@ -40,7 +40,7 @@ async function main(): Promise<number> {
       }
     },
   };
-  io.log(`chaos: ${options.clients} clients, ${options.rate} msgs/s, phases ${options.phases.join(' → ')}, ${options.settleMs / 1000} s settle, ${options.downMs / 1000} s down`);
+  io.log(`chaos: ${options.clients} clients, ${options.rate} msgs/s, phases ${options.phases.join(' → ')}, Redis ${options.redis}, ${options.settleMs / 1000} s settle, ${options.downMs / 1000} s down`);
   // Ctrl-C: the launchers' exit hooks stop nodes, nginx, Redis and PostgreSQL.
   process.once('SIGINT', () => process.exit(130));
   const report = await runChaos(options, io);
@@ -49,7 +49,7 @@ async function main(): Promise<number> {
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
   if (report.load) io.log(formatSummary(report.load, null));
-  for (const phase of report.phases) io.log(`  ${phase.name.padEnd(9)} at ${phase.atS} s, ${phase.tookMs} ms: ${phase.detail}`);
+  for (const phase of report.phases) io.log(`  ${phase.label.padEnd(9)} at ${phase.atS} s, ${phase.tookMs} ms: ${phase.detail}`);
   if (report.failure) {
     io.log(`\nRUN FAILED: ${report.failure}`);
     io.log(`report: ${options.out}`);

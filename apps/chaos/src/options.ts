@@ -2,9 +2,13 @@ import { parseArgs } from 'node:util';
 import { parseDuration, parseNumber, parseRate, UsageError, type Flag } from '../../loadgen/src/options.ts';
 
 export const PHASES = ['kill', 'redis', 'postgres', 'drain'] as const;
+export const REDIS_MODES = ['single', 'cluster'] as const;
+export type RedisMode = (typeof REDIS_MODES)[number];
 /**
  * - `kill`: SIGKILL a node, start it again `--down` later;
- * - `redis`: restart Redis (every key is gone: it runs without persistence);
+ * - `redis`: with `--redis single`, restart Redis (every key is gone: it runs without persistence);
+ *   with `--redis cluster`, a master failover: SIGKILL the master holding the most presence keys,
+ *   wait for its replica's promotion, keep it down for `--down`, start it again (it rejoins as a replica);
  * - `postgres`: stop PostgreSQL for `--down`, probing sends meanwhile;
  * - `drain`: SIGTERM a node (graceful drain), then start it again.
  */
@@ -19,6 +23,8 @@ export interface ChaosOptions {
   /** How long a SIGKILLed node and PostgreSQL stay down. */
   downMs: number;
   phases: PhaseName[];
+  /** One private redis-server (REDIS_URL), or a private Redis Cluster of 3 masters + 3 replicas (REDIS_CLUSTER_NODES). */
+  redis: RedisMode;
   groupSize: string;
   devicesPerUser: string;
   workers: number | null;
@@ -42,7 +48,8 @@ export const flags = {
   phases: { type: 'string', arg: 'LIST', default: PHASES.join(','), help: `Faults in order, comma-separated: ${PHASES.join(', ')} (see the README).` },
   settle: { type: 'string', arg: 'TIME', default: '12s', help: 'Load before the first fault and after each; the load lasts about phases × (settle + fault) + settle.' },
   duration: { type: 'string', arg: 'TIME', default: 'from --settle', help: 'Alternatively the whole load phase: sets --settle to (duration - phases × down) / (phases + 1).' },
-  down: { type: 'string', arg: 'TIME', default: '5s', help: 'How long the SIGKILLed node and PostgreSQL stay down.' },
+  down: { type: 'string', arg: 'TIME', default: '5s', help: 'How long the SIGKILLed node, PostgreSQL and (--redis cluster) the SIGKILLed Redis master, once its replica took over, stay down.' },
+  redis: { type: 'string', arg: 'MODE', default: 'single', help: "single: one private redis-server, which the redis phase restarts (every key gone); cluster: a private Redis Cluster, 3 masters + 3 replicas (the nodes get REDIS_CLUSTER_NODES), where the redis phase SIGKILLs the master holding the most presence keys, waits for its replica's promotion, and starts it again after --down (it rejoins as a replica)." },
   'group-size': { type: 'string', arg: 'A..B', default: '2..8', help: 'Members per conversation: 2 is a direct conversation, more a group.' },
   'devices-per-user': { type: 'string', arg: 'A..B', default: '1..2', help: 'Devices per user; every message is expected on every device of every member.' },
   workers: { type: 'string', arg: 'N', default: 'cores-1', help: "The load generator's worker threads." },
@@ -67,8 +74,9 @@ export function helpText(): string {
   return [
     'npm run chaos -- [flags]',
     '',
-    'Starts a private PostgreSQL and Redis, 3 nodes behind nginx, and SDK clients sending continuously;',
-    'then, in turn, SIGKILLs a node (restarted after --down), restarts Redis, stops PostgreSQL for --down',
+    'Starts a private PostgreSQL and Redis (--redis cluster: a Redis Cluster), 3 nodes behind nginx, and SDK',
+    'clients sending continuously; then, in turn, SIGKILLs a node (restarted after --down), restarts Redis',
+    '(--redis cluster: SIGKILLs a master and lets its replica take over), stops PostgreSQL for --down',
     'and SIGTERMs a node. Afterwards it checks every acked message against PostgreSQL and every device,',
     'reconnects, presence, typing and node heaps, prints the table, and exits 1 if any check failed.',
     '',
@@ -91,6 +99,8 @@ export function parseChaosArgs(argv: string[]): { help: true } | { help: false; 
   };
   const phases = str('phases').split(',').map((name) => name.trim()).filter(Boolean);
   for (const phase of phases) if (!(PHASES as readonly string[]).includes(phase)) throw new UsageError(`--phases: unknown phase ${JSON.stringify(phase)} (known: ${PHASES.join(', ')})`);
+  const redis = str('redis');
+  if (!(REDIS_MODES as readonly string[]).includes(redis)) throw new UsageError(`--redis: expected ${REDIS_MODES.join(' or ')}, got ${JSON.stringify(redis)}`);
   let settleMs = parseDuration('settle', str('settle'));
   const downMs = parseDuration('down', str('down'));
   if (values.duration !== undefined) settleMs = Math.max(1000, Math.floor((parseDuration('duration', str('duration')) - phases.length * downMs) / (phases.length + 1)));
@@ -101,6 +111,7 @@ export function parseChaosArgs(argv: string[]): { help: true } | { help: false; 
     settleMs,
     downMs,
     phases: phases as PhaseName[],
+    redis: redis as RedisMode,
     groupSize: str('group-size'),
     devicesPerUser: str('devices-per-user'),
     workers: values.workers === undefined ? null : parseNumber('workers', str('workers'), { min: 1, max: 64, integer: true }),

@@ -1,14 +1,23 @@
 /**
- * One chaos run: private PostgreSQL and Redis, 3 nodes behind nginx (infra/cluster), the load
- * generator's SDK clients sending continuously (apps/loadgen), and the faults in turn inside its load
- * phase. Afterwards every check is measured against its bound. Everything started here is stopped in
+ * One chaos run: private PostgreSQL and Redis (or Redis Cluster), 3 nodes behind nginx
+ * (infra/cluster), the load generator's SDK clients sending continuously (apps/loadgen), and the
+ * faults in turn inside its load phase. Afterwards every check is measured against its bound. Everything started here is stopped in
  * a `finally`, and by the launchers' exit hooks if the process dies first.
  */
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, cpus } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
-import { startPrivatePostgres, startPrivateRedis, type PrivatePostgres, type PrivateRedis } from '../../../infra/cluster/services.ts';
+import { Redis } from 'ioredis';
+import {
+  startPrivatePostgres,
+  startPrivateRedis,
+  startPrivateRedisCluster,
+  waitUntil,
+  type PrivatePostgres,
+  type PrivateRedis,
+  type PrivateRedisCluster,
+} from '../../../infra/cluster/services.ts';
 import { adminQuery } from '../../server/src/db/admin.ts';
 import { applyMigrations } from '../../server/src/db/migrations.ts';
 import { runLoadtest, type Io } from '../../loadgen/src/coordinator.ts';
@@ -17,7 +26,19 @@ import type { Summary } from '../../loadgen/src/summary.ts';
 import { tokenMinter } from '../../loadgen/src/tokens.ts';
 import type { ChaosOptions, PhaseName } from './options.ts';
 import { OutageProbe, type ProbeReport } from './probe.ts';
-import { checkDatabase, countKeys, hashLength, heapAfterGc, timeUntilZero, type DatabaseReport } from './verify.ts';
+import {
+  checkDatabase,
+  countKeys,
+  heapAfterGc,
+  keysPerMaster,
+  pickFailoverVictim,
+  presenceMismatch,
+  sampleHashes,
+  stateKeys,
+  timeUntilZero,
+  type DatabaseReport,
+  type RedisTarget,
+} from './verify.ts';
 
 export interface Check {
   name: string;
@@ -28,6 +49,8 @@ export interface Check {
 
 export interface PhaseRecord {
   name: PhaseName;
+  /** What the fault was, for a reader: the name, or `redis failover` on a Redis Cluster. */
+  label: string;
   /** Seconds since the load started. */
   atS: number;
   tookMs: number;
@@ -47,11 +70,31 @@ export interface ChaosReport {
   probe: ProbeReport | null;
   database: DatabaseReport | null;
   heap: Array<{ node: string; beforeMiB: number | null; afterMiB: number | null; restarted: boolean }>;
+  /** The `redis` phase on a Redis Cluster (`--redis cluster`); null otherwise. */
+  redisFailover: FailoverRecord | null;
   load: Summary | null;
   failure: string | null;
 }
 
+export interface FailoverRecord {
+  /** The master SIGKILLed: the one holding the most presence keys. */
+  master: number;
+  /** Presence keys per master (by port) just before the kill. */
+  presenceKeys: Record<string, number>;
+  /** The replica promoted in its place (null: none took over). */
+  promoted: number | null;
+  /** From the SIGKILL until every slot was served by a running master again. */
+  failoverMs: number;
+  /** From the SIGKILL until it was started again. */
+  downMs: number;
+  /** From its start until it was a replica of the new master, in sync. */
+  rejoinMs: number;
+}
+
 const KEY_PREFIX = 'chaos:';
+const KEYS = stateKeys(KEY_PREFIX);
+/** The longest a private Redis Cluster may take to promote a replica, or to take the old master back. */
+const FAILOVER_TIMEOUT_MS = 30_000;
 /** Typing entries expire after TYPING_TTL_MS (the nodes' default). */
 const TYPING_TTL_MS = 6000;
 const SHUTDOWN_TIMEOUT_MS = 10_000;
@@ -73,17 +116,23 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
     probe: null,
     database: null,
     heap: [],
+    redisFailover: null,
     load: null,
     failure: null,
   };
 
   let postgres: PrivatePostgres | undefined;
   let redis: PrivateRedis | undefined;
+  let redisCluster: PrivateRedisCluster | undefined;
   let cluster: Cluster | undefined;
   let probe: OutageProbe | undefined;
   try {
-    io.log('chaos: starting a private PostgreSQL and Redis');
-    [postgres, redis] = await Promise.all([startPrivatePostgres(), startPrivateRedis()]);
+    io.log(`chaos: starting a private PostgreSQL and ${options.redis === 'cluster' ? 'Redis Cluster (3 masters + 3 replicas)' : 'Redis'}`);
+    const startRedis = options.redis === 'cluster' ? startPrivateRedisCluster().then((started) => (redisCluster = started)) : startPrivateRedis().then((started) => (redis = started));
+    const started = await Promise.allSettled([startPrivatePostgres().then((started) => (postgres = started)), startRedis]);
+    for (const result of started) if (result.status === 'rejected') throw result.reason;
+    if (!postgres) throw new Error('PostgreSQL did not start');
+    const target: RedisTarget = redisCluster ? { kind: 'cluster', nodes: redisCluster.nodes } : { kind: 'single', url: redis!.url };
     const databaseUrl = Object.assign(new URL(postgres.url), { pathname: '/chat' }).toString();
     await adminQuery(postgres.url, 'CREATE DATABASE chat');
     await applyMigrations({ kind: 'postgres', connectionString: databaseUrl });
@@ -99,7 +148,7 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
       env: {
         NODE_ENV: 'production',
         DATABASE_URL: databaseUrl,
-        REDIS_URL: redis.url,
+        ...(target.kind === 'single' ? { REDIS_URL: target.url, REDIS_CLUSTER_NODES: undefined } : { REDIS_URL: undefined, REDIS_CLUSTER_NODES: target.nodes }),
         REDIS_KEY_PREFIX: KEY_PREFIX,
         JWT_SECRET: secret,
         DEV_TOKENS: 'false',
@@ -137,19 +186,40 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
 
     let loadStart = 0;
     const atS = () => Math.round((performance.now() - loadStart) / 100) / 10;
+    const labelOf = (name: PhaseName) => (name === 'redis' && redisCluster ? 'redis failover' : name);
     const phase = async (name: PhaseName, run: () => Promise<{ detail: string; ok: boolean }>) => {
       const at = atS();
       const started = performance.now();
-      io.log(`chaos: [${at} s] ${name}…`);
+      const label = labelOf(name);
+      io.log(`chaos: [${at} s] ${label}…`);
       const { detail, ok } = await run();
-      phases.push({ name, atS: at, tookMs: Math.round(performance.now() - started), detail, ok });
-      io.log(`chaos: [${atS()} s] ${name}: ${detail}`);
+      phases.push({ name, label, atS: at, tookMs: Math.round(performance.now() - started), detail, ok });
+      io.log(`chaos: [${atS()} s] ${label}: ${detail}`);
     };
     const c = cluster;
     const pgInstance = postgres;
     const redisInstance = redis;
+    const clusterInstance = redisCluster;
     const outageProbe = probe;
     let ghostAfterKill: { ms: number | null; last: number } | null = null;
+    let ghostAfterRedis: { ms: number | null; last: number; label: string } | null = null;
+    // Presence in Redis is exactly the nodes' live sockets: each node's index, and all users'
+    // connections (no ghost left by a dead process or a lost disconnect, no socket forgotten).
+    const presenceSettles = async (after: string, boundMs: number) => {
+      const look = async () => presenceMismatch(target, KEYS, await Promise.all(nodes.map(async (node) => ({ id: node.id, sockets: await connectedSockets(node.url) }))));
+      const result = await timeUntilZero(async () => (await look()).off, boundMs);
+      if (result.ms === null) io.log(`presence check after the ${after} failed: ${(await look()).detail}`);
+      return result;
+    };
+    const presenceText = (result: { ms: number | null; last: number }) => (result.ms === null ? `presence NOT = live sockets within the bound (off by ${result.last})` : `presence = live sockets after ${result.ms} ms`);
+    // After a Redis restart or failover each node registers all its sockets again (one by one), and
+    // after a failover replays its recent disconnects. Bound: as long as a client may take to
+    // reconnect, at least the presence bound.
+    const checkPresenceAfterRedis = async (label: string) => {
+      const result = await presenceSettles(label, reregisterBoundMs(options));
+      ghostAfterRedis = { ...result, label };
+      return presenceText(result);
+    };
     let drainExit: { code: number | null; ms: number } | null = null;
     const faults: Record<PhaseName, () => Promise<{ detail: string; ok: boolean }>> = {
       kill: async () => {
@@ -157,21 +227,19 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
         await sleep(options.downMs);
         await c.restartNode(0);
         restarted.add(0);
-        // No ghosts: once the presence bound has passed, the restarted node's presence entries are
-        // exactly its live sockets (the killed process's connections reaped, not adopted).
-        const ghosts = await timeUntilZero(async () => Math.abs((await hashLength(redisInstance.url, `${KEY_PREFIX}presence:node:${nodes[0]!.id}`)) - (await connectedSockets(nodes[0]!.url))), presenceBoundMs(options));
+        // No ghosts: within the presence bound, the restarted node's presence entries are exactly
+        // its live sockets (the killed process's connections reaped, not adopted), and so are every
+        // other node's and all users' connections (its users who reconnected elsewhere included).
+        const ghosts = await presenceSettles(`SIGKILL of ${nodes[0]!.id}`, presenceBoundMs(options));
         ghostAfterKill = ghosts;
-        if (ghosts.ms === null) {
-          // What a reader needs to tell a ghost (an entry with no socket) from a missing entry.
-          const entries = await hashLength(redisInstance.url, `${KEY_PREFIX}presence:node:${nodes[0]!.id}`);
-          io.log(`presence check failed: ${entries} entries under ${nodes[0]!.id}, ${await connectedSockets(nodes[0]!.url)} live sockets; its last lines:\n${c.logs(0).slice(-20).join('\n')}`);
-        }
-        return { detail: `${nodes[0]!.id} ${exit.signal ?? exit.code}, restarted after ${options.downMs} ms; presence entries = live sockets ${ghosts.ms === null ? `NOT within the bound (off by ${ghosts.last})` : `after ${ghosts.ms} ms`}`, ok: exit.signal === 'SIGKILL' };
+        if (ghosts.ms === null) io.log(`${nodes[0]!.id}'s last lines:\n${c.logs(0).slice(-20).join('\n')}`);
+        return { detail: `${nodes[0]!.id} ${exit.signal ?? exit.code}, restarted after ${options.downMs} ms; ${presenceText(ghosts)}`, ok: exit.signal === 'SIGKILL' };
       },
       redis: async () => {
-        await redisInstance.stop();
-        await redisInstance.start();
-        return { detail: 'stopped and started again (every key gone)', ok: true };
+        if (clusterInstance) return failover(clusterInstance);
+        await redisInstance!.stop();
+        await redisInstance!.start();
+        return { detail: `stopped and started again (every key gone); ${await checkPresenceAfterRedis('Redis restart')}`, ok: true };
       },
       postgres: async () => {
         await outageProbe.ready(options.reconnectBoundMs);
@@ -197,6 +265,35 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
       },
     };
 
+    // The master holding the most presence keys is SIGKILLed; its replica must take over (every slot
+    // served again), and the old master, started again after --down, must rejoin as the new one's replica.
+    const failover = async (rc: PrivateRedisCluster) => {
+      const masters = await rc.masters();
+      const counts = await keysPerMaster(masters.map((master) => master.port), KEYS.presence);
+      const victim = pickFailoverVictim(counts);
+      const replicas = await rc.replicasOf(victim);
+      const killedAt = performance.now();
+      await rc.kill(victim);
+      await rc.waitHealthy(FAILOVER_TIMEOUT_MS);
+      const failoverMs = Math.round(performance.now() - killedAt);
+      const promoted = (await rc.masters()).find((master) => replicas.includes(master.port))?.port ?? null;
+      await sleep(options.downMs);
+      const downMs = Math.round(performance.now() - killedAt);
+      const startedAt = performance.now();
+      await rc.start(victim);
+      await rc.waitHealthy(FAILOVER_TIMEOUT_MS);
+      let rejoined = true;
+      await waitUntil(() => isSyncedReplicaOf(victim, promoted), FAILOVER_TIMEOUT_MS, `the old master :${victim} as a replica`).catch(() => (rejoined = false));
+      const rejoinMs = Math.round(performance.now() - startedAt);
+      report.redisFailover = { master: victim, presenceKeys: Object.fromEntries(counts), promoted, failoverMs, downMs, rejoinMs };
+      const spread = [...counts].map(([port, n]) => `:${port} ${n}`).join(', ');
+      const presence = await checkPresenceAfterRedis('Redis failover');
+      return {
+        detail: `SIGKILL master :${victim} (presence keys ${spread}), replica ${promoted === null ? 'NONE' : `:${promoted}`} promoted in ${failoverMs} ms; down ${downMs} ms, started again: ${rejoined ? `a synced replica after ${rejoinMs} ms` : 'NOT a replica'}; ${presence}`,
+        ok: promoted !== null && rejoined,
+      };
+    };
+
     const result = await runLoadtest(loadOptions, io, {
       duringLoad: async () => {
         loadStart = performance.now();
@@ -214,14 +311,15 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
 
     // After the run every client has closed: nobody may still look online, nobody still typing.
     const presenceBound = presenceBoundMs(options);
-    const ghosts = await timeUntilZero(() => countKeys(redis!.url, `${KEY_PREFIX}presence:conns:*`), presenceBound);
+    const ghosts = await timeUntilZero(() => countKeys(target, KEYS.conns), presenceBound);
+    if (ghosts.ms === null) io.log(`presence check after the run failed: ${ghosts.last} users still online, e.g.\n${(await sampleHashes(target, KEYS.conns)).join('\n')}`);
     const typingBound = TYPING_TTL_MS + 2000;
-    const typing = await timeUntilZero(() => countKeys(redis!.url, `${KEY_PREFIX}typing:*`), typingBound);
+    const typing = await timeUntilZero(() => countKeys(target, KEYS.typing), typingBound);
     const heapAfter = await Promise.all(inspectors.map((port) => heapAfterGc(port)));
     report.heap = nodes.map((node, i) => ({ node: node.id, beforeMiB: mib(heapBefore[i]!), afterMiB: mib(heapAfter[i]!), restarted: restarted.has(i) }));
 
     report.database = await checkDatabase(databaseUrl, [...result.acked, ...(report.probe?.acked ?? [])]);
-    report.checks = buildChecks(options, report, result.summary, { ghosts, ghostAfterKill, typing, presenceBound, typingBound, drainExit });
+    report.checks = buildChecks(options, report, result.summary, { ghosts, ghostAfterKill, ghostAfterRedis, typing, presenceBound, typingBound, drainExit });
     report.ok = report.checks.every((check) => check.pass);
   } catch (error) {
     report.failure = error instanceof Error ? (error.stack ?? error.message) : String(error);
@@ -231,14 +329,35 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
     probe?.close();
     await cluster?.stop().catch(() => {});
     await redis?.destroy().catch(() => {});
+    await redisCluster?.destroy().catch(() => {});
     await postgres?.destroy().catch(() => {});
   }
   return report;
 }
 
+/** How soon after a Redis restart or failover presence must be the live sockets again: the reconnect bound, at least the presence bound. */
+function reregisterBoundMs(options: ChaosOptions): number {
+  return Math.max(presenceBoundMs(options), options.reconnectBoundMs);
+}
+
 /** The presence bound: the node TTL, one reaping interval (TTL / 4), and 2 s of scheduling slack. */
 function presenceBoundMs(options: ChaosOptions): number {
   return options.presenceTtlMs + Math.floor(options.presenceTtlMs / 4) + 2000;
+}
+
+/** Whether the Redis at `port` is a replica of the one at `masterPort`, its link up and its initial sync done. */
+async function isSyncedReplicaOf(port: number, masterPort: number | null): Promise<boolean> {
+  const redis = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  redis.on('error', () => {});
+  try {
+    await redis.connect();
+    const info = await redis.info('replication');
+    return /^role:slave\r?$/m.test(info) && /^master_link_status:up\r?$/m.test(info) && (masterPort === null || new RegExp(`^master_port:${masterPort}\\r?$`, 'm').test(info));
+  } catch {
+    return false;
+  } finally {
+    redis.disconnect();
+  }
 }
 
 async function connectedSockets(nodeUrl: string): Promise<number> {
@@ -252,6 +371,7 @@ async function connectedSockets(nodeUrl: string): Promise<number> {
 interface Measured {
   ghosts: { ms: number | null; last: number };
   ghostAfterKill: { ms: number | null; last: number } | null;
+  ghostAfterRedis: { ms: number | null; last: number; label: string } | null;
   typing: { ms: number | null; last: number };
   presenceBound: number;
   typingBound: number;
@@ -265,7 +385,8 @@ function buildChecks(options: ChaosOptions, report: ChaosReport, load: Summary, 
   const c = load.connections;
   const db = report.database!;
 
-  add('faults carried out', report.phases.map((p) => `${p.name}${p.ok ? '' : ' FAILED'}`).join(', ') || 'none', options.phases.join(', '), report.phases.length === options.phases.length && report.phases.every((p) => p.ok));
+  const planned = options.phases.map((name) => (name === 'redis' && options.redis === 'cluster' ? 'redis failover' : name));
+  add('faults carried out', report.phases.map((p) => `${p.label}${p.ok ? '' : ' FAILED'}`).join(', ') || 'none', planned.join(', '), report.phases.length === options.phases.length && report.phases.every((p) => p.ok));
   add('load ran and was checked', `${m.sent} sent, ${m.acked} acked (${m.ackedRate}/s), ${load.run.plan.direct} direct + ${load.run.plan.group} group conversations, ${c.connected}/${c.devices} devices`, 'acked > 0, every device connected', load.verdict.exitCode !== 3 && m.acked > 0 && c.failed === 0);
   add('acked messages in PostgreSQL exactly once', `${db.acked} acked: ${db.missing} missing, ${db.mismatched} at another seq, ${db.duplicateRows} stored twice`, '0, 0, 0', db.acked > 0 && db.missing === 0 && db.mismatched === 0 && db.duplicateRows === 0);
   add('gap-free seqs per conversation', `${db.conversations - db.gappy}/${db.conversations} conversations are 1..last_seq, each once`, 'all', db.gappy === 0 && db.conversations > 0);
@@ -291,7 +412,23 @@ function buildChecks(options: ChaosOptions, report: ChaosReport, load: Summary, 
   add('…and resynced by itself', `${c.recoveries}/${c.unplannedDisconnects} resynced, p50 ${ms(recovery?.p50)}, max ${ms(recovery?.max)}; ${c.unrecovered} not resynced at the end`, 'all (time reported: it grows with load)', c.unrecovered === 0);
   if (measured.ghostAfterKill) {
     const g = measured.ghostAfterKill;
-    add('no ghost presence after SIGKILL + restart', g.ms === null ? `entries ≠ live sockets by ${g.last}` : `entries = live sockets after ${g.ms} ms`, `≤ ${measured.presenceBound} ms`, g.ms !== null);
+    add('no ghost presence after SIGKILL + restart', g.ms === null ? `index and conns ≠ live sockets by ${g.last}` : `every node's index and all conns = live sockets after ${g.ms} ms`, `≤ ${measured.presenceBound} ms`, g.ms !== null);
+  }
+  const f = report.redisFailover;
+  if (options.phases.includes('redis') && options.redis === 'cluster') {
+    if (f === null) add('Redis master failover', 'not carried out', '', false);
+    else {
+      add(
+        'Redis master failover',
+        `SIGKILL master :${f.master} (${f.presenceKeys[f.master]} presence keys), replica ${f.promoted === null ? 'NONE' : `:${f.promoted}`} promoted in ${f.failoverMs} ms; back as a replica ${f.rejoinMs} ms after its start`,
+        `promoted and rejoined, each ≤ ${FAILOVER_TIMEOUT_MS} ms`,
+        f.promoted !== null && f.failoverMs <= FAILOVER_TIMEOUT_MS && report.phases.some((p) => p.name === 'redis' && p.ok),
+      );
+    }
+  }
+  if (measured.ghostAfterRedis) {
+    const r = measured.ghostAfterRedis;
+    add(`no ghost presence after the ${r.label}`, r.ms === null ? `index and conns ≠ live sockets by ${r.last}` : `every node's index and all conns = live sockets after ${r.ms} ms`, `≤ ${reregisterBoundMs(options)} ms`, r.ms !== null);
   }
   const g = measured.ghosts;
   add('no ghost presence after the run', g.ms === null ? `${g.last} users still online` : `nobody online ${g.ms} ms after the last client closed`, `≤ ${measured.presenceBound} ms`, g.ms !== null);

@@ -1,6 +1,6 @@
 /** What the harness measures outside the clients: PostgreSQL's rows, Redis's keys, the nodes' heaps. */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import pg from 'pg';
 
 export interface DatabaseReport {
@@ -68,38 +68,164 @@ export async function checkDatabase(url: string, acked: ReadonlyArray<readonly [
   }
 }
 
+/** The Redis the nodes use: one server (REDIS_URL) or the seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES). */
+export type RedisTarget = { kind: 'single'; url: string } | { kind: 'cluster'; nodes: string };
+
 /**
- * One short-lived connection per look: the harness restarts this Redis during the run, and a look is
- * made only a few times a second while a check waits.
+ * The state keys the harness reads, for nodes run with REDIS_KEY_PREFIX `keyPrefix` (their state
+ * store's prefix is `${keyPrefix}state:`; layouts in apps/server/src/state/presence-redis.ts and
+ * typing.ts). Braces are hash tags, literal in a SCAN pattern.
  */
-async function withRedis<T>(redisUrl: string, look: (redis: Redis) => Promise<T>): Promise<T> {
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
-  redis.on('error', () => {});
+export function stateKeys(keyPrefix: string) {
+  const presence = `${keyPrefix}state:presence:`;
+  return {
+    /** SCAN pattern of every presence key (registry, node indexes, connections, last seen). */
+    presence: `${presence}*`,
+    /** A node's index, HASH connectionId → userId. */
+    node: (nodeId: string) => `${presence}node:{${nodeId}}`,
+    /** SCAN pattern of the users' connection hashes, connectionId → nodeId: one key per online user. */
+    conns: `${presence}conns:*`,
+    /** SCAN pattern of the typing sets, one per conversation where someone types. */
+    typing: `${keyPrefix}state:typing:*`,
+  };
+}
+export type StateKeys = ReturnType<typeof stateKeys>;
+
+interface Look {
+  /** Runs a keyed command: the server itself, or a Cluster client that routes it to the key's master. */
+  keyed: Redis | Cluster;
+  /** Every master: the server itself, or each master of the cluster (SCAN covers one node only). */
+  masters: Redis[];
+}
+
+/**
+ * One short-lived connection per look: the harness restarts this Redis (or kills a master of the
+ * cluster) during the run, and a look is made only a few times a second while a check waits. On a
+ * cluster the client learns the slot map afresh each time, so it never asks a killed master.
+ */
+async function withRedis<T>(target: RedisTarget, look: (redis: Look) => Promise<T>): Promise<T> {
+  if (target.kind === 'single') {
+    const redis = new Redis(target.url, { maxRetriesPerRequest: 1, lazyConnect: true });
+    redis.on('error', () => {});
+    try {
+      await redis.connect();
+      return await look({ keyed: redis, masters: [redis] });
+    } finally {
+      redis.disconnect();
+    }
+  }
+  const seeds = target.nodes.split(',').map((seed) => {
+    const [host, port] = seed.trim().split(':');
+    return { host: host!, port: Number(port) };
+  });
+  const cluster = new Cluster(seeds, { lazyConnect: true, clusterRetryStrategy: () => null, redisOptions: { maxRetriesPerRequest: 1 } });
+  cluster.on('error', () => {});
+  cluster.on('node error', () => {});
   try {
-    await redis.connect();
-    return await look(redis);
+    await cluster.connect();
+    return await look({ keyed: cluster, masters: cluster.nodes('master') });
   } finally {
-    redis.disconnect();
+    cluster.disconnect();
   }
 }
 
-/** Keys left in Redis under a pattern (SCAN, never KEYS). */
-export function countKeys(redisUrl: string, pattern: string): Promise<number> {
-  return withRedis(redisUrl, async (redis) => {
-    let cursor = '0';
+/** The keys under `pattern` on one server (SCAN, never KEYS). */
+async function scanKeys(redis: Redis, pattern: string): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    found.push(...keys);
+  } while (cursor !== '0');
+  return found;
+}
+
+/** Keys left in Redis under a pattern, on every master of a cluster. */
+export function countKeys(target: RedisTarget, pattern: string): Promise<number> {
+  return withRedis(target, async ({ masters }) => {
     let count = 0;
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      cursor = next;
-      count += keys.length;
-    } while (cursor !== '0');
+    for (const master of masters) count += (await scanKeys(master, pattern)).length;
     return count;
   });
 }
 
 /** HLEN of one key (0 when it does not exist). */
-export function hashLength(redisUrl: string, key: string): Promise<number> {
-  return withRedis(redisUrl, (redis) => redis.hlen(key));
+export function hashLength(target: RedisTarget, key: string): Promise<number> {
+  return withRedis(target, ({ keyed }) => keyed.hlen(key));
+}
+
+/**
+ * How far presence in Redis is from the sockets the nodes hold (0: exactly them): for each node,
+ * |entries in its index − its live sockets|, plus |connections in all users' `conns` hashes − all
+ * live sockets|. A ghost (an entry with no socket: a disconnect lost, a dead process's connections
+ * adopted) and a missing entry (a socket a failover forgot) both count.
+ */
+export function presenceMismatch(target: RedisTarget, keys: StateKeys, nodes: ReadonlyArray<{ id: string; sockets: number }>): Promise<{ off: number; detail: string }> {
+  return withRedis(target, async ({ keyed, masters }) => {
+    let off = 0;
+    const perNode: string[] = [];
+    for (const node of nodes) {
+      const entries = await keyed.hlen(keys.node(node.id));
+      off += Math.abs(entries - node.sockets);
+      perNode.push(`${node.id} ${entries} entries/${node.sockets} sockets`);
+    }
+    let connections = 0;
+    let users = 0;
+    for (const master of masters) {
+      // Each key found on a master is served by that master: HLEN it there.
+      const found = await scanKeys(master, keys.conns);
+      users += found.length;
+      for (let i = 0; i < found.length; i += 500) {
+        const pipeline = master.pipeline();
+        for (const key of found.slice(i, i + 500)) pipeline.hlen(key);
+        for (const [error, length] of (await pipeline.exec()) ?? []) {
+          if (error) throw error;
+          connections += Number(length);
+        }
+      }
+    }
+    const sockets = nodes.reduce((sum, node) => sum + node.sockets, 0);
+    off += Math.abs(connections - sockets);
+    return { off, detail: `${perNode.join(', ')}; ${connections} connections of ${users} online users/${sockets} sockets` };
+  });
+}
+
+/** Up to `limit` hashes under `pattern` with their fields, for a failure message (which ghost, claimed by which node). */
+export function sampleHashes(target: RedisTarget, pattern: string, limit = 5): Promise<string[]> {
+  return withRedis(target, async ({ masters }) => {
+    const samples: string[] = [];
+    for (const master of masters) {
+      for (const key of (await scanKeys(master, pattern)).slice(0, limit - samples.length)) samples.push(`${key} ${JSON.stringify(await master.hgetall(key))}`);
+    }
+    return samples;
+  });
+}
+
+/**
+ * Presence keys (`pattern`) held by each master, by port: SCAN on each. The failover victim is
+ * picked from this.
+ */
+export async function keysPerMaster(ports: readonly number[], pattern: string): Promise<Map<number, number>> {
+  const counts = new Map<number, number>();
+  for (const port of ports) {
+    const redis = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 1 });
+    redis.on('error', () => {});
+    try {
+      await redis.connect();
+      counts.set(port, (await scanKeys(redis, pattern)).length);
+    } finally {
+      redis.disconnect();
+    }
+  }
+  return counts;
+}
+
+/** The master to SIGKILL: the one holding the most keys (of `keysPerMaster`); the lowest port on a tie. */
+export function pickFailoverVictim(counts: ReadonlyMap<number, number>): number {
+  const ranked = [...counts].sort(([portA, a], [portB, b]) => b - a || portA - portB);
+  if (ranked.length === 0) throw new Error('no Redis Cluster master to fail over');
+  return ranked[0]![0];
 }
 
 /** Polls `probe` until it returns 0 or `timeoutMs` passes; the time it took, or null with the last value. */

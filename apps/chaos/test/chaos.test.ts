@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findNginx } from '../../../infra/cluster/cluster.ts';
 import { UsageError } from '../../loadgen/src/options.ts';
-import { parseChaosArgs } from '../src/options.ts';
+import { helpText, parseChaosArgs } from '../src/options.ts';
 import { formatChecks, type ChaosReport } from '../src/run.ts';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -21,7 +21,10 @@ describe('chaos CLI', () => {
     const parsed = parseChaosArgs([]);
     expect(parsed.help).toBe(false);
     if (parsed.help) return;
-    expect(parsed.options).toMatchObject({ clients: 500, phases: ['kill', 'redis', 'postgres', 'drain'], downMs: 5000 });
+    expect(parsed.options).toMatchObject({ clients: 500, phases: ['kill', 'redis', 'postgres', 'drain'], downMs: 5000, redis: 'single' });
+    expect(parseChaosArgs(['--redis', 'cluster'])).toMatchObject({ help: false, options: { redis: 'cluster' } });
+    expect(() => parseChaosArgs(['--redis', 'sentinel'])).toThrow(UsageError);
+    expect(helpText()).toMatch(/--redis MODE +single: .*cluster: .* \[single\]/);
     expect(parseChaosArgs(['--help'])).toEqual({ help: true });
     expect(() => parseChaosArgs(['--phases', 'kill,flood'])).toThrow(UsageError);
     expect(() => parseChaosArgs(['--clients', '3'])).toThrow(UsageError);
@@ -64,5 +67,31 @@ describe.skipIf(!NGINX)(`chaos run (short)${NGINX ? '' : ' — skipped: no nginx
       expect(report.load!.messages.expected).toBeGreaterThan(report.database!.acked);
     },
     300_000,
+  );
+
+  // About 45 s: a private Redis Cluster instead of a Redis, and the redis phase alone.
+  it(
+    'loses and duplicates nothing through a Redis Cluster master failover, presence following every socket',
+    async () => {
+      const out = join(dir, 'report-cluster.json');
+      const args = ['--import', 'tsx', 'apps/chaos/src/cli.ts', '--redis', 'cluster', '--phases', 'redis', '--clients', '60', '--rate', '20/s', '--settle', '5s', '--down', '5s', '--workers', '1', '--quiet', '--out', out];
+      const result = await run(NODE, args, { cwd: ROOT, timeout: 150_000, maxBuffer: 16 * 2 ** 20 }).then(
+        ({ stdout }) => ({ code: 0, stdout }),
+        (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code ?? -1, stdout: `${error.stdout ?? ''}${error.stderr ?? ''}` }),
+      );
+      const report = JSON.parse(readFileSync(out, 'utf8')) as ChaosReport;
+      const failed = report.checks.filter((check) => !check.pass);
+      expect({ failure: report.failure, failed }, result.stdout).toEqual({ failure: null, failed: [] });
+      expect(result.code).toBe(0);
+      expect(report.phases.map((phase) => phase.label)).toEqual(['redis failover']);
+      // A master was killed and a replica, not the killed master itself, serves its slots since.
+      const failover = report.redisFailover!;
+      expect(failover.promoted).not.toBeNull();
+      expect(failover.promoted).not.toBe(failover.master);
+      expect(failover.presenceKeys[failover.master]).toBe(Math.max(...Object.values(failover.presenceKeys)));
+      expect(report.checks.map((check) => check.name)).toEqual(expect.arrayContaining(['Redis master failover', 'no ghost presence after the Redis failover']));
+      expect(report.database!.acked).toBeGreaterThan(50);
+    },
+    180_000,
   );
 });

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
+import { startPrivateRedisCluster, type PrivateRedisCluster } from '../../../infra/cluster/services.ts';
+import { eventually } from '../../server/test/helpers/eventually.ts';
 import { startNode, type TestNode } from '../../server/test/helpers/nodes.ts';
-import { connectDevice, uniqueUser } from '../../server/test/helpers/users.ts';
-import { checkDatabase } from '../src/verify.ts';
+import { connectDevice, uniqueUser, type Device } from '../../server/test/helpers/users.ts';
+import { checkDatabase, countKeys, hashLength, keysPerMaster, pickFailoverVictim, presenceMismatch, stateKeys, type RedisTarget } from '../src/verify.ts';
 
 let node: TestNode;
 beforeAll(async () => {
@@ -47,5 +49,74 @@ describe('checkDatabase', () => {
       alice.close();
       bob.close();
     }
+  });
+});
+
+/**
+ * Users with a device each on `n`, half of them typing in a conversation with the next: presence and
+ * typing state for the harness's looks to find.
+ */
+async function populate(n: TestNode, users: number): Promise<Device[]> {
+  const devices = await Promise.all(Array.from({ length: users }, (_, i) => connectDevice(n.url, uniqueUser(`chaos-keys-${i}`))));
+  onTestFinished(() => devices.forEach((d) => d.close()));
+  for (const [i, d] of devices.entries()) {
+    if (i % 2 === 1) continue;
+    const { conversation } = await d.ok('conversation:open-direct', { userId: devices[i + 1]!.userId });
+    await d.ok('typing:set', { conversationId: conversation.id, typing: true });
+  }
+  return devices;
+}
+
+/** The harness's looks find what a node wrote: its index = its sockets, one `conns` per user, typing sets. */
+async function expectLooksFind(target: RedisTarget, n: TestNode, devices: Device[]): Promise<void> {
+  const keys = stateKeys(n.app.config.redis!.keyPrefix);
+  const sockets = () => n.app.io.of('/').sockets.size;
+  await eventually(async () => {
+    expect(await hashLength(target, keys.node(n.app.nodeId))).toBe(sockets());
+    expect(await presenceMismatch(target, keys, [{ id: n.app.nodeId, sockets: sockets() }])).toMatchObject({ off: 0 });
+    expect(await countKeys(target, keys.typing)).toBe(devices.length / 2);
+  });
+  expect(sockets()).toBeGreaterThanOrEqual(devices.length);
+  expect(await countKeys(target, keys.conns)).toBeGreaterThanOrEqual(devices.length);
+  // A missing entry (one socket more than Redis holds) counts twice: the node's index and all conns.
+  expect(await presenceMismatch(target, keys, [{ id: n.app.nodeId, sockets: sockets() + 1 }])).toMatchObject({ off: 2 });
+}
+
+// The chaos harness reads the nodes' state keys directly: its names must be the server's.
+describe('the chaos harness\'s Redis looks', () => {
+  it('find the presence and typing keys a node writes to a single Redis', async () => {
+    const devices = await populate(node, 6);
+    await expectLooksFind({ kind: 'single', url: inject('redisUrl') }, node, devices);
+  });
+
+  it('pick the master holding the most keys; the lowest port on a tie', () => {
+    expect(pickFailoverVictim(new Map([[7001, 10], [7002, 31], [7003, 30]]))).toBe(7002);
+    expect(pickFailoverVictim(new Map([[7003, 5], [7001, 5], [7002, 4]]))).toBe(7001);
+    expect(() => pickFailoverVictim(new Map())).toThrow();
+  });
+
+  describe('on a Redis Cluster', () => {
+    let redis: PrivateRedisCluster;
+    beforeAll(async () => {
+      redis = await startPrivateRedisCluster();
+    });
+    afterAll(() => redis?.destroy());
+
+    it('scan every master and route hash lengths to the key\'s master', async () => {
+      const prefix = `chaos-verify-${Date.now().toString(36)}:`;
+      const clustered = await startNode({ REDIS_URL: undefined, REDIS_CLUSTER_NODES: redis.nodes, REDIS_KEY_PREFIX: prefix });
+      onTestFinished(() => clustered.close());
+      const devices = await populate(clustered, 24);
+      const target: RedisTarget = { kind: 'cluster', nodes: redis.nodes };
+      await expectLooksFind(target, clustered, devices);
+
+      const keys = stateKeys(prefix);
+      const counts = await keysPerMaster((await redis.masters()).map((master) => master.port), keys.presence);
+      expect(counts.size).toBe(3);
+      // 24 users' keys over 3 masters: each holds some, and together all the cluster-wide count.
+      for (const [port, count] of counts) expect(count, `presence keys on :${port}`).toBeGreaterThan(0);
+      expect([...counts.values()].reduce((sum, count) => sum + count, 0)).toBe(await countKeys(target, keys.presence));
+      expect(counts.get(pickFailoverVictim(counts))).toBe(Math.max(...counts.values()));
+    });
   });
 });
