@@ -205,13 +205,20 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
     let ghostAfterRedis: { ms: number | null; last: number; label: string } | null = null;
     // Presence in Redis is exactly the nodes' live sockets: each node's index, and all users'
     // connections (no ghost left by a dead process or a lost disconnect, no socket forgotten).
+    // A look a busy node or Redis does not answer in time is -1: not settled yet, and not a failed run.
     const presenceSettles = async (after: string, boundMs: number) => {
-      const look = async () => presenceMismatch(target, KEYS, await Promise.all(nodes.map(async (node) => ({ id: node.id, sockets: await connectedSockets(node.url) }))));
+      const look = async () => {
+        try {
+          return await presenceMismatch(target, KEYS, await Promise.all(nodes.map(async (node) => ({ id: node.id, sockets: await connectedSockets(node.url) }))));
+        } catch (error) {
+          return { off: -1, detail: `no answer: ${error instanceof Error ? error.message : String(error)}` };
+        }
+      };
       const result = await timeUntilZero(async () => (await look()).off, boundMs);
       if (result.ms === null) io.log(`presence check after the ${after} failed: ${(await look()).detail}`);
       return result;
     };
-    const presenceText = (result: { ms: number | null; last: number }) => (result.ms === null ? `presence NOT = live sockets within the bound (off by ${result.last})` : `presence = live sockets after ${result.ms} ms`);
+    const presenceText = (result: { ms: number | null; last: number }) => (result.ms === null ? `presence NOT = live sockets within the bound (${offText(result.last)})` : `presence = live sockets after ${result.ms} ms`);
     // After a Redis restart or failover each node registers all its sockets again (one by one), and
     // after a failover replays its recent disconnects. Bound: as long as a client may take to
     // reconnect, at least the presence bound.
@@ -360,8 +367,13 @@ async function isSyncedReplicaOf(port: number, masterPort: number | null): Promi
   }
 }
 
+/** A presence mismatch as measured: how far off, or -1 when a node or Redis did not answer. */
+function offText(off: number): string {
+  return off === -1 ? 'no answer from a node or Redis' : `≠ live sockets by ${off}`;
+}
+
 async function connectedSockets(nodeUrl: string): Promise<number> {
-  const text = await fetch(`${nodeUrl}/metrics`, { signal: AbortSignal.timeout(2000) }).then((response) => response.text());
+  const text = await fetch(`${nodeUrl}/metrics`, { signal: AbortSignal.timeout(5000) }).then((response) => response.text());
   const match = /^chat_connected_sockets(?:\{[^}]*\})? ([0-9.e+]+)$/m.exec(text);
   if (!match) throw new Error(`${nodeUrl}/metrics has no chat_connected_sockets`);
   return Number(match[1]);
@@ -412,7 +424,7 @@ function buildChecks(options: ChaosOptions, report: ChaosReport, load: Summary, 
   add('…and resynced by itself', `${c.recoveries}/${c.unplannedDisconnects} resynced, p50 ${ms(recovery?.p50)}, max ${ms(recovery?.max)}; ${c.unrecovered} not resynced at the end`, 'all (time reported: it grows with load)', c.unrecovered === 0);
   if (measured.ghostAfterKill) {
     const g = measured.ghostAfterKill;
-    add('no ghost presence after SIGKILL + restart', g.ms === null ? `index and conns ≠ live sockets by ${g.last}` : `every node's index and all conns = live sockets after ${g.ms} ms`, `≤ ${measured.presenceBound} ms`, g.ms !== null);
+    add('no ghost presence after SIGKILL + restart', g.ms === null ? `index and conns: ${offText(g.last)}` : `every node's index and all conns = live sockets after ${g.ms} ms`, `≤ ${measured.presenceBound} ms`, g.ms !== null);
   }
   const f = report.redisFailover;
   if (options.phases.includes('redis') && options.redis === 'cluster') {
@@ -428,7 +440,7 @@ function buildChecks(options: ChaosOptions, report: ChaosReport, load: Summary, 
   }
   if (measured.ghostAfterRedis) {
     const r = measured.ghostAfterRedis;
-    add(`no ghost presence after the ${r.label}`, r.ms === null ? `index and conns ≠ live sockets by ${r.last}` : `every node's index and all conns = live sockets after ${r.ms} ms`, `≤ ${reregisterBoundMs(options)} ms`, r.ms !== null);
+    add(`no ghost presence after the ${r.label}`, r.ms === null ? `index and conns: ${offText(r.last)}` : `every node's index and all conns = live sockets after ${r.ms} ms`, `≤ ${reregisterBoundMs(options)} ms`, r.ms !== null);
   }
   const g = measured.ghosts;
   add('no ghost presence after the run', g.ms === null ? `${g.last} users still online` : `nobody online ${g.ms} ms after the last client closed`, `≤ ${measured.presenceBound} ms`, g.ms !== null);
