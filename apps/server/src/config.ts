@@ -77,6 +77,9 @@ const envSchema = z
     SOCKET_PING_INTERVAL_MS: int(1000, 300_000).default(25_000),
     SOCKET_PING_TIMEOUT_MS: int(1000, 300_000).default(20_000),
     SOCKET_CONNECT_TIMEOUT_MS: int(100, 300_000).default(10_000),
+    // At least 64 KiB: below that a burst to a healthy client on a slow link is cut. At most 256 MiB
+    // per socket: past that the bound no longer protects a node from a few stalled clients.
+    SOCKET_MAX_BUFFERED_BYTES: int(64 * 1024, 256 * 1024 * 1024).default(1024 * 1024),
     HTTP_HEADERS_TIMEOUT_MS: int(100, 300_000).default(10_000),
     HTTP_REQUEST_TIMEOUT_MS: int(100, 600_000).default(30_000),
     HTTP_KEEP_ALIVE_TIMEOUT_MS: int(100, 600_000).default(72_000),
@@ -163,7 +166,13 @@ export interface Config {
   /** Which proxies' X-Forwarded-For is believed (Fastify's trustProxy). */
   trustProxy: boolean | string | ((address: string, hop: number) => boolean);
   limits: { bodyBytes: number; socketPayloadBytes: number; messageBodyLength: number };
-  socket: { pingIntervalMs: number; pingTimeoutMs: number; connectTimeoutMs: number };
+  socket: {
+    pingIntervalMs: number;
+    pingTimeoutMs: number;
+    connectTimeoutMs: number;
+    /** Unsent outbound data a socket may hold on this node before it is disconnected as a slow consumer. */
+    maxBufferedBytes: number;
+  };
   /** Bounds on slow or idle HTTP clients (Node's http.Server headersTimeout, requestTimeout, keepAliveTimeout). */
   http: { headersTimeoutMs: number; requestTimeoutMs: number; keepAliveTimeoutMs: number };
   shutdown: { timeoutMs: number; drainDelayMs: number };
@@ -245,7 +254,12 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     corsOrigins: env.CORS_ORIGINS,
     trustProxy: env.TRUST_PROXY === 'true' ? true : env.TRUST_PROXY === 'false' ? false : /^\d+$/.test(env.TRUST_PROXY) ? hops(Number(env.TRUST_PROXY)) : env.TRUST_PROXY,
     limits: { bodyBytes: env.BODY_LIMIT_BYTES, socketPayloadBytes: env.SOCKET_MAX_PAYLOAD_BYTES, messageBodyLength: env.MESSAGE_MAX_LENGTH },
-    socket: { pingIntervalMs: env.SOCKET_PING_INTERVAL_MS, pingTimeoutMs: env.SOCKET_PING_TIMEOUT_MS, connectTimeoutMs: env.SOCKET_CONNECT_TIMEOUT_MS },
+    socket: {
+      pingIntervalMs: env.SOCKET_PING_INTERVAL_MS,
+      pingTimeoutMs: env.SOCKET_PING_TIMEOUT_MS,
+      connectTimeoutMs: env.SOCKET_CONNECT_TIMEOUT_MS,
+      maxBufferedBytes: env.SOCKET_MAX_BUFFERED_BYTES,
+    },
     http: { headersTimeoutMs: env.HTTP_HEADERS_TIMEOUT_MS, requestTimeoutMs: env.HTTP_REQUEST_TIMEOUT_MS, keepAliveTimeoutMs: env.HTTP_KEEP_ALIVE_TIMEOUT_MS },
     shutdown: { timeoutMs: env.SHUTDOWN_TIMEOUT_MS, drainDelayMs: env.DRAIN_DELAY_MS },
     typing: { ttlMs: env.TYPING_TTL_MS },

@@ -24,6 +24,11 @@ describe('configuration', () => {
     expect(loadConfig({ NODE_ENV: 'test' }).devTokens.enabled).toBe(false);
   });
 
+  it('bounds what a socket may leave unsent at 1 MiB unless SOCKET_MAX_BUFFERED_BYTES says otherwise', () => {
+    expect(loadConfig({}).socket.maxBufferedBytes).toBe(1024 * 1024);
+    expect(loadConfig({ SOCKET_MAX_BUFFERED_BYTES: '262144' }).socket.maxBufferedBytes).toBe(262_144);
+  });
+
   it('uses PostgreSQL and Redis when their URLs are set', () => {
     const config = loadConfig({ DATABASE_URL: 'postgresql://u@db:5432/chat', REDIS_URL: 'redis://cache:6379' });
     expect(config.database).toMatchObject({ kind: 'postgres', url: 'postgresql://u@db:5432/chat' });
@@ -62,6 +67,9 @@ describe('configuration', () => {
     [{ CORS_ORIGINS: '*' }, /^Invalid configuration: CORS_ORIGINS: expected origins such as https:\/\/app\.example \(scheme:\/\/host\[:port\], no wildcard, no path\), got "\*"$/],
     [{ HTTP_HEADERS_TIMEOUT_MS: '20000', HTTP_REQUEST_TIMEOUT_MS: '10000' }, /^Invalid configuration: HTTP_HEADERS_TIMEOUT_MS: expected at most HTTP_REQUEST_TIMEOUT_MS/],
     [{ SOCKET_CONNECT_TIMEOUT_MS: '10' }, /^Invalid configuration: SOCKET_CONNECT_TIMEOUT_MS: expected a number >= 100, got "10"$/],
+    [{ SOCKET_MAX_BUFFERED_BYTES: '1024' }, /^Invalid configuration: SOCKET_MAX_BUFFERED_BYTES: expected a number >= 65536, got "1024"$/],
+    [{ SOCKET_MAX_BUFFERED_BYTES: String(2 ** 30) }, /^Invalid configuration: SOCKET_MAX_BUFFERED_BYTES: expected a number <= 268435456, got "1073741824"$/],
+    [{ SOCKET_MAX_BUFFERED_BYTES: '1MiB' }, /^Invalid configuration: SOCKET_MAX_BUFFERED_BYTES: expected an integer, got "1MiB"$/],
     [{ RATE_LIMIT_SOCKET_CONNECT: '10 per second' }, /^Invalid configuration: RATE_LIMIT_SOCKET_CONNECT: expected N\/Ts, e\.g\. 20\/10s/],
     [{ CALL_RING_TIMEOUT_MS: '10' }, /^Invalid configuration: CALL_RING_TIMEOUT_MS: expected a number >= 1000, got "10"$/],
     [{ NOTIFY_WEBHOOK_URL: 'ftp://push.example/hook' }, /^Invalid configuration: NOTIFY_WEBHOOK_URL: /],

@@ -135,7 +135,12 @@ export interface ChatClientEvents {
   /** An own message moved: sending → sent → delivered → read, or failed. */
   status: [event: StatusEvent];
   connected: [event: { reconnect: boolean }];
-  disconnected: [event: { reason: string; willReconnect: boolean }];
+  /**
+   * The connection dropped. `reason` is socket.io-client's; `ending` is what the server said just
+   * before, when it said anything (`session:ending`: token_expired, server_draining, rate_limited,
+   * slow_consumer), else null. A reconnect and a resync follow by themselves when `willReconnect`.
+   */
+  disconnected: [event: { reason: string; willReconnect: boolean; ending: SessionEnding | null }];
   /** The state is complete again: after the initial list on first connect, after a resync on reconnects. */
   synced: [event: { initial: boolean }];
   /** A failure in the background (refused reconnect, failed resync, token callback error). */
@@ -620,15 +625,15 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#typing.forgetMine();
     // socket.io-client reconnects by itself after transport failures, not after a server-side disconnect.
     let willReconnect = this.socket.active && !this.#closed;
+    const ending = this.#ending;
+    this.#ending = null;
     if (reason === 'io server disconnect' && !this.#closed) {
-      const ending = this.#ending;
-      this.#ending = null;
       willReconnect = true;
       // token_expired: reconnect at once, the auth callback fetches a new token. Anything else
       // (rate_limited, or no reason given) waits a back-off first.
       this.#scheduleReconnect(ending?.reason === 'token_expired' ? 0 : backoff(++this.#refusals, this.#retry));
     }
-    this.emit('disconnected', { reason, willReconnect });
+    this.emit('disconnected', { reason, willReconnect, ending });
   }
 
   #onConnectError(error: Error & { data?: unknown }): void {

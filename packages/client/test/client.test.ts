@@ -1,4 +1,4 @@
-import type { Conversation, Message, Receipt } from '@chat/protocol';
+import type { Conversation, Message, Receipt, SessionEnding } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../../../apps/server/test/helpers/eventually.ts';
 import { startNode, type TestNode } from '../../../apps/server/test/helpers/nodes.ts';
@@ -31,7 +31,7 @@ interface Recording {
   receipts: Receipt[];
   typing: TypingEvent[];
   connected: Array<{ reconnect: boolean }>;
-  disconnected: Array<{ reason: string; willReconnect: boolean }>;
+  disconnected: Array<{ reason: string; willReconnect: boolean; ending: SessionEnding | null }>;
   synced: Array<{ initial: boolean }>;
   errors: Error[];
 }
@@ -252,7 +252,8 @@ describe('ChatClient', () => {
     });
     await short.client.connect();
     await eventually(() => expect(short.seen.connected).toEqual([{ reconnect: false }, { reconnect: true }]), { timeoutMs: 8000 });
-    expect(short.seen.disconnected[0]).toEqual({ reason: 'io server disconnect', willReconnect: true });
+    // The SDK reports what the server said before it closed.
+    expect(short.seen.disconnected[0]).toEqual({ reason: 'io server disconnect', willReconnect: true, ending: { reason: 'token_expired', message: expect.any(String) } });
     expect(expiring).toBe(2);
     const info = await short.client.request('session:info', {});
     expect(Date.parse(info.expiresAt!)).toBeGreaterThan(Date.now() + 3000_000);

@@ -49,6 +49,11 @@ export const disconnectCatalog = {
   token_expired: { reconnect: 'after-refresh', description: 'The token expired: get a new one, then reconnect.' },
   server_draining: { reconnect: 'now', description: 'The node is shutting down: reconnect at once (the load balancer picks another node).' },
   rate_limited: { reconnect: 'after-backoff', description: 'The client kept flooding after being rate limited.' },
+  slow_consumer: {
+    reconnect: 'after-backoff',
+    description:
+      'The client stopped reading: its unsent data on the node passed SOCKET_MAX_BUFFERED_BYTES. Only a client that catches up within a second reads this; the node closes the transport, so socket.io-client reconnects with its back-off, and a resync fetches what was dropped.',
+  },
 } as const satisfies Record<string, { reconnect: 'now' | 'after-refresh' | 'after-backoff'; description: string }>;
 
 export type DisconnectReason = keyof typeof disconnectCatalog;

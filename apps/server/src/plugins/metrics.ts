@@ -58,6 +58,12 @@ export class Metrics {
     help: 'Sockets disconnected for flooding after being rate limited',
     registers: [this.registry],
   });
+  readonly slowConsumerDisconnects = new Counter({
+    name: 'chat_slow_consumer_disconnects_total',
+    help: 'Sockets disconnected because their unsent outbound data passed SOCKET_MAX_BUFFERED_BYTES, by transport (websocket, polling)',
+    labelNames: ['transport'] as const,
+    registers: [this.registry],
+  });
   readonly presenceFailures = new Counter({
     name: 'chat_presence_failures_total',
     help: 'Presence updates that could not reach the store',

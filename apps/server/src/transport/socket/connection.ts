@@ -8,6 +8,7 @@ import { AppError, toAppError } from '../../errors.ts';
 import type { PresenceConnection } from '../../state/presence.ts';
 import { consumeBudget } from '../rate-limits.ts';
 import { bindClientEvents } from './dispatch.ts';
+import { boundOutboundBuffer } from './slow-consumer.ts';
 import type { ChatServer, ChatSocket } from './types.ts';
 
 // setTimeout fires at once for delays above 2^31-1 ms; longer expiries are re-armed in steps.
@@ -51,6 +52,15 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
     log.info({ transport: socket.conn.transport.name, address: socket.handshake.address }, 'socket connected');
 
     const expiry = scheduleExpiry(socket);
+    // Before the live path writes to it (the held packets below): from then on the node holds at
+    // most SOCKET_MAX_BUFFERED_BYTES (plus one packet) of unsent data for it.
+    const maxBufferedBytes = app.config.socket.maxBufferedBytes;
+    boundOutboundBuffer(socket, maxBufferedBytes, (slow) => {
+      app.metrics.slowConsumerDisconnects.inc({ transport: slow.transport });
+      // The client reads the reason only if it catches up within the grace: this line is the record.
+      log.warn({ ...slow, maxBufferedBytes }, 'slow consumer: disconnected');
+      socket.emit('session:ending', { reason: 'slow_consumer', message: 'This connection fell too far behind reading; reconnect and resync' });
+    });
     const room = userRoom(principal.userId);
     void socket.join(room);
     // In the same synchronous step as the join: what arrived while connecting, then the live path.
