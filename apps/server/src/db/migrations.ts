@@ -13,6 +13,7 @@ import {
 import type { MigrationList, SchemaEngine, SchemaFilter } from '@prisma/schema-engine-wasm';
 import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
+import { parseDatabaseUrl } from './url.ts';
 
 /** Where migrations are applied: a PostgreSQL server, or the embedded node's already-open PGlite. */
 export type MigrationTarget =
@@ -81,7 +82,9 @@ export class MigrationError extends Error {
  * Applies the pending migrations of the migrations folder and records them in `_prisma_migrations`
  * exactly as `prisma migrate deploy` does. Returns the names applied, in order (empty when up to date).
  * On PostgreSQL the whole apply runs under a session advisory lock ({@link MIGRATION_LOCK_KEY}), so
- * replicas booting together serialize and all but the first find nothing to do.
+ * replicas booting together serialize and all but the first find nothing to do. A connection string
+ * with `pgbouncer=true` is refused before anything runs: PgBouncer in transaction mode would hand the
+ * lock's session to other clients between statements, so the lock would neither exclude nor be released.
  */
 export async function applyMigrations(target: MigrationTarget, opts: ApplyMigrationsOptions = {}): Promise<string[]> {
   const migrationsList = readMigrationsList(migrationsDirOf(opts));
@@ -98,8 +101,15 @@ export async function applyMigrations(target: MigrationTarget, opts: ApplyMigrat
     // One process owns a PGlite database, so there is nobody to serialize with.
     return apply(pgliteFactory(target.pglite));
   }
-  return withAdvisoryLock(target.connectionString, opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS, async () => {
-    const pool = new pg.Pool({ connectionString: target.connectionString, max: 2, application_name: 'chat-migrate' });
+  const { url, pgbouncer } = parseDatabaseUrl(target.connectionString);
+  if (pgbouncer) {
+    throw new MigrationError(
+      'the database URL carries pgbouncer=true: migrations hold a session advisory lock, which PgBouncer in transaction mode cannot keep; ' +
+        'point them at PostgreSQL itself (DATABASE_DIRECT_URL for npm run db:migrate)',
+    );
+  }
+  return withAdvisoryLock(url, opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS, async () => {
+    const pool = new pg.Pool({ connectionString: url, max: 2, application_name: 'chat-migrate' });
     try {
       return await apply(postgresFactory(pool));
     } finally {
@@ -167,7 +177,8 @@ export async function migrationStatus(target: MigrationTarget, opts: MigrationPa
   if (target.kind === 'pglite') {
     output = await diagnose(pgliteFactory(target.pglite));
   } else {
-    const pool = new pg.Pool({ connectionString: target.connectionString, max: 1, application_name: 'chat-migrate' });
+    // Read-only and unnamed: this also works through PgBouncer.
+    const pool = new pg.Pool({ connectionString: parseDatabaseUrl(target.connectionString).url, max: 1, application_name: 'chat-migrate' });
     try {
       output = await diagnose(postgresFactory(pool));
     } finally {
