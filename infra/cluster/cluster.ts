@@ -5,14 +5,15 @@
  * the returned handle.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { applyMigrations } from '../../apps/server/src/db/migrations.ts';
+import { findExecutable } from './executables.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SERVER_MAIN = join(ROOT, 'apps/server/src/main.ts');
@@ -106,16 +107,7 @@ export interface Cluster {
 
 /** nginx on PATH, else where Debian puts it (/usr/sbin is not on a non-root user's PATH). */
 export function findNginx(): string | undefined {
-  const dirs = [...(process.env['PATH'] ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin'];
-  for (const dir of dirs.filter(Boolean)) {
-    try {
-      accessSync(join(dir, 'nginx'), constants.X_OK);
-      return join(dir, 'nginx');
-    } catch {
-      // next
-    }
-  }
-  return undefined;
+  return findExecutable('nginx');
 }
 
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
