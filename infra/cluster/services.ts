@@ -161,6 +161,8 @@ export interface PrivatePgBouncer {
   /** The target's database through this PgBouncer: `postgresql://USER@127.0.0.1:PORT/DB?pgbouncer=true`. */
   readonly url: string;
   readonly port: number;
+  /** PgBouncer's process id. */
+  readonly pid: number;
   /** The last lines PgBouncer logged. */
   logs(): string[];
   /** SIGTERM (PgBouncer 1.18's immediate shutdown: client connections are cut), then removes its folder. Idempotent. */
@@ -286,7 +288,7 @@ export async function startPrivatePgBouncer(options: PgBouncerOptions): Promise<
     await destroy();
     throw error;
   }
-  return { url, port, logs: () => [...tail], destroy };
+  return { url, port, pid: child.pid!, logs: () => [...tail], destroy };
 }
 
 /** redis-server on a free port, no persistence, as a child process of ours. */

@@ -26,6 +26,7 @@ import { io, type Socket } from 'socket.io-client';
 import { freePort } from '../../../infra/cluster/cluster.ts';
 import { startPrivatePgBouncer, type PrivatePgBouncer } from '../../../infra/cluster/services.ts';
 import { throwawayDatabase } from './database.ts';
+import { cpuSeconds } from './process-stats.ts';
 import { newestProfile, summarise } from './profile-summary.ts';
 
 const { values } = parseArgs({
@@ -73,6 +74,8 @@ interface Route {
   name: string;
   /** The node's DATABASE_URL. */
   databaseUrl: string;
+  /** A PgBouncer in between, whose CPU counts as the route's. */
+  bouncerPid?: number;
 }
 
 interface Result {
@@ -82,7 +85,32 @@ interface Result {
   latencies: number[];
   errors: Map<string, number>;
   loadCpuPercent: number;
+  /** Messages per message-batch statement over the measured window. */
+  batch: number;
+  /** CPU seconds over the measured window: the node process, the PostgreSQL backends of the database, PgBouncer. */
+  cpu: { node: number; postgres: number; pgbouncer: number };
   gaps: number;
+}
+
+/** The node's message batches so far: statements and the messages they carried (chat_write_batch_size). */
+async function batches(url: string): Promise<{ statements: number; messages: number }> {
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  const value = (name: string) => Number(new RegExp(`^${name}\\{[^}]*writer="messages"[^}]*\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+  return { statements: value('chat_write_batch_size_count'), messages: value('chat_write_batch_size_sum') };
+}
+
+/** CPU seconds so far of each PostgreSQL backend connected to the monitor's database, but the monitor's own. */
+async function backendCpu(monitor: pg.Client): Promise<Map<number, number>> {
+  const { rows } = await monitor.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+  const used = new Map<number, number>();
+  for (const { pid } of rows) {
+    try {
+      used.set(pid, cpuSeconds(pid));
+    } catch {
+      // exited
+    }
+  }
+  return used;
 }
 
 /** One node process on `route`, the senders' closed loops for the duration, then the gap check on `checkUrl`. */
@@ -146,6 +174,13 @@ async function measure(route: Route, checkUrl: string, round: number): Promise<R
     };
     const loops = Array.from({ length: senders }, (_, i) => loop(i));
     await sleep(warmupMs);
+    // PostgreSQL's backends are listed at both ends: one that appeared in between counts whole.
+    const monitor = new pg.Client({ connectionString: checkUrl });
+    await monitor.connect();
+    const backendsBefore = await backendCpu(monitor);
+    const nodeBefore = cpuSeconds(node.pid!);
+    const batchesBefore = await batches(url);
+    const bouncerBefore = route.bouncerPid === undefined ? 0 : cpuSeconds(route.bouncerPid);
     measuring = true;
     const started = performance.now();
     const cpuBefore = process.cpuUsage();
@@ -153,6 +188,14 @@ async function measure(route: Route, checkUrl: string, round: number): Promise<R
     measuring = false;
     const elapsed = (performance.now() - started) / 1000;
     const loadCpu = process.cpuUsage(cpuBefore);
+    const backendsAfter = await backendCpu(monitor);
+    const batchesAfter = await batches(url);
+    await monitor.end();
+    const cpu = {
+      node: cpuSeconds(node.pid!) - nodeBefore,
+      postgres: [...backendsAfter].reduce((sum, [pid, seconds]) => sum + seconds - (backendsBefore.get(pid) ?? 0), 0),
+      pgbouncer: route.bouncerPid === undefined ? 0 : cpuSeconds(route.bouncerPid) - bouncerBefore,
+    };
     stop = true;
     await Promise.all(loops);
 
@@ -165,7 +208,7 @@ async function measure(route: Route, checkUrl: string, round: number): Promise<R
       [conversationIds],
     );
     await check.end();
-    return { route: route.name, acked, elapsed, latencies, errors, loadCpuPercent: ((loadCpu.user + loadCpu.system) / 1000 / (elapsed * 1000)) * 100, gaps: gaps.rows[0]!.conversations_with_gaps };
+    return { route: route.name, acked, elapsed, latencies, errors, loadCpuPercent: ((loadCpu.user + loadCpu.system) / 1000 / (elapsed * 1000)) * 100, cpu, batch: (batchesAfter.messages - batchesBefore.messages) / (batchesAfter.statements - batchesBefore.statements), gaps: gaps.rows[0]!.conversations_with_gaps };
   } finally {
     for (const socket of sockets) socket.close();
     if (node) {
@@ -183,6 +226,9 @@ function report(result: Result): void {
   console.log(`  ack latency        p50 ${fmt(percentile(latencies, 50))}  p95 ${fmt(percentile(latencies, 95))}  p99 ${fmt(percentile(latencies, 99))}  max ${fmt(latencies.at(-1) ?? NaN)}`);
   console.log(`  errors             ${result.errors.size === 0 ? 'none' : JSON.stringify(Object.fromEntries(result.errors))}`);
   console.log(`  load process CPU   ${result.loadCpuPercent.toFixed(0)}% of one core`);
+  const perMessage = (seconds: number) => `${((seconds * 1e6) / result.acked).toFixed(0)} µs`;
+  console.log(`  batch              ${result.batch.toFixed(1)} messages per statement`);
+  console.log(`  CPU per message    node ${perMessage(result.cpu.node)}  PostgreSQL ${perMessage(result.cpu.postgres)}${result.cpu.pgbouncer ? `  PgBouncer ${perMessage(result.cpu.pgbouncer)}` : ''}`);
   console.log(`  seq gaps           ${result.gaps === 0 ? 'none' : `${result.gaps} conversations with gaps`}`);
 }
 
@@ -193,7 +239,7 @@ async function main(): Promise<void> {
     const routes: Route[] = [{ key: 'direct', name: 'PostgreSQL directly', databaseUrl: database.url }];
     if (values.pgbouncer) {
       bouncer = await startPrivatePgBouncer({ target: database.url, poolSize: Number(values['pgbouncer-pool']) });
-      routes.push({ key: 'pgbouncer', name: `through PgBouncer 1.18, pool_mode = transaction, default_pool_size ${values['pgbouncer-pool']}`, databaseUrl: bouncer.url });
+      routes.push({ key: 'pgbouncer', name: `through PgBouncer 1.18, pool_mode = transaction, default_pool_size ${values['pgbouncer-pool']}`, databaseUrl: bouncer.url, bouncerPid: bouncer.pid });
     }
     console.log(`\nbench:messages — ${senders} senders, ${conversations} direct conversations, one node (${new Date().toISOString()})`);
     const results: Result[] = [];
@@ -206,12 +252,15 @@ async function main(): Promise<void> {
       }
     }
     if (routes.length > 1) {
-      console.log('\n  route (all rounds)  msgs/s per round            p50 / p99 per round');
+      console.log('\n  per round:  msgs/s  |  p50 / p99 ms  |  messages per statement  |  CPU µs per message: node + PostgreSQL (+ PgBouncer)');
       for (const route of routes) {
         const mine = results.filter((result) => result.route === route.name);
-        const rates = mine.map((result) => (result.acked / result.elapsed).toFixed(0)).join(', ');
-        const tails = mine.map((result) => `${percentile(result.latencies, 50).toFixed(1)} / ${percentile(result.latencies, 99).toFixed(1)} ms`).join(', ');
-        console.log(`  ${route.key.padEnd(19)} ${rates.padEnd(26)} ${tails}`);
+        const us = (result: Result, seconds: number) => ((seconds * 1e6) / result.acked).toFixed(0);
+        console.log(`  ${route.key}`);
+        console.log(`    ${mine.map((result) => (result.acked / result.elapsed).toFixed(0)).join(', ')}`);
+        console.log(`    ${mine.map((result) => `${percentile(result.latencies, 50).toFixed(1)} / ${percentile(result.latencies, 99).toFixed(1)}`).join(', ')}`);
+        console.log(`    ${mine.map((result) => result.batch.toFixed(1)).join(', ')}`);
+        console.log(`    ${mine.map((result) => `${us(result, result.cpu.node)} + ${us(result, result.cpu.postgres)}${result.cpu.pgbouncer ? ` + ${us(result, result.cpu.pgbouncer)}` : ''}`).join(', ')}`);
       }
     }
   } finally {
