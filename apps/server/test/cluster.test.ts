@@ -166,5 +166,6 @@ describe.skipIf(!NGINX)(`npm run cluster${NGINX ? '' : NO_NGINX}`, () => {
     }
     expect(await exited).toBe(0);
     expect(output).toContain('stopped');
-  });
+    // Three processes started one after the other (the CLI migrating, a node, nginx) and drained.
+  }, 60_000);
 });

@@ -84,5 +84,6 @@ describe.skipIf(!PGBOUNCER)(`behind PgBouncer with one server connection${PGBOUN
     const applied = await migrate({ DATABASE_URL: pooled, DATABASE_DIRECT_URL: direct });
     expect(applied.stdout).toMatch(/migration\(s\) applied\n$/);
     expect(await migrationStatus({ kind: 'postgres', connectionString: pooled })).toMatchObject({ pending: [], failed: [] });
-  });
+    // Two migrator processes, each loading the wasm engine.
+  }, 60_000);
 });
