@@ -5,10 +5,12 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { findPgBouncer, startPrivatePgBouncer, type PrivatePgBouncer } from '../../../infra/cluster/services.ts';
 import { adminQuery, withDatabase } from '../src/db/admin.ts';
 import { migrationStatus } from '../src/db/migrations.ts';
+import { parseDatabaseUrl } from '../src/db/url.ts';
 import { startNode, type TestNode } from './helpers/nodes.ts';
 import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
 
@@ -61,6 +63,35 @@ describe.skipIf(!PGBOUNCER)(`behind PgBouncer with one server connection${PGBOUN
       const seen = await pairs[i]![0].ok('conversation:get', { conversationId: conversation.id });
       expect(seen.conversation.members.find((m) => m.userId === pairs[i]![1].userId)).toMatchObject({ lastDeliveredSeq: 5, lastReadSeq: 5 });
     }
+  });
+
+  it('answers unavailable, not internal, while its one server connection is taken, and serves again once it is free', async () => {
+    const alice = await connectDevice(nodes[0]!.url, uniqueUser('busy-a'));
+    const bob = await connectDevice(nodes[1]!.url, uniqueUser('busy-b'));
+    devices.push(alice, bob);
+    const { conversation } = await alice.ok('conversation:open-direct', { userId: bob.userId });
+    // An open transaction pins the only server connection to its client: everybody else queues.
+    const holder = new pg.Client({ connectionString: parseDatabaseUrl(bouncer.url).url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1');
+      // A group with no other member begins with its transaction, which Prisma gives up starting after
+      // 2 s; a send's batch statement waits for PgBouncer's query_wait_timeout (3 s).
+      const attempts = [
+        () => alice.call('conversation:create-group', { title: 'busy', memberIds: [] }),
+        () => alice.call('message:send', { conversationId: conversation.id, clientMsgId: `busy-${randomBytes(3).toString('hex')}`, body: 'queued' }),
+      ];
+      for (const attempt of attempts) {
+        const started = Date.now();
+        expect(await attempt()).toMatchObject({ ok: false, error: { code: 'unavailable', retryable: true } });
+        expect(Date.now() - started).toBeLessThan(6000);
+      }
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
+    expect(await alice.ok('conversation:create-group', { title: 'free', memberIds: [] })).toMatchObject({ conversation: { title: 'free' } });
   });
 
   it('refuses to migrate through it, migrates through DATABASE_DIRECT_URL, and reports status through it', async () => {
