@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import type { ClientEventResults } from '@chat/protocol';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { findPgBouncer, startPrivatePgBouncer, type PrivatePgBouncer } from '../../../infra/cluster/services.ts';
@@ -48,7 +49,10 @@ describe.skipIf(!PGBOUNCER)(`behind PgBouncer with one server connection${PGBOUN
       }),
     );
     const pairs = Array.from({ length: 20 }, (_, i) => [users[2 * i]!, users[2 * i + 1]!] as const);
-    const conversations = await Promise.all(pairs.map(([a, b]) => a.ok('conversation:open-direct', { userId: b.userId })));
+    // One after another: twenty transactions at once would queue for the one server connection, and
+    // on a loaded machine some would wait past Prisma's 2 s to begin (the next test's subject).
+    const conversations: Array<ClientEventResults['conversation:open-direct']> = [];
+    for (const [a, b] of pairs) conversations.push(await a.ok('conversation:open-direct', { userId: b.userId }));
     // The message batch and the receipt batch (the other two hot statements), concurrently on both nodes.
     const sends = await Promise.all(
       pairs.flatMap(([a, b], i) =>
