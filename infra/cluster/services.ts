@@ -179,8 +179,6 @@ export interface PgBouncerOptions {
   poolSize?: number;
   /** `max_client_conn`: client connections it accepts in all. @default 1000 */
   maxClientConnections?: number;
-  /** Further `[pgbouncer]` settings, over the ones above. @example { query_wait_timeout: 120 } */
-  settings?: Record<string, string | number>;
   /** Forward its log lines to stderr. @default false */
   verbose?: boolean;
 }
@@ -229,7 +227,6 @@ export async function startPrivatePgBouncer(options: PgBouncerOptions): Promise<
       'server_login_retry = 1',
       'logfile =',
       'pidfile =',
-      ...Object.entries(options.settings ?? {}).map(([name, value]) => `${name} = ${value}`),
       '',
     ].join('\n'),
   );
@@ -254,8 +251,14 @@ export async function startPrivatePgBouncer(options: PgBouncerOptions): Promise<
   };
   createInterface({ input: child.stdout! }).on('line', keep);
   createInterface({ input: child.stderr! }).on('line', keep);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.once('error', (error) => keep(String(error)));
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    // A failed spawn (no setpriv, say) emits no 'exit'.
+    child.once('error', (error) => {
+      keep(String(error));
+      if (child.pid === undefined) resolve();
+    });
+  });
   const forget = onExit(() => {
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
@@ -271,7 +274,7 @@ export async function startPrivatePgBouncer(options: PgBouncerOptions): Promise<
     if (destroyed) return;
     destroyed = true;
     forget();
-    if (child.exitCode === null && child.signalCode === null) {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
       await Promise.race([exited, sleep(5000)]);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -281,7 +284,7 @@ export async function startPrivatePgBouncer(options: PgBouncerOptions): Promise<
   };
   try {
     await waitUntil(async () => {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`pgbouncer exited (${child.exitCode ?? child.signalCode}):\n${tail.join('\n')}`);
+      if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) throw new Error(`pgbouncer exited (${child.exitCode ?? child.signalCode}):\n${tail.join('\n')}`);
       return pingPostgres(url);
     }, 15_000, `pgbouncer on port ${port}`);
   } catch (error) {
