@@ -11,5 +11,7 @@ process.env.PRISMA_SCHEMA_ENGINE_BINARY ??= fileURLToPath(import.meta.url);
 export default defineConfig({
   schema: 'prisma/schema.prisma',
   migrations: { path: 'prisma/migrations' },
-  datasource: { url: process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres' },
+  // What `prisma migrate deploy` would use: PostgreSQL itself, as for npm run db:migrate
+  // (migrationDatabaseUrl in apps/server/src/config.ts), never PgBouncer.
+  datasource: { url: process.env.DATABASE_DIRECT_URL || process.env.DATABASE_URL || 'postgresql://postgres@127.0.0.1:5432/postgres' },
 });

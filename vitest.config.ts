@@ -1,13 +1,26 @@
 import { defineConfig } from 'vitest/config';
+import { findExecutable } from './infra/cluster/executables.ts';
+
+/** The messaging suite: what runs a second time with every node behind PgBouncer. */
+const MESSAGING_SUITE = ['apps/server/test/messaging.test.ts', 'apps/server/test/message-writer.test.ts', 'apps/server/test/database-outage.test.ts'];
+const pgbouncer = findExecutable('pgbouncer');
+if (!pgbouncer) console.warn('No pgbouncer binary (apt-get install -y pgbouncer): the messaging suite runs against PostgreSQL directly only.');
 
 export default defineConfig({
   test: {
-    include: ['apps/*/test/**/*.test.ts', 'packages/*/test/**/*.test.ts'],
-    // One database per run, created and migrated here and dropped at the end (see the file).
-    globalSetup: ['apps/server/test/global-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // Server processes and sockets are real; two workers match the two cores CI has.
     maxWorkers: 2,
+    projects: [
+      // One database per project and run, created and migrated there and dropped at the end (see the file).
+      { extends: true, test: { name: 'default', include: ['apps/*/test/**/*.test.ts', 'packages/*/test/**/*.test.ts'], globalSetup: ['apps/server/test/global-setup.ts'] } },
+      // The same files again, every node reaching that database through PgBouncer 1.18 in
+      // pool_mode = transaction (pgbouncer-setup.ts), as production does once replicas × pool size
+      // nears max_connections.
+      ...(pgbouncer
+        ? [{ extends: true, test: { name: 'pgbouncer', include: MESSAGING_SUITE, globalSetup: ['apps/server/test/global-setup.ts', 'apps/server/test/pgbouncer-setup.ts'] } }]
+        : []),
+    ],
   },
 });

@@ -1,10 +1,16 @@
 /**
  * `npm run cluster -- --nodes 3 --port 8080` — the chat cluster of docker-compose.yml without Docker:
- * the local PostgreSQL and Redis, N node processes, nginx in front. Ctrl-C stops everything.
+ * the local PostgreSQL and Redis, N node processes, nginx in front. Ctrl-C stops everything. The
+ * nodes get every configuration variable of this process's environment (see HELP).
  */
 import { relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startCluster, type Cluster } from './cluster.ts';
+import { CLUSTER_DEFAULTS, startCluster, type Cluster } from './cluster.ts';
+
+const DEFAULT_NOTES: Record<string, string> = {
+  DATABASE_URL: 'that database is created if missing',
+  DEV_TOKENS: 'POST /v1/dev/token mints tokens for anyone: local use only',
+};
 
 const HELP = `npm run cluster -- [--nodes 3] [--port 8080] [--base-port 3001] [--verbose]
 
@@ -19,14 +25,14 @@ Flags:
   --verbose        print every node's and nginx's output, prefixed [node-1], [nginx]
   --help           this text
 
-Environment (as docker-compose.yml passes it to the nodes; empty counts as unset):
-  DATABASE_URL   default postgresql://postgres@127.0.0.1:5432/chat (that default database is created
-                 if missing); migrations are applied once before the nodes start
-  REDIS_URL      default redis://127.0.0.1:6379
-  JWT_SECRET     default compose-local-dev-secret-change-me-0123456789
-  DEV_TOKENS     default true (POST /v1/dev/token mints tokens for anyone: local use only)
-  NODE_ENV       default development
-  LOG_LEVEL      default info
+Environment: every variable of the node's configuration (the README's configuration table, e.g.
+MESSAGE_MAX_LENGTH, RATE_LIMITS, DATABASE_POOL_SIZE) that is set reaches every node; empty counts as
+unset. NODE_ID, HOST and PORT are the cluster's. Unset, these take docker-compose.yml's values:
+${Object.entries(CLUSTER_DEFAULTS)
+  .map(([name, value]) => `  ${name.padEnd(21)} ${value}${DEFAULT_NOTES[name] ? ` (${DEFAULT_NOTES[name]})` : ''}`)
+  .join('\n')}
+Migrations are applied once before the nodes start, to DATABASE_DIRECT_URL when set (DATABASE_URL
+leading through PgBouncer with ?pgbouncer=true), else to DATABASE_URL.
 nginx is looked up on PATH, then in /usr/sbin and /usr/local/sbin.`;
 
 function fail(message: string): never {

@@ -5,14 +5,16 @@
  * the returned handle.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { CONFIG_VARIABLES, migrationDatabaseUrl } from '../../apps/server/src/config.ts';
 import { applyMigrations } from '../../apps/server/src/db/migrations.ts';
+import { findExecutable } from './executables.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SERVER_MAIN = join(ROOT, 'apps/server/src/main.ts');
@@ -26,14 +28,15 @@ export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 /** docker-compose.yml's default, so tokens minted against either set-up work on both. */
 export const COMPOSE_DEV_JWT_SECRET = 'compose-local-dev-secret-change-me-0123456789';
 
-/** The variables docker-compose.yml passes through from the shell, with its defaults. */
-const COMPOSE_ENV: Record<string, string> = {
+/** What a cluster node gets for these variables when the environment leaves them unset: docker-compose.yml's values. */
+export const CLUSTER_DEFAULTS: Readonly<Record<string, string>> = {
   NODE_ENV: 'development',
   DATABASE_URL: DEFAULT_DATABASE_URL,
   REDIS_URL: DEFAULT_REDIS_URL,
   JWT_SECRET: COMPOSE_DEV_JWT_SECRET,
   DEV_TOKENS: 'true',
   LOG_LEVEL: 'info',
+  SHUTDOWN_TIMEOUT_MS: '10000',
 };
 
 export interface ClusterOptions {
@@ -44,10 +47,11 @@ export interface ClusterOptions {
   /** node-1 listens on basePort, node-2 on basePort + 1, …; unset picks free ports. */
   basePort?: number;
   /**
-   * Environment of every node, over the defaults: docker-compose.yml's variables (NODE_ENV, DATABASE_URL,
-   * REDIS_URL, JWT_SECRET, DEV_TOKENS, LOG_LEVEL) taken from process.env, else compose's defaults (the
-   * database defaults to {@link DEFAULT_DATABASE_URL}, created when missing). NODE_ID, HOST and PORT
-   * are always the cluster's. DATABASE_URL here is also what migrations run against.
+   * Environment of every node, over process.env and {@link CLUSTER_DEFAULTS}. Every variable of the
+   * node's configuration (CONFIG_VARIABLES in apps/server/src/config.ts) that process.env sets, empty
+   * counting as unset, reaches the nodes; NODE_ID, HOST and PORT are always the cluster's. Migrations
+   * run against DATABASE_DIRECT_URL, else DATABASE_URL; the default database
+   * ({@link DEFAULT_DATABASE_URL}) is created when missing.
    * @example { DATABASE_URL: 'postgresql://…/chat_test_1', REDIS_KEY_PREFIX: 'test:1:' }
    */
   env?: Record<string, string | undefined>;
@@ -106,16 +110,7 @@ export interface Cluster {
 
 /** nginx on PATH, else where Debian puts it (/usr/sbin is not on a non-root user's PATH). */
 export function findNginx(): string | undefined {
-  const dirs = [...(process.env['PATH'] ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin'];
-  for (const dir of dirs.filter(Boolean)) {
-    try {
-      accessSync(join(dir, 'nginx'), constants.X_OK);
-      return join(dir, 'nginx');
-    } catch {
-      // next
-    }
-  }
-  return undefined;
+  return findExecutable('nginx');
 }
 
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
@@ -126,9 +121,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   if (!Number.isInteger(count) || count < 1) throw new Error(`nodes: expected an integer >= 1, got ${count}`);
   if (!nginxBin) throw new Error('no nginx binary on PATH or in /usr/sbin (`apt-get install -y nginx`)');
 
-  const inherited = Object.fromEntries(Object.keys(COMPOSE_ENV).flatMap((name) => (process.env[name] ? [[name, process.env[name]]] : [])));
-  const env: Record<string, string | undefined> = { ...COMPOSE_ENV, SHUTDOWN_TIMEOUT_MS: '10000', ...inherited, ...options.env };
-  await prepareDatabase(env['DATABASE_URL']!, env['DATABASE_URL'] === DEFAULT_DATABASE_URL);
+  const inherited = Object.fromEntries(CONFIG_VARIABLES.flatMap((name) => (process.env[name] ? [[name, process.env[name]]] : [])));
+  const env: Record<string, string | undefined> = { ...CLUSTER_DEFAULTS, ...inherited, ...options.env };
+  // Seeds of a Redis Cluster replace the default single Redis (the node refuses both at once).
+  if (env['REDIS_CLUSTER_NODES'] && !inherited['REDIS_URL'] && !options.env?.['REDIS_URL']) delete env['REDIS_URL'];
+  const migrateUrl = migrationDatabaseUrl(env);
+  await prepareDatabase(migrateUrl, migrateUrl === DEFAULT_DATABASE_URL);
 
   const { basePort } = options;
   const ports = basePort === undefined ? await Promise.all(Array.from({ length: count }, freePort)) : Array.from({ length: count }, (_, i) => basePort + i);

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { limits } from '@chat/protocol';
 import { z } from 'zod';
+import { DatabaseUrlError, parseDatabaseUrl } from './db/url.ts';
 
 /** Used only outside production, so a newcomer's `npm start` works; production refuses it. */
 export const DEV_JWT_SECRET = 'dev-only-insecure-secret-do-not-use-in-production';
@@ -16,6 +17,26 @@ const rate = z
     return { capacity: count, refillPerSecond: count / seconds };
   })
   .refine((bucket) => bucket.capacity >= 1 && Number.isFinite(bucket.refillPerSecond) && bucket.refillPerSecond > 0, 'N/Ts with N >= 1 and T > 0');
+/** A postgresql:// URL whose `pgbouncer` parameter, if any, is `true` or `false` (see db/url.ts). */
+const postgresUrl = z
+  .string()
+  .regex(/^postgres(ql)?:\/\//, 'a postgresql:// connection string')
+  .superRefine((value, ctx) => {
+    try {
+      parseDatabaseUrl(value);
+    } catch (error) {
+      if (!(error instanceof DatabaseUrlError)) throw error;
+      ctx.addIssue({ code: 'custom', message: error.message });
+    }
+  });
+/** True for a well-formed URL with pgbouncer=true; a malformed one is reported by {@link postgresUrl}. */
+function viaPgBouncer(value: string): boolean {
+  try {
+    return parseDatabaseUrl(value).pgbouncer;
+  } catch {
+    return false;
+  }
+}
 const commaList = z
   .string()
   .transform((value) => value.split(',').map((item) => item.trim()).filter(Boolean));
@@ -35,9 +56,9 @@ const envSchema = z
       .default(`${hostname()}-${process.pid}`),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
-    DATABASE_URL: z
-      .string()
-      .regex(/^postgres(ql)?:\/\//, 'a postgresql:// connection string')
+    DATABASE_URL: postgresUrl.optional(),
+    DATABASE_DIRECT_URL: postgresUrl
+      .refine((value) => !viaPgBouncer(value), 'PostgreSQL itself, without pgbouncer=true (migrations hold a session advisory lock, which PgBouncer in transaction mode cannot keep)')
       .optional(),
     DATABASE_POOL_SIZE: int(1, 500).default(10),
     DATA_DIR: z.string().min(1).default('.data'),
@@ -144,14 +165,21 @@ const envSchema = z
 
 type Env = z.infer<typeof envSchema>;
 
+/** Every environment variable the node reads, in the schema's order: what a launcher passes through. */
+export const CONFIG_VARIABLES = Object.keys(envSchema.shape) as ReadonlyArray<keyof Env>;
+
 export interface Config {
   env: Env['NODE_ENV'];
   host: string;
   port: number;
   nodeId: string;
   logLevel: Env['LOG_LEVEL'];
-  /** PostgreSQL when a URL is given, otherwise an embedded PGlite database in `dataDir`. */
-  database: { kind: 'postgres'; url: string; poolSize: number } | { kind: 'pglite'; dataDir: string };
+  /**
+   * PostgreSQL when a URL is given, otherwise an embedded PGlite database in `dataDir`. `url` is
+   * DATABASE_URL without its `pgbouncer` parameter; `pgbouncer` is true when it said `pgbouncer=true`
+   * (PgBouncer in transaction mode: no named prepared statements, see db/client.ts).
+   */
+  database: { kind: 'postgres'; url: string; poolSize: number; pgbouncer: boolean } | { kind: 'pglite'; dataDir: string };
   /** Redis or a Redis Cluster when given, otherwise in-memory adapter and state (one node only). */
   redis: { target: RedisTarget; keyPrefix: string; adapter: 'routed' | 'classic' | 'sharded' } | null;
   jwt: {
@@ -218,16 +246,7 @@ export class ConfigError extends Error {
  * first bad variable and what it expects, e.g. `PORT: expected an integer from 0 to 65535, got "abc"`.
  */
 export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
-  // Empty strings mean "unset": compose files and shells often export VAR= to clear a value.
-  const raw = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== ''));
-  const parsed = envSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const name = String(issue.path[0] ?? 'environment');
-    const got = raw[name] === undefined ? 'unset' : JSON.stringify(raw[name]);
-    throw new ConfigError(`Invalid configuration: ${name}: expected ${describeIssue(issue)}, got ${got}`);
-  }
-  const env = parsed.data;
+  const env = parseEnv(envSchema, source);
   return {
     env: env.NODE_ENV,
     host: env.HOST,
@@ -235,7 +254,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     nodeId: env.NODE_ID,
     logLevel: env.LOG_LEVEL,
     database: env.DATABASE_URL
-      ? { kind: 'postgres', url: env.DATABASE_URL, poolSize: env.DATABASE_POOL_SIZE }
+      ? { kind: 'postgres', ...parseDatabaseUrl(env.DATABASE_URL), poolSize: env.DATABASE_POOL_SIZE }
       : { kind: 'pglite', dataDir: env.DATA_DIR },
     redis: redisTarget(env) ? { target: redisTarget(env)!, keyPrefix: env.REDIS_KEY_PREFIX, adapter: env.REDIS_ADAPTER } : null,
     jwt: {
@@ -306,6 +325,33 @@ function redisTarget(env: Env): RedisTarget | null {
     ...(withAuth?.password && { password: decodeURIComponent(withAuth.password) }),
     tls: urls.some((url) => url.protocol === 'rediss:'),
   };
+}
+
+/**
+ * The PostgreSQL URL migrations run against: DATABASE_DIRECT_URL when set, else DATABASE_URL, checked
+ * as the node checks them. Throws a ConfigError when neither is set or one is malformed. A
+ * DATABASE_URL with `pgbouncer=true` is returned as it is; the migrator refuses it (see migrations.ts).
+ */
+export function migrationDatabaseUrl(source: NodeJS.ProcessEnv = process.env): string {
+  const { DATABASE_URL, DATABASE_DIRECT_URL } = envSchema.shape;
+  const env = parseEnv(z.object({ DATABASE_URL, DATABASE_DIRECT_URL }), source);
+  const url = env.DATABASE_DIRECT_URL ?? env.DATABASE_URL;
+  if (!url) throw new ConfigError('Invalid configuration: DATABASE_URL: expected a postgresql:// connection string, got unset');
+  return url;
+}
+
+/** Validates `source` against `schema`; a ConfigError names the first bad variable in one line. */
+function parseEnv<T extends z.ZodType>(schema: T, source: NodeJS.ProcessEnv): z.infer<T> {
+  // Empty strings mean "unset": compose files and shells often export VAR= to clear a value.
+  const raw = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== ''));
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const name = String(issue.path[0] ?? 'environment');
+    const got = raw[name] === undefined ? 'unset' : JSON.stringify(raw[name]);
+    throw new ConfigError(`Invalid configuration: ${name}: expected ${describeIssue(issue)}, got ${got}`);
+  }
+  return parsed.data;
 }
 
 /** "Trust the nearest N proxies", as Fastify's trustProxy function form. */

@@ -73,7 +73,8 @@ const SOCKET_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', '
  * query was wrong: a retry can succeed, so the client gets `unavailable` (retryable) instead of
  * `internal`. Covers Prisma's wrapped errors, the driver adapter's kinds, PostgreSQL's connection
  * SQLSTATEs (class 08, admin/crash shutdown 57P01/57P02, starting up or shutting down 57P03, too many
- * connections 53300) and node-postgres' own socket errors, anywhere along the `cause` chain.
+ * connections 53300; PgBouncer's own errors are 08P01), a transaction that found no connection to
+ * begin on in time, and node-postgres' own socket errors, anywhere along the `cause` chain.
  * An ambiguous failure (the connection died around COMMIT) is safe to retry because sends are
  * idempotent per clientMsgId.
  */
@@ -82,6 +83,9 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     const e = current as { code?: unknown; kind?: unknown; message?: unknown; meta?: { driverAdapterError?: { cause?: unknown } }; cause?: unknown };
     const code = typeof e.code === 'string' ? e.code : '';
     if (PRISMA_UNAVAILABLE.has(code) || SOCKET_UNAVAILABLE.has(code)) return true;
+    // A transaction that could not begin within Prisma's maxWait (2 s): every pooled connection busy, or,
+    // behind PgBouncer, its BEGIN queued for a server connection (PgBouncer's own wait ends later, at 3 s).
+    if (code === 'P2028' && typeof e.message === 'string' && e.message.includes('Unable to start a transaction in the given time')) return true;
     if (/^(08...|57P0[123]|53300)$/.test(code)) return true;
     if (typeof e.kind === 'string' && ADAPTER_UNAVAILABLE.has(e.kind)) return true;
     if (typeof e.message === 'string' && /^(Connection terminated|timeout exceeded when trying to connect)/.test(e.message)) return true;

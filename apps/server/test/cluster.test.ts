@@ -1,12 +1,17 @@
 // `npm run cluster`'s library (infra/cluster/cluster.ts) end to end: two real node processes behind a
-// real nginx, against this run's database and Redis, exercised only through nginx's URL.
+// real nginx, against this run's database and Redis, exercised only through nginx's URL; and the
+// command itself (cli.ts) passing the environment through to its nodes.
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { freePort, startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
 import { connectClient, NGINX, NO_NGINX, type Client } from './helpers/cluster-client.ts';
 import { eventually } from './helpers/eventually.ts';
 import { testEnv, type ClientSocket } from './helpers/nodes.ts';
+import { TEST_JWT_SECRET } from './helpers/tokens.ts';
 import { uniqueUser } from './helpers/users.ts';
 
 const clients: ClientSocket[] = [];
@@ -112,4 +117,55 @@ describe.skipIf(!NGINX)(`a local cluster: 2 nodes behind nginx${NGINX ? '' : NO_
     await eventually(() => expect(pids.filter(alive)).toEqual([]), { timeoutMs: 2000 });
     expect(existsSync(cluster.dir)).toBe(false);
   });
+});
+
+describe.skipIf(!NGINX)(`npm run cluster${NGINX ? '' : NO_NGINX}`, () => {
+  it('passes every configuration variable of its environment to the nodes (MESSAGE_MAX_LENGTH=7 refuses 8 characters)', async () => {
+    const [port, basePort] = [await freePort(), await freePort()];
+    const cli = spawn(process.execPath, ['--import', 'tsx', 'infra/cluster/cli.ts', '--nodes', '1', '--port', String(port), '--base-port', String(basePort)], {
+      cwd: fileURLToPath(new URL('../../../', import.meta.url)),
+      // Only what a shell would export: none of these is a flag or a default of the CLI's.
+      env: {
+        PATH: process.env['PATH'],
+        NODE_ENV: 'test',
+        DATABASE_URL: inject('databaseUrl'),
+        REDIS_URL: inject('redisUrl'),
+        REDIS_KEY_PREFIX: inject('redisPrefix'),
+        JWT_SECRET: TEST_JWT_SECRET,
+        LOG_LEVEL: 'warn',
+        RATE_LIMITS: 'false',
+        MESSAGE_MAX_LENGTH: '7',
+        NOT_A_SETTING: 'ignored',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const output: string[] = [];
+    const exited = new Promise<number | null>((resolve) => cli.once('exit', (code) => resolve(code)));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        for (const stream of [cli.stdout, cli.stderr]) {
+          createInterface({ input: stream }).on('line', (line) => {
+            output.push(line);
+            const match = /^chat cluster: (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
+            if (match) resolve(match[1]!);
+          });
+        }
+        void exited.then((code) => reject(new Error(`the CLI exited (${code}) before the cluster was up:\n${output.join('\n')}`)));
+      });
+      const alice = await connect(url, uniqueUser('cli-alice'));
+      const bob = await connect(url, uniqueUser('cli-bob'));
+      const { conversation } = await alice.ok('conversation:open-direct', { userId: bob.userId });
+      const send = (body: string) =>
+        (alice.socket as unknown as { timeout(ms: number): { emitWithAck(e: string, p: unknown): Promise<unknown> } })
+          .timeout(10_000)
+          .emitWithAck('message:send', { conversationId: conversation.id, clientMsgId: randomUUID(), body });
+      expect(await send('8 chars!')).toMatchObject({ ok: false, error: { code: 'validation', message: 'body: at most 7 characters' } });
+      expect(await send('7 chars')).toMatchObject({ ok: true, message: { body: '7 chars' } });
+    } finally {
+      cli.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(output).toContain('stopped');
+    // Three processes started one after the other (the CLI migrating, a node, nginx) and drained.
+  }, 60_000);
 });

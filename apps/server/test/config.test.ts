@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, DEV_JWT_SECRET, loadConfig } from '../src/config.ts';
+import { CONFIG_VARIABLES, ConfigError, DEV_JWT_SECRET, loadConfig, migrationDatabaseUrl } from '../src/config.ts';
 import { spawnNode, testEnv } from './helpers/nodes.ts';
 
 function rejection(env: Record<string, string>): string {
@@ -31,7 +33,7 @@ describe('configuration', () => {
 
   it('uses PostgreSQL and Redis when their URLs are set', () => {
     const config = loadConfig({ DATABASE_URL: 'postgresql://u@db:5432/chat', REDIS_URL: 'redis://cache:6379' });
-    expect(config.database).toMatchObject({ kind: 'postgres', url: 'postgresql://u@db:5432/chat' });
+    expect(config.database).toMatchObject({ kind: 'postgres', url: 'postgresql://u@db:5432/chat', pgbouncer: false });
     expect(config.redis).toMatchObject({ target: { kind: 'single', url: 'redis://cache:6379' } });
   });
 
@@ -50,10 +52,36 @@ describe('configuration', () => {
     });
   });
 
+  it('takes pgbouncer=true off the URL the driver gets and switches to PgBouncer mode', () => {
+    const config = loadConfig({ DATABASE_URL: 'postgresql://u:p%40ss@bouncer:6432/chat?pgbouncer=true&application_name=chat' });
+    expect(config.database).toEqual({ kind: 'postgres', url: 'postgresql://u:p%40ss@bouncer:6432/chat?application_name=chat', pgbouncer: true, poolSize: 10 });
+    expect(loadConfig({ DATABASE_URL: 'postgresql://u@db/chat?pgbouncer=false' }).database).toMatchObject({ url: 'postgresql://u@db/chat', pgbouncer: false });
+    // Read by the migrator only; the node checks it like the rest.
+    expect(loadConfig({ DATABASE_URL: 'postgresql://u@bouncer:6432/chat?pgbouncer=true', DATABASE_DIRECT_URL: 'postgresql://u@db:5432/chat' }).database).toMatchObject({ pgbouncer: true });
+  });
+
+  it('migrates DATABASE_DIRECT_URL when set, else DATABASE_URL', () => {
+    expect(migrationDatabaseUrl({ DATABASE_URL: 'postgresql://u@bouncer:6432/chat?pgbouncer=true', DATABASE_DIRECT_URL: 'postgresql://u@db:5432/chat' })).toBe('postgresql://u@db:5432/chat');
+    expect(migrationDatabaseUrl({ DATABASE_URL: 'postgresql://u@db:5432/chat', DATABASE_DIRECT_URL: '' })).toBe('postgresql://u@db:5432/chat');
+    expect(() => migrationDatabaseUrl({})).toThrow(/^Invalid configuration: DATABASE_URL: expected a postgresql:\/\/ connection string, got unset$/);
+    expect(() => migrationDatabaseUrl({ DATABASE_URL: 'postgresql://u@db/chat', DATABASE_DIRECT_URL: 'postgresql://u@bouncer/chat?pgbouncer=true' })).toThrow(/^Invalid configuration: DATABASE_DIRECT_URL: expected PostgreSQL itself/);
+  });
+
+  it('documents exactly the variables it reads (CONFIG_VARIABLES) in the README\'s configuration table', () => {
+    const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+    const start = readme.indexOf('\n## Configuration\n');
+    const section = readme.slice(start, readme.indexOf('\n## ', start + 1));
+    const documented = [...section.matchAll(/^\| `([A-Z][A-Z0-9_]*)` \|/gm)].map((match) => match[1]);
+    expect(new Set(documented)).toEqual(new Set(CONFIG_VARIABLES));
+    expect(CONFIG_VARIABLES).toContain('DATABASE_DIRECT_URL');
+  });
+
   it.each([
     [{ PORT: 'abc' }, /^Invalid configuration: PORT: expected an integer, got "abc"$/],
     [{ PORT: '70000' }, /^Invalid configuration: PORT: expected a number <= 65535, got "70000"$/],
     [{ DATABASE_URL: 'mysql://x' }, /^Invalid configuration: DATABASE_URL: expected a postgresql:\/\/ connection string/],
+    [{ DATABASE_URL: 'postgresql://u@db/chat?pgbouncer=yes' }, /^Invalid configuration: DATABASE_URL: expected pgbouncer=true or pgbouncer=false in the query string, got "postgresql:\/\/u@db\/chat\?pgbouncer=yes"$/],
+    [{ DATABASE_DIRECT_URL: 'postgresql://u@bouncer:6432/chat?pgbouncer=true' }, /^Invalid configuration: DATABASE_DIRECT_URL: expected PostgreSQL itself, without pgbouncer=true \(migrations hold a session advisory lock/],
     [{ REDIS_URL: 'localhost:6379' }, /^Invalid configuration: REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL/],
     [{ REDIS_CLUSTER_NODES: 'r1' }, /^Invalid configuration: REDIS_CLUSTER_NODES: expected host:port seed nodes of a Redis Cluster/],
     [{ REDIS_CLUSTER_NODES: ',' }, /^Invalid configuration: REDIS_CLUSTER_NODES: expected at least 1 comma-separated entry, got ","$/],

@@ -1,23 +1,27 @@
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ChatClient } from '@chat/client';
-import { startPrivatePostgres, type PrivatePostgres } from '../../../infra/cluster/services.ts';
+import { startPrivatePgBouncer, startPrivatePostgres, type PrivatePgBouncer, type PrivatePostgres } from '../../../infra/cluster/services.ts';
 import { applyMigrations } from '../src/db/migrations.ts';
 import { eventually } from './helpers/eventually.ts';
-import { startNode, type TestNode } from './helpers/nodes.ts';
+import { startNode, viaPgBouncer, type TestNode } from './helpers/nodes.ts';
 import { signToken } from './helpers/tokens.ts';
 import { testDevice, uniqueUser, type Device } from './helpers/users.ts';
 
-// A PostgreSQL of this file's own, because it is stopped under a running node.
+// A PostgreSQL of this file's own, because it is stopped under a running node; in the pgbouncer
+// project the node reaches it through a PgBouncer of its own, which stays up throughout.
 let postgres: PrivatePostgres;
+let bouncer: PrivatePgBouncer | undefined;
 let node: TestNode;
 
 beforeAll(async () => {
   postgres = await startPrivatePostgres();
   await applyMigrations({ kind: 'postgres', connectionString: postgres.url });
-  node = await startNode({ DATABASE_URL: postgres.url, NODE_ID: 'pg-outage' });
+  if (viaPgBouncer()) bouncer = await startPrivatePgBouncer({ target: postgres.url, poolSize: 4 });
+  node = await startNode({ DATABASE_URL: bouncer?.url ?? postgres.url, NODE_ID: 'pg-outage' });
 }, 60_000);
 afterAll(async () => {
   await node?.close();
+  await bouncer?.destroy();
   await postgres?.destroy();
 });
 

@@ -16,11 +16,17 @@ const CONNECT_TIMEOUT_MS = 3000;
 
 /**
  * A statement of a hot path (the message and receipt batches, the connect-time user upsert), written
- * once with `$1…` placeholders and run by name. On PostgreSQL it is a named prepared statement: each connection
+ * once with `$1…` placeholders. On PostgreSQL it runs as a named prepared statement: each connection
  * parses, analyzes and plans it once and then only binds and executes it, where Prisma's raw queries
  * are unnamed and planned anew every time. For the message batch, planning cost PostgreSQL more CPU
  * than executing (0.49 ms against 0.29 ms for one message; `npm run bench` shows the saving).
  * `name` is the statement's identity on each connection: one name, one text.
+ *
+ * Behind PgBouncer in transaction mode (`DATABASE_URL` with `pgbouncer=true`) it runs unnamed, with the
+ * same text and values: `pg` remembers which of its connections prepared a name, but PgBouncer hands
+ * each transaction whichever server connection is free, so a name prepared on one server connection
+ * would be executed on another ("prepared statement … does not exist") or prepared twice on one
+ * ("… already exists"). PgBouncer 1.18 does not track prepared statements (1.21 began to).
  */
 export interface Statement {
   readonly name: string;
@@ -50,7 +56,10 @@ export async function openDatabase(config: Config['database'], log: FastifyBaseL
     // One pool for Prisma and for the prepared statements, so together they never hold more than
     // DATABASE_POOL_SIZE connections. A server that accepts TCP but does not answer must not leave
     // requests waiting for the client's ack timeout (10 s in the SDK): they fail with `unavailable` first.
+    // Prisma's adapter runs every query unnamed and keeps no session state outside a transaction, so it
+    // needs no change behind PgBouncer.
     const pool = new pg.Pool({ connectionString: config.url, max: config.poolSize, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+    const nameOf = config.pgbouncer ? () => undefined : (statement: Statement) => statement.name;
     // An idle connection that breaks (PostgreSQL restarted) is dropped by the pool; unhandled, the
     // pool's 'error' event would end the process.
     pool.on('error', (error) => log.warn({ err: error }, 'idle database connection lost'));
@@ -59,7 +68,7 @@ export async function openDatabase(config: Config['database'], log: FastifyBaseL
       prisma,
       sql: {
         query: async <T>(statement: Statement, values: readonly unknown[]) =>
-          (await pool.query<T & pg.QueryResultRow>({ name: statement.name, text: statement.text, values: [...values] })).rows,
+          (await pool.query<T & pg.QueryResultRow>({ name: nameOf(statement), text: statement.text, values: [...values] })).rows,
       },
       ping: async () => void (await prisma.$queryRawUnsafe('SELECT 1')),
       close: async () => {

@@ -1,11 +1,14 @@
 // Offline replacement for `prisma migrate deploy | dev --create-only | status`, which need Prisma's
 // native schema engine (downloaded at start-up, impossible here). Same folder, same _prisma_migrations.
 //
-//   deploy          apply pending migrations to DATABASE_URL (safe to run from several replicas at once)
+//   deploy          apply pending migrations to DATABASE_DIRECT_URL, else DATABASE_URL (safe to run from
+//                   several replicas at once; refused through PgBouncer, see migrations.ts)
 //   create <name>   write prisma/migrations/<ts>_<name>/migration.sql from schema.prisma, if it changed
 //                   (needs no database: the existing migrations are replayed on an in-memory PGlite)
-//   status          list applied and pending migrations; exits 1 unless up to date, like Prisma
+//   status          list applied and pending migrations of the same database; exits 1 unless up to date,
+//                   like Prisma
 import { relative } from 'node:path';
+import { migrationDatabaseUrl } from '../config.ts';
 import { applyMigrations, createMigration, migrationStatus } from './migrations.ts';
 
 const USAGE = 'usage: migrate-cli.ts deploy | create <name> | status';
@@ -14,7 +17,7 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   switch (command) {
     case 'deploy': {
-      const connectionString = requireDatabaseUrl();
+      const connectionString = migrationDatabaseUrl();
       const applied = await applyMigrations({ kind: 'postgres', connectionString });
       for (const name of applied) console.log(`applied ${name}`);
       console.log(applied.length === 0 ? 'no pending migrations to apply' : `${applied.length} migration(s) applied`);
@@ -28,7 +31,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'status': {
-      const status = await migrationStatus({ kind: 'postgres', connectionString: requireDatabaseUrl() });
+      const status = await migrationStatus({ kind: 'postgres', connectionString: migrationDatabaseUrl() });
       for (const name of status.applied) console.log(`applied  ${name}`);
       for (const name of status.pending) console.log(`pending  ${name}`);
       for (const name of status.failed) console.log(`FAILED   ${name}`);
@@ -45,12 +48,6 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new Error(command ? `unknown command ${JSON.stringify(command)}; ${USAGE}` : USAGE);
   }
-}
-
-function requireDatabaseUrl(): string {
-  const url = process.env.DATABASE_URL;
-  if (!url) throw new Error('DATABASE_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/chat)');
-  return url;
 }
 
 main(process.argv.slice(2)).then(

@@ -13,6 +13,7 @@ import {
 import type { MigrationList, SchemaEngine, SchemaFilter } from '@prisma/schema-engine-wasm';
 import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
+import { parseDatabaseUrl } from './url.ts';
 
 /** Where migrations are applied: a PostgreSQL server, or the embedded node's already-open PGlite. */
 export type MigrationTarget =
@@ -81,7 +82,9 @@ export class MigrationError extends Error {
  * Applies the pending migrations of the migrations folder and records them in `_prisma_migrations`
  * exactly as `prisma migrate deploy` does. Returns the names applied, in order (empty when up to date).
  * On PostgreSQL the whole apply runs under a session advisory lock ({@link MIGRATION_LOCK_KEY}), so
- * replicas booting together serialize and all but the first find nothing to do.
+ * replicas booting together serialize and all but the first find nothing to do. A connection string
+ * with `pgbouncer=true` is refused before anything runs: PgBouncer in transaction mode would hand the
+ * lock's session to other clients between statements, so the lock would neither exclude nor be released.
  */
 export async function applyMigrations(target: MigrationTarget, opts: ApplyMigrationsOptions = {}): Promise<string[]> {
   const migrationsList = readMigrationsList(migrationsDirOf(opts));
@@ -98,8 +101,15 @@ export async function applyMigrations(target: MigrationTarget, opts: ApplyMigrat
     // One process owns a PGlite database, so there is nobody to serialize with.
     return apply(pgliteFactory(target.pglite));
   }
-  return withAdvisoryLock(target.connectionString, opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS, async () => {
-    const pool = new pg.Pool({ connectionString: target.connectionString, max: 2, application_name: 'chat-migrate' });
+  const { url, pgbouncer } = parseDatabaseUrl(target.connectionString);
+  if (pgbouncer) {
+    throw new MigrationError(
+      'the database URL carries pgbouncer=true: migrations hold a session advisory lock, which PgBouncer in transaction mode cannot keep; ' +
+        'point them at PostgreSQL itself (DATABASE_DIRECT_URL for npm run db:migrate)',
+    );
+  }
+  return withAdvisoryLock(url, opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS, async () => {
+    const pool = new pg.Pool({ connectionString: url, max: 2, application_name: 'chat-migrate' });
     try {
       return await apply(postgresFactory(pool));
     } finally {
@@ -167,7 +177,8 @@ export async function migrationStatus(target: MigrationTarget, opts: MigrationPa
   if (target.kind === 'pglite') {
     output = await diagnose(pgliteFactory(target.pglite));
   } else {
-    const pool = new pg.Pool({ connectionString: target.connectionString, max: 1, application_name: 'chat-migrate' });
+    // Read-only and unnamed: this also works through PgBouncer.
+    const pool = new pg.Pool({ connectionString: parseDatabaseUrl(target.connectionString).url, max: 1, application_name: 'chat-migrate' });
     try {
       output = await diagnose(postgresFactory(pool));
     } finally {
@@ -274,7 +285,22 @@ interface WasmApi {
   instantiate(bytes: Uint8Array, imports: Record<string, Record<string, unknown>>): Promise<{ instance: { exports: unknown } }>;
 }
 
-let engineModule: Promise<typeof import('@prisma/schema-engine-wasm')> | undefined;
+interface EngineState {
+  module: Promise<typeof import('@prisma/schema-engine-wasm')> | undefined;
+  /** The engine's pending timers (see {@link trackedSetTimeout}). */
+  timers: Set<ReturnType<typeof setTimeout>>;
+  /** Engines alive now. */
+  live: number;
+}
+
+// The engine's JS glue is a package module, loaded once per process, and binds itself to the one wasm
+// instance it is given; so the instance, its timers and its users are per process too, also when this
+// file is evaluated more than once in a process (vitest's global set-ups of two projects).
+const engineState = ((globalThis as Record<symbol, unknown>)[Symbol.for('chat-cluster.schema-engine')] ??= {
+  module: undefined,
+  timers: new Set(),
+  live: 0,
+} satisfies EngineState) as EngineState;
 
 /**
  * Loads the wasm schema engine once per process. The package's entry imports its .wasm as an ES
@@ -283,7 +309,7 @@ let engineModule: Promise<typeof import('@prisma/schema-engine-wasm')> | undefin
  * server that never migrates never compiles 5 MB of wasm.
  */
 function loadEngine(): Promise<typeof import('@prisma/schema-engine-wasm')> {
-  engineModule ??= (async () => {
+  engineState.module ??= (async () => {
     const gluePath = createRequire(import.meta.url).resolve('@prisma/schema-engine-wasm/schema_engine_bg');
     const glue = await import('@prisma/schema-engine-wasm/schema_engine_bg');
     const bytes = readFileSync(gluePath.replace(/\.js$/, '.wasm'));
@@ -297,23 +323,20 @@ function loadEngine(): Promise<typeof import('@prisma/schema-engine-wasm')> {
     exports.__wbindgen_start();
     return glue;
   })();
-  engineModule.catch(() => (engineModule = undefined));
-  return engineModule;
+  engineState.module.catch(() => (engineState.module = undefined));
+  return engineState.module;
 }
 
 // The engine arms a 10 s timer per operation (a timeout race) and, importing no clearTimeout, never
 // disarms it: every CLI run would linger 10 s after finishing. Its timers are tracked instead and
 // cleared once no engine is alive, when nothing can be waiting on them. (Unref-ing them would be
 // wrong: an engine waiting only on a timer would let the process exit mid-migration.)
-const engineTimers = new Set<ReturnType<typeof setTimeout>>();
-let liveEngines = 0;
-
 function trackedSetTimeout(callback: () => void, ms: number): ReturnType<typeof setTimeout> {
   const timer = setTimeout(() => {
-    engineTimers.delete(timer);
+    engineState.timers.delete(timer);
     callback();
   }, ms >>> 0);
-  engineTimers.add(timer);
+  engineState.timers.add(timer);
   return timer;
 }
 
@@ -323,7 +346,7 @@ async function withEngine<T>(
   fn: (engine: SchemaEngine) => Promise<T>,
 ): Promise<T> {
   const { SchemaEngine } = await loadEngine();
-  liveEngines++;
+  engineState.live++;
   let engine: SchemaEngine | undefined;
   try {
     // The engine logs JSON lines (start-up, each statement); nothing here needs them.
@@ -337,9 +360,9 @@ async function withEngine<T>(
     throw cleanError(error);
   } finally {
     engine?.free();
-    if (--liveEngines === 0) {
-      for (const timer of engineTimers) clearTimeout(timer);
-      engineTimers.clear();
+    if (--engineState.live === 0) {
+      for (const timer of engineState.timers) clearTimeout(timer);
+      engineState.timers.clear();
     }
   }
 }

@@ -5,7 +5,7 @@ import { openDatabase, type Db, type Sql } from '../db/client.ts';
 declare module 'fastify' {
   interface FastifyInstance {
     db: Db;
-    /** The hot paths' prepared statements, on the same connections as `db`. */
+    /** The hot paths' statements (named prepared statements unless behind PgBouncer), on the same connections as `db`. */
     sql: Sql;
   }
 }

@@ -9,6 +9,7 @@ import { inject, onTestFinished } from 'vitest';
 import type { ClientToServerEvents, ServerToClientEvents, WireError } from '@chat/protocol';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
+import { parseDatabaseUrl } from '../../src/db/url.ts';
 import { TEST_JWT_SECRET } from './tokens.ts';
 
 export type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -40,6 +41,11 @@ export function testEnv(overrides: Record<string, string | undefined> = {}): Rec
     REST_RATE_LIMIT_PER_MINUTE: '1000000',
     ...overrides,
   };
+}
+
+/** True in the `pgbouncer` project (vitest.config.ts): this run's nodes reach PostgreSQL through PgBouncer. */
+export function viaPgBouncer(): boolean {
+  return parseDatabaseUrl(inject('databaseUrl')).pgbouncer;
 }
 
 export interface TestNode {
