@@ -203,6 +203,17 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       expect((await a.presence.connect(node(nodeId, gone))).cameOnline).toBe(true);
     });
 
+    it('never reaps the node that reaps, however late its heartbeat', async () => {
+      const [{ presence }] = backend.cluster(1) as [StateStores];
+      const user = id('user');
+      await presence.heartbeat('busy');
+      await presence.connect(node('busy', user));
+      await sleep(NODE_TTL_MS * 1.5);
+      expect(await presence.reapDeadNodes({ spare: 'busy' })).toEqual({ deadNodes: [], wentOffline: [] });
+      expect((await presence.get([user]))[0]!.online).toBe(true);
+      expect((await presence.reapDeadNodes()).deadNodes).toEqual(['busy']);
+    });
+
     it('reports each user of a dead node exactly once across concurrent reapers', async () => {
       const nodes = backend.cluster(4);
       const [dead, live] = nodes as [StateStores, StateStores];

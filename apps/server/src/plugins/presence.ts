@@ -13,42 +13,73 @@ import { isCluster } from '../state/index.ts';
  * replays its recent disconnects, which the failover may have lost: no user it holds goes missing,
  * and no user who left stays shown online.
  */
+const REREGISTER_BATCH = 200;
+
 export default fp<{ config: Config }>(
   async (app, { config }) => {
     const intervalMs = Math.max(250, Math.floor(config.presence.nodeTtlMs / 4));
+    const failed = (error: unknown, what: string) => {
+      app.metrics.presenceFailures.inc();
+      app.log.warn({ err: error }, `presence: ${what} failed`);
+    };
+    // Sockets are registered REREGISTER_BATCH at a time: a failover or a reap re-registers every
+    // socket of the node, and one at a time that outlasted the presence TTL under load.
     const reregister = async () => {
-      for (const socket of app.io.of('/').sockets.values()) {
-        const { announce } = await app.services.presence.connected({ userId: socket.data.principal.userId, connectionId: socket.id, nodeId: app.nodeId });
-        await announce();
+      const sockets = [...app.io.of('/').sockets.values()];
+      for (let i = 0; i < sockets.length; i += REREGISTER_BATCH) {
+        await Promise.all(
+          sockets.slice(i, i + REREGISTER_BATCH).map(async (socket) => {
+            const { announce } = await app.services.presence.connected({ userId: socket.data.principal.userId, connectionId: socket.id, nodeId: app.nodeId });
+            await announce();
+          }),
+        );
       }
     };
-    // The masters as this node's client last learned them (ioredis refreshes its slot map on a
-    // redirection, a lost connection and every few seconds); '' on a single Redis.
-    const masters = () => (app.redis && isCluster(app.redis) ? app.redis.nodes('master').map((node) => `${node.options.host}:${node.options.port}`).sort().join(',') : '');
-    let knownMasters = masters();
-    const tick = async () => {
+    // Work that may take long (re-registering, reaping, announcing) runs one piece at a time on this chain.
+    let running: Promise<void> = Promise.resolve();
+    const schedule = (work: () => Promise<void>, what: string) => {
+      running = running.then(work).catch((error: unknown) => failed(error, what));
+    };
+
+    // The heartbeat has a timer of its own and never waits behind that work, so a node busy
+    // re-registering thousands of sockets is not taken for dead by the others.
+    let beating = false;
+    const heartbeat = async () => {
+      if (beating) return;
+      beating = true;
       try {
-        const current = masters();
-        if (current !== knownMasters) {
-          app.log.warn({ before: knownMasters, after: current }, 'presence: the Redis Cluster masters changed (failover); registering sockets again and replaying recent disconnects');
-          await reregister();
-          await app.services.presence.replayDisconnects();
-          // Only once both succeeded: a replay that failed halfway runs again next tick.
-          knownMasters = current;
-        }
         const { reaped } = await app.state.presence.heartbeat(app.nodeId);
         if (reaped) {
           app.log.warn('presence: this node had been reaped; registering its sockets again');
-          await reregister();
+          schedule(reregister, 're-registration');
         }
-        const { deadNodes, wentOffline } = await app.state.presence.reapDeadNodes();
-        if (deadNodes.length > 0) app.log.info({ deadNodes, users: wentOffline.length }, 'presence: reaped dead nodes');
-        await app.services.presence.reaped(wentOffline);
       } catch (error) {
-        app.metrics.presenceFailures.inc();
-        app.log.warn({ err: error }, 'presence: heartbeat or reaping failed');
+        failed(error, 'heartbeat');
+      } finally {
+        beating = false;
       }
     };
+
+    // The masters as this node's client last learned them (ioredis refreshes its slot map on a
+    // redirection, a lost connection and every few seconds); null on a single Redis and until the
+    // cluster client is ready (before that ioredis lists its seeds, not the masters).
+    const masters = () => (app.redis && isCluster(app.redis) && app.redis.status === 'ready' ? app.redis.nodes('master').map((node) => `${node.options.host}:${node.options.port}`).sort().join(',') : null);
+    let knownMasters = masters();
+    const maintain = async () => {
+      const current = masters();
+      if (current !== null && knownMasters === null) knownMasters = current;
+      if (current !== null && current !== knownMasters) {
+        app.log.warn({ before: knownMasters, after: current }, 'presence: the Redis Cluster masters changed (failover); registering sockets again and replaying recent disconnects');
+        await reregister();
+        await app.services.presence.replayDisconnects();
+        // Only once both succeeded: a replay that failed halfway runs again next tick.
+        knownMasters = current;
+      }
+      const { deadNodes, wentOffline } = await app.state.presence.reapDeadNodes({ spare: app.nodeId });
+      if (deadNodes.length > 0) app.log.info({ deadNodes, users: wentOffline.length }, 'presence: reaped dead nodes');
+      await app.services.presence.reaped(wentOffline);
+    };
+
     // A previous process under this NODE_ID (a restart within the TTL of its death) left connections
     // that no socket of ours holds: removed before this node serves, so they are never adopted.
     try {
@@ -59,12 +90,17 @@ export default fp<{ config: Config }>(
       app.metrics.presenceFailures.inc();
       app.log.warn({ err: error }, 'presence: could not clear what a previous process under this node id left');
     }
-    let running: Promise<void> = Promise.resolve();
-    const timer = setInterval(() => {
-      running = running.then(tick);
-    }, intervalMs);
+    // At most one maintenance pass waits on the chain: a slow one is not followed by a backlog.
+    let maintenancePending = false;
+    const tick = () => {
+      void heartbeat();
+      if (maintenancePending) return;
+      maintenancePending = true;
+      schedule(() => maintain().finally(() => (maintenancePending = false)), 'reaping');
+    };
+    const timer = setInterval(tick, intervalMs);
     timer.unref();
-    void tick();
+    tick();
 
     // The first 'ready' is the initial connection, unless that happened before this plugin listened.
     let firstReady = app.redis?.status !== 'ready';
@@ -73,7 +109,7 @@ export default fp<{ config: Config }>(
         firstReady = false;
         return;
       }
-      running = running.then(reregister).catch((error: unknown) => app.log.warn({ err: error }, 'presence: re-registration failed'));
+      schedule(reregister, 're-registration');
     };
     app.redis?.on('ready', onReady);
 

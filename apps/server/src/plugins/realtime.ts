@@ -101,6 +101,8 @@ export default fp<{ config: Config }>(
     });
     app.addHook('onClose', async () => {
       await io.close();
+      // The fan-outs of the last writes (a drain lets in-flight ones finish) still reach the other nodes.
+      await routing?.bus.settled();
       await Promise.all(adapterClients.map(closeRedis));
     });
   },

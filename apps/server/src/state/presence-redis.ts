@@ -222,11 +222,12 @@ export class RedisPresenceStore implements PresenceStore {
     return { reaped: (await this.#heartbeat(this.#registry, this.#tombstone(nodeId), nodeId)) === 1 };
   }
 
-  async reapDeadNodes(): Promise<{ deadNodes: string[]; wentOffline: WentOffline[] }> {
+  async reapDeadNodes(options: { spare?: string } = {}): Promise<{ deadNodes: string[]; wentOffline: WentOffline[] }> {
     const dead = (await this.#findDead(this.#registry, this.#nodeTtlMs, '')) as string[];
     const deadNodes: string[] = [];
     const wentOffline: WentOffline[] = [];
     for (let i = 0; i < dead.length; i += 2) {
+      if (dead[i] === options.spare) continue;
       const { offline, removed } = await this.#reap(dead[i]!, dead[i + 1]!, true);
       if (removed) deadNodes.push(dead[i]!);
       wentOffline.push(...offline);

@@ -76,9 +76,10 @@ export interface PresenceStore {
    * Removes the connections of every node silent for longer than `nodeTtlMs`. Safe to run on every
    * node at once: each dead node is reaped by exactly one caller, and a user is reported only when
    * their last connection anywhere went, never while they hold a connection on a live node.
-   * A reaped user's lastSeenAt is their dead node's last heartbeat.
+   * A reaped user's lastSeenAt is their dead node's last heartbeat. `spare` (the caller's own id) is
+   * never reaped: a node that is running is alive, however late its last heartbeat landed.
    */
-  reapDeadNodes(): Promise<{ deadNodes: string[]; wentOffline: WentOffline[] }>;
+  reapDeadNodes(options?: { spare?: string }): Promise<{ deadNodes: string[]; wentOffline: WentOffline[] }>;
 
   /**
    * Removes every connection of `nodeId` now, as if it had died, with the same reports. A node
@@ -190,12 +191,12 @@ export class MemoryPresenceStore implements PresenceStore {
     return { reaped: until !== undefined && until > now };
   }
 
-  async reapDeadNodes(): Promise<{ deadNodes: string[]; wentOffline: WentOffline[] }> {
+  async reapDeadNodes(options: { spare?: string } = {}): Promise<{ deadNodes: string[]; wentOffline: WentOffline[] }> {
     const now = this.#now();
     const deadNodes: string[] = [];
     const wentOffline: WentOffline[] = [];
     for (const [nodeId, lastBeat] of this.#lastBeat) {
-      if (lastBeat >= now - this.#nodeTtlMs) continue;
+      if (lastBeat >= now - this.#nodeTtlMs || nodeId === options.spare) continue;
       deadNodes.push(nodeId);
       wentOffline.push(...this.#reap(nodeId, lastBeat));
       this.#reapedUntil.set(nodeId, now + REAPED_MEMORY_MS);

@@ -153,6 +153,15 @@ export class NodeBus {
     );
   }
 
+  /**
+   * Resolves once every fan-out handed to {@link publishToHolders} so far has had its publishes
+   * issued (on a cluster they wait for their lookups): closing the connections after it loses none
+   * of them, as QUIT is answered after the commands before it.
+   */
+  settled(): Promise<void> {
+    return this.#issued.then(() => {});
+  }
+
   /** Whether this node's channel is subscribed now (false before the first confirmation and while Redis is unreachable). */
   get listening(): boolean {
     return this.#confirmed && this.#sub.status === 'ready';
