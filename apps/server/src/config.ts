@@ -312,6 +312,11 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   };
 }
 
+/** A bad value is echoed in the error line, which lands in logs: the password of any URL in it is masked. */
+function redactCredentials(text: string): string {
+  return text.replace(/(\/\/[^:/@\s"]*:)[^@\s"]*@/g, '$1***@');
+}
+
 /** Credentials and TLS come from the first seed written as a URL; every seed gives a host and port. */
 function redisTarget(env: Env): RedisTarget | null {
   if (env.REDIS_URL) return { kind: 'single', url: env.REDIS_URL };
@@ -348,7 +353,7 @@ function parseEnv<T extends z.ZodType>(schema: T, source: NodeJS.ProcessEnv): z.
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const name = String(issue.path[0] ?? 'environment');
-    const got = raw[name] === undefined ? 'unset' : JSON.stringify(raw[name]);
+    const got = raw[name] === undefined ? 'unset' : redactCredentials(JSON.stringify(raw[name]));
     throw new ConfigError(`Invalid configuration: ${name}: expected ${describeIssue(issue)}, got ${got}`);
   }
   return parsed.data;

@@ -108,6 +108,13 @@ describe('configuration', () => {
     expect(text).not.toContain('\n');
   });
 
+  it('masks the password of a URL it echoes in an error line', () => {
+    const text = rejection({ DATABASE_URL: 'mysql://chat:hunter2@db:3306/chat' });
+    expect(text).toMatch(/^Invalid configuration: DATABASE_URL: .*got "mysql:\/\/chat:\*\*\*@db:3306\/chat"$/);
+    expect(text).not.toContain('hunter2');
+    expect(rejection({ REDIS_CLUSTER_NODES: 'redis://app:s3cret@r1:7000,r2' })).not.toContain('s3cret');
+  });
+
   it('refuses dev tokens and the default secret in production', () => {
     expect(rejection({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40), DEV_TOKENS: 'true' })).toMatch(/^Invalid configuration: DEV_TOKENS: expected false in production/);
     expect(rejection({ NODE_ENV: 'production' })).toMatch(/^Invalid configuration: JWT_SECRET: expected a secret of your own in production/);
