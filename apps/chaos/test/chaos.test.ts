@@ -44,21 +44,27 @@ describe('chaos CLI', () => {
 
 // The same harness as `npm run chaos`, smaller: every fault in turn, under load, every check passing.
 const NGINX = findNginx();
+
+/** A short chaos run (60 clients, 20 msgs/s) with `extra` flags; asserts every check passed and returns the report. */
+async function shortRun(name: string, extra: string[], timeout: number): Promise<ChaosReport> {
+  const out = join(dir, name);
+  const args = ['--import', 'tsx', 'apps/chaos/src/cli.ts', ...extra, '--clients', '60', '--rate', '20/s', '--settle', '5s', '--down', '5s', '--workers', '1', '--quiet', '--out', out];
+  const result = await run(NODE, args, { cwd: ROOT, timeout, maxBuffer: 16 * 2 ** 20 }).then(
+    ({ stdout }) => ({ code: 0, stdout }),
+    (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code ?? -1, stdout: `${error.stdout ?? ''}${error.stderr ?? ''}` }),
+  );
+  const report = JSON.parse(readFileSync(out, 'utf8')) as ChaosReport;
+  const failed = report.checks.filter((check) => !check.pass);
+  // On failure the message shows the whole table and the run's output.
+  expect({ failure: report.failure, failed }, result.stdout).toEqual({ failure: null, failed: [] });
+  expect(result.code).toBe(0);
+  return report;
+}
 describe.skipIf(!NGINX)(`chaos run (short)${NGINX ? '' : ' — skipped: no nginx binary (apt-get install -y nginx)'}`, () => {
   it(
     'loses and duplicates nothing through SIGKILL, a Redis restart, a PostgreSQL outage and a drain',
     async () => {
-      const out = join(dir, 'report.json');
-      const args = ['--import', 'tsx', 'apps/chaos/src/cli.ts', '--clients', '60', '--rate', '20/s', '--settle', '5s', '--down', '5s', '--workers', '1', '--quiet', '--out', out];
-      const result = await run(NODE, args, { cwd: ROOT, timeout: 240_000, maxBuffer: 16 * 2 ** 20 }).then(
-        ({ stdout }) => ({ code: 0, stdout }),
-        (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code ?? -1, stdout: `${error.stdout ?? ''}${error.stderr ?? ''}` }),
-      );
-      const report = JSON.parse(readFileSync(out, 'utf8')) as ChaosReport;
-      const failed = report.checks.filter((check) => !check.pass);
-      // On failure the message shows the whole table and the run's output.
-      expect({ failure: report.failure, failed }, result.stdout).toEqual({ failure: null, failed: [] });
-      expect(result.code).toBe(0);
+      const report = await shortRun('report.json', [], 240_000);
       expect(report.phases.map((phase) => phase.name)).toEqual(['kill', 'redis', 'postgres', 'drain']);
       // The faults bit: clients were thrown off, PostgreSQL refused sends, and the counts are real.
       expect(report.load!.connections.unplannedDisconnects).toBeGreaterThan(0);
@@ -73,16 +79,7 @@ describe.skipIf(!NGINX)(`chaos run (short)${NGINX ? '' : ' — skipped: no nginx
   it(
     'loses and duplicates nothing through a Redis Cluster master failover, presence following every socket',
     async () => {
-      const out = join(dir, 'report-cluster.json');
-      const args = ['--import', 'tsx', 'apps/chaos/src/cli.ts', '--redis', 'cluster', '--phases', 'redis', '--clients', '60', '--rate', '20/s', '--settle', '5s', '--down', '5s', '--workers', '1', '--quiet', '--out', out];
-      const result = await run(NODE, args, { cwd: ROOT, timeout: 150_000, maxBuffer: 16 * 2 ** 20 }).then(
-        ({ stdout }) => ({ code: 0, stdout }),
-        (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code ?? -1, stdout: `${error.stdout ?? ''}${error.stderr ?? ''}` }),
-      );
-      const report = JSON.parse(readFileSync(out, 'utf8')) as ChaosReport;
-      const failed = report.checks.filter((check) => !check.pass);
-      expect({ failure: report.failure, failed }, result.stdout).toEqual({ failure: null, failed: [] });
-      expect(result.code).toBe(0);
+      const report = await shortRun('report-cluster.json', ['--redis', 'cluster', '--phases', 'redis'], 150_000);
       expect(report.phases.map((phase) => phase.label)).toEqual(['redis failover']);
       // A master was killed and a replica, not the killed master itself, serves its slots since.
       const failover = report.redisFailover!;
