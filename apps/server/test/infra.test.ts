@@ -85,8 +85,10 @@ describe('docker-compose.yml', () => {
     expect(validateCompose(compose)).toEqual([]);
   });
 
-  it('has postgres, redis, migrate, app and nginx', () => {
-    expect(Object.keys(services).sort()).toEqual(['app', 'migrate', 'nginx', 'postgres', 'redis']);
+  it('has postgres, redis, migrate, app and nginx, and Prometheus and Grafana only in the observability profile', () => {
+    const always = Object.keys(services).filter((name) => service(name).profiles === undefined);
+    expect(always.sort()).toEqual(['app', 'migrate', 'nginx', 'postgres', 'redis']);
+    for (const name of ['prometheus', 'grafana']) expect(service(name).profiles, name).toEqual(['observability']);
   });
 
   it('runs app replicas without host ports, after the migration job succeeded', () => {
