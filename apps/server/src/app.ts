@@ -1,6 +1,7 @@
 import fastifyCors from '@fastify/cors';
 import fastifyHelmet from '@fastify/helmet';
-import { STATUS_CODES } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { errorCatalog, wireError } from '@chat/protocol';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
@@ -63,6 +64,20 @@ function answerClientError(error: Error & { code?: string }, socket: Socket): vo
   socket.destroy();
 }
 
+/** What a request id may look like when it comes in a header: a UUID, nginx's 32 hex digits, a ULID. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * The request's id, in every log line of the request (`reqId`) and echoed as `X-Request-Id`: the
+ * `X-Request-Id` header when it is one (nginx sets it, from the client's own when that is valid, else
+ * its `$request_id`), otherwise a fresh UUID. Anything else in the header (too long, odd characters)
+ * is ignored rather than logged.
+ */
+export function requestId(request: IncomingMessage): string {
+  const header = request.headers['x-request-id'];
+  return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
+}
+
 /**
  * Builds one node: infrastructure plugins, domain services, HTTP routes and the socket transport.
  * It does not listen or handle signals; `main.ts` does that, and tests build as many nodes as they need.
@@ -72,6 +87,10 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
     loggerInstance: logger,
     // One log line per request, written in onResponse below, instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
+    // The id comes from X-Request-Id through genReqId, which checks it first (Fastify's own
+    // requestIdHeader would take the header as it is).
+    requestIdHeader: false,
+    genReqId: requestId,
     bodyLimit: config.limits.bodyBytes,
     forceCloseConnections: 'idle',
     // Fastify gives each plugin 10 s to start by default; the embedded PGlite database (WebAssembly,
@@ -103,6 +122,9 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   app.decorate('nodeId', config.nodeId);
   app.decorate('config', config);
 
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
   app.addHook('onResponse', async (request, reply) => {
     request.log.info(
       {

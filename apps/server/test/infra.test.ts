@@ -85,8 +85,10 @@ describe('docker-compose.yml', () => {
     expect(validateCompose(compose)).toEqual([]);
   });
 
-  it('has postgres, redis, migrate, app and nginx', () => {
-    expect(Object.keys(services).sort()).toEqual(['app', 'migrate', 'nginx', 'postgres', 'redis']);
+  it('has postgres, redis, migrate, app and nginx, and Prometheus and Grafana only in the observability profile', () => {
+    const always = Object.keys(services).filter((name) => service(name).profiles === undefined);
+    expect(always.sort()).toEqual(['app', 'migrate', 'nginx', 'postgres', 'redis']);
+    for (const name of ['prometheus', 'grafana']) expect(service(name).profiles, name).toEqual(['observability']);
   });
 
   it('runs app replicas without host ports, after the migration job succeeded', () => {
@@ -392,6 +394,21 @@ describe.skipIf(!NGINX)(`nginx.conf in front of three nodes${NGINX ? '' : NO_NGI
     expect(headers['x-forwarded-proto']).toBe('http');
     // The access log (here a file in the run folder) names the node and the stickiness key.
     expect(readFileSync(logFile, 'utf8')).toMatch(/"GET \/socket\.io\/\?[^"]*sticky=headers[^"]*" 200 .*upstream=127\.0\.0\.1:\d+ .*sticky=headers/);
+  });
+
+  it('sends X-Request-Id: the client’s own when it looks like an id, else its $request_id, and logs it as rid=', async () => {
+    const own = (await (await fetch(`${base}/v1/x`, { headers: { 'x-request-id': 'client-trace-01' } })).json()) as Reply;
+    expect(own.headers['x-request-id']).toBe('client-trace-01');
+    for (const bad of [undefined, 'a b', 'x'.repeat(129)]) {
+      const reply = (await (await fetch(`${base}/v1/x`, bad === undefined ? {} : { headers: { 'x-request-id': bad } })).json()) as Reply;
+      expect(String(reply.headers['x-request-id']), String(bad)).toMatch(/^[0-9a-f]{32}$/);
+    }
+    const a = (await (await fetch(`${base}/v1/x`)).json()) as Reply;
+    const b = (await (await fetch(`${base}/v1/x`)).json()) as Reply;
+    expect(a.headers['x-request-id']).not.toBe(b.headers['x-request-id']);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(readFileSync(logFile, 'utf8')).toContain(`rid=${String(a.headers['x-request-id'])}`);
+    expect(readFileSync(logFile, 'utf8')).toContain('rid=client-trace-01');
   });
 
   it('upgrades to WebSocket on the node that holds the sticky id', async () => {

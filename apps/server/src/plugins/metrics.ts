@@ -1,6 +1,12 @@
 import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** What the node-state gauges read at scrape time. */
+export interface NodeState {
+  draining(): boolean;
+  dependencies(): Promise<Record<string, 'up' | 'down'>>;
+}
+
 /** The node's Prometheus metrics. One registry per app instance, so tests can run several nodes in one process. */
 export class Metrics {
   readonly registry = new Registry();
@@ -81,8 +87,42 @@ export class Metrics {
     labelNames: ['route', 'status'] as const,
     registers: [this.registry],
   });
+  readonly httpRequestDuration = new Histogram({
+    name: 'chat_http_request_duration_seconds',
+    help: 'HTTP request duration from receipt to response, by route pattern (never the raw URL), method and status code',
+    labelNames: ['route', 'method', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  /** Where the state gauges below read from at scrape time (set by the plugin; absent, they read 0). */
+  #state: NodeState | undefined;
+  readonly draining: Gauge = new Gauge({
+    name: 'chat_node_draining',
+    help: '1 while this node drains (SIGTERM received: not ready, refusing new sockets), else 0',
+    registers: [this.registry],
+    collect: (): void => this.draining.set(this.#state?.draining() ? 1 : 0),
+  });
+  readonly ready: Gauge = new Gauge({
+    name: 'chat_node_ready',
+    help: 'What GET /readyz answers, at scrape time: 1 when not draining and every dependency answers, else 0',
+    registers: [this.registry],
+    collect: async (): Promise<void> => {
+      const dependencies = this.#state ? await this.#state.dependencies() : {};
+      this.ready.set(this.#state && !this.#state.draining() && Object.values(dependencies).every((state) => state === 'up') ? 1 : 0);
+    },
+  });
+  readonly dependencyUp: Gauge<'dependency'> = new Gauge({
+    name: 'chat_dependency_up',
+    help: 'Readiness checks at scrape time, by dependency (database, redis, cluster bus): 1 when it answered within 1 s, else 0',
+    labelNames: ['dependency'] as const,
+    registers: [this.registry],
+    collect: async (): Promise<void> => {
+      for (const [dependency, state] of Object.entries(this.#state ? await this.#state.dependencies() : {})) this.dependencyUp.set({ dependency }, state === 'up' ? 1 : 0);
+    },
+  });
 
-  constructor(nodeId: string) {
+  constructor(nodeId: string, state?: NodeState) {
+    this.#state = state;
     this.registry.setDefaultLabels({ node: nodeId });
     // Includes process CPU/memory, GC, and event-loop lag (nodejs_eventloop_lag_seconds).
     collectDefaultMetrics({ register: this.registry });
@@ -97,11 +137,24 @@ declare module 'fastify' {
 
 export default fp<{ nodeId: string }>(
   async (app, { nodeId }) => {
-    const metrics = new Metrics(nodeId);
+    // Drain and readiness are read when Prometheus scrapes, so they are never stale. Readiness runs
+    // the same dependency checks as /readyz (a PostgreSQL and a Redis ping, 1 s at most); one round of
+    // checks serves both gauges of a scrape (prom-client collects them concurrently).
+    let probe: { at: number; result: Promise<Record<string, 'up' | 'down'>> } | undefined;
+    const metrics = new Metrics(nodeId, {
+      draining: () => app.lifecycle.draining,
+      dependencies: () => {
+        if (!probe || performance.now() - probe.at > 1000) probe = { at: performance.now(), result: app.lifecycle.checkDependencies(1000) };
+        return probe.result;
+      },
+    });
     app.decorate('metrics', metrics);
     app.addHook('onResponse', async (request, reply) => {
-      metrics.httpRequests.inc({ route: request.routeOptions.url ?? 'unmatched', status: reply.statusCode });
+      // The route pattern (`/v1/conversations/:id`), never the raw URL: one series per route, not per id.
+      const route = request.routeOptions.url ?? 'unmatched';
+      metrics.httpRequests.inc({ route, status: reply.statusCode });
+      metrics.httpRequestDuration.observe({ route, method: request.method, status: reply.statusCode }, reply.elapsedTime / 1000);
     });
   },
-  { name: 'metrics' },
+  { name: 'metrics', dependencies: ['lifecycle'] },
 );
