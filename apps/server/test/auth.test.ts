@@ -133,6 +133,13 @@ describe('dev token endpoint', () => {
       const socket = await connectSocket(node.url, token);
       expect(await socket.emitWithAck('session:info', {})).toMatchObject({ ok: true, user: { id: 'dev-1', displayName: 'Dev One' } });
       socket.close();
+      // The token lives DEV_TOKEN_TTL_SECONDS (3600 by default), as `expiresAt` says; it once lived
+      // 1000 times longer (a TTL in seconds passed where @fastify/jwt expected seconds, times 1000).
+      const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { iat: number; exp: number };
+      expect(claims.exp - claims.iat).toBe(3600);
+      const short = (await node.app.inject({ method: 'POST', url: '/v1/dev/token', payload: { ttlSeconds: 90 } })).json() as { token: string; expiresAt: string };
+      const shortClaims = JSON.parse(Buffer.from(short.token.split('.')[1]!, 'base64url').toString()) as { exp: number };
+      expect(Math.abs(shortClaims.exp * 1000 - Date.parse(short.expiresAt))).toBeLessThan(2000);
     } finally {
       await node.close();
     }

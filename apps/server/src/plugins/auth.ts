@@ -87,7 +87,8 @@ export default fp<{ config: Config }>(
         return { userId: sub, displayName, expiresAt: typeof exp === 'number' ? exp * 1000 : null };
       },
       sign(claims, ttlSeconds) {
-        return app.jwt.sign(claims, { expiresIn: ttlSeconds * 1000 });
+        // @fastify/jwt reads a numeric expiresIn as seconds (and converts it for fast-jwt).
+        return app.jwt.sign(claims, { expiresIn: ttlSeconds });
       },
     };
     app.decorate('tokens', tokens);
