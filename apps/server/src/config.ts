@@ -80,6 +80,7 @@ const envSchema = z
     JWT_PUBLIC_KEY: z.string().includes('BEGIN PUBLIC KEY', { message: 'a PEM public key' }).optional(),
     JWT_ISSUER: z.string().min(1).optional(),
     JWT_AUDIENCE: z.string().min(1).optional(),
+    JWT_MAX_LIFETIME_SECONDS: int(60, 30 * 24 * 3600).default(24 * 3600),
     DEV_TOKENS: bool.optional(),
     DEV_TOKEN_TTL_SECONDS: int(1, 30 * 24 * 3600).default(3600),
 
@@ -144,6 +145,9 @@ const envSchema = z
     if (env.JWT_ALGORITHM === 'RS256' && !env.JWT_PUBLIC_KEY) {
       ctx.addIssue({ code: 'custom', path: ['JWT_PUBLIC_KEY'], message: 'a PEM public key (required when JWT_ALGORITHM=RS256)' });
     }
+    if (env.DEV_TOKEN_TTL_SECONDS > env.JWT_MAX_LIFETIME_SECONDS) {
+      ctx.addIssue({ code: 'custom', path: ['DEV_TOKEN_TTL_SECONDS'], message: 'at most JWT_MAX_LIFETIME_SECONDS (longer tokens would be refused)' });
+    }
     if (env.DEV_TOKENS && env.JWT_ALGORITHM !== 'HS256') {
       ctx.addIssue({ code: 'custom', path: ['DEV_TOKENS'], message: 'false unless JWT_ALGORITHM=HS256 (a public key cannot sign)' });
     }
@@ -164,6 +168,7 @@ const envSchema = z
   });
 
 type Env = z.infer<typeof envSchema>;
+
 
 /** Every environment variable the node reads, in the schema's order: what a launcher passes through. */
 export const CONFIG_VARIABLES = Object.keys(envSchema.shape) as ReadonlyArray<keyof Env>;
@@ -188,6 +193,8 @@ export interface Config {
     publicKey: string | undefined;
     issuer: string | undefined;
     audience: string | undefined;
+    /** Tokens whose `exp - iat` (or `exp - now` without `iat`) is longer are refused (`token_claims`). */
+    maxLifetimeSeconds: number;
   };
   devTokens: { enabled: boolean; ttlSeconds: number };
   corsOrigins: string[] | undefined;
@@ -263,6 +270,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       publicKey: env.JWT_PUBLIC_KEY,
       issuer: env.JWT_ISSUER,
       audience: env.JWT_AUDIENCE,
+      maxLifetimeSeconds: env.JWT_MAX_LIFETIME_SECONDS,
     },
     devTokens: {
       // Unset: on only for a pure development set-up whose secret is the public dev default anyway

@@ -4,9 +4,10 @@ import { createSigner } from 'fast-jwt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectError, connectSocket, startNode, type TestNode } from './helpers/nodes.ts';
 import { eventually } from './helpers/eventually.ts';
-import { signToken, unsignedToken } from './helpers/tokens.ts';
+import { signToken, TEST_JWT_SECRET, unsignedToken } from './helpers/tokens.ts';
 
 const now = () => Math.floor(Date.now() / 1000);
+const DAY = 24 * 3600;
 
 async function restError(node: TestNode, authorization: string | undefined) {
   const response = await node.app.inject({ method: 'GET', url: '/v1/me', headers: authorization === undefined ? {} : { authorization } });
@@ -34,6 +35,10 @@ describe('authentication (HS256)', () => {
     ['wrong issuer', () => good({ iss: 'https://evil.example' }), 'token_claims'],
     ['wrong audience', () => good({ aud: 'other' }), 'token_claims'],
     ['no subject', () => signToken({ name: 'x', iss: 'https://id.example', aud: 'chat' }), 'token_claims'],
+    ['no exp', () => signToken({ sub: 'alice', iss: 'https://id.example', aud: 'chat' }, { expiresInSeconds: null }), 'token_claims'],
+    ['longer-lived than JWT_MAX_LIFETIME_SECONDS', () => good({ iat: now(), exp: now() + DAY + 60 }), 'token_claims'],
+    ['no iat and exp further than JWT_MAX_LIFETIME_SECONDS', () => createSigner({ key: TEST_JWT_SECRET, noTimestamp: true })({ sub: 'alice', iss: 'https://id.example', aud: 'chat', exp: now() + DAY + 60 }), 'token_claims'],
+    ['lifetime hidden by an iat in the future', () => good({ iat: now() + 10 * DAY, exp: now() + 10 * DAY + 60 }), 'token_claims'],
   ];
 
   it.each(failures)('refuses a %s token on REST with its own code', async (_name, token, code) => {
@@ -58,6 +63,15 @@ describe('authentication (HS256)', () => {
     const response = await node.app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${good({ sub: 'rest-user', name: 'Rest User' })}` } });
     expect(response.statusCode).toBe(200);
     expect(response.json()).toMatchObject({ ok: true, user: { id: 'rest-user', displayName: 'Rest User' } });
+  });
+
+  it('accepts a token living exactly JWT_MAX_LIFETIME_SECONDS (24 h by default), on REST and a socket', async () => {
+    const token = good({ sub: 'day-long', iat: now(), exp: now() + DAY });
+    const response = await node.app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${token}` } });
+    expect(response.statusCode).toBe(200);
+    const socket = await connectSocket(node.url, token);
+    expect(await socket.emitWithAck('session:info', {})).toMatchObject({ ok: true, user: { id: 'day-long' } });
+    socket.close();
   });
 
   it('accepts a good token on a socket, creates or updates the user, and answers session:info', async () => {
@@ -123,9 +137,11 @@ describe('dev token endpoint', () => {
   it('mints a working token when DEV_TOKENS is on, and validates its body', async () => {
     const node = await startNode({ DEV_TOKENS: 'true' });
     try {
-      const bad = await node.app.inject({ method: 'POST', url: '/v1/dev/token', payload: { userId: 'has spaces' } });
-      expect(bad.statusCode).toBe(400);
-      expect(bad.json()).toMatchObject({ ok: false, error: { code: 'validation', retryable: false } });
+      for (const payload of [{ userId: 'has spaces' }, { userId: 'too-long', ttlSeconds: DAY + 1 }]) {
+        const bad = await node.app.inject({ method: 'POST', url: '/v1/dev/token', payload });
+        expect(bad.statusCode).toBe(400);
+        expect(bad.json()).toMatchObject({ ok: false, error: { code: 'validation', retryable: false } });
+      }
 
       const minted = await node.app.inject({ method: 'POST', url: '/v1/dev/token', payload: { userId: 'dev-1', displayName: 'Dev One' } });
       expect(minted.statusCode).toBe(200);
@@ -168,6 +184,8 @@ describe('dev token endpoint', () => {
         { users: [{ userId: 'x', extra: 1 }] },
         { users: 'alice' },
         { users: [{}], ttlSeconds: 0 },
+        // Longer than JWT_MAX_LIFETIME_SECONDS (24 h by default): the nodes would refuse the token.
+        { users: [{}], ttlSeconds: DAY + 1 },
         { users: [{}], other: true },
         ...fc.sample(fc.record({ users: fc.array(fc.record({ userId: fc.string(), displayName: fc.anything() }), { maxLength: 5 }) }), 20).filter(
           (body) => body.users.length === 0 || body.users.some((u) => !/^[A-Za-z0-9_.:@|-]{1,128}$/.test(u.userId) || typeof u.displayName !== 'string' || u.displayName.trim() === ''),
@@ -205,3 +223,4 @@ describe('socket event validation', () => {
     socket.close();
   });
 });
+

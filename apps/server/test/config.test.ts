@@ -89,6 +89,8 @@ describe('configuration', () => {
     [{ REDIS_CLUSTER_NODES: 'r1:7000', REDIS_KEY_PREFIX: '{chat}:' }, /^Invalid configuration: REDIS_KEY_PREFIX: expected no \{ or \} with REDIS_CLUSTER_NODES/],
     [{ JWT_SECRET: 'short' }, /^Invalid configuration: JWT_SECRET: expected at least 32 characters, got "short"$/],
     [{ JWT_ALGORITHM: 'HS512' }, /^Invalid configuration: JWT_ALGORITHM: expected one of "HS256", "RS256"/],
+    [{ JWT_MAX_LIFETIME_SECONDS: '10' }, /^Invalid configuration: JWT_MAX_LIFETIME_SECONDS: expected a number >= 60, got "10"$/],
+    [{ JWT_MAX_LIFETIME_SECONDS: '3600', DEV_TOKEN_TTL_SECONDS: '7200' }, /^Invalid configuration: DEV_TOKEN_TTL_SECONDS: expected at most JWT_MAX_LIFETIME_SECONDS \(longer tokens would be refused\), got "7200"$/],
     [{ JWT_ALGORITHM: 'RS256' }, /^Invalid configuration: JWT_PUBLIC_KEY: expected a PEM public key \(required when JWT_ALGORITHM=RS256\), got unset$/],
     [{ DEV_TOKENS: 'maybe' }, /^Invalid configuration: DEV_TOKENS: /],
     [{ LOG_LEVEL: 'loud' }, /^Invalid configuration: LOG_LEVEL: expected one of/],

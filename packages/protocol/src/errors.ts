@@ -14,7 +14,7 @@ export const errorCatalog = {
   token_invalid: { status: 401, retryable: false, description: 'Bad signature or an algorithm other than the configured one (including `none`).' },
   token_expired: { status: 401, retryable: true, description: 'The token has expired: refresh it and reconnect.' },
   token_inactive: { status: 401, retryable: true, description: 'The token is not valid yet (`nbf` in the future).' },
-  token_claims: { status: 401, retryable: false, description: 'Issuer or audience do not match the configured ones, or the `sub` claim is missing or invalid.' },
+  token_claims: { status: 401, retryable: false, description: 'Issuer or audience do not match the configured ones, the `sub` claim is missing or invalid, `exp` is missing, or the token lives longer than JWT_MAX_LIFETIME_SECONDS (`exp - iat`).' },
   forbidden: { status: 403, retryable: false, description: 'Authenticated, but not allowed to do this.' },
   not_found: { status: 404, retryable: false, description: 'No such resource, or not visible to you.' },
   conflict: { status: 409, retryable: false, description: 'The request conflicts with the current state.' },

@@ -8,13 +8,13 @@ import { AppError } from '../errors.ts';
 export interface Principal {
   userId: string;
   displayName: string;
-  /** Epoch ms when the token expires, or null for a token without `exp`. */
+  /** Epoch ms when the token expires (`exp` is required). */
   expiresAt: number | null;
 }
 
 export interface TokenService {
   /** Verifies a token and returns its principal, or throws an AppError with a `token_*` code. */
-  verify(token: unknown): Principal;
+  verify(token: unknown): Promise<Principal>;
   /** Mints a token (HS256 only; used by the dev token endpoint). */
   sign(claims: { sub: string; name: string }, ttlSeconds: number): string;
 }
@@ -50,8 +50,9 @@ const tokenErrorMessages: Partial<Record<AppError['code'], string>> = {
   token_invalid: 'The token signature or algorithm is not accepted',
   token_expired: 'The token has expired',
   token_inactive: 'The token is not valid yet',
-  token_claims: 'The token claims (issuer, audience or subject) are not accepted',
+  token_claims: 'The token claims (issuer, audience, subject, expiry or lifetime) are not accepted',
 };
+
 
 export default fp<{ config: Config }>(
   async (app, { config }) => {
@@ -62,31 +63,43 @@ export default fp<{ config: Config }>(
       verify: {
         // Pinning the algorithm is what defeats `alg: none` and HS/RS key confusion.
         algorithms: [jwt.algorithm],
-        requiredClaims: ['sub'],
+        requiredClaims: ['sub', 'exp'],
         ...(jwt.issuer && { allowedIss: jwt.issuer }),
         ...(jwt.audience && { allowedAud: jwt.audience }),
       },
     });
 
+    async function verifyClaims(token: string): Promise<Record<string, unknown>> {
+      try {
+        return app.jwt.verify<Record<string, unknown>>(token);
+      } catch (error) {
+        const code = tokenErrorCodes[(error as { code?: string }).code ?? ''] ?? 'token_invalid';
+        throw new AppError(code, tokenErrorMessages[code]!);
+      }
+    }
+
     const tokens: TokenService = {
-      verify(token) {
+      async verify(token) {
         if (token === undefined || token === null || token === '') throw new AppError('token_missing', 'No token was sent');
         if (typeof token !== 'string' || token.length > MAX_TOKEN_BYTES) {
           throw new AppError('token_malformed', tokenErrorMessages.token_malformed!);
         }
-        let claims: Record<string, unknown>;
-        try {
-          claims = app.jwt.verify<Record<string, unknown>>(token);
-        } catch (error) {
-          const code = tokenErrorCodes[(error as { code?: string }).code ?? ''] ?? 'token_invalid';
-          throw new AppError(code, tokenErrorMessages[code]!);
-        }
-        const { sub, name, exp } = claims;
+        const claims = await verifyClaims(token);
+        const { sub, name, exp, iat } = claims;
         if (typeof sub !== 'string' || !SUBJECT.test(sub)) throw new AppError('token_claims', tokenErrorMessages.token_claims!);
+        if (typeof exp !== 'number') throw new AppError('token_claims', 'The token has no exp claim');
+        // The lifetime counts from `iat`, or from now when `iat` is absent or in the future (a future
+        // `iat` must not stretch what a token may claim).
+        const nowSeconds = Date.now() / 1000;
+        const issuedAt = typeof iat === 'number' ? Math.min(iat, nowSeconds) : nowSeconds;
+        if (exp - issuedAt > jwt.maxLifetimeSeconds) {
+          throw new AppError('token_claims', `The token lives longer than the accepted ${jwt.maxLifetimeSeconds} s (exp - iat)`);
+        }
         const displayName = typeof name === 'string' && name.trim() !== '' ? name.trim().slice(0, 100) : sub;
-        return { userId: sub, displayName, expiresAt: typeof exp === 'number' ? exp * 1000 : null };
+        return { userId: sub, displayName, expiresAt: exp * 1000 };
       },
       sign(claims, ttlSeconds) {
+        if (jwt.algorithm !== 'HS256') throw new AppError('internal', 'Only HS256 tokens can be minted');
         // @fastify/jwt reads a numeric expiresIn as seconds (and converts it for fast-jwt).
         return app.jwt.sign(claims, { expiresIn: ttlSeconds });
       },
@@ -98,7 +111,7 @@ export default fp<{ config: Config }>(
       if (!header) throw new AppError('token_missing', 'Send Authorization: Bearer <token>');
       const match = /^Bearer +(\S+)$/i.exec(header);
       if (!match) throw new AppError('token_malformed', 'The Authorization header must be "Bearer <token>"');
-      request.principal = tokens.verify(match[1]);
+      request.principal = await tokens.verify(match[1]);
     });
   },
   { name: 'auth' },
