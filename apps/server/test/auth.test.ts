@@ -1,6 +1,9 @@
 import { generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { createSigner } from 'fast-jwt';
+import { exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectError, connectSocket, startNode, type TestNode } from './helpers/nodes.ts';
 import { eventually } from './helpers/eventually.ts';
@@ -224,3 +227,162 @@ describe('socket event validation', () => {
   });
 });
 
+/** A real identity provider's key endpoint: node:http on a free loopback port, counting its requests. */
+async function startJwksServer(keys: JWK[]) {
+  const state = { keys, requests: 0 };
+  const server = createServer((request, response) => {
+    state.requests += 1;
+    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: state.keys }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/.well-known/jwks.json`,
+    state,
+    /** The provider goes down: the port refuses connections from now on. */
+    async stop() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+async function signingKey(alg: 'RS256' | 'ES256', kid: string) {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  const jwk: JWK = { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' };
+  /** Ten minutes by default; `exp: null` leaves it out. */
+  const sign = ({ exp, ...claims }: Omit<JWTPayload, 'exp'> & { exp?: number | null } = {}) => {
+    const jwt = new SignJWT({ iss: 'https://id.example', aud: 'chat', ...claims }).setProtectedHeader({ alg, kid });
+    if (claims.iat === undefined) jwt.setIssuedAt();
+    if (exp !== null) jwt.setExpirationTime(exp ?? '10m');
+    return jwt.sign(privateKey);
+  };
+  return { jwk, sign };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function restCall(node: TestNode, token: string) {
+  const response = await node.app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${token}` } });
+  return response.statusCode === 200 ? { status: 200, code: null } : { status: response.statusCode, code: (response.json() as { error: { code: string } }).error.code };
+}
+
+async function socketUser(node: TestNode, token: string): Promise<string> {
+  const socket = await connectSocket(node.url, token);
+  try {
+    const info = (await socket.emitWithAck('session:info', {})) as { ok: boolean; user: { id: string } };
+    return info.user.id;
+  } finally {
+    socket.close();
+  }
+}
+
+describe('authentication (JWKS: a remote key set with rotation)', () => {
+  const COOLDOWN_MS = 1000;
+
+  it('verifies RS256 and ES256 tokens on REST and sockets across a key rotation, refetches an unknown kid at most once per cooldown, and keeps cached keys while the endpoint is down', async () => {
+    const a = await signingKey('RS256', 'key-a');
+    const b = await signingKey('ES256', 'key-b');
+    const c = await signingKey('RS256', 'key-c'); // never published
+    const jwks = await startJwksServer([a.jwk]);
+    const node = await startNode({
+      JWT_ALGORITHM: 'JWKS',
+      JWT_JWKS_URL: jwks.url,
+      JWT_JWKS_COOLDOWN_MS: String(COOLDOWN_MS),
+      JWT_JWKS_CACHE_MAX_AGE_MS: '600000',
+      JWT_ISSUER: 'https://id.example',
+      JWT_AUDIENCE: 'chat',
+    });
+    try {
+      // Key A: the first token fetches the set, the next ones use the cache.
+      expect(await restCall(node, await a.sign({ sub: 'jwks-a' }))).toEqual({ status: 200, code: null });
+      expect(await socketUser(node, await a.sign({ sub: 'jwks-a' }))).toBe('jwks-a');
+      expect(jwks.state.requests).toBe(1);
+
+      // The claims are checked as in the other modes.
+      expect(await restCall(node, await a.sign({ sub: 'jwks-a', aud: 'other' }))).toEqual({ status: 401, code: 'token_claims' });
+      expect(await restCall(node, await a.sign({ sub: 'jwks-a', iss: 'https://evil.example' }))).toEqual({ status: 401, code: 'token_claims' });
+      expect(await restCall(node, await a.sign({ sub: 'jwks-a', exp: Math.floor(Date.now() / 1000) - 120 }))).toEqual({ status: 401, code: 'token_expired' });
+      expect(await restCall(node, await a.sign({ sub: 'jwks-a', iat: now(), exp: now() + DAY + 60 }))).toEqual({ status: 401, code: 'token_claims' });
+      expect(await restCall(node, await a.sign({ sub: 'jwks-a', exp: null }))).toEqual({ status: 401, code: 'token_claims' });
+      expect(await connectError(node.url, await a.sign({ sub: 'jwks-a', exp: null }))).toMatchObject({ code: 'token_claims' });
+      // HS256 (the dev tokens' algorithm) and `none` are not accepted in JWKS mode.
+      expect(await restCall(node, signToken({ sub: 'jwks-a', iss: 'https://id.example', aud: 'chat' }))).toEqual({ status: 401, code: 'token_invalid' });
+      expect(await restCall(node, unsignedToken({ sub: 'jwks-a', iss: 'https://id.example', aud: 'chat', exp: now() + 60 }))).toEqual({ status: 401, code: 'token_invalid' });
+      // Malformed tokens are told apart from bad signatures, as in the other modes, and fetch nothing.
+      const header = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+      for (const garbage of ['not.a.jwt', '%%%', '..', `${Buffer.from('{').toString('base64url')}.${header({})}.x`, `${header({ alg: 'RS256', kid: 'key-a' })}.${Buffer.from('[').toString('base64url')}.x`]) {
+        expect(await restCall(node, garbage), garbage).toEqual({ status: 401, code: 'token_malformed' });
+        expect(await connectError(node.url, garbage), garbage).toMatchObject({ code: 'token_malformed' });
+      }
+      expect(jwks.state.requests).toBe(1);
+
+      // The provider rotates to key B and removes A. Past the cooldown, the first token with kid B
+      // refetches the set and verifies; from then on A is refused (the refetched set replaced it).
+      jwks.state.keys = [b.jwk];
+      await sleep(COOLDOWN_MS + 100);
+      expect(await socketUser(node, await b.sign({ sub: 'jwks-b' }))).toBe('jwks-b');
+      expect(jwks.state.requests).toBe(2);
+      expect(await restCall(node, await b.sign({ sub: 'jwks-b' }))).toEqual({ status: 200, code: null });
+      expect(await restCall(node, await a.sign({ sub: 'jwks-a' }))).toEqual({ status: 401, code: 'token_invalid' });
+      expect(await connectError(node.url, await a.sign({ sub: 'jwks-a' }))).toMatchObject({ code: 'token_invalid' });
+      // Within the cooldown an unknown kid causes no fetch.
+      expect(jwks.state.requests).toBe(2);
+
+      // An unknown kid past the cooldown: ten concurrent tokens, REST and sockets, share one refetch,
+      // and the ones right after it cause none.
+      await sleep(COOLDOWN_MS + 100);
+      const unknown = await Promise.all(
+        Array.from({ length: 10 }, async (_, i) => {
+          const token = await c.sign({ sub: `jwks-c-${i}` });
+          return i % 2 === 0 ? (await restCall(node, token)).code : (await connectError(node.url, token)).code;
+        }),
+      );
+      expect(unknown).toEqual(Array(10).fill('token_invalid'));
+      expect(jwks.state.requests).toBe(3);
+      for (let i = 0; i < 5; i++) expect((await restCall(node, await c.sign({ sub: 'jwks-c' }))).code).toBe('token_invalid');
+      expect(jwks.state.requests).toBe(3);
+
+      // The provider goes down. Key B is cached: its tokens still verify. An unknown kid cannot be
+      // looked up: `unavailable` (retryable), never `internal`, and the node stays up.
+      await jwks.stop();
+      await sleep(COOLDOWN_MS + 100);
+      expect(await restCall(node, await b.sign({ sub: 'jwks-b' }))).toEqual({ status: 200, code: null });
+      expect(await socketUser(node, await b.sign({ sub: 'jwks-b' }))).toBe('jwks-b');
+      expect(await restCall(node, await c.sign({ sub: 'jwks-c' }))).toEqual({ status: 503, code: 'unavailable' });
+      expect(await connectError(node.url, await c.sign({ sub: 'jwks-c' }))).toMatchObject({ code: 'unavailable', retryable: true });
+      expect(await restCall(node, await b.sign({ sub: 'jwks-b' }))).toEqual({ status: 200, code: null });
+    } finally {
+      await node.close();
+      await jwks.stop().catch(() => {});
+    }
+  });
+
+  it('refetches the set once JWT_JWKS_CACHE_MAX_AGE_MS passes (a removed key is refused from then on), and keeps the old set when that refetch fails', async () => {
+    const a = await signingKey('RS256', 'key-a');
+    const b = await signingKey('ES256', 'key-b');
+    const jwks = await startJwksServer([a.jwk, b.jwk]);
+    const node = await startNode({ JWT_ALGORITHM: 'JWKS', JWT_JWKS_URL: jwks.url, JWT_JWKS_COOLDOWN_MS: '200', JWT_JWKS_CACHE_MAX_AGE_MS: '1000' });
+    try {
+      expect(await restCall(node, await a.sign({ sub: 'stale-a' }))).toEqual({ status: 200, code: null });
+      expect(jwks.state.requests).toBe(1);
+      // A is removed; until the cached set is a second old, A still verifies without a fetch.
+      jwks.state.keys = [b.jwk];
+      expect(await socketUser(node, await a.sign({ sub: 'stale-a' }))).toBe('stale-a');
+      expect(jwks.state.requests).toBe(1);
+      await sleep(1100);
+      expect(await restCall(node, await a.sign({ sub: 'stale-a' }))).toEqual({ status: 401, code: 'token_invalid' });
+      expect(jwks.state.requests).toBe(2);
+      expect(await restCall(node, await b.sign({ sub: 'stale-b' }))).toEqual({ status: 200, code: null });
+
+      // The provider goes down for longer than the cache's age: B, cached, keeps verifying.
+      await jwks.stop();
+      await sleep(1100);
+      expect(await restCall(node, await b.sign({ sub: 'stale-b' }))).toEqual({ status: 200, code: null });
+      expect(await socketUser(node, await b.sign({ sub: 'stale-b' }))).toBe('stale-b');
+    } finally {
+      await node.close();
+      await jwks.stop().catch(() => {});
+    }
+  });
+});

@@ -1,8 +1,10 @@
 import fastifyJwt from '@fastify/jwt';
 import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { errors as joseErrors, jwtVerify } from 'jose';
 import type { Config } from '../config.ts';
 import { AppError } from '../errors.ts';
+import { JWKS_ALGORITHMS, RemoteKeySet } from './jwks.ts';
 
 /** Who is calling, as established by a verified token. */
 export interface Principal {
@@ -53,16 +55,29 @@ const tokenErrorMessages: Partial<Record<AppError['code'], string>> = {
   token_claims: 'The token claims (issuer, audience, subject, expiry or lifetime) are not accepted',
 };
 
+/** jose's errors (JWKS mode), folded the same way. A key set that cannot be fetched is `unavailable`. */
+function joseErrorCode(error: unknown): AppError['code'] {
+  if (error instanceof AppError) return error.code;
+  if (error instanceof joseErrors.JWTExpired) return 'token_expired';
+  if (error instanceof joseErrors.JWTClaimValidationFailed) return error.claim === 'nbf' ? 'token_inactive' : 'token_claims';
+  if (error instanceof joseErrors.JWSInvalid || error instanceof joseErrors.JWTInvalid) return 'token_malformed';
+  // Bad signature, an algorithm outside JWKS_ALGORITHMS, an unknown or ambiguous `kid`.
+  if (error instanceof joseErrors.JOSEError) return 'token_invalid';
+  // jose reports every malformed token as one of its own errors: anything else is a bug, logged as such.
+  return 'internal';
+}
 
 export default fp<{ config: Config }>(
   async (app, { config }) => {
     const { jwt } = config;
+    const keySet = jwt.algorithm === 'JWKS' ? new RemoteKeySet(jwt.jwks!, app.log) : null;
     await app.register(fastifyJwt, {
-      secret: jwt.algorithm === 'HS256' ? jwt.secret : { public: jwt.publicKey! },
-      sign: { algorithm: jwt.algorithm, ...(jwt.issuer && { iss: jwt.issuer }), ...(jwt.audience && { aud: jwt.audience }) },
+      // In JWKS mode fast-jwt is not used to verify (jose is); it keeps a key only so the plugin loads.
+      secret: jwt.algorithm === 'RS256' ? { public: jwt.publicKey! } : jwt.secret,
+      sign: { algorithm: jwt.algorithm === 'RS256' ? 'RS256' : 'HS256', ...(jwt.issuer && { iss: jwt.issuer }), ...(jwt.audience && { aud: jwt.audience }) },
       verify: {
         // Pinning the algorithm is what defeats `alg: none` and HS/RS key confusion.
-        algorithms: [jwt.algorithm],
+        algorithms: [jwt.algorithm === 'RS256' ? 'RS256' : 'HS256'],
         requiredClaims: ['sub', 'exp'],
         ...(jwt.issuer && { allowedIss: jwt.issuer }),
         ...(jwt.audience && { allowedAud: jwt.audience }),
@@ -70,6 +85,21 @@ export default fp<{ config: Config }>(
     });
 
     async function verifyClaims(token: string): Promise<Record<string, unknown>> {
+      if (keySet) {
+        try {
+          const { payload } = await jwtVerify(token, keySet.getKey, {
+            algorithms: [...JWKS_ALGORITHMS],
+            requiredClaims: ['sub', 'exp'],
+            ...(jwt.issuer && { issuer: jwt.issuer }),
+            ...(jwt.audience && { audience: jwt.audience }),
+          });
+          return payload as Record<string, unknown>;
+        } catch (error) {
+          const code = joseErrorCode(error);
+          if (code === 'internal') throw error;
+          throw error instanceof AppError ? error : new AppError(code, tokenErrorMessages[code]!);
+        }
+      }
       try {
         return app.jwt.verify<Record<string, unknown>>(token);
       } catch (error) {
