@@ -11,7 +11,7 @@ export const errorCatalog = {
   unauthorized: { status: 401, retryable: false, description: 'No valid credentials for this request.' },
   token_missing: { status: 401, retryable: false, description: 'No token: send `auth.token` in the Socket.IO handshake or `Authorization: Bearer <token>`.' },
   token_malformed: { status: 401, retryable: false, description: 'The token is not a well-formed JWT.' },
-  token_invalid: { status: 401, retryable: false, description: 'Bad signature or an algorithm other than the configured one (including `none`).' },
+  token_invalid: { status: 401, retryable: false, description: 'Bad signature, an algorithm other than the configured ones (including `none`), or (JWT_ALGORITHM=JWKS) a `kid` the identity provider\'s key set does not hold.' },
   token_expired: { status: 401, retryable: true, description: 'The token has expired: refresh it and reconnect.' },
   token_inactive: { status: 401, retryable: true, description: 'The token is not valid yet (`nbf` in the future).' },
   token_claims: { status: 401, retryable: false, description: 'Issuer or audience do not match the configured ones, the `sub` claim is missing or invalid, `exp` is missing, or the token lives longer than JWT_MAX_LIFETIME_SECONDS (`exp - iat`).' },
