@@ -97,7 +97,7 @@ export const flags = {
   grace: { type: 'string', arg: 'TIME', default: '5s', help: 'After the load: how long to wait for in-flight deliveries and resyncs before counting what is missing as lost.' },
   'ack-timeout': { type: 'string', arg: 'TIME', default: '10s', help: 'The SDK\'s ack timeout per request (a send is retried with the same clientMsgId after it).' },
   'setup-timeout': { type: 'string', arg: 'TIME', default: '120s + clients/ramp', help: 'Deadline of each set-up phase (connecting, creating conversations).' },
-  'token-ttl': { type: 'string', arg: 'TIME', default: 'duration + 1h', help: 'Lifetime of the minted tokens.' },
+  'token-ttl': { type: 'string', arg: 'TIME', default: 'duration + 1h', help: 'Lifetime of the minted tokens; the server refuses longer ones than its JWT_MAX_LIFETIME_SECONDS (24 h by default).' },
   'jwt-secret': { type: 'string', arg: 'SECRET', default: '$LOADGEN_JWT_SECRET', help: 'Sign HS256 tokens locally with the server\'s JWT_SECRET instead of calling POST /v1/dev/token (which needs DEV_TOKENS=true).' },
   'jwt-issuer': { type: 'string', arg: 'ISS', default: 'none', help: 'iss claim of locally signed tokens (when the server sets JWT_ISSUER).' },
   'jwt-audience': { type: 'string', arg: 'AUD', default: 'none', help: 'aud claim of locally signed tokens (when the server sets JWT_AUDIENCE).' },

@@ -75,11 +75,17 @@ const envSchema = z
     REDIS_KEY_PREFIX: z.string().min(1).default('chat:'),
     REDIS_ADAPTER: z.enum(['routed', 'classic', 'sharded']).default('routed'),
 
-    JWT_ALGORITHM: z.enum(['HS256', 'RS256']).default('HS256'),
+    JWT_ALGORITHM: z.enum(['HS256', 'RS256', 'JWKS']).default('HS256'),
     JWT_SECRET: z.string().min(32, 'at least 32 characters').default(DEV_JWT_SECRET),
     JWT_PUBLIC_KEY: z.string().includes('BEGIN PUBLIC KEY', { message: 'a PEM public key' }).optional(),
     JWT_ISSUER: z.string().min(1).optional(),
     JWT_AUDIENCE: z.string().min(1).optional(),
+    JWT_JWKS_URL: z
+      .url({ protocol: /^https?$/, error: 'an https:// URL of a JSON Web Key Set (http:// only for a loopback host, or outside production)' })
+      .optional(),
+    JWT_JWKS_CACHE_MAX_AGE_MS: int(1000, 7 * 24 * 3600 * 1000).default(600_000),
+    JWT_JWKS_COOLDOWN_MS: int(100, 3600 * 1000).default(30_000),
+    JWT_MAX_LIFETIME_SECONDS: int(60, 30 * 24 * 3600).default(24 * 3600),
     DEV_TOKENS: bool.optional(),
     DEV_TOKEN_TTL_SECONDS: int(1, 30 * 24 * 3600).default(3600),
 
@@ -144,6 +150,21 @@ const envSchema = z
     if (env.JWT_ALGORITHM === 'RS256' && !env.JWT_PUBLIC_KEY) {
       ctx.addIssue({ code: 'custom', path: ['JWT_PUBLIC_KEY'], message: 'a PEM public key (required when JWT_ALGORITHM=RS256)' });
     }
+    if (env.JWT_ALGORITHM === 'JWKS' && !env.JWT_JWKS_URL) {
+      ctx.addIssue({ code: 'custom', path: ['JWT_JWKS_URL'], message: 'an https:// URL of a JSON Web Key Set (required when JWT_ALGORITHM=JWKS)' });
+    }
+    if (env.JWT_JWKS_URL && env.JWT_ALGORITHM !== 'JWKS') {
+      ctx.addIssue({ code: 'custom', path: ['JWT_JWKS_URL'], message: 'unset unless JWT_ALGORITHM=JWKS' });
+    }
+    if (env.JWT_PUBLIC_KEY && env.JWT_ALGORITHM === 'JWKS') {
+      ctx.addIssue({ code: 'custom', path: ['JWT_PUBLIC_KEY'], message: 'unset when JWT_ALGORITHM=JWKS (keys come from JWT_JWKS_URL)' });
+    }
+    if (env.JWT_JWKS_COOLDOWN_MS > env.JWT_JWKS_CACHE_MAX_AGE_MS) {
+      ctx.addIssue({ code: 'custom', path: ['JWT_JWKS_COOLDOWN_MS'], message: 'at most JWT_JWKS_CACHE_MAX_AGE_MS' });
+    }
+    if (env.DEV_TOKEN_TTL_SECONDS > env.JWT_MAX_LIFETIME_SECONDS) {
+      ctx.addIssue({ code: 'custom', path: ['DEV_TOKEN_TTL_SECONDS'], message: 'at most JWT_MAX_LIFETIME_SECONDS (longer tokens would be refused)' });
+    }
     if (env.DEV_TOKENS && env.JWT_ALGORITHM !== 'HS256') {
       ctx.addIssue({ code: 'custom', path: ['DEV_TOKENS'], message: 'false unless JWT_ALGORITHM=HS256 (a public key cannot sign)' });
     }
@@ -154,6 +175,9 @@ const envSchema = z
       ctx.addIssue({ code: 'custom', path: ['NOTIFY_WEBHOOK_SECRET'], message: 'a secret of at least 16 characters (required with NOTIFY_WEBHOOK_URL: receivers verify the signature)' });
     }
     if (env.NODE_ENV === 'production') {
+      if (env.JWT_JWKS_URL && !env.JWT_JWKS_URL.startsWith('https:') && !isLoopbackUrl(env.JWT_JWKS_URL)) {
+        ctx.addIssue({ code: 'custom', path: ['JWT_JWKS_URL'], message: 'an https:// URL in production (http:// only for a loopback host)' });
+      }
       if (env.DEV_TOKENS) {
         ctx.addIssue({ code: 'custom', path: ['DEV_TOKENS'], message: 'false in production (the dev token endpoint mints tokens for anyone)' });
       }
@@ -164,6 +188,12 @@ const envSchema = z
   });
 
 type Env = z.infer<typeof envSchema>;
+
+/** localhost, 127.0.0.0/8 or ::1: a key set served on the same machine needs no TLS. */
+function isLoopbackUrl(value: string): boolean {
+  const host = new URL(value).hostname;
+  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
 
 /** Every environment variable the node reads, in the schema's order: what a launcher passes through. */
 export const CONFIG_VARIABLES = Object.keys(envSchema.shape) as ReadonlyArray<keyof Env>;
@@ -188,6 +218,10 @@ export interface Config {
     publicKey: string | undefined;
     issuer: string | undefined;
     audience: string | undefined;
+    /** Tokens whose `exp - iat` (or `exp - now` without `iat`) is longer are refused (`token_claims`). */
+    maxLifetimeSeconds: number;
+    /** JWT_ALGORITHM=JWKS: the remote key set (see plugins/jwks.ts). */
+    jwks: { url: string; cacheMaxAgeMs: number; cooldownMs: number } | null;
   };
   devTokens: { enabled: boolean; ttlSeconds: number };
   corsOrigins: string[] | undefined;
@@ -263,6 +297,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       publicKey: env.JWT_PUBLIC_KEY,
       issuer: env.JWT_ISSUER,
       audience: env.JWT_AUDIENCE,
+      maxLifetimeSeconds: env.JWT_MAX_LIFETIME_SECONDS,
+      jwks: env.JWT_JWKS_URL ? { url: env.JWT_JWKS_URL, cacheMaxAgeMs: env.JWT_JWKS_CACHE_MAX_AGE_MS, cooldownMs: env.JWT_JWKS_COOLDOWN_MS } : null,
     },
     devTokens: {
       // Unset: on only for a pure development set-up whose secret is the public dev default anyway

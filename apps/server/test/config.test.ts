@@ -88,7 +88,18 @@ describe('configuration', () => {
     [{ REDIS_CLUSTER_NODES: 'r1:7000', REDIS_URL: 'redis://r:6379' }, /^Invalid configuration: REDIS_CLUSTER_NODES: expected unset when REDIS_URL is set/],
     [{ REDIS_CLUSTER_NODES: 'r1:7000', REDIS_KEY_PREFIX: '{chat}:' }, /^Invalid configuration: REDIS_KEY_PREFIX: expected no \{ or \} with REDIS_CLUSTER_NODES/],
     [{ JWT_SECRET: 'short' }, /^Invalid configuration: JWT_SECRET: expected at least 32 characters, got "short"$/],
-    [{ JWT_ALGORITHM: 'HS512' }, /^Invalid configuration: JWT_ALGORITHM: expected one of "HS256", "RS256"/],
+    [{ JWT_ALGORITHM: 'HS512' }, /^Invalid configuration: JWT_ALGORITHM: expected one of "HS256", "RS256", "JWKS"/],
+    [{ JWT_ALGORITHM: 'JWKS' }, /^Invalid configuration: JWT_JWKS_URL: expected an https:\/\/ URL of a JSON Web Key Set \(required when JWT_ALGORITHM=JWKS\), got unset$/],
+    [{ JWT_JWKS_URL: 'https://id.example/jwks.json' }, /^Invalid configuration: JWT_JWKS_URL: expected unset unless JWT_ALGORITHM=JWKS, got "https:\/\/id\.example\/jwks\.json"$/],
+    [{ JWT_ALGORITHM: 'JWKS', JWT_JWKS_URL: 'ftp://id.example/jwks.json' }, /^Invalid configuration: JWT_JWKS_URL: expected an https:\/\/ URL of a JSON Web Key Set \(http:\/\/ only for a loopback host, or outside production\), got "ftp:/],
+    [{ JWT_ALGORITHM: 'JWKS', JWT_JWKS_URL: 'not a url' }, /^Invalid configuration: JWT_JWKS_URL: expected an https:\/\/ URL/],
+    [{ JWT_ALGORITHM: 'JWKS', JWT_JWKS_URL: 'https://id.example/jwks.json', JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----x' }, /^Invalid configuration: JWT_PUBLIC_KEY: expected unset when JWT_ALGORITHM=JWKS/],
+    [{ JWT_ALGORITHM: 'JWKS', JWT_JWKS_URL: 'https://id.example/jwks.json', DEV_TOKENS: 'true' }, /^Invalid configuration: DEV_TOKENS: expected false unless JWT_ALGORITHM=HS256/],
+    [{ JWT_JWKS_CACHE_MAX_AGE_MS: '10' }, /^Invalid configuration: JWT_JWKS_CACHE_MAX_AGE_MS: expected a number >= 1000, got "10"$/],
+    [{ JWT_JWKS_COOLDOWN_MS: '10' }, /^Invalid configuration: JWT_JWKS_COOLDOWN_MS: expected a number >= 100, got "10"$/],
+    [{ JWT_JWKS_COOLDOWN_MS: '60000', JWT_JWKS_CACHE_MAX_AGE_MS: '30000' }, /^Invalid configuration: JWT_JWKS_COOLDOWN_MS: expected at most JWT_JWKS_CACHE_MAX_AGE_MS, got "60000"$/],
+    [{ JWT_MAX_LIFETIME_SECONDS: '10' }, /^Invalid configuration: JWT_MAX_LIFETIME_SECONDS: expected a number >= 60, got "10"$/],
+    [{ JWT_MAX_LIFETIME_SECONDS: '3600', DEV_TOKEN_TTL_SECONDS: '7200' }, /^Invalid configuration: DEV_TOKEN_TTL_SECONDS: expected at most JWT_MAX_LIFETIME_SECONDS \(longer tokens would be refused\), got "7200"$/],
     [{ JWT_ALGORITHM: 'RS256' }, /^Invalid configuration: JWT_PUBLIC_KEY: expected a PEM public key \(required when JWT_ALGORITHM=RS256\), got unset$/],
     [{ DEV_TOKENS: 'maybe' }, /^Invalid configuration: DEV_TOKENS: /],
     [{ LOG_LEVEL: 'loud' }, /^Invalid configuration: LOG_LEVEL: expected one of/],
@@ -113,6 +124,22 @@ describe('configuration', () => {
     expect(text).toMatch(/^Invalid configuration: DATABASE_URL: .*got "mysql:\/\/chat:\*\*\*@db:3306\/chat"$/);
     expect(text).not.toContain('hunter2');
     expect(rejection({ REDIS_CLUSTER_NODES: 'redis://app:s3cret@r1:7000,r2' })).not.toContain('s3cret');
+  });
+
+  it('takes a JWKS URL in JWKS mode: https anywhere, http only on loopback in production', () => {
+    const jwks = (env: Record<string, string>) => loadConfig({ JWT_ALGORITHM: 'JWKS', ...env }).jwt;
+    expect(jwks({ JWT_JWKS_URL: 'https://id.example/.well-known/jwks.json' })).toMatchObject({
+      algorithm: 'JWKS',
+      maxLifetimeSeconds: 86_400,
+      jwks: { url: 'https://id.example/.well-known/jwks.json', cacheMaxAgeMs: 600_000, cooldownMs: 30_000 },
+    });
+    expect(jwks({ JWT_JWKS_URL: 'http://id.internal/jwks.json' }).jwks?.url).toBe('http://id.internal/jwks.json');
+    expect(loadConfig({}).jwt.jwks).toBeNull();
+    const production = { NODE_ENV: 'production', JWT_ALGORITHM: 'JWKS' };
+    expect(rejection({ ...production, JWT_JWKS_URL: 'http://id.internal/jwks.json' })).toMatch(/^Invalid configuration: JWT_JWKS_URL: expected an https:\/\/ URL in production \(http:\/\/ only for a loopback host\), got "http:\/\/id\.internal\/jwks\.json"$/);
+    for (const url of ['http://127.0.0.1:8080/jwks.json', 'http://localhost/jwks.json', 'http://[::1]:9000/jwks.json', 'https://id.example/jwks.json']) {
+      expect(loadConfig({ ...production, JWT_JWKS_URL: url }).jwt.jwks?.url).toBe(url);
+    }
   });
 
   it('refuses dev tokens and the default secret in production', () => {

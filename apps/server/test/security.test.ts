@@ -63,6 +63,13 @@ describe('tokens', () => {
     ['HS256 signed with the PEM public key on an RS256 node (key confusion)', () => rs, () => sign(publicPem, 'HS256'), 'token_invalid'],
     ['expired a second ago', () => hs, () => signToken({ sub: 'mallory', exp: now() - 1 }), 'token_expired'],
     ['a string exp', () => hs, () => handSigned({ sub: 'mallory', exp: 'never' }), 'token_claims'],
+    // `exp` is required and bounded by JWT_MAX_LIFETIME_SECONDS (24 h by default).
+    ['only a sub, no exp (never expires)', () => hs, () => handSigned({ sub: 'mallory' }), 'token_claims'],
+    ['a null exp', () => hs, () => handSigned({ sub: 'mallory', exp: null }), 'token_claims'],
+    ['no exp on an RS256 node', () => rs, () => createSigner({ key: privatePem, algorithm: 'RS256' })({ sub: 'mallory' }), 'token_claims'],
+    ['exp a year away', () => rs, () => createSigner({ key: privatePem, algorithm: 'RS256', expiresIn: 365 * 24 * 3600 * 1000 })({ sub: 'mallory' }), 'token_claims'],
+    ['exp two days away and no iat', () => hs, () => handSigned({ sub: 'mallory', exp: now() + 2 * 24 * 3600 }), 'token_claims'],
+    ['an iat a year ahead to make a year-long exp look short', () => hs, () => handSigned({ sub: 'mallory', iat: now() + 365 * 24 * 3600 - 60, exp: now() + 365 * 24 * 3600 }), 'token_claims'],
     ['a string nbf', () => hs, () => handSigned({ sub: 'mallory', nbf: 'soon', exp: now() + 60 }), 'token_claims'],
     ['a numeric sub', () => hs, () => signToken({ sub: 42 }), 'token_claims'],
     ['a sub with characters no user id has', () => hs, () => signToken({ sub: '../admin\u0000' }), 'token_claims'],

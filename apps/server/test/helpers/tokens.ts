@@ -5,9 +5,12 @@ export const TEST_JWT_SECRET = 'test-secret-that-is-at-least-32-characters-long'
 
 type Claims = { sub?: unknown; name?: string; iss?: string; aud?: string; exp?: number; nbf?: number; [claim: string]: unknown };
 
-/** Signs an HS256 token the way an identity provider would; `expiresInSeconds` defaults to an hour. */
-export function signToken(claims: Claims, { secret = TEST_JWT_SECRET, expiresInSeconds = 3600 } = {}): string {
-  const signer = createSigner({ key: secret, algorithm: 'HS256', ...(claims.exp === undefined && { expiresIn: expiresInSeconds * 1000 }) });
+/**
+ * Signs an HS256 token the way an identity provider would; `expiresInSeconds` defaults to an hour,
+ * and `null` leaves `exp` out (which the nodes refuse).
+ */
+export function signToken(claims: Claims, { secret = TEST_JWT_SECRET, expiresInSeconds = 3600 as number | null } = {}): string {
+  const signer = createSigner({ key: secret, algorithm: 'HS256', ...(claims.exp === undefined && expiresInSeconds !== null && { expiresIn: expiresInSeconds * 1000 }) });
   return signer(claims);
 }
 

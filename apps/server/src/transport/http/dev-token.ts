@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { parseWith } from '../../errors.ts';
+import { AppError, parseWith } from '../../errors.ts';
 
 const devUser = {
   userId: z.string().regex(/^[A-Za-z0-9_.:@|-]{1,128}$/, 'letters, digits and _.:@|- only, 1 to 128').optional(),
@@ -25,6 +25,13 @@ export const devTokensRequest = z
  * when DEV_TOKENS is on, which production refuses at start-up.
  */
 export async function devTokenRoutes(app: FastifyInstance, options: { defaultTtlSeconds: number }): Promise<void> {
+  // A token living longer than JWT_MAX_LIFETIME_SECONDS would be refused by every node: refuse to mint it.
+  const maxTtl = app.config.jwt.maxLifetimeSeconds;
+  const lifetime = (requested: number | undefined) => {
+    const ttl = requested ?? options.defaultTtlSeconds;
+    if (ttl > maxTtl) throw new AppError('validation', `ttlSeconds: at most ${maxTtl} (JWT_MAX_LIFETIME_SECONDS)`);
+    return ttl;
+  };
   const mint = (user: { userId?: string | undefined; displayName?: string | undefined }, ttl: number) => {
     const userId = user.userId ?? `u-${randomUUID()}`;
     return { userId, token: app.tokens.sign({ sub: userId, name: user.displayName ?? userId }, ttl) };
@@ -32,12 +39,12 @@ export async function devTokenRoutes(app: FastifyInstance, options: { defaultTtl
   const expiresAt = (ttl: number) => new Date(Date.now() + ttl * 1000).toISOString();
   app.post('/v1/dev/token', async (request) => {
     const body = parseWith(devTokenRequest, request.body ?? {});
-    const ttl = body.ttlSeconds ?? options.defaultTtlSeconds;
+    const ttl = lifetime(body.ttlSeconds);
     return { ok: true, ...mint(body, ttl), expiresAt: expiresAt(ttl) };
   });
   app.post('/v1/dev/tokens', async (request) => {
     const body = parseWith(devTokensRequest, request.body ?? {});
-    const ttl = body.ttlSeconds ?? options.defaultTtlSeconds;
+    const ttl = lifetime(body.ttlSeconds);
     return { ok: true, tokens: body.users.map((user) => mint(user, ttl)), expiresAt: expiresAt(ttl) };
   });
 }

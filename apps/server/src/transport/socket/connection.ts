@@ -29,7 +29,7 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
         if (app.lifecycle.draining) throw new AppError('unavailable', 'This node is draining; connect to another one');
         // Before the token is even looked at, so a flood of garbage handshakes is limited too.
         await enforceConnectRate(app, clientAddress(socket.request));
-        const principal = app.tokens.verify(socket.handshake.auth?.['token']);
+        const principal = await app.tokens.verify(socket.handshake.auth?.['token']);
         await app.services.users.ensure(principal);
         socket.data.principal = principal;
         socket.data.typingIn = new Set();
