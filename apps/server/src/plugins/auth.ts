@@ -11,7 +11,7 @@ export interface Principal {
   userId: string;
   displayName: string;
   /** Epoch ms when the token expires (`exp` is required). */
-  expiresAt: number | null;
+  expiresAt: number;
 }
 
 export interface TokenService {

@@ -87,8 +87,7 @@ export default fp<{ config: Config }>(
       if (predecessors.length > 0) app.log.info({ users: predecessors.length }, 'presence: removed the connections a previous process under this node id left');
       await app.services.presence.reaped(predecessors);
     } catch (error) {
-      app.metrics.presenceFailures.inc();
-      app.log.warn({ err: error }, 'presence: could not clear what a previous process under this node id left');
+      failed(error, 'clearing what a previous process under this node id left');
     }
     // At most one maintenance pass waits on the chain: a slow one is not followed by a backlog.
     let maintenancePending = false;

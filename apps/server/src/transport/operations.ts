@@ -26,7 +26,7 @@ export const operations: Operations = {
     user: { id: principal.userId, displayName: principal.displayName },
     nodeId: app.nodeId,
     socketId: socket?.id ?? '',
-    expiresAt: principal.expiresAt === null ? null : new Date(principal.expiresAt).toISOString(),
+    expiresAt: new Date(principal.expiresAt).toISOString(),
   }),
 
   'conversation:open-direct': ({ app, principal }, { userId }) => app.services.conversations.openDirect(principal.userId, userId),

@@ -159,7 +159,6 @@ export function userRoom(userId: string): string {
 function scheduleExpiry(socket: ChatSocket): { timer: NodeJS.Timeout | undefined } {
   const state: { timer: NodeJS.Timeout | undefined } = { timer: undefined };
   const { expiresAt } = socket.data.principal;
-  if (expiresAt === null) return state;
   const arm = () => {
     const remaining = expiresAt - Date.now();
     if (remaining > 0) {
