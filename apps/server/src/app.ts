@@ -8,6 +8,7 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance, type F
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { AppError, toAppError } from './errors.ts';
+import apiKeys from './plugins/api-keys.ts';
 import auth from './plugins/auth.ts';
 import calls from './plugins/calls.ts';
 import database from './plugins/database.ts';
@@ -133,6 +134,7 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
         status: reply.statusCode,
         ms: Math.round(reply.elapsedTime * 10) / 10,
         userId: request.principal?.userId,
+        keyId: request.apiCaller?.keyId,
       },
       'request',
     );
@@ -156,6 +158,7 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   await app.register(redis, { config });
   await app.register(state, { config });
   await app.register(auth, { config });
+  await app.register(apiKeys, { config });
   await app.register(realtime, { config });
   await app.register(services, { config });
   await app.register(presence, { config });

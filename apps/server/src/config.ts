@@ -42,6 +42,17 @@ const commaList = z
   .transform((value) => value.split(',').map((item) => item.trim()).filter(Boolean));
 
 /**
+ * `id:secret` pairs, comma-separated: several at once so a key can be rotated (add the new one, move
+ * callers, remove the old one). The id is what logs and metrics name; the secret is never logged.
+ */
+const apiKeys = commaList.pipe(
+  z
+    .array(z.string().regex(/^[A-Za-z0-9_.-]{1,32}:[\x21-\x7e]{32,256}$/, 'id:secret pairs, comma-separated (id: 1-32 letters, digits, _ . -; secret: 32-256 printable characters without spaces or commas)'))
+    .min(1)
+    .refine((pairs) => new Set(pairs.map((pair) => pair.split(':')[0])).size === pairs.length, 'id:secret pairs with distinct ids'),
+);
+
+/**
  * Every environment variable the node reads. The README's configuration table mirrors this schema;
  * each entry's description is what a bad value's error message says it expects.
  */
@@ -136,6 +147,9 @@ const envSchema = z
     NOTIFY_WEBHOOK_RETRY_BASE_MS: int(1, 600_000).default(1000),
     NOTIFY_WEBHOOK_RETRY_MAX_MS: int(1, 3_600_000).default(60_000),
     NOTIFY_WEBHOOK_TIMEOUT_MS: int(100, 120_000).default(5000),
+
+    ADMIN_API_KEYS: apiKeys.optional(),
+    SERVER_API_KEYS: apiKeys.optional(),
 
     SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
     DRAIN_DELAY_MS: int(0, 600_000).default(0),
@@ -261,6 +275,17 @@ export interface Config {
   };
   /** Where notifications for users without a connected device are POSTed; null: nowhere. */
   notifyWebhook: { url: string; secret: string; maxAttempts: number; retryBaseMs: number; retryMaxMs: number; timeoutMs: number } | null;
+  /**
+   * Credentials of the two key-authenticated APIs (plugins/api-keys.ts): operators on `/v1/admin/*`,
+   * a customer's backend on `/v1/server/*`. Separate lists, so a backend's key cannot drain a node or
+   * revoke a user. Empty: that API answers every request `unauthorized`.
+   */
+  apiKeys: { admin: ApiKey[]; server: ApiKey[] };
+}
+
+export interface ApiKey {
+  id: string;
+  secret: string;
 }
 
 /** One Redis server (REDIS_URL), or the seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES). */
@@ -345,8 +370,19 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
           timeoutMs: env.NOTIFY_WEBHOOK_TIMEOUT_MS,
         }
       : null,
+    apiKeys: { admin: keyPairs(env.ADMIN_API_KEYS), server: keyPairs(env.SERVER_API_KEYS) },
   };
 }
+
+function keyPairs(pairs: string[] | undefined): ApiKey[] {
+  return (pairs ?? []).map((pair) => {
+    const colon = pair.indexOf(':');
+    return { id: pair.slice(0, colon), secret: pair.slice(colon + 1) };
+  });
+}
+
+/** Variables whose value is never echoed in an error line, even when it is wrong. */
+const SECRET_VARIABLES = new Set(['JWT_SECRET', 'NOTIFY_WEBHOOK_SECRET', 'ADMIN_API_KEYS', 'SERVER_API_KEYS']);
 
 /** A bad value is echoed in the error line, which lands in logs: the password of any URL in it is masked. */
 function redactCredentials(text: string): string {
@@ -389,7 +425,8 @@ function parseEnv<T extends z.ZodType>(schema: T, source: NodeJS.ProcessEnv): z.
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const name = String(issue.path[0] ?? 'environment');
-    const got = raw[name] === undefined ? 'unset' : redactCredentials(JSON.stringify(raw[name]));
+    const value = raw[name];
+    const got = value === undefined ? 'unset' : SECRET_VARIABLES.has(name) ? `a hidden value of ${value.length} characters` : redactCredentials(JSON.stringify(value));
     throw new ConfigError(`Invalid configuration: ${name}: expected ${describeIssue(issue)}, got ${got}`);
   }
   return parsed.data;

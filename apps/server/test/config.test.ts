@@ -31,6 +31,13 @@ describe('configuration', () => {
     expect(loadConfig({ SOCKET_MAX_BUFFERED_BYTES: '262144' }).socket.maxBufferedBytes).toBe(262_144);
   });
 
+  it('reads the admin and backend API keys as id:secret pairs, a secret may hold colons', () => {
+    const secret = `s3cr:${'x'.repeat(30)}`;
+    const config = loadConfig({ ADMIN_API_KEYS: `ops-1:${secret}, ops-2:${'y'.repeat(32)}` });
+    expect(config.apiKeys.admin).toEqual([{ id: 'ops-1', secret }, { id: 'ops-2', secret: 'y'.repeat(32) }]);
+    expect(config.apiKeys.server).toEqual([]);
+  });
+
   it('uses PostgreSQL and Redis when their URLs are set', () => {
     const config = loadConfig({ DATABASE_URL: 'postgresql://u@db:5432/chat', REDIS_URL: 'redis://cache:6379' });
     expect(config.database).toMatchObject({ kind: 'postgres', url: 'postgresql://u@db:5432/chat', pgbouncer: false });
@@ -87,7 +94,9 @@ describe('configuration', () => {
     [{ REDIS_CLUSTER_NODES: ',' }, /^Invalid configuration: REDIS_CLUSTER_NODES: expected at least 1 comma-separated entry, got ","$/],
     [{ REDIS_CLUSTER_NODES: 'r1:7000', REDIS_URL: 'redis://r:6379' }, /^Invalid configuration: REDIS_CLUSTER_NODES: expected unset when REDIS_URL is set/],
     [{ REDIS_CLUSTER_NODES: 'r1:7000', REDIS_KEY_PREFIX: '{chat}:' }, /^Invalid configuration: REDIS_KEY_PREFIX: expected no \{ or \} with REDIS_CLUSTER_NODES/],
-    [{ JWT_SECRET: 'short' }, /^Invalid configuration: JWT_SECRET: expected at least 32 characters, got "short"$/],
+    [{ ADMIN_API_KEYS: 'ops:short' }, /^Invalid configuration: ADMIN_API_KEYS: expected id:secret pairs, comma-separated .*, got a hidden value of 9 characters$/],
+    [{ SERVER_API_KEYS: `a:${'s'.repeat(32)},a:${'t'.repeat(32)}` }, /^Invalid configuration: SERVER_API_KEYS: expected id:secret pairs with distinct ids, got a hidden value of 69 characters$/],
+    [{ JWT_SECRET: 'short' }, /^Invalid configuration: JWT_SECRET: expected at least 32 characters, got a hidden value of 5 characters$/],
     [{ JWT_ALGORITHM: 'HS512' }, /^Invalid configuration: JWT_ALGORITHM: expected one of "HS256", "RS256", "JWKS"/],
     [{ JWT_ALGORITHM: 'JWKS' }, /^Invalid configuration: JWT_JWKS_URL: expected an https:\/\/ URL of a JSON Web Key Set \(required when JWT_ALGORITHM=JWKS\), got unset$/],
     [{ JWT_JWKS_URL: 'https://id.example/jwks.json' }, /^Invalid configuration: JWT_JWKS_URL: expected unset unless JWT_ALGORITHM=JWKS, got "https:\/\/id\.example\/jwks\.json"$/],

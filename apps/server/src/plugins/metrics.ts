@@ -48,6 +48,12 @@ export class Metrics {
     labelNames: ['direction'] as const,
     registers: [this.registry],
   });
+  readonly apiKeyRequests = new Counter({
+    name: 'chat_api_key_requests_total',
+    help: 'Requests to the key-authenticated APIs (scope admin or server), by route and HTTP status: every admin action is counted, refused ones too',
+    labelNames: ['scope', 'route', 'status'] as const,
+    registers: [this.registry],
+  });
   readonly rateLimited = new Counter({
     name: 'chat_rate_limited_total',
     help: 'Requests refused by the per-user rate limits, by class',
