@@ -22,6 +22,7 @@ import services from './plugins/services.ts';
 import state from './plugins/state.ts';
 import { devTokenRoutes } from './transport/http/dev-token.ts';
 import { healthRoutes } from './transport/http/health.ts';
+import { keyApiRoutes } from './transport/http/key-apis.ts';
 import { meRoutes } from './transport/http/me.ts';
 import { restRateLimit } from './transport/http/rate-limit.ts';
 import { restRoutes } from './transport/http/rest.ts';
@@ -186,6 +187,7 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   await app.register(healthRoutes);
   await app.register(meRoutes);
   await app.register(restRoutes);
+  await app.register(keyApiRoutes);
   if (config.devTokens.enabled) await app.register(devTokenRoutes, { defaultTtlSeconds: config.devTokens.ttlSeconds });
   await app.register(webRoutes);
 

@@ -21,7 +21,13 @@ export default fp(
             'The REST fallback of the Socket.IO protocol: same operations, same validation, same real-time events. ' +
             'Every error is `{ ok: false, error: { code, message, retryable } }` with a code from the catalog in packages/protocol/src/errors.ts.',
         },
-        components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+        components: {
+          securitySchemes: {
+            bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+            adminKey: { type: 'http', scheme: 'bearer', description: 'A secret of ADMIN_API_KEYS (operators: /v1/admin/*)' },
+            serverKey: { type: 'http', scheme: 'bearer', description: 'A secret of SERVER_API_KEYS (a customer backend: /v1/server/*)' },
+          },
+        },
       },
       transform: jsonSchemaTransform,
     });
