@@ -54,7 +54,7 @@ afterAll(async () => {
 
 function request(route: KeyRoute, example: Example, authorization: string | undefined, override?: { body?: string | undefined; path?: string }) {
   const path = override?.path ?? route.url.replace(/:(\w+)/g, (_m, key: string) => encodeURIComponent(String(example.params?.[key] ?? '')));
-  const query = new URLSearchParams(Object.entries(example.query ?? {}).map(([k, v]) => [k, String(v)]));
+  const query = new URLSearchParams(Object.entries(example.query ?? {}).map(([k, v]) => [k, String(v)] as [string, string]));
   const hasBody = route.method !== 'GET' && route.method !== 'DELETE';
   const headers: Record<string, string> = {};
   if (authorization !== undefined) headers['authorization'] = authorization;
