@@ -88,6 +88,7 @@ const envSchema = z
 
     JWT_ALGORITHM: z.enum(['HS256', 'RS256', 'JWKS']).default('HS256'),
     JWT_SECRET: z.string().min(32, 'at least 32 characters').default(DEV_JWT_SECRET),
+    JWT_SECRET_PREVIOUS: z.string().min(32, 'at least 32 characters').optional(),
     JWT_PUBLIC_KEY: z.string().includes('BEGIN PUBLIC KEY', { message: 'a PEM public key' }).optional(),
     JWT_ISSUER: z.string().min(1).optional(),
     JWT_AUDIENCE: z.string().min(1).optional(),
@@ -161,6 +162,12 @@ const envSchema = z
     if (env.REDIS_CLUSTER_NODES && /[{}]/.test(env.REDIS_KEY_PREFIX)) {
       ctx.addIssue({ code: 'custom', path: ['REDIS_KEY_PREFIX'], message: 'no { or } with REDIS_CLUSTER_NODES (keys carry their own hash tags, by user and conversation; a tag in the prefix would put every key in one slot)' });
     }
+    if (env.JWT_SECRET_PREVIOUS && env.JWT_ALGORITHM !== 'HS256') {
+      ctx.addIssue({ code: 'custom', path: ['JWT_SECRET_PREVIOUS'], message: 'unset unless JWT_ALGORITHM=HS256 (JWKS rotates asymmetric keys)' });
+    }
+    if (env.JWT_SECRET_PREVIOUS && env.JWT_SECRET_PREVIOUS === env.JWT_SECRET) {
+      ctx.addIssue({ code: 'custom', path: ['JWT_SECRET_PREVIOUS'], message: 'the secret being retired, not JWT_SECRET itself' });
+    }
     if (env.JWT_ALGORITHM === 'RS256' && !env.JWT_PUBLIC_KEY) {
       ctx.addIssue({ code: 'custom', path: ['JWT_PUBLIC_KEY'], message: 'a PEM public key (required when JWT_ALGORITHM=RS256)' });
     }
@@ -229,6 +236,8 @@ export interface Config {
   jwt: {
     algorithm: Env['JWT_ALGORITHM'];
     secret: string;
+    /** HS256 rotation: tokens signed with this retired secret still verify until they expire; new ones are signed with `secret`. */
+    previousSecret: string | undefined;
     publicKey: string | undefined;
     issuer: string | undefined;
     audience: string | undefined;
@@ -319,6 +328,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     jwt: {
       algorithm: env.JWT_ALGORITHM,
       secret: env.JWT_SECRET,
+      previousSecret: env.JWT_SECRET_PREVIOUS,
       publicKey: env.JWT_PUBLIC_KEY,
       issuer: env.JWT_ISSUER,
       audience: env.JWT_AUDIENCE,
@@ -382,7 +392,7 @@ function keyPairs(pairs: string[] | undefined): ApiKey[] {
 }
 
 /** Variables whose value is never echoed in an error line, even when it is wrong. */
-const SECRET_VARIABLES = new Set(['JWT_SECRET', 'NOTIFY_WEBHOOK_SECRET', 'ADMIN_API_KEYS', 'SERVER_API_KEYS']);
+const SECRET_VARIABLES = new Set(['JWT_SECRET', 'JWT_SECRET_PREVIOUS', 'NOTIFY_WEBHOOK_SECRET', 'ADMIN_API_KEYS', 'SERVER_API_KEYS']);
 
 /** A bad value is echoed in the error line, which lands in logs: the password of any URL in it is masked. */
 function redactCredentials(text: string): string {

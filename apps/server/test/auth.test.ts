@@ -99,6 +99,37 @@ describe('authentication (HS256)', () => {
   });
 });
 
+describe('authentication (HS256 secret rotation with JWT_SECRET_PREVIOUS)', () => {
+  const NEW_SECRET = 'the-new-secret-that-is-at-least-32-characters';
+  let rotating: TestNode;
+  beforeAll(async () => {
+    rotating = await startNode({ JWT_SECRET: NEW_SECRET, JWT_SECRET_PREVIOUS: TEST_JWT_SECRET });
+  });
+  afterAll(() => rotating?.close());
+
+  it('accepts tokens of the new and the retired secret, on REST and sockets, and no other secret', async () => {
+    for (const secret of [NEW_SECRET, TEST_JWT_SECRET]) {
+      const token = signToken({ sub: 'rotated-user' }, { secret });
+      expect((await restError(rotating, `Bearer ${token}`)).status, secret).toBe(200);
+      const socket = await connectSocket(rotating.url, token);
+      expect(await socket.emitWithAck('session:info', {})).toMatchObject({ ok: true, user: { id: 'rotated-user' } });
+      socket.close();
+    }
+    const foreign = signToken({ sub: 'rotated-user' }, { secret: 'a-third-secret-that-is-at-least-32-characters' });
+    expect((await restError(rotating, `Bearer ${foreign}`)).body.error.code).toBe('token_invalid');
+    expect((await connectError(rotating.url, foreign)).code).toBe('token_invalid');
+  });
+
+  it('checks the retired secret\'s tokens as strictly: expiry, required exp, and the lifetime cap', async () => {
+    const expired = signToken({ sub: 'rotated-user', exp: now() - 10 }, { secret: TEST_JWT_SECRET });
+    expect((await restError(rotating, `Bearer ${expired}`)).body.error.code).toBe('token_expired');
+    const noExp = signToken({ sub: 'rotated-user' }, { secret: TEST_JWT_SECRET, expiresInSeconds: null });
+    expect((await restError(rotating, `Bearer ${noExp}`)).body.error.code).toBe('token_claims');
+    const tooLong = signToken({ sub: 'rotated-user', iat: now(), exp: now() + 2 * DAY }, { secret: TEST_JWT_SECRET });
+    expect((await restError(rotating, `Bearer ${tooLong}`)).body.error.code).toBe('token_claims');
+  });
+});
+
 describe('authentication (RS256 with an external identity provider key)', () => {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const publicPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();

@@ -96,6 +96,8 @@ describe('configuration', () => {
     [{ REDIS_CLUSTER_NODES: 'r1:7000', REDIS_KEY_PREFIX: '{chat}:' }, /^Invalid configuration: REDIS_KEY_PREFIX: expected no \{ or \} with REDIS_CLUSTER_NODES/],
     [{ ADMIN_API_KEYS: 'ops:short' }, /^Invalid configuration: ADMIN_API_KEYS: expected id:secret pairs, comma-separated .*, got a hidden value of 9 characters$/],
     [{ SERVER_API_KEYS: `a:${'s'.repeat(32)},a:${'t'.repeat(32)}` }, /^Invalid configuration: SERVER_API_KEYS: expected id:secret pairs with distinct ids, got a hidden value of 69 characters$/],
+    [{ JWT_SECRET_PREVIOUS: 'x'.repeat(40), JWT_ALGORITHM: 'JWKS', JWT_JWKS_URL: 'https://id.example/jwks.json' }, /^Invalid configuration: JWT_SECRET_PREVIOUS: expected unset unless JWT_ALGORITHM=HS256/],
+    [{ JWT_SECRET_PREVIOUS: 'x'.repeat(40), JWT_SECRET: 'x'.repeat(40) }, /^Invalid configuration: JWT_SECRET_PREVIOUS: expected the secret being retired, not JWT_SECRET itself, got a hidden value of 40 characters$/],
     [{ JWT_SECRET: 'short' }, /^Invalid configuration: JWT_SECRET: expected at least 32 characters, got a hidden value of 5 characters$/],
     [{ JWT_ALGORITHM: 'HS512' }, /^Invalid configuration: JWT_ALGORITHM: expected one of "HS256", "RS256", "JWKS"/],
     [{ JWT_ALGORITHM: 'JWKS' }, /^Invalid configuration: JWT_JWKS_URL: expected an https:\/\/ URL of a JSON Web Key Set \(required when JWT_ALGORITHM=JWKS\), got unset$/],

@@ -1,5 +1,6 @@
 import fastifyJwt from '@fastify/jwt';
 import type { FastifyRequest } from 'fastify';
+import { createVerifier } from 'fast-jwt';
 import fp from 'fastify-plugin';
 import { errors as joseErrors, jwtVerify } from 'jose';
 import type { Config } from '../config.ts';
@@ -84,6 +85,17 @@ export default fp<{ config: Config }>(
       },
     });
 
+    // The retired HS256 secret of a rotation, with the same pinned algorithm and claim checks.
+    const previousVerifier = jwt.previousSecret
+      ? createVerifier({
+          key: jwt.previousSecret,
+          algorithms: ['HS256'],
+          requiredClaims: ['sub', 'exp'],
+          ...(jwt.issuer && { allowedIss: jwt.issuer }),
+          ...(jwt.audience && { allowedAud: jwt.audience }),
+        })
+      : null;
+
     async function verifyClaims(token: string): Promise<Record<string, unknown>> {
       if (keySet) {
         try {
@@ -103,7 +115,15 @@ export default fp<{ config: Config }>(
       try {
         return app.jwt.verify<Record<string, unknown>>(token);
       } catch (error) {
-        const code = tokenErrorCodes[(error as { code?: string }).code ?? ''] ?? 'token_invalid';
+        let code = tokenErrorCodes[(error as { code?: string }).code ?? ''] ?? 'token_invalid';
+        // Only a signature the current secret refuses is tried against the retired one.
+        if (code === 'token_invalid' && previousVerifier) {
+          try {
+            return previousVerifier(token) as Record<string, unknown>;
+          } catch (previousError) {
+            code = tokenErrorCodes[(previousError as { code?: string }).code ?? ''] ?? 'token_invalid';
+          }
+        }
         throw new AppError(code, tokenErrorMessages[code]!);
       }
     }
