@@ -30,7 +30,15 @@ export interface KeyFixture {
   missingNodeId: string;
 }
 type Example = { params?: Record<string, unknown>; query?: Record<string, unknown>; body?: Record<string, unknown> };
-const examples: Record<string, (f: KeyFixture) => Example> = {};
+const examples: Record<string, (f: KeyFixture) => Example> = {
+  'POST /v1/server/conversations/direct': (f) => ({ body: { userIds: [f.userId, f.memberId] } }),
+  'POST /v1/server/conversations/groups': (f) => ({ body: { ownerId: f.userId, title: 'key api example', memberIds: [f.memberId] } }),
+  // The suite walks the routes in order: the member removed here is added back by the next route.
+  'DELETE /v1/server/conversations/:conversationId/members/:userId': (f) => ({ params: { conversationId: f.conversationId, userId: f.memberId }, query: { as: f.userId } }),
+  'POST /v1/server/conversations/:conversationId/members': (f) => ({ params: { conversationId: f.conversationId }, body: { as: f.userId, userIds: [f.memberId] } }),
+  'POST /v1/server/conversations/:conversationId/messages': (f) => ({ params: { conversationId: f.conversationId }, body: { as: f.userId, clientMsgId: 'key-api-example', body: 'hello from the backend' } }),
+  'POST /v1/server/presence': (f) => ({ body: { userIds: [f.userId, f.memberId] } }),
+};
 
 const name = (route: KeyRoute) => `${route.method} ${route.url}`;
 const keyFor = { admin: ADMIN_KEY, server: SERVER_KEY } as const;
