@@ -114,6 +114,12 @@ describe('backend API', () => {
     const carol = await device(nodeA, carolId);
     const { notifications } = await carol.ok('notification:list', { limit: 10 });
     expect(notifications.filter((n) => n.kind === 'message').map((n) => [n.messageId, n.actorId]).reverse()).toEqual(sent.map((m) => [m.id, m.senderId]));
+
+    // A reaction to the system's message updates it for the members; the system has no one to notify.
+    await bobB.ok('message:react', { messageId: sent[2]!.id, emoji: '👍', action: 'add' });
+    await eventually(() => expect(alice.of('message:updated').map((m) => m.reactions)).toEqual([[{ emoji: '👍', userId: bobB.userId }]]));
+    await settled();
+    expect(await nodeA.app.db.notification.count({ where: { recipientId: SYSTEM_SENDER_ID } })).toBe(0);
   });
 
   it('answers a retry with the same clientMsgId with the original message (200) and stores nothing new, for a member and for system', async () => {
