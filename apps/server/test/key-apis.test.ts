@@ -60,8 +60,13 @@ afterAll(async () => {
   await node?.close();
 });
 
+/** A URL carries UTF-8 only: a fuzzed lone surrogate travels as U+FFFD (encodeURIComponent would throw). */
+function toWellFormed(text: string): string {
+  return (text as string & { toWellFormed(): string }).toWellFormed();
+}
+
 function request(route: KeyRoute, example: Example, authorization: string | undefined, override?: { body?: string | undefined; path?: string }) {
-  const path = override?.path ?? route.url.replace(/:(\w+)/g, (_m, key: string) => encodeURIComponent(String(example.params?.[key] ?? '')));
+  const path = override?.path ?? route.url.replace(/:(\w+)/g, (_m, key: string) => encodeURIComponent(toWellFormed(String(example.params?.[key] ?? ''))));
   const query = new URLSearchParams(Object.entries(example.query ?? {}).map(([k, v]) => [k, String(v)] as [string, string]));
   const hasBody = route.method !== 'GET' && route.method !== 'DELETE';
   const headers: Record<string, string> = {};
