@@ -60,14 +60,19 @@ afterAll(async () => {
   await node?.close();
 });
 
-/** A URL carries UTF-8 only: a fuzzed lone surrogate travels as U+FFFD (encodeURIComponent would throw). */
-function toWellFormed(text: string): string {
+/**
+ * A fuzzed value as URL text, as fuzz.test.ts sends it: a string as it is, anything else as (clipped)
+ * JSON, since String() throws on some objects; then made well-formed, since a URL carries UTF-8 only
+ * and encodeURIComponent throws on a lone surrogate.
+ */
+function urlText(value: unknown): string {
+  const text = typeof value === 'string' ? value : describeValue(value);
   return (text as string & { toWellFormed(): string }).toWellFormed();
 }
 
 function request(route: KeyRoute, example: Example, authorization: string | undefined, override?: { body?: string | undefined; path?: string }) {
-  const path = override?.path ?? route.url.replace(/:(\w+)/g, (_m, key: string) => encodeURIComponent(toWellFormed(String(example.params?.[key] ?? ''))));
-  const query = new URLSearchParams(Object.entries(example.query ?? {}).map(([k, v]) => [k, String(v)] as [string, string]));
+  const path = override?.path ?? route.url.replace(/:(\w+)/g, (_m, key: string) => encodeURIComponent(urlText(example.params?.[key] ?? '')));
+  const query = new URLSearchParams(Object.entries(example.query ?? {}).map(([k, v]) => [k, urlText(v)] as [string, string]));
   const hasBody = route.method !== 'GET' && route.method !== 'DELETE';
   const headers: Record<string, string> = {};
   if (authorization !== undefined) headers['authorization'] = authorization;
