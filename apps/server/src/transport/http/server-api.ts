@@ -22,8 +22,9 @@ const senderSchema = z.union([z.literal(SYSTEM_SENDER_ID), userIdSchema]);
 
 /**
  * The backend API (`/v1/server/*`, SERVER_API_KEYS): a customer's servers act on behalf of their
- * users. Each route names the acting user and runs that user's operation (operations.ts); the
- * bodies are the events' own payload schemas, less what the URL carries, plus who acts.
+ * users. Each route names the acting user and runs that user's operation (operations.ts), and its
+ * audit line names that user; the bodies are the events' own payload schemas, less what the URL
+ * carries, plus who acts.
  */
 export const serverApiRoutes: readonly KeyRoute[] = [
   keyRoute({
@@ -37,7 +38,7 @@ export const serverApiRoutes: readonly KeyRoute[] = [
       const [userId, otherId] = body.userIds as [string, string];
       await app.services.users.ensureIds([userId]);
       const result = await actAs(app, caller, userId, 'conversation:open-direct', { userId: otherId });
-      return { status: result.created ? 201 : 200, result };
+      return { status: result.created ? 201 : 200, result, audit: { as: userId } };
     },
   }),
   keyRoute({
@@ -49,7 +50,7 @@ export const serverApiRoutes: readonly KeyRoute[] = [
     body: clientEventSchemas['conversation:create-group'].extend({ ownerId: userIdSchema }),
     handler: async (app, { body: { ownerId, ...payload }, caller }) => {
       await app.services.users.ensureIds([ownerId]);
-      return { status: 201, result: await actAs(app, caller, ownerId, 'conversation:create-group', payload) };
+      return { status: 201, result: await actAs(app, caller, ownerId, 'conversation:create-group', payload), audit: { as: ownerId } };
     },
   }),
   // Listed before adding members: the key-API suite walks this list in order, and its examples
@@ -62,7 +63,7 @@ export const serverApiRoutes: readonly KeyRoute[] = [
     summary: 'Remove a member from a group, as the group owner `as`',
     params: clientEventSchemas['conversation:remove-member'],
     querystring: z.object({ as: userIdSchema }).strict(),
-    handler: async (app, { params, query, caller }) => ({ result: await actAs(app, caller, query.as, 'conversation:remove-member', params) }),
+    handler: async (app, { params, query, caller }) => ({ result: await actAs(app, caller, query.as, 'conversation:remove-member', params), audit: { as: query.as } }),
   }),
   keyRoute({
     scope: 'server',
@@ -74,6 +75,7 @@ export const serverApiRoutes: readonly KeyRoute[] = [
     body: clientEventSchemas['conversation:add-members'].omit({ conversationId: true }).extend({ as: userIdSchema }),
     handler: async (app, { params, body: { as, ...payload }, caller }) => ({
       result: await actAs(app, caller, as, 'conversation:add-members', { ...payload, ...params }),
+      audit: { as },
     }),
   }),
   keyRoute({
@@ -86,7 +88,7 @@ export const serverApiRoutes: readonly KeyRoute[] = [
     body: clientEventSchemas['message:send'].omit({ conversationId: true }).extend({ as: senderSchema }),
     handler: async (app, { params, body: { as, ...payload }, caller }) => {
       const result = await actAs(app, caller, as, 'message:send', { ...payload, ...params });
-      return { status: result.duplicate ? 200 : 201, result };
+      return { status: result.duplicate ? 200 : 201, result, audit: { as, messageId: result.message.id } };
     },
   }),
   keyRoute({
