@@ -30,7 +30,15 @@ export interface KeyFixture {
   missingNodeId: string;
 }
 type Example = { params?: Record<string, unknown>; query?: Record<string, unknown>; body?: Record<string, unknown> };
-const examples: Record<string, (f: KeyFixture) => Example> = {};
+const examples: Record<string, (f: KeyFixture) => Example> = {
+  'POST /v1/server/conversations/direct': (f) => ({ body: { userIds: [f.userId, f.memberId] } }),
+  'POST /v1/server/conversations/groups': (f) => ({ body: { ownerId: f.userId, title: 'key api example', memberIds: [f.memberId] } }),
+  // The suite walks the routes in order: the member removed here is added back by the next route.
+  'DELETE /v1/server/conversations/:conversationId/members/:userId': (f) => ({ params: { conversationId: f.conversationId, userId: f.memberId }, query: { as: f.userId } }),
+  'POST /v1/server/conversations/:conversationId/members': (f) => ({ params: { conversationId: f.conversationId }, body: { as: f.userId, userIds: [f.memberId] } }),
+  'POST /v1/server/conversations/:conversationId/messages': (f) => ({ params: { conversationId: f.conversationId }, body: { as: f.userId, clientMsgId: 'key-api-example', body: 'hello from the backend' } }),
+  'POST /v1/server/presence': (f) => ({ body: { userIds: [f.userId, f.memberId] } }),
+};
 
 const name = (route: KeyRoute) => `${route.method} ${route.url}`;
 const keyFor = { admin: ADMIN_KEY, server: SERVER_KEY } as const;
@@ -52,9 +60,19 @@ afterAll(async () => {
   await node?.close();
 });
 
+/**
+ * A fuzzed value as URL text, as fuzz.test.ts sends it: a string as it is, anything else as (clipped)
+ * JSON, since String() throws on some objects; then made well-formed, since a URL carries UTF-8 only
+ * and encodeURIComponent throws on a lone surrogate.
+ */
+function urlText(value: unknown): string {
+  const text = typeof value === 'string' ? value : describeValue(value);
+  return (text as string & { toWellFormed(): string }).toWellFormed();
+}
+
 function request(route: KeyRoute, example: Example, authorization: string | undefined, override?: { body?: string | undefined; path?: string }) {
-  const path = override?.path ?? route.url.replace(/:(\w+)/g, (_m, key: string) => encodeURIComponent(String(example.params?.[key] ?? '')));
-  const query = new URLSearchParams(Object.entries(example.query ?? {}).map(([k, v]) => [k, String(v)] as [string, string]));
+  const path = override?.path ?? route.url.replace(/:(\w+)/g, (_m, key: string) => encodeURIComponent(urlText(example.params?.[key] ?? '')));
+  const query = new URLSearchParams(Object.entries(example.query ?? {}).map(([k, v]) => [k, urlText(v)] as [string, string]));
   const hasBody = route.method !== 'GET' && route.method !== 'DELETE';
   const headers: Record<string, string> = {};
   if (authorization !== undefined) headers['authorization'] = authorization;

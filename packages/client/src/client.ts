@@ -1,5 +1,6 @@
 import {
   sendMessageSchema,
+  SYSTEM_SENDER_ID,
   type Ack,
   type Call,
   type CallMedia,
@@ -845,8 +846,9 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       this.#queueDelivered(state, message.seq);
     }
     // Sending moves the sender's own watermarks to the message (the server does so in the same
-    // statement) without a receipt push: the message itself says so.
-    if (message.kind !== 'system' && message.senderId !== this.#userId) this.#applyReceipt({ conversationId: message.conversationId, userId: message.senderId, lastDeliveredSeq: message.seq, lastReadSeq: message.seq });
+    // statement) without a receipt push: the message itself says so. The system sender is no
+    // member and has none.
+    if (message.kind !== 'system' && message.senderId !== this.#userId && message.senderId !== SYSTEM_SENDER_ID) this.#applyReceipt({ conversationId: message.conversationId, userId: message.senderId, lastDeliveredSeq: message.seq, lastReadSeq: message.seq });
   }
 
   #applyHidden(conversationId: string, messageId: string): void {

@@ -1,4 +1,4 @@
-import type { Conversation, Message, Receipt, SessionEnding } from '@chat/protocol';
+import { SYSTEM_SENDER_ID, type Conversation, type Message, type Receipt, type SessionEnding } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../../../apps/server/test/helpers/eventually.ts';
 import { startNode, type TestNode } from '../../../apps/server/test/helpers/nodes.ts';
@@ -100,6 +100,22 @@ describe('ChatClient', () => {
     // Sending moved alice's own watermarks; bob's client knows it from the message alone.
     expect(bob.client.receipts(conversation.id).find((r) => r.userId === aliceId)).toMatchObject({ lastDeliveredSeq: 1, lastReadSeq: 1 });
     for (const { seen } of [alice, alicePhone, bob]) expect(seen.errors).toEqual([]);
+  });
+
+  it('reports a message of the system sender without counting the system among the readers', async () => {
+    const aliceId = uniqueUser('alice');
+    const alice = chatClient(nodeA, aliceId);
+    const bob = chatClient(nodeB, uniqueUser('bob'));
+    await Promise.all([alice.client.connect(), bob.client.connect()]);
+    const conversation = await direct(alice.client, bob.client.userId!);
+    const outgoing = alice.client.send({ conversationId: conversation.id, body: 'hello bob' });
+    await outgoing.acked;
+    await eventually(() => expect(alice.client.statusOf(outgoing).state).toBe('delivered'));
+
+    const { message } = await nodeB.app.services.messages.send(SYSTEM_SENDER_ID, { conversationId: conversation.id, clientMsgId: uniqueUser('system-msg'), body: 'maintenance tonight' });
+    for (const { seen } of [alice, bob]) await eventually(() => expect(ids(seen.messages).at(-1)).toBe(message.id));
+    expect(alice.client.statusOf(outgoing)).toEqual({ state: 'delivered', deliveredCount: 1, readCount: 0, of: 1 });
+    for (const { client } of [alice, bob]) expect(client.receipts(conversation.id).map((r) => r.userId)).not.toContain(SYSTEM_SENDER_ID);
   });
 
   it('retries a send with the same clientMsgId: one row, one seq, the original message', async () => {

@@ -6,7 +6,16 @@ import { limits } from './limits.ts';
 // described by the entity schemas below (used for types and for the OpenAPI document).
 // ---------------------------------------------------------------------------------------------
 
-export const userIdSchema = z.string().regex(/^[A-Za-z0-9_.:@|-]{1,128}$/, 'a user id: 1-128 of A-Z a-z 0-9 _ . : @ | -');
+/**
+ * The sender id of messages a customer's backend posts as the service itself (`/v1/server`). It is
+ * no user's id: no token may claim it, and {@link userIdSchema} refuses it, so it is never a member.
+ */
+export const SYSTEM_SENDER_ID = 'system';
+
+export const userIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_.:@|-]{1,128}$/, 'a user id: 1-128 of A-Z a-z 0-9 _ . : @ | -')
+  .refine((id) => id !== SYSTEM_SENDER_ID, `"${SYSTEM_SENDER_ID}" is reserved for the system sender`);
 export const idSchema = z.uuid();
 export const seqSchema = z.number().int().min(0).max(2_147_483_647);
 export const clientMsgIdSchema = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, 'a client message id: 8-64 of A-Z a-z 0-9 _ -');

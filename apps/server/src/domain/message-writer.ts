@@ -6,6 +6,11 @@ export interface NewMessage {
   id: string;
   conversationId: string;
   senderId: string;
+  /**
+   * Set only for the system sender (SYSTEM_SENDER_ID): it posts into any conversation without being
+   * a member. Every other sender must be a current member of the conversation.
+   */
+  systemSender?: boolean;
   clientMsgId: string;
   kind: 'text' | 'image' | 'file';
   body: string;
@@ -24,15 +29,17 @@ export interface WrittenMessage {
 /**
  * Group commit for new messages (see GroupCommit). Each statement inserts a batch of messages,
  * possibly into many conversations, in one round trip and one transaction: per message it checks
- * membership, idempotency and the reply target; per conversation it takes the row lock once and
- * reserves as many seqs and versions as it has messages, numbering them in arrival order; it inserts
- * the messages and their attachments and moves the senders' own watermarks. One statement per
- * conversation in flight means this node learns (and fans out) each conversation's messages in seq order.
+ * membership (the system sender needs none), idempotency and the reply target; per conversation it
+ * takes the row lock once and reserves as many seqs and versions as it has messages, numbering them
+ * in arrival order; it inserts the messages and their attachments and moves the senders' own
+ * watermarks. One statement per conversation in flight means this node learns (and fans out) each
+ * conversation's messages in seq order.
  *
  * Guarantees: a message resolves with its seq only after the statement committed; `null` means it
- * was not written (a retry of an existing clientMsgId, not a member, bad reply target) and the
- * caller finds out which. A racing duplicate hitting the unique index fails its statement as a whole
- * (the seq increments with it, so seqs stay gap-free); alone, it resolves as "not written".
+ * was not written (a retry of an existing clientMsgId, not a member, no such conversation, bad reply
+ * target) and the caller finds out which. A racing duplicate hitting the unique index fails its
+ * statement as a whole (the seq increments with it, so seqs stay gap-free); alone, it resolves as
+ * "not written".
  */
 export class MessageWriter {
   readonly #sql: Sql;
@@ -99,6 +106,7 @@ export class MessageWriter {
       messages.map((m) => m.body),
       messages.map((m) => m.replyToId),
       messages.map((m) => JSON.stringify(m.attachments)),
+      messages.map((m) => m.systemSender === true),
     ]);
     return new Map(rows.map((row) => [Number(row.ord), { seq: Number(row.seq), version: Number(row.version), createdAt: row.createdAt, memberIds: row.memberIds }]));
   }
@@ -106,15 +114,17 @@ export class MessageWriter {
 
 /** The batch insert; its parameters are one array per column, in the `ord` order of the batch. */
 const INSERT_MESSAGES: Statement = {
-  name: 'chat_insert_messages_v1',
+  name: 'chat_insert_messages_v2',
   text: `
   WITH input AS (
-    SELECT * FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[], $9::jsonb[])
-      AS t(ord, id, conversation_id, sender_id, client_msg_id, kind, body, reply_to_id, attachments)
+    SELECT * FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[], $9::jsonb[], $10::bool[])
+      AS t(ord, id, conversation_id, sender_id, client_msg_id, kind, body, reply_to_id, attachments, system_sender)
   ), valid AS (
     SELECT i.* FROM input i
-    JOIN conversation_members cm ON cm.conversation_id = i.conversation_id AND cm.user_id = i.sender_id AND cm.left_at IS NULL
-    WHERE NOT EXISTS (SELECT 1 FROM messages d WHERE d.sender_id = i.sender_id AND d.client_msg_id = i.client_msg_id)
+    WHERE (i.system_sender OR EXISTS (
+        SELECT 1 FROM conversation_members cm
+        WHERE cm.conversation_id = i.conversation_id AND cm.user_id = i.sender_id AND cm.left_at IS NULL))
+      AND NOT EXISTS (SELECT 1 FROM messages d WHERE d.sender_id = i.sender_id AND d.client_msg_id = i.client_msg_id)
       AND (i.reply_to_id IS NULL OR EXISTS (
         SELECT 1 FROM messages r WHERE r.id = i.reply_to_id AND r.conversation_id = i.conversation_id))
   ), counts AS (

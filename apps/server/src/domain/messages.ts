@@ -1,8 +1,8 @@
-import type { Attachment, Message } from '@chat/protocol';
+import { SYSTEM_SENDER_ID, type Attachment, type Message } from '@chat/protocol';
 import { v7 as uuidv7 } from 'uuid';
 import type { Db, Sql } from '../db/client.ts';
 import { AppError } from '../errors.ts';
-import { bumpConversation, requireMember } from './access.ts';
+import { bumpConversation, ensureUsersExist, requireMember } from './access.ts';
 import type { Fanout } from './fanout.ts';
 import { MessageWriter } from './message-writer.ts';
 import { iso, messageInclude, toWireMessage, type MessageRow } from './wire.ts';
@@ -37,6 +37,8 @@ export class MessageService {
   readonly #maxBodyLength: number;
   readonly #writer: MessageWriter;
   readonly #listener: MessageListener | undefined;
+  /** The system sender's user row (messages reference their sender), created once per service. */
+  #systemUser: Promise<void> | null = null;
 
   /** @param options.onBatch told how many messages each insert statement carried (a metric). */
   constructor(db: Db, sql: Sql, fanout: Fanout, options: { maxBodyLength: number; listener?: MessageListener; onBatch?: (messages: number) => void }) {
@@ -56,9 +58,14 @@ export class MessageService {
    * Idempotent per (sender, clientMsgId): a retry finds the original and returns it with
    * `duplicate: true`. Two retries racing past the existence check collide on the unique index; that
    * statement fails as a whole (the seq increments with it, so seqs stay gap-free) and is retried.
+   *
+   * The system sender (SYSTEM_SENDER_ID, only reachable through the backend API) takes this same
+   * path; it differs only in needing no membership: it may post into any existing conversation.
    */
   async send(senderId: string, input: SendInput): Promise<{ message: Message; duplicate: boolean }> {
     this.#checkBody(input.body);
+    const systemSender = senderId === SYSTEM_SENDER_ID;
+    if (systemSender) await this.#ensureSystemUser();
     const id = uuidv7();
     const kind = input.kind ?? 'text';
     const attachments = (input.attachments ?? []).map((attachment, position) => ({ position, ...attachment }));
@@ -67,6 +74,7 @@ export class MessageService {
       id,
       conversationId: input.conversationId,
       senderId,
+      ...(systemSender && { systemSender }),
       clientMsgId: input.clientMsgId,
       kind,
       body: input.body,
@@ -105,7 +113,11 @@ export class MessageService {
       if (original.conversationId !== input.conversationId) throw new AppError('conflict', 'clientMsgId was already used for a message in another conversation');
       return toWireMessage(original as MessageRow);
     }
-    await requireMember(this.#db, input.conversationId, senderId);
+    if (senderId === SYSTEM_SENDER_ID) {
+      if (!(await this.#db.conversation.findUnique({ where: { id: input.conversationId }, select: { id: true } }))) throw new AppError('not_found', 'Conversation not found');
+    } else {
+      await requireMember(this.#db, input.conversationId, senderId);
+    }
     if (input.replyToId) throw new AppError('validation', 'replyToId: not a message of this conversation');
     throw new AppError('conflict', 'The message could not be stored; retry');
   }
@@ -215,6 +227,14 @@ export class MessageService {
     const member = await tx.conversationMember.findUnique({ where: { conversationId_userId: { conversationId: message.conversationId, userId: actorId } } });
     if (!member || member.leftAt !== null || message.seq <= member.hiddenBeforeSeq) throw new AppError('not_found', 'Message not found');
     return message as MessageRow;
+  }
+
+  #ensureSystemUser(): Promise<void> {
+    this.#systemUser ??= ensureUsersExist(this.#db, [SYSTEM_SENDER_ID]).catch((error: unknown) => {
+      this.#systemUser = null;
+      throw error;
+    });
+    return this.#systemUser;
   }
 
   #checkBody(body: string): void {

@@ -1,4 +1,4 @@
-import type { ClientPayload, Message, Notification, NotificationDeleted, NotificationKind, NotificationPage, NotificationsRead } from '@chat/protocol';
+import { SYSTEM_SENDER_ID, type ClientPayload, type Message, type Notification, type NotificationDeleted, type NotificationKind, type NotificationPage, type NotificationsRead } from '@chat/protocol';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { v7 as uuidv7, validate as isUuid } from 'uuid';
 import type { Db } from '../db/client.ts';
@@ -89,8 +89,9 @@ export class NotificationService {
     this.#enqueue({ type: 'message', message, memberIds });
   }
 
+  /** To the message's sender, unless they reacted themself or the sender is the system (no one to tell). */
   reacted(message: Message, actorId: string, emoji: string): void {
-    if (message.senderId === actorId) return;
+    if (message.senderId === actorId || message.senderId === SYSTEM_SENDER_ID) return;
     this.#enqueue({ type: 'direct', kind: 'reaction', recipientIds: [message.senderId], conversationId: message.conversationId, messageId: message.id, actorId, preview: emoji });
   }
 

@@ -97,6 +97,14 @@ export class PresenceService {
     return (await this.#store.get(visible, { viewerId })).map(toWire);
   }
 
+  /**
+   * Presence of each asked user, once each, for a trusted caller (a customer's backend): no contact
+   * filter, but seen as other users see them, so an invisible user looks offline.
+   */
+  async list(userIds: readonly string[]): Promise<Presence[]> {
+    return (await this.#store.get([...new Set(userIds)])).map(toWire);
+  }
+
   async #wentOffline(user: WentOffline): Promise<void> {
     if (user.lastSeenAt !== null) {
       await this.#db.user.updateMany({ where: { id: user.userId }, data: { lastSeenAt: new Date(user.lastSeenAt) } });

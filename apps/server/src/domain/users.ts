@@ -21,6 +21,15 @@ export class UserService {
     if (this.#known.size >= UserService.#MEMO_SIZE) this.#known.clear();
     this.#known.set(principal.userId, principal.displayName);
   }
+
+  /**
+   * Creates the named users that do not exist yet, displayed by their id until their first connect
+   * renames them; never renames an existing user (a backend acting for users has no claims to say how).
+   */
+  async ensureIds(userIds: readonly string[]): Promise<void> {
+    const unknown = userIds.filter((id) => !this.#known.has(id));
+    if (unknown.length > 0) await this.#sql.query(INSERT_MISSING_USERS, [unknown]);
+  }
 }
 
 // Every connect of a user this node has not seen runs this, so a burst of new connections runs it
@@ -31,4 +40,9 @@ const UPSERT_USER: Statement = {
   text: `
   INSERT INTO users (id, display_name, last_seen_at) VALUES ($1, $2, $3)
   ON CONFLICT (id) DO UPDATE SET display_name = EXCLUDED.display_name, last_seen_at = EXCLUDED.last_seen_at`,
+};
+
+const INSERT_MISSING_USERS: Statement = {
+  name: 'chat_insert_missing_users_v1',
+  text: `INSERT INTO users (id, display_name) SELECT id, id FROM unnest($1::text[]) AS t(id) ON CONFLICT (id) DO NOTHING`,
 };

@@ -1,4 +1,5 @@
 import fastifyJwt from '@fastify/jwt';
+import { SYSTEM_SENDER_ID, userIdSchema } from '@chat/protocol';
 import type { FastifyRequest } from 'fastify';
 import { createVerifier } from 'fast-jwt';
 import fp from 'fastify-plugin';
@@ -35,7 +36,6 @@ declare module 'fastify' {
 
 /** Tokens larger than this are refused before any parsing work. */
 const MAX_TOKEN_BYTES = 8 * 1024;
-const SUBJECT = /^[A-Za-z0-9_.:@|-]{1,128}$/;
 
 // fast-jwt's error codes, folded into the catalog's token codes so REST and sockets report alike.
 const tokenErrorCodes: Record<string, AppError['code']> = {
@@ -136,7 +136,10 @@ export default fp<{ config: Config }>(
         }
         const claims = await verifyClaims(token);
         const { sub, name, exp, iat } = claims;
-        if (typeof sub !== 'string' || !SUBJECT.test(sub)) throw new AppError('token_claims', tokenErrorMessages.token_claims!);
+        // A subject is a user id by the protocol's own definition, so no token can name someone the
+        // API could not: in particular not the reserved system sender.
+        if (sub === SYSTEM_SENDER_ID) throw new AppError('token_claims', `The subject "${SYSTEM_SENDER_ID}" is reserved for the system sender`);
+        if (typeof sub !== 'string' || !userIdSchema.safeParse(sub).success) throw new AppError('token_claims', tokenErrorMessages.token_claims!);
         if (typeof exp !== 'number') throw new AppError('token_claims', 'The token has no exp claim');
         // The lifetime counts from `iat`, or from now when `iat` is absent or in the future (a future
         // `iat` must not stretch what a token may claim).

@@ -1,6 +1,7 @@
 import { clientEventSchemas, type ClientEventName, type ClientEventResults, type ParsedPayload } from '@chat/protocol';
 import type { FastifyInstance } from 'fastify';
 import { AppError, parseWith } from '../errors.ts';
+import type { ApiCaller } from '../plugins/api-keys.ts';
 import type { Principal } from '../plugins/auth.ts';
 import { enforceRateLimit } from './rate-limits.ts';
 import type { ChatSocket } from './socket/types.ts';
@@ -10,6 +11,12 @@ export interface OperationContext {
   principal: Principal;
   /** The socket the call came on; null for REST. */
   socket: ChatSocket | null;
+  /**
+   * Set when a customer's backend acts as `principal` (`/v1/server`): the user's own per-class
+   * budgets are not spent (the backend is trusted and limited per address like any REST caller);
+   * every other rule applies as if the user had called.
+   */
+  backend?: ApiCaller;
 }
 
 /**
@@ -108,11 +115,12 @@ function deviceOf(socket: ChatSocket | null): string {
 }
 
 /**
- * The one way in for both transports: the caller's budget for the event's class, then the event's
- * schema, then the operation. The budget comes first so a flood of invalid payloads is limited too.
+ * The one way in for both transports: the caller's budget for the event's class (not for a backend
+ * acting as the user), then the event's schema, then the operation. The budget comes first so a
+ * flood of invalid payloads is limited too.
  */
 export async function runOperation<E extends ClientEventName>(ctx: OperationContext, event: E, raw: unknown): Promise<ClientEventResults[E]> {
-  await enforceRateLimit(ctx.app, ctx.principal.userId, event);
+  if (!ctx.backend) await enforceRateLimit(ctx.app, ctx.principal.userId, event);
   const payload = parseWith(clientEventSchemas[event], raw);
   const operation = operations[event] as (ctx: OperationContext, payload: unknown) => Promise<ClientEventResults[E]>;
   return operation(ctx, payload);

@@ -28,7 +28,8 @@ export interface KeyRoute<P extends Shape = Shape, Q extends Shape = Shape, B ex
   params?: P;
   querystring?: Q;
   body?: B;
-  handler: (app: FastifyInstance, input: KeyRouteInput<P, Q, B>) => Promise<{ status?: number; result: Record<string, unknown> }>;
+  /** `audit` adds to the audit line what the URL does not name, e.g. the user a backend acted as. */
+  handler: (app: FastifyInstance, input: KeyRouteInput<P, Q, B>) => Promise<{ status?: number; result: Record<string, unknown>; audit?: Record<string, unknown> }>;
 }
 
 /** Keeps each route's handler typed by its own schemas while the route lists stay plain arrays. */
@@ -60,8 +61,8 @@ export function registerKeyRoutes(app: FastifyInstance, routes: readonly KeyRout
       handler: async (request, reply) => {
         const caller = request.apiCaller!;
         const input = { params: request.params ?? {}, query: request.query ?? {}, body: request.body ?? {}, caller } as KeyRouteInput<Shape, Shape, Shape>;
-        const { status, result } = await route.handler(app, input);
-        request.log.info({ scope: caller.scope, keyId: caller.keyId, action: route.action, params: request.params }, `${caller.scope} action`);
+        const { status, result, audit } = await route.handler(app, input);
+        request.log.info({ scope: caller.scope, keyId: caller.keyId, action: route.action, params: request.params, ...audit }, `${caller.scope} action`);
         reply.code(status ?? 200);
         return { ok: true, ...result };
       },
