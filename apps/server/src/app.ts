@@ -21,6 +21,7 @@ import realtime from './plugins/realtime.ts';
 import redis from './plugins/redis.ts';
 import revocations from './plugins/revocations.ts';
 import services from './plugins/services.ts';
+import userSessions from './plugins/user-sessions.ts';
 import state from './plugins/state.ts';
 import { devTokenRoutes } from './transport/http/dev-token.ts';
 import { healthRoutes } from './transport/http/health.ts';
@@ -168,6 +169,7 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   await app.register(services, { config });
   await app.register(presence, { config });
   await app.register(calls, { config });
+  await app.register(userSessions);
 
   // Security headers on every response. The CSP is helmet's default, which /docs (Swagger UI: external
   // scripts, inline styles) works under, minus upgrade-insecure-requests, which would break /docs on

@@ -30,7 +30,11 @@ export interface KeyFixture {
   missingNodeId: string;
 }
 type Example = { params?: Record<string, unknown>; query?: Record<string, unknown>; body?: Record<string, unknown> };
-const examples: Record<string, (f: KeyFixture) => Example> = {};
+const examples: Record<string, (f: KeyFixture) => Example> = {
+  'GET /v1/admin/users/:id': (f) => ({ params: { id: f.userId } }),
+  // The member's device already left, and nothing is revoked: closing nothing changes nothing.
+  'POST /v1/admin/users/:id/disconnect': (f) => ({ params: { id: f.memberId }, body: { revoke: false } }),
+};
 
 const name = (route: KeyRoute) => `${route.method} ${route.url}`;
 const keyFor = { admin: ADMIN_KEY, server: SERVER_KEY } as const;
