@@ -56,9 +56,12 @@ afterAll(async () => {
   await node?.close();
 });
 
+/** A fuzzed value as URL text; `String()` throws on objects without a prototype. */
+const asText = (value: unknown): string => (typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value)));
+
 function request(route: KeyRoute, example: Example, authorization: string | undefined, override?: { body?: string | undefined; path?: string }) {
-  const path = override?.path ?? route.url.replace(/:(\w+)/g, (_m, key: string) => encodeURIComponent(String(example.params?.[key] ?? '')));
-  const query = new URLSearchParams(Object.entries(example.query ?? {}).map(([k, v]) => [k, String(v)] as [string, string]));
+  const path = override?.path ?? route.url.replace(/:(\w+)/g, (_m, key: string) => encodeURIComponent(asText(example.params?.[key] ?? '')));
+  const query = new URLSearchParams(Object.entries(example.query ?? {}).map(([k, v]) => [k, asText(v)] as [string, string]));
   const hasBody = route.method !== 'GET' && route.method !== 'DELETE';
   const headers: Record<string, string> = {};
   if (authorization !== undefined) headers['authorization'] = authorization;
