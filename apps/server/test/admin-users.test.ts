@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { SessionEnding } from '@chat/protocol';
 import { createSigner } from 'fast-jwt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectError, spawnNode, startNode, testEnv, type TestNode } from './helpers/nodes.ts';
+import { connectError, spawnNode, startNode, testEnv, testNode, type TestNode } from './helpers/nodes.ts';
 import { signToken, TEST_JWT_SECRET } from './helpers/tokens.ts';
 import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
 
@@ -161,4 +161,16 @@ describe('admin API: users', () => {
       await spawned.exited;
     }
   }, 60_000);
+
+  it('a node that missed the notices enforces a revocation at its next reload, and closes the sessions it covers', async () => {
+    const node = await testNode({ ...ENV, NODE_ID: `users-reload-${randomUUID().slice(0, 6)}`, TOKEN_REVOCATION_RELOAD_MS: '200' });
+    const userId = uniqueUser('admin-missed');
+    const token = signToken({ sub: userId, name: userId });
+    const device = await connectDevice(node.url, userId);
+    const end = ended(device);
+    // Committed without a notice to any node, as if this one had missed it.
+    await node.app.db.tokenRevocation.create({ data: { userId, revokedBefore: new Date() } });
+    expect(await end).toEqual({ ending: { reason: 'token_revoked', message: expect.any(String) }, reason: 'io server disconnect' });
+    expect(await restCode(node, token)).toEqual({ status: 401, code: 'token_revoked' });
+  });
 });
