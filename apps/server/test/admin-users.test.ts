@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ChatClient } from '@chat/client';
 import type { SessionEnding } from '@chat/protocol';
 import { createSigner } from 'fast-jwt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from './helpers/eventually.ts';
 import { connectError, spawnNode, startNode, testEnv, testNode, type TestNode } from './helpers/nodes.ts';
 import { signToken, TEST_JWT_SECRET } from './helpers/tokens.ts';
 import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
@@ -161,6 +163,34 @@ describe('admin API: users', () => {
       await spawned.exited;
     }
   }, 60_000);
+
+  it('the SDK, told token_revoked, fetches a new token and comes back by itself', async () => {
+    const userId = uniqueUser('admin-sdk');
+    let tokens = 0;
+    const client = new ChatClient({
+      url: b.url,
+      token: () => {
+        tokens += 1;
+        return signToken({ sub: userId, name: userId });
+      },
+      retry: { initialDelayMs: 100, maxDelayMs: 400 },
+    });
+    const disconnected: unknown[] = [];
+    const connected: unknown[] = [];
+    client.on('disconnected', (event) => disconnected.push(event));
+    client.on('connected', (event) => connected.push(event));
+    try {
+      await client.connect();
+      const { json } = await admin(a, 'POST', `/v1/admin/users/${userId}/disconnect`, { revoke: true });
+      expect(json['disconnected']).toBe(1);
+      // A token minted within the revocation's second is refused too; the SDK retries after a back-off.
+      await eventually(() => expect(connected).toEqual([{ reconnect: false }, { reconnect: true }]), { timeoutMs: 10_000 });
+      expect(disconnected[0]).toEqual({ reason: 'io server disconnect', willReconnect: true, ending: { reason: 'token_revoked', message: expect.any(String) } });
+      expect(tokens).toBeGreaterThanOrEqual(2);
+    } finally {
+      client.close();
+    }
+  });
 
   it('a node that missed the notices enforces a revocation at its next reload, and closes the sessions it covers', async () => {
     const node = await testNode({ ...ENV, NODE_ID: `users-reload-${randomUUID().slice(0, 6)}`, TOKEN_REVOCATION_RELOAD_MS: '200' });
