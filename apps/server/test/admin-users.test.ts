@@ -3,7 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ChatClient } from '@chat/client';
 import type { SessionEnding } from '@chat/protocol';
 import { createSigner } from 'fast-jwt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { startPrivateRedisCluster } from '../../../infra/cluster/services.ts';
 import { eventually } from './helpers/eventually.ts';
 import { connectError, spawnNode, startNode, testEnv, testNode, type TestNode } from './helpers/nodes.ts';
 import { signToken, TEST_JWT_SECRET } from './helpers/tokens.ts';
@@ -203,4 +204,26 @@ describe('admin API: users', () => {
     expect(await end).toEqual({ ending: { reason: 'token_revoked', message: expect.any(String) }, reason: 'io server disconnect' });
     expect(await restCode(node, token)).toEqual({ status: 401, code: 'token_revoked' });
   });
+});
+
+describe('admin API: users over a Redis Cluster (sharded pub/sub control channel)', () => {
+  it('finds devices on two nodes and revokes on both', async () => {
+    const redis = await startPrivateRedisCluster({ masters: 3, replicas: 0 });
+    onTestFinished(() => redis.destroy());
+    const clusterEnv = { ...ENV, REDIS_URL: undefined, REDIS_CLUSTER_NODES: redis.nodes };
+    const [x, y] = [await testNode({ ...clusterEnv, NODE_ID: `rc-x-${randomUUID().slice(0, 6)}` }), await testNode({ ...clusterEnv, NODE_ID: `rc-y-${randomUUID().slice(0, 6)}` })];
+    const userId = uniqueUser('admin-rc');
+    const token = signToken({ sub: userId, name: userId });
+    const onX = await connectDevice(x.url, userId, { transports: ['websocket'] });
+    const onY = await connectDevice(y.url, userId, { transports: ['polling'] });
+    const lookup = await admin(x, 'GET', `/v1/admin/users/${userId}`);
+    expect(lookup.json['user'].devices.map((d: { nodeId: string; transport: string }) => [d.nodeId, d.transport]).sort()).toEqual(
+      [[x.app.nodeId, 'websocket'], [y.app.nodeId, 'polling']].sort(),
+    );
+    const endings = [ended(onX), ended(onY)];
+    const revoke = await admin(y, 'POST', `/v1/admin/users/${userId}/disconnect`, { revoke: true });
+    expect(revoke.json).toMatchObject({ ok: true, disconnected: 2 });
+    for (const end of await Promise.all(endings)) expect(end.ending?.reason).toBe('token_revoked');
+    for (const node of [x, y]) expect(await connectError(node.url, token)).toMatchObject({ code: 'token_revoked' });
+  }, 60_000);
 });
