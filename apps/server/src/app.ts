@@ -11,6 +11,7 @@ import { AppError, toAppError } from './errors.ts';
 import apiKeys from './plugins/api-keys.ts';
 import auth from './plugins/auth.ts';
 import calls from './plugins/calls.ts';
+import control from './plugins/control.ts';
 import database from './plugins/database.ts';
 import docs from './plugins/docs.ts';
 import lifecycle from './plugins/lifecycle.ts';
@@ -18,7 +19,9 @@ import metrics from './plugins/metrics.ts';
 import presence from './plugins/presence.ts';
 import realtime from './plugins/realtime.ts';
 import redis from './plugins/redis.ts';
+import revocations from './plugins/revocations.ts';
 import services from './plugins/services.ts';
+import userSessions from './plugins/user-sessions.ts';
 import state from './plugins/state.ts';
 import { devTokenRoutes } from './transport/http/dev-token.ts';
 import { healthRoutes } from './transport/http/health.ts';
@@ -158,12 +161,15 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   await app.register(database, { config });
   await app.register(redis, { config });
   await app.register(state, { config });
+  await app.register(control, { config });
+  await app.register(revocations, { config });
   await app.register(auth, { config });
   await app.register(apiKeys, { config });
   await app.register(realtime, { config });
   await app.register(services, { config });
   await app.register(presence, { config });
   await app.register(calls, { config });
+  await app.register(userSessions);
 
   // Security headers on every response. The CSP is helmet's default, which /docs (Swagger UI: external
   // scripts, inline styles) works under, minus upgrade-insecure-requests, which would break /docs on

@@ -31,6 +31,9 @@ export interface KeyFixture {
 }
 type Example = { params?: Record<string, unknown>; query?: Record<string, unknown>; body?: Record<string, unknown> };
 const examples: Record<string, (f: KeyFixture) => Example> = {
+  'GET /v1/admin/users/:id': (f) => ({ params: { id: f.userId } }),
+  // The member's device already left, and nothing is revoked: closing nothing changes nothing.
+  'POST /v1/admin/users/:id/disconnect': (f) => ({ params: { id: f.memberId }, body: { revoke: false } }),
   'POST /v1/server/conversations/direct': (f) => ({ body: { userIds: [f.userId, f.memberId] } }),
   'POST /v1/server/conversations/groups': (f) => ({ body: { ownerId: f.userId, title: 'key api example', memberIds: [f.memberId] } }),
   // The suite walks the routes in order: the member removed here is added back by the next route.

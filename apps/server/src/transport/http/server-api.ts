@@ -12,7 +12,7 @@ import { keyRoute, type KeyRoute } from './key-routes.ts';
  */
 function actAs<E extends ClientEventName>(app: FastifyInstance, caller: ApiCaller, userId: string, event: E, payload: ClientPayload<E>): Promise<ClientEventResults[E]> {
   // A principal for this one call: no token stands behind it, so nothing reads its name or expiry.
-  const principal = { userId, displayName: userId, expiresAt: Date.now() };
+  const principal = { userId, displayName: userId, issuedAt: Date.now(), expiresAt: Date.now() };
   return runOperation({ app, principal, socket: null, backend: caller }, event, payload);
 }
 

@@ -28,11 +28,13 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
       try {
         if (app.lifecycle.draining) throw new AppError('unavailable', 'This node is draining; connect to another one');
         // Before the token is even looked at, so a flood of garbage handshakes is limited too.
-        await enforceConnectRate(app, clientAddress(socket.request));
+        const address = clientAddress(socket.request);
+        await enforceConnectRate(app, address);
         const principal = await app.tokens.verify(socket.handshake.auth?.['token']);
         await app.services.users.ensure(principal);
         socket.data.principal = principal;
         socket.data.typingIn = new Set();
+        socket.data.address = address;
         await registerPresence(app, socket);
         next();
       } catch (thrown) {
@@ -47,6 +49,13 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
 
   io.on('connection', (socket) => {
     const { principal } = socket.data;
+    // A revocation applied while this handshake was under way: the sweep that closed the user's
+    // sockets could not see this one yet. Presence is released by the `connecting.closed` hook.
+    if (app.revocations.isRevoked(principal.userId, principal.issuedAt)) {
+      socket.emit('session:ending', { reason: 'token_revoked', message: 'The token was revoked: get a new one, then reconnect' });
+      socket.disconnect(true);
+      return;
+    }
     const log = app.log.child({ socketId: socket.id, userId: principal.userId });
     app.metrics.connectedSockets.inc();
     log.info({ transport: socket.conn.transport.name, address: socket.handshake.address }, 'socket connected');
