@@ -64,18 +64,30 @@ export default fp<{ config: Config }>(
 
     let publishing: Promise<void> | null = null;
     let closed = false;
+    // One warning per outage, not one per interval.
+    let failing = false;
     const publish = (): Promise<void> => {
       if (publishing || closed) return publishing ?? Promise.resolve();
       publishing = sampler
         .sample()
         .then((report) => store.publish(report))
-        .catch((error: unknown) => app.log.warn({ err: error }, 'node status: could not publish this node\'s report'))
+        .then(
+          () => {
+            if (failing) app.log.info('node status: reports published again');
+            failing = false;
+          },
+          (error: unknown) => {
+            if (!failing) app.log.warn({ err: error }, 'node status: could not publish this node\'s report; retrying every interval');
+            failing = true;
+          },
+        )
         .finally(() => (publishing = null));
       return publishing;
     };
     let timer: NodeJS.Timeout | undefined;
+    // Not awaited: a node starts while Redis is away (its reports resume with Redis).
     app.addHook('onReady', async () => {
-      await publish();
+      void publish();
       timer = setInterval(() => void publish(), intervalMs);
       timer.unref();
     });
