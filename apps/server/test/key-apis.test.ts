@@ -62,9 +62,22 @@ afterAll(async () => {
   await node?.close();
 });
 
+/** A fuzzed value as it goes into a URL; String() throws on some (an object without a prototype). */
+function asText(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    try {
+      return JSON.stringify(value);
+    } catch {
+      return '[unprintable]';
+    }
+  }
+}
+
 function request(route: KeyRoute, example: Example, authorization: string | undefined, override?: { body?: string | undefined; path?: string }) {
-  const path = override?.path ?? route.url.replace(/:(\w+)/g, (_m, key: string) => encodeURIComponent(String(example.params?.[key] ?? '')));
-  const query = new URLSearchParams(Object.entries(example.query ?? {}).map(([k, v]) => [k, String(v)] as [string, string]));
+  const path = override?.path ?? route.url.replace(/:(\w+)/g, (_m, key: string) => encodeURIComponent(asText(example.params?.[key] ?? '')));
+  const query = new URLSearchParams(Object.entries(example.query ?? {}).map(([k, v]) => [k, asText(v)] as [string, string]));
   const hasBody = route.method !== 'GET' && route.method !== 'DELETE';
   const headers: Record<string, string> = {};
   if (authorization !== undefined) headers['authorization'] = authorization;
