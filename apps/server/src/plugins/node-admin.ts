@@ -112,11 +112,14 @@ export default fp<{ config: Config }>(
       app.addHook('onClose', () => closeRedis(sub));
     }
 
+    // Leaves the list at once when Redis answers; otherwise the entry ages out after the TTL (waiting
+    // on a Redis that is away would hold the drain for its retries).
     app.addHook('preClose', async () => {
       closed = true;
       clearInterval(timer);
-      await publishing;
       sampler.stop();
+      if (app.redis && app.redis.status !== 'ready') return;
+      await publishing;
       await store.remove(app.nodeId).catch((error: unknown) => app.log.warn({ err: error }, 'node status: could not remove this node\'s report'));
     });
 
