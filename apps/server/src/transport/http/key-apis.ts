@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { adminNodeRoutes } from './admin-nodes.ts';
 import { adminUserRoutes } from './admin-users.ts';
 import { registerKeyRoutes, type KeyRoute } from './key-routes.ts';
 import { serverApiRoutes } from './server-api.ts';
@@ -7,7 +8,7 @@ import { serverApiRoutes } from './server-api.ts';
  * Every route of the key-authenticated APIs, in one list: the fuzz and authorization suites walk it,
  * so a route added here is covered there.
  */
-export const keyRoutes: readonly KeyRoute[] = [...adminUserRoutes, ...serverApiRoutes];
+export const keyRoutes: readonly KeyRoute[] = [...adminNodeRoutes, ...adminUserRoutes, ...serverApiRoutes];
 
 export async function keyApiRoutes(app: FastifyInstance): Promise<void> {
   registerKeyRoutes(app, keyRoutes);
