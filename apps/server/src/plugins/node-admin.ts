@@ -5,9 +5,7 @@ import { NodeStatusSampler } from '../domain/node-status.ts';
 import { AppError } from '../errors.ts';
 import { MemoryNodeStatusStore, type NodeSample, type NodeStatus, type NodeStatusStore } from '../state/node-status.ts';
 import { RedisNodeStatusStore } from '../state/node-status-redis.ts';
-import { NodeControl } from '../transport/node-control.ts';
 import type { DrainRequest } from './lifecycle.ts';
-import { closeRedis, createRedis } from './redis.ts';
 
 /**
  * How often each node reports its status (and adds a sample to its history): every 2 s, or twice
@@ -40,8 +38,8 @@ declare module 'fastify' {
 /**
  * Every {@link nodeStatusIntervalMs} the node publishes its status report to the shared store, from
  * start-up (onReady) until it closes, when it removes its entry: a node that stops cleanly leaves the
- * list at once, one that dies leaves it after PRESENCE_NODE_TTL_MS. With Redis, it also listens on
- * its control channel for drain requests from the other nodes.
+ * list at once, one that dies leaves it after PRESENCE_NODE_TTL_MS. It acts on drain requests from
+ * the other nodes, which come through the cluster control channel.
  */
 export default fp<{ config: Config }>(
   async (app, { config }) => {
@@ -99,18 +97,14 @@ export default fp<{ config: Config }>(
       setImmediate(() => void publish());
     };
 
-    let control: NodeControl | null = null;
-    if (config.redis && app.redis) {
-      // Subscriptions wait for the connection instead of failing: ioredis re-subscribes on reconnect.
-      const sub = createRedis(config.redis.target, app.log, 'control-sub', { maxRetriesPerRequest: null, shardedSubscribers: true });
-      control = new NodeControl(app.redis, sub, {
-        channelPrefix: config.redis.keyPrefix,
-        nodeId: app.nodeId,
-        onError: (error) => app.log.warn({ err: error }, 'node control'),
-      });
-      control.listen(onDrain).catch((error: unknown) => app.log.warn({ err: error }, 'node control: could not subscribe to this node\'s channel'));
-      app.addHook('onClose', () => closeRedis(sub));
-    }
+    // A drain request travels on the cluster control channel, which every node hears; only the named
+    // node acts on it, and its answer is what tells the caller the request arrived.
+    app.control.handle('drain', (payload) => {
+      const { nodeId, keyId, via } = payload as { nodeId: string } & DrainRequest;
+      if (nodeId !== app.nodeId) return { accepted: false };
+      onDrain({ keyId, via });
+      return { accepted: true };
+    });
 
     // Leaves the list at once when Redis answers; otherwise the entry ages out after the TTL (waiting
     // on a Redis that is away would hold the drain for its retries).
@@ -131,10 +125,10 @@ export default fp<{ config: Config }>(
         if (!(await store.list()).some((node) => node.id === nodeId)) throw new AppError('not_found', `No live node ${nodeId}`);
         const request = { keyId, via: app.nodeId };
         if (nodeId === app.nodeId) return onDrain(request);
-        const received = control ? await control.requestDrain(nodeId, request) : 0;
-        if (received === 0) throw new AppError('unavailable', `Node ${nodeId} did not receive the request (not subscribed right now); retry`);
+        const { answers } = await app.control.request<{ accepted: boolean }>('drain', { nodeId, ...request });
+        if (!answers.some(({ result }) => result.accepted)) throw new AppError('unavailable', `Node ${nodeId} did not receive the request (not subscribed right now); retry`);
       },
     });
   },
-  { name: 'node-admin', dependencies: ['lifecycle', 'metrics', 'redis', 'realtime'] },
+  { name: 'node-admin', dependencies: ['lifecycle', 'metrics', 'redis', 'realtime', 'control'] },
 );
