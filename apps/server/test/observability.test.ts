@@ -249,7 +249,7 @@ describe('every metric the dashboard and the alerts query is one a real node exp
   let text = '';
 
   beforeAll(async () => {
-    node = await startNode({ NODE_ID: 'observability-node' });
+    node = await startNode({ NODE_ID: 'observability-node', ADMIN_API_KEYS: `ops:${'k'.repeat(32)}` });
     // A bit of traffic so labelled series appear: REST requests (matched and unmatched routes), a
     // group, messages (ack latency, group-commit batches, fan-out).
     const [owner, member] = [uniqueUser('obs-owner'), uniqueUser('obs-member')];
@@ -259,6 +259,7 @@ describe('every metric the dashboard and the alerts query is one a real node exp
     await fetch(`${node.url}/v1/conversations/${conversation.id}`, { headers: { authorization: `Bearer ${signToken({ sub: owner, name: owner })}` } });
     await fetch(`${node.url}/v1/conversations/c-not-a-real-id-0001`);
     await fetch(`${node.url}/no/such/route/12345`);
+    await fetch(`${node.url}/v1/admin/nodes`, { headers: { authorization: 'Bearer not-a-key' } });
     text = await (await fetch(`${node.url}/metrics`)).text();
   });
 
