@@ -15,11 +15,13 @@ import database from './plugins/database.ts';
 import docs from './plugins/docs.ts';
 import lifecycle from './plugins/lifecycle.ts';
 import metrics from './plugins/metrics.ts';
+import nodeAdmin from './plugins/node-admin.ts';
 import presence from './plugins/presence.ts';
 import realtime from './plugins/realtime.ts';
 import redis from './plugins/redis.ts';
 import services from './plugins/services.ts';
 import state from './plugins/state.ts';
+import { drainAndClose } from './shutdown.ts';
 import { devTokenRoutes } from './transport/http/dev-token.ts';
 import { healthRoutes } from './transport/http/health.ts';
 import { keyApiRoutes } from './transport/http/key-apis.ts';
@@ -164,6 +166,11 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   await app.register(services, { config });
   await app.register(presence, { config });
   await app.register(calls, { config });
+  await app.register(nodeAdmin, { config });
+  // A drain requested through the admin API; main.ts replaces this with its SIGTERM path.
+  app.lifecycle.onDrainRequested(() => {
+    drainAndClose(app).catch((error: unknown) => app.log.error({ err: error }, 'drain failed'));
+  });
 
   // Security headers on every response. The CSP is helmet's default, which /docs (Swagger UI: external
   // scripts, inline styles) works under, minus upgrade-insecure-requests, which would break /docs on

@@ -52,6 +52,9 @@ const apiKeys = commaList.pipe(
     .refine((pairs) => new Set(pairs.map((pair) => pair.split(':')[0])).size === pairs.length, 'id:secret pairs with distinct ids'),
 );
 
+/** What a node id (NODE_ID) may be: it names Redis channels and keys, and appears in URLs. */
+export const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
 /**
  * Every environment variable the node reads. The README's configuration table mirrors this schema;
  * each entry's description is what a bad value's error message says it expects.
@@ -63,7 +66,7 @@ const envSchema = z
     PORT: int(0, 65535).default(3000),
     NODE_ID: z
       .string()
-      .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, dot, dash or underscore, at most 64')
+      .regex(NODE_ID, 'letters, digits, dot, dash or underscore, at most 64')
       .default(`${hostname()}-${process.pid}`),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 

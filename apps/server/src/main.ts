@@ -46,10 +46,11 @@ const app = await buildApp(config, log).catch((error: unknown) => {
 });
 
 let stopping = false;
-async function stop(signal: NodeJS.Signals): Promise<void> {
+/** The one drain of the process: SIGTERM, SIGINT, or an operator's request through the admin API. */
+async function stop(cause: { signal: NodeJS.Signals } | { drainRequest: { keyId: string; via: string } }): Promise<void> {
   if (stopping) return;
   stopping = true;
-  log.info({ signal, timeoutMs: config.shutdown.timeoutMs }, 'shutting down');
+  log.info({ ...cause, timeoutMs: config.shutdown.timeoutMs }, 'shutting down');
   const deadline = setTimeout(() => {
     log.error({ inflight: app.lifecycle.inflight }, 'drain exceeded SHUTDOWN_TIMEOUT_MS; exiting');
     process.exit(1);
@@ -64,8 +65,9 @@ async function stop(signal: NodeJS.Signals): Promise<void> {
     process.exit(1);
   }
 }
-process.on('SIGTERM', (signal) => void stop(signal));
-process.on('SIGINT', (signal) => void stop(signal));
+process.on('SIGTERM', (signal) => void stop({ signal }));
+process.on('SIGINT', (signal) => void stop({ signal }));
+app.lifecycle.onDrainRequested((drainRequest) => void stop({ drainRequest }));
 
 try {
   await app.listen({ host: config.host, port: config.port });

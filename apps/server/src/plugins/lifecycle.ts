@@ -2,6 +2,14 @@ import fp from 'fastify-plugin';
 
 type Check = () => Promise<void>;
 
+/** An operator's request that this node drain (POST /v1/admin/nodes/:id/drain). */
+export interface DrainRequest {
+  /** The admin key's id (never the key). */
+  keyId: string;
+  /** The node that took the API call. */
+  via: string;
+}
+
 /**
  * The node's own state as operators see it: whether it is draining, which dependencies readiness
  * depends on, and how much work is in flight (so a drain can wait for it).
@@ -12,6 +20,8 @@ export class Lifecycle {
   #inflight = 0;
   #idleWaiters: Array<() => void> = [];
   readonly #checks = new Map<string, Check>();
+  #drainHandler: ((request: DrainRequest) => void) | null = null;
+  #drainRequested = false;
 
   get draining(): boolean {
     return this.#draining;
@@ -34,6 +44,27 @@ export class Lifecycle {
   stopAcceptingWork(): void {
     this.#draining = true;
     this.#closing = true;
+  }
+
+  /**
+   * What a drain request runs: the process's SIGTERM path (main.ts), else the app's own drain
+   * (app.ts, for nodes built in-process). The last handler registered wins.
+   */
+  onDrainRequested(handler: (request: DrainRequest) => void): void {
+    this.#drainHandler = handler;
+  }
+
+  /**
+   * Starts the drain a request asks for, once: false when the node already drains (or was asked
+   * to). The handler runs on a later turn of the event loop, so the caller answers first.
+   */
+  requestDrain(request: DrainRequest): boolean {
+    if (this.#draining || this.#drainRequested) return false;
+    const handler = this.#drainHandler;
+    if (!handler) throw new Error('no drain handler registered');
+    this.#drainRequested = true;
+    setImmediate(() => handler(request));
+    return true;
   }
 
   /** Registers a dependency check that readiness runs (e.g. a database ping). */

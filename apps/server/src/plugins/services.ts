@@ -44,7 +44,7 @@ export default fp<{ config: Config }>(
             app.log.warn({ err: error }, 'fan-out to other nodes failed; local sockets still served');
           },
         })
-      : new SocketFanout(app.io, app.log);
+      : new SocketFanout(app.io, app.log, () => app.metrics.fanoutFrames.inc({ direction: 'local' }));
     const webhook = config.notifyWebhook
       ? new WebhookSender(config.notifyWebhook, {
           onOutcome: (outcome) => app.metrics.webhookDeliveries.inc({ outcome }),

@@ -12,10 +12,13 @@ import type { ChatServer } from './types.ts';
 export class SocketFanout implements Fanout {
   readonly #io: ChatServer;
   readonly #log: FastifyBaseLogger;
+  readonly #onEmit: () => void;
 
-  constructor(io: ChatServer, log: FastifyBaseLogger) {
+  /** @param onEmit told of every fan-out emitted (a metric) */
+  constructor(io: ChatServer, log: FastifyBaseLogger, onEmit: () => void = () => {}) {
     this.#io = io;
     this.#log = log;
+    this.#onEmit = onEmit;
   }
 
   toUsers<E extends ServerEventName>(userIds: readonly string[], event: E, payload: ServerEventPayload<E>, options?: { except?: string | undefined }): void {
@@ -35,6 +38,7 @@ export class SocketFanout implements Fanout {
       let target = this.#io.to(rooms);
       if (except) target = target.except(except);
       (target.emit as (event: string, payload: unknown) => boolean)(event, payload);
+      this.#onEmit();
     } catch (error) {
       // The change is committed; a device that misses this event gets it from sync:changes.
       this.#log.warn({ err: error, event }, 'fan-out failed');

@@ -1,0 +1,119 @@
+import fp from 'fastify-plugin';
+import serverPackage from '../../package.json' with { type: 'json' };
+import type { Config } from '../config.ts';
+import { NodeStatusSampler } from '../domain/node-status.ts';
+import { AppError } from '../errors.ts';
+import { MemoryNodeStatusStore, type NodeSample, type NodeStatus, type NodeStatusStore } from '../state/node-status.ts';
+import { RedisNodeStatusStore } from '../state/node-status-redis.ts';
+import { NodeControl } from '../transport/node-control.ts';
+import type { DrainRequest } from './lifecycle.ts';
+import { closeRedis, createRedis } from './redis.ts';
+
+/** How often each node reports its status (and adds a sample to its history). */
+export const NODE_STATUS_INTERVAL_MS = 2000;
+
+/** The operator's view of the cluster's nodes, answered by any node for all of them. */
+export interface NodeAdmin {
+  readonly intervalMs: number;
+  /** Every live node's last report, sorted by id (without Redis: this node alone). */
+  list(): Promise<NodeStatus[]>;
+  /** Each live node's samples of the last 10 minutes, oldest first. */
+  history(): Promise<Record<string, NodeSample[]>>;
+  /**
+   * Asks a live node (this one included) to drain as on SIGTERM. Throws `not_found` for a node that
+   * is not live, `unavailable` when the node is listed but no subscriber received the request.
+   */
+  drain(nodeId: string, keyId: string): Promise<void>;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    nodeAdmin: NodeAdmin;
+  }
+}
+
+/**
+ * Every NODE_STATUS_INTERVAL_MS the node publishes its status report to the shared store, from
+ * start-up (onReady) until it closes, when it removes its entry: a node that stops cleanly leaves the
+ * list at once, one that dies leaves it after PRESENCE_NODE_TTL_MS. With Redis, it also listens on
+ * its control channel for drain requests from the other nodes.
+ */
+export default fp<{ config: Config }>(
+  async (app, { config }) => {
+    const ttlMs = config.presence.nodeTtlMs;
+    const store: NodeStatusStore = app.redis ? new RedisNodeStatusStore(app.redis, { keyPrefix: config.redis?.keyPrefix ?? 'chat:', ttlMs }) : new MemoryNodeStatusStore({ ttlMs });
+    const sampler = new NodeStatusSampler(app.metrics, {
+      nodeId: app.nodeId,
+      version: serverPackage.version,
+      startedAt: new Date(),
+      draining: () => app.lifecycle.draining,
+      ready: async () => !app.lifecycle.draining && Object.values(await app.lifecycle.checkDependencies(1000)).every((state) => state === 'up'),
+      connections: () => {
+        const sockets = app.io.of('/').sockets;
+        const users = new Set<string>();
+        for (const socket of sockets.values()) users.add(socket.data.principal.userId);
+        return { sockets: sockets.size, users: users.size };
+      },
+    });
+
+    let publishing: Promise<void> | null = null;
+    let closed = false;
+    const publish = (): Promise<void> => {
+      if (publishing || closed) return publishing ?? Promise.resolve();
+      publishing = sampler
+        .sample()
+        .then((report) => store.publish(report))
+        .catch((error: unknown) => app.log.warn({ err: error }, 'node status: could not publish this node\'s report'))
+        .finally(() => (publishing = null));
+      return publishing;
+    };
+    let timer: NodeJS.Timeout | undefined;
+    app.addHook('onReady', async () => {
+      await publish();
+      timer = setInterval(() => void publish(), NODE_STATUS_INTERVAL_MS);
+      timer.unref();
+    });
+
+    const onDrain = (request: DrainRequest) => {
+      app.log.info({ keyId: request.keyId, via: request.via }, 'drain requested through the admin API');
+      if (!app.lifecycle.requestDrain(request)) return;
+      // The drain starts on the next turn (requestDrain); the report after it says draining.
+      setImmediate(() => void publish());
+    };
+
+    let control: NodeControl | null = null;
+    if (config.redis && app.redis) {
+      // Subscriptions wait for the connection instead of failing: ioredis re-subscribes on reconnect.
+      const sub = createRedis(config.redis.target, app.log, 'control-sub', { maxRetriesPerRequest: null, shardedSubscribers: true });
+      control = new NodeControl(app.redis, sub, {
+        channelPrefix: config.redis.keyPrefix,
+        nodeId: app.nodeId,
+        onError: (error) => app.log.warn({ err: error }, 'node control'),
+      });
+      control.listen(onDrain).catch((error: unknown) => app.log.warn({ err: error }, 'node control: could not subscribe to this node\'s channel'));
+      app.addHook('onClose', () => closeRedis(sub));
+    }
+
+    app.addHook('preClose', async () => {
+      closed = true;
+      clearInterval(timer);
+      await publishing;
+      sampler.stop();
+      await store.remove(app.nodeId).catch((error: unknown) => app.log.warn({ err: error }, 'node status: could not remove this node\'s report'));
+    });
+
+    app.decorate<NodeAdmin>('nodeAdmin', {
+      intervalMs: NODE_STATUS_INTERVAL_MS,
+      list: () => store.list(),
+      history: () => store.history(),
+      drain: async (nodeId, keyId) => {
+        if (!(await store.list()).some((node) => node.id === nodeId)) throw new AppError('not_found', `No live node ${nodeId}`);
+        const request = { keyId, via: app.nodeId };
+        if (nodeId === app.nodeId) return onDrain(request);
+        const received = control ? await control.requestDrain(nodeId, request) : 0;
+        if (received === 0) throw new AppError('unavailable', `Node ${nodeId} did not receive the request (not subscribed right now); retry`);
+      },
+    });
+  },
+  { name: 'node-admin', dependencies: ['lifecycle', 'metrics', 'redis', 'realtime'] },
+);
