@@ -11,6 +11,7 @@ import { AppError, toAppError } from './errors.ts';
 import apiKeys from './plugins/api-keys.ts';
 import auth from './plugins/auth.ts';
 import calls from './plugins/calls.ts';
+import control from './plugins/control.ts';
 import database from './plugins/database.ts';
 import docs from './plugins/docs.ts';
 import lifecycle from './plugins/lifecycle.ts';
@@ -19,7 +20,9 @@ import nodeAdmin from './plugins/node-admin.ts';
 import presence from './plugins/presence.ts';
 import realtime from './plugins/realtime.ts';
 import redis from './plugins/redis.ts';
+import revocations from './plugins/revocations.ts';
 import services from './plugins/services.ts';
+import userSessions from './plugins/user-sessions.ts';
 import state from './plugins/state.ts';
 import { drainAndClose } from './shutdown.ts';
 import { devTokenRoutes } from './transport/http/dev-token.ts';
@@ -160,6 +163,8 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   await app.register(database, { config });
   await app.register(redis, { config });
   await app.register(state, { config });
+  await app.register(control, { config });
+  await app.register(revocations, { config });
   await app.register(auth, { config });
   await app.register(apiKeys, { config });
   await app.register(realtime, { config });
@@ -171,6 +176,7 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   app.lifecycle.onDrainRequested(() => {
     drainAndClose(app).catch((error: unknown) => app.log.error({ err: error }, 'drain failed'));
   });
+  await app.register(userSessions);
 
   // Security headers on every response. The CSP is helmet's default, which /docs (Swagger UI: external
   // scripts, inline styles) works under, minus upgrade-insecure-requests, which would break /docs on

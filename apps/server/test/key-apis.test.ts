@@ -40,6 +40,9 @@ const examples: Record<string, (f: KeyFixture) => Example> = {
   'GET /v1/admin/nodes': () => ({}),
   'GET /v1/admin/nodes/history': () => ({}),
   'POST /v1/admin/nodes/:id/drain': (f) => ({ params: { id: f.missingNodeId }, refusal: 'not_found' }),
+  'GET /v1/admin/users/:id': (f) => ({ params: { id: f.userId } }),
+  // The member's device already left, and nothing is revoked: closing nothing changes nothing.
+  'POST /v1/admin/users/:id/disconnect': (f) => ({ params: { id: f.memberId }, body: { revoke: false } }),
 };
 
 const name = (route: KeyRoute) => `${route.method} ${route.url}`;

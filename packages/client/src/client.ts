@@ -1,4 +1,5 @@
 import {
+  disconnectCatalog,
   sendMessageSchema,
   type Ack,
   type Call,
@@ -137,8 +138,8 @@ export interface ChatClientEvents {
   connected: [event: { reconnect: boolean }];
   /**
    * The connection dropped. `reason` is socket.io-client's; `ending` is what the server said just
-   * before, when it said anything (`session:ending`: token_expired, server_draining, rate_limited,
-   * slow_consumer), else null. A reconnect and a resync follow by themselves when `willReconnect`.
+   * before, when it said anything (`session:ending`: token_expired, token_revoked, disconnected_by_admin,
+   * server_draining, rate_limited, slow_consumer), else null. A reconnect and a resync follow by themselves when `willReconnect`.
    */
   disconnected: [event: { reason: string; willReconnect: boolean; ending: SessionEnding | null }];
   /** The state is complete again: after the initial list on first connect, after a resync on reconnects. */
@@ -629,9 +630,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#ending = null;
     if (reason === 'io server disconnect' && !this.#closed) {
       willReconnect = true;
-      // token_expired: reconnect at once, the auth callback fetches a new token. Anything else
-      // (rate_limited, or no reason given) waits a back-off first.
-      this.#scheduleReconnect(ending?.reason === 'token_expired' ? 0 : backoff(++this.#refusals, this.#retry));
+      // token_expired, token_revoked (the catalog's 'after-refresh' reasons): reconnect at once, the
+      // auth callback fetches a new token. Anything else (rate_limited, disconnected_by_admin, or no
+      // reason given) waits a back-off first.
+      const refresh = ending !== null && disconnectCatalog[ending.reason]?.reconnect === 'after-refresh';
+      this.#scheduleReconnect(refresh ? 0 : backoff(++this.#refusals, this.#retry));
     }
     this.emit('disconnected', { reason, willReconnect, ending });
   }

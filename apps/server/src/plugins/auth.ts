@@ -12,6 +12,8 @@ export interface Principal {
   displayName: string;
   /** Epoch ms when the token expires (`exp` is required). */
   expiresAt: number;
+  /** Epoch ms when the token was issued: `iat`, or without one the earliest it could have been (`exp - JWT_MAX_LIFETIME_SECONDS`). */
+  issuedAt: number;
 }
 
 export interface TokenService {
@@ -125,8 +127,12 @@ export default fp<{ config: Config }>(
         if (exp - issuedAt > jwt.maxLifetimeSeconds) {
           throw new AppError('token_claims', `The token lives longer than the accepted ${jwt.maxLifetimeSeconds} s (exp - iat)`);
         }
+        // Revocation compares the issuing instant as claimed: a token without `iat` counts as issued
+        // as early as its lifetime allows, so it can never slip past a revocation.
+        const claimedIssuedAt = (typeof iat === 'number' ? iat : exp - jwt.maxLifetimeSeconds) * 1000;
+        app.revocations.check(sub, claimedIssuedAt);
         const displayName = typeof name === 'string' && name.trim() !== '' ? name.trim().slice(0, 100) : sub;
-        return { userId: sub, displayName, expiresAt: exp * 1000 };
+        return { userId: sub, displayName, expiresAt: exp * 1000, issuedAt: claimedIssuedAt };
       },
       sign(claims, ttlSeconds) {
         if (jwt.algorithm !== 'HS256') throw new AppError('internal', 'Only HS256 tokens can be minted');
@@ -144,5 +150,5 @@ export default fp<{ config: Config }>(
       request.principal = await tokens.verify(match[1]);
     });
   },
-  { name: 'auth' },
+  { name: 'auth', dependencies: ['revocations'] },
 );

@@ -28,11 +28,13 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
       try {
         if (app.lifecycle.draining) throw new AppError('unavailable', 'This node is draining; connect to another one');
         // Before the token is even looked at, so a flood of garbage handshakes is limited too.
-        await enforceConnectRate(app, clientAddress(socket.request));
+        const address = clientAddress(socket.request);
+        await enforceConnectRate(app, address);
         const principal = await app.tokens.verify(socket.handshake.auth?.['token']);
         await app.services.users.ensure(principal);
         socket.data.principal = principal;
         socket.data.typingIn = new Set();
+        socket.data.address = address;
         await registerPresence(app, socket);
         next();
       } catch (thrown) {
@@ -47,6 +49,13 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
 
   io.on('connection', (socket) => {
     const { principal } = socket.data;
+    // A revocation applied while this handshake was under way: the sweep that closed the user's
+    // sockets could not see this one yet. Presence is released by the `connecting.closed` hook.
+    if (isRevoked(app, principal)) {
+      socket.emit('session:ending', { reason: 'token_revoked', message: 'The token was revoked: get a new one, then reconnect' });
+      socket.disconnect(true);
+      return;
+    }
     const log = app.log.child({ socketId: socket.id, userId: principal.userId });
     app.metrics.connectedSockets.inc();
     log.info({ transport: socket.conn.transport.name, address: socket.handshake.address }, 'socket connected');
@@ -149,6 +158,15 @@ function addressResolver(trust: Config['trustProxy']): (request: IncomingMessage
   const trusts =
     typeof trust === 'function' ? trust : trust === true ? () => true : proxyAddr.compile(trust.split(',').map((value) => value.trim()));
   return (request) => proxyAddr(request, trusts);
+}
+
+function isRevoked(app: FastifyInstance, principal: { userId: string; issuedAt: number }): boolean {
+  try {
+    app.revocations.check(principal.userId, principal.issuedAt);
+    return false;
+  } catch (error) {
+    return error instanceof AppError && error.code === 'token_revoked';
+  }
 }
 
 /** Every socket joins its user's room: a fan-out to a user reaches all their devices on all nodes. */

@@ -9,6 +9,8 @@ export interface SocketData {
   principal: Principal;
   /** Conversations this device said it is typing in, to end them when it disconnects. */
   typingIn: Set<string>;
+  /** The client's address as TRUST_PROXY resolves it (behind nginx: from X-Forwarded-For). */
+  address: string;
   /** Between the handshake's presence registration and the `connection` handler only (then deleted). */
   connecting?: {
     /** Tells the user's contacts they came online, when this connection made them. */

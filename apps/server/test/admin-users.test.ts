@@ -1,0 +1,164 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { SessionEnding } from '@chat/protocol';
+import { createSigner } from 'fast-jwt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectError, spawnNode, startNode, testEnv, type TestNode } from './helpers/nodes.ts';
+import { signToken, TEST_JWT_SECRET } from './helpers/tokens.ts';
+import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+
+/**
+ * The admin API's user routes across two nodes (in-process, real Redis and PostgreSQL): a lookup sees
+ * each device on the node that holds it with its own transport, a disconnect ends every session with
+ * its reason, and a revocation refuses the old tokens on every node, on sockets and REST, including a
+ * node started after it.
+ */
+const ADMIN_KEY = `admin-secret-${randomUUID()}`;
+const ENV = { ADMIN_API_KEYS: `ops:${ADMIN_KEY}` };
+
+let a: TestNode;
+let b: TestNode;
+
+beforeAll(async () => {
+  a = await startNode({ ...ENV, NODE_ID: `users-a-${randomUUID().slice(0, 6)}` });
+  b = await startNode({ ...ENV, NODE_ID: `users-b-${randomUUID().slice(0, 6)}` });
+});
+afterAll(async () => {
+  await a?.close();
+  await b?.close();
+});
+
+async function admin(node: TestNode, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; json: Record<string, any> }> {
+  const response = await fetch(`${node.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body !== undefined && { 'content-type': 'application/json' }) },
+    ...(body !== undefined && { body: JSON.stringify(body) }),
+  });
+  return { status: response.status, json: (await response.json()) as Record<string, any> };
+}
+
+/** Resolves with the `session:ending` the device got and Socket.IO's disconnect reason. */
+function ended(device: Device): Promise<{ ending: SessionEnding | undefined; reason: string }> {
+  return new Promise((resolve) => {
+    let ending: SessionEnding | undefined;
+    device.socket.on('session:ending', (payload) => (ending = payload));
+    device.socket.once('disconnect', (reason) => resolve({ ending, reason }));
+  });
+}
+
+async function restCode(node: TestNode, token: string): Promise<{ status: number; code: string | undefined }> {
+  const response = await fetch(`${node.url}/v1/conversations`, { headers: { authorization: `Bearer ${token}` } });
+  const body = (await response.json()) as { error?: { code: string } };
+  return { status: response.status, code: body.error?.code };
+}
+
+describe('admin API: users', () => {
+  it('shows a user\'s devices on both nodes with their node and transport, presence and memberships', async () => {
+    const userId = uniqueUser('admin-lookup');
+    const onA = await connectDevice(a.url, userId, { transports: ['websocket'] });
+    const onB = await connectDevice(b.url, userId, { transports: ['polling'] });
+    const friend = await connectDevice(a.url, uniqueUser('admin-friend'));
+    try {
+      await onA.ok('conversation:create-group', { title: 'ops', memberIds: [friend.userId] });
+      for (const node of [a, b]) {
+        const { status, json } = await admin(node, 'GET', `/v1/admin/users/${encodeURIComponent(userId)}`);
+        expect(status).toBe(200);
+        expect(json).toEqual({
+          ok: true,
+          user: {
+            id: userId,
+            displayName: userId,
+            status: 'online',
+            lastSeenAt: null,
+            conversations: 1,
+            revokedBefore: null,
+            devices: expect.any(Array),
+          },
+        });
+        const devices = json['user'].devices as Array<Record<string, unknown>>;
+        expect(devices).toHaveLength(2);
+        expect(devices).toContainEqual({ connectionId: onA.socket.id, nodeId: a.app.nodeId, transport: 'websocket', connectedAt: expect.any(String), address: '127.0.0.1' });
+        expect(devices).toContainEqual({ connectionId: onB.socket.id, nodeId: b.app.nodeId, transport: 'polling', connectedAt: expect.any(String), address: '127.0.0.1' });
+        for (const device of devices) expect(Math.abs(Date.parse(device['connectedAt'] as string) - Date.now())).toBeLessThan(60_000);
+      }
+    } finally {
+      onA.close();
+      onB.close();
+      friend.close();
+    }
+  });
+
+  it('answers 404 not_found for a user that never connected, and validation for an id outside the protocol\'s pattern', async () => {
+    const missing = await admin(a, 'GET', `/v1/admin/users/${uniqueUser('nobody')}`);
+    expect([missing.status, missing.json['error']?.code]).toEqual([404, 'not_found']);
+    const bad = await admin(a, 'GET', `/v1/admin/users/${encodeURIComponent('no spaces{}')}`);
+    expect([bad.status, bad.json['error']?.code]).toEqual([400, 'validation']);
+    const badBody = await admin(a, 'POST', `/v1/admin/users/${uniqueUser('x')}/disconnect`, { revoke: 'yes' });
+    expect([badBody.status, badBody.json['error']?.code]).toEqual([400, 'validation']);
+  });
+
+  it('disconnects every device on every node with disconnected_by_admin; the token stays valid', async () => {
+    const userId = uniqueUser('admin-kick');
+    const onA = await connectDevice(a.url, userId, { transports: ['websocket'] });
+    const onB = await connectDevice(b.url, userId, { transports: ['polling'] });
+    const endings = [ended(onA), ended(onB)];
+    const { status, json } = await admin(b, 'POST', `/v1/admin/users/${userId}/disconnect`, {});
+    expect([status, json]).toEqual([200, { ok: true, userId, disconnected: 2, revokedBefore: null }]);
+    for (const end of await Promise.all(endings)) {
+      expect(end).toEqual({ ending: { reason: 'disconnected_by_admin', message: expect.any(String) }, reason: 'io server disconnect' });
+    }
+    const again = await connectDevice(a.url, userId);
+    again.close();
+  });
+
+  it('revokes: old tokens refused on both nodes (socket and REST) and on a node started later; a new token works', async () => {
+    const userId = uniqueUser('admin-revoke');
+    const oldToken = signToken({ sub: userId, name: userId });
+    // Without iat it counts as issued at exp - JWT_MAX_LIFETIME_SECONDS: before the revocation.
+    const noIat = createSigner({ key: TEST_JWT_SECRET, algorithm: 'HS256', noTimestamp: true })({ sub: userId, exp: Math.floor(Date.now() / 1000) + 3600 });
+    const onA = await connectDevice(a.url, userId, { transports: ['websocket'] });
+    const onB = await connectDevice(b.url, userId, { transports: ['polling'] });
+    const endings = [ended(onA), ended(onB)];
+
+    const before = Date.now();
+    const { status, json } = await admin(a, 'POST', `/v1/admin/users/${userId}/disconnect`, { revoke: true });
+    expect([status, json]).toEqual([200, { ok: true, userId, disconnected: 2, revokedBefore: expect.any(String) }]);
+    const revokedBefore = Date.parse(json['revokedBefore'] as string);
+    expect(revokedBefore).toBeGreaterThanOrEqual(before - 5);
+    for (const end of await Promise.all(endings)) {
+      expect(end).toEqual({ ending: { reason: 'token_revoked', message: expect.any(String) }, reason: 'io server disconnect' });
+    }
+
+    // At once, on either node: the revocation was applied everywhere before the sockets were closed.
+    for (const node of [a, b]) {
+      for (const token of [oldToken, noIat]) {
+        expect(await connectError(node.url, token)).toEqual({ code: 'token_revoked', message: expect.any(String), retryable: true });
+        expect(await restCode(node, token)).toEqual({ status: 401, code: 'token_revoked' });
+      }
+      const lookup = await admin(node, 'GET', `/v1/admin/users/${userId}`);
+      expect(lookup.json['user']).toMatchObject({ revokedBefore: json['revokedBefore'], devices: [] });
+    }
+
+    // A token issued after the revocation (iat in whole seconds, so from the next second on).
+    await sleep(Math.max(0, Math.ceil(revokedBefore / 1000) * 1000 - Date.now()) + 10);
+    const newToken = signToken({ sub: userId, name: userId });
+    for (const node of [a, b]) expect(await restCode(node, newToken)).toEqual({ status: 200, code: undefined });
+    const fresh = await connectDevice(b.url, userId);
+    fresh.close();
+
+    // A later revocation moves the instant forward.
+    const later = await admin(b, 'POST', `/v1/admin/users/${userId}/disconnect`, { revoke: true });
+    expect(Date.parse(later.json['revokedBefore'] as string)).toBeGreaterThan(revokedBefore);
+    expect(await restCode(a, newToken)).toEqual({ status: 401, code: 'token_revoked' });
+
+    // A fresh process on the same database, which never saw the notice, loads it at start.
+    const spawned = await spawnNode(testEnv({ ...ENV, NODE_ID: `users-late-${randomUUID().slice(0, 6)}` }));
+    try {
+      expect(await connectError(spawned.url, oldToken)).toMatchObject({ code: 'token_revoked' });
+      expect(await restCode({ url: spawned.url } as TestNode, oldToken)).toEqual({ status: 401, code: 'token_revoked' });
+    } finally {
+      spawned.kill();
+      await spawned.exited;
+    }
+  }, 60_000);
+});
