@@ -45,7 +45,8 @@ export interface Device {
 
 export interface AdminUser {
   id: string;
-  displayName: string;
+  /** null for a user the database has no row of (known to presence or a node only). */
+  displayName: string | null;
   status: string;
   lastSeenAt: string | null;
   devices: Device[];

@@ -39,7 +39,7 @@ export class UserLookup {
     try {
       const user = await api.user(userId);
       this.#show(user);
-      if (!quiet) announce(`${user.displayName}: ${user.devices.length === 1 ? '1 device' : `${user.devices.length} devices`} connected.`);
+      if (!quiet) announce(`${user.displayName ?? user.id}: ${user.devices.length === 1 ? '1 device' : `${user.devices.length} devices`} connected.`);
     } catch (error) {
       this.#user = null;
       this.#card.hidden = true;
@@ -49,7 +49,7 @@ export class UserLookup {
 
   #show(user: AdminUser): void {
     this.#user = user;
-    byId('user-title').textContent = user.displayName === user.id ? user.id : `${user.displayName} (${user.id})`;
+    byId('user-title').textContent = user.displayName === null || user.displayName === user.id ? user.id : `${user.displayName} (${user.id})`;
     byId('user-id').textContent = user.id;
     byId('user-status').textContent = user.status;
     byId('user-last-seen').textContent = instant(user.lastSeenAt);
@@ -76,16 +76,17 @@ export class UserLookup {
     const api = this.#api();
     const user = this.#user;
     if (!api || !user) return;
+    const name = user.displayName ?? user.id;
     const confirmed = await confirmAction(
       revoke
         ? {
             title: `Disconnect and revoke ${user.id}?`,
-            text: `Every device of ${user.displayName} is disconnected, and every token issued to them until now is refused: they must sign in again.`,
+            text: `Every device of ${name} is disconnected, and every token issued to them until now is refused: they must sign in again.`,
             action: 'Disconnect and revoke',
           }
         : {
             title: `Disconnect ${user.id}?`,
-            text: `Every device of ${user.displayName} is disconnected. Their tokens stay valid, so their apps may reconnect at once.`,
+            text: `Every device of ${name} is disconnected. Their tokens stay valid, so their apps may reconnect at once.`,
             action: 'Disconnect',
           },
     );
