@@ -65,9 +65,23 @@ afterAll(async () => {
   await node?.close();
 });
 
+/**
+ * A fuzzed value as URL text: String() where it works, else its JSON (objects without a usable
+ * toString); lone surrogates become U+FFFD, as no URL can carry them.
+ */
+function asText(value: unknown): string {
+  let text: string;
+  try {
+    text = String(value);
+  } catch {
+    text = JSON.stringify(value) ?? '';
+  }
+  return text.toWellFormed();
+}
+
 function request(route: KeyRoute, example: Example, authorization: string | undefined, override?: { body?: string | undefined; path?: string }) {
-  const path = override?.path ?? route.url.replace(/:(\w+)/g, (_m, key: string) => encodeURIComponent(String(example.params?.[key] ?? '')));
-  const query = new URLSearchParams(Object.entries(example.query ?? {}).map(([k, v]) => [k, String(v)] as [string, string]));
+  const path = override?.path ?? route.url.replace(/:(\w+)/g, (_m, key: string) => encodeURIComponent(asText(example.params?.[key] ?? '')));
+  const query = new URLSearchParams(Object.entries(example.query ?? {}).map(([k, v]) => [k, asText(v)] as [string, string]));
   const hasBody = route.method !== 'GET' && route.method !== 'DELETE';
   const headers: Record<string, string> = {};
   if (authorization !== undefined) headers['authorization'] = authorization;
