@@ -1,6 +1,6 @@
 import { h } from '../page/dom.ts';
 import type { HistoryPoint, NodesHistory } from './api.ts';
-import { sparkline, type Series } from './sparkline.ts';
+import { sparkline, summarize, type Series } from './sparkline.ts';
 
 /** The history the API keeps, and so the span every chart's x axis covers. */
 const SPAN_MS = 10 * 60_000;
@@ -29,6 +29,8 @@ const METRICS: Metric[] = [
 interface Group {
   element: HTMLElement;
   charts: Map<string, SVGSVGElement>;
+  /** The visible min/max/last line under each chart (hidden from screen readers: the chart's name says it). */
+  summaries: Map<string, HTMLElement>;
 }
 
 /**
@@ -52,6 +54,9 @@ export class Charts {
       for (const metric of METRICS) {
         const series: Series[] = metric.series.map((line) => ({ name: line.name, values: points.map(line.value) }));
         sparkline({ title: `${metric.caption} on ${id}, last 10 minutes`, unit: metric.unit, times, series, spanMs: SPAN_MS }, group.charts.get(metric.key));
+        const summary = series.map((line) => (series.length > 1 ? `${line.name}: ` : '') + summarize(line.values, '')).join('; ');
+        const element = group.summaries.get(metric.key)!;
+        if (element.textContent !== summary) element.textContent = summary;
       }
       if (!group.element.isConnected) this.#container.append(group.element);
     }
@@ -71,15 +76,18 @@ export class Charts {
   #add(nodeId: string): Group {
     const headingId = `charts-${nodeId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
     const charts = new Map<string, SVGSVGElement>();
+    const summaries = new Map<string, HTMLElement>();
     const figures = METRICS.map((metric) => {
       const chart = sparkline({ title: metric.caption, unit: metric.unit, times: [], series: [], spanMs: SPAN_MS });
       chart.dataset['metric'] = metric.key;
       charts.set(metric.key, chart);
+      const summary = h('span', { class: 'summary', 'aria-hidden': 'true' });
+      summaries.set(metric.key, summary);
       const legend = metric.series.length > 1 ? metric.series.map((line, index) => h('span', { class: `legend series-${index}` }, line.name)) : [];
-      return h('figure', { class: 'chart' }, chart, h('figcaption', {}, metric.caption, ...legend));
+      return h('figure', { class: 'chart' }, chart, h('figcaption', {}, metric.caption, ...legend, h('br', {}), summary));
     });
     const element = h('section', { class: 'node-charts', 'data-node': nodeId, 'aria-labelledby': headingId }, h('h3', { id: headingId }, nodeId), h('div', { class: 'figures' }, ...figures));
-    const group = { element, charts };
+    const group = { element, charts, summaries };
     this.#groups.set(nodeId, group);
     return group;
   }
