@@ -14,9 +14,11 @@ export function announce(text: string): void {
   setTimeout(() => (notice.textContent = text), 50);
 }
 
+/** Shows `error` in `target`; the same error again leaves it untouched, so a failing refresh is announced once, not every 2 s. */
 export function showError(target: HTMLElement, error: unknown): void {
   const code = error instanceof AdminApiError ? error.code : 'page_error';
   const message = error instanceof Error ? error.message : String(error);
+  if (target.dataset['code'] === code && target.textContent === `${code} ${message}`) return;
   target.replaceChildren(h('code', { class: 'error-code' }, code), ` ${message}`);
   target.dataset['code'] = code;
 }
