@@ -100,6 +100,7 @@ const envSchema = z
     JWT_JWKS_CACHE_MAX_AGE_MS: int(1000, 7 * 24 * 3600 * 1000).default(600_000),
     JWT_JWKS_COOLDOWN_MS: int(100, 3600 * 1000).default(30_000),
     JWT_MAX_LIFETIME_SECONDS: int(60, 30 * 24 * 3600).default(24 * 3600),
+    TOKEN_REVOCATION_RELOAD_MS: int(100, 3600 * 1000).default(30_000),
     DEV_TOKENS: bool.optional(),
     DEV_TOKEN_TTL_SECONDS: int(1, 30 * 24 * 3600).default(3600),
 
@@ -239,6 +240,8 @@ export interface Config {
     maxLifetimeSeconds: number;
     /** JWT_ALGORITHM=JWKS: the remote key set (see plugins/jwks.ts). */
     jwks: { url: string; cacheMaxAgeMs: number; cooldownMs: number } | null;
+    /** How often a node reloads token revocations from the database (the backstop for a missed notice). */
+    revocationReloadMs: number;
   };
   devTokens: { enabled: boolean; ttlSeconds: number };
   corsOrigins: string[] | undefined;
@@ -327,6 +330,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       audience: env.JWT_AUDIENCE,
       maxLifetimeSeconds: env.JWT_MAX_LIFETIME_SECONDS,
       jwks: env.JWT_JWKS_URL ? { url: env.JWT_JWKS_URL, cacheMaxAgeMs: env.JWT_JWKS_CACHE_MAX_AGE_MS, cooldownMs: env.JWT_JWKS_COOLDOWN_MS } : null,
+      revocationReloadMs: env.TOKEN_REVOCATION_RELOAD_MS,
     },
     devTokens: {
       // Unset: on only for a pure development set-up whose secret is the public dev default anyway

@@ -1,9 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ChatClient } from '@chat/client';
 import type { SessionEnding } from '@chat/protocol';
 import { createSigner } from 'fast-jwt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectError, spawnNode, startNode, testEnv, type TestNode } from './helpers/nodes.ts';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { startPrivateRedisCluster } from '../../../infra/cluster/services.ts';
+import { eventually } from './helpers/eventually.ts';
+import { connectError, spawnNode, startNode, testEnv, testNode, type TestNode } from './helpers/nodes.ts';
 import { signToken, TEST_JWT_SECRET } from './helpers/tokens.ts';
 import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
 
@@ -160,5 +163,67 @@ describe('admin API: users', () => {
       spawned.kill();
       await spawned.exited;
     }
+  }, 60_000);
+
+  it('the SDK, told token_revoked, fetches a new token and comes back by itself', async () => {
+    const userId = uniqueUser('admin-sdk');
+    let tokens = 0;
+    const client = new ChatClient({
+      url: b.url,
+      token: () => {
+        tokens += 1;
+        return signToken({ sub: userId, name: userId });
+      },
+      retry: { initialDelayMs: 100, maxDelayMs: 400 },
+    });
+    const disconnected: unknown[] = [];
+    const connected: unknown[] = [];
+    client.on('disconnected', (event) => disconnected.push(event));
+    client.on('connected', (event) => connected.push(event));
+    try {
+      await client.connect();
+      const { json } = await admin(a, 'POST', `/v1/admin/users/${userId}/disconnect`, { revoke: true });
+      expect(json['disconnected']).toBe(1);
+      // A token minted within the revocation's second is refused too; the SDK retries after a back-off.
+      await eventually(() => expect(connected).toEqual([{ reconnect: false }, { reconnect: true }]), { timeoutMs: 10_000 });
+      expect(disconnected[0]).toEqual({ reason: 'io server disconnect', willReconnect: true, ending: { reason: 'token_revoked', message: expect.any(String) } });
+      expect(tokens).toBeGreaterThanOrEqual(2);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('a node that missed the notices enforces a revocation at its next reload, and closes the sessions it covers', async () => {
+    const node = await testNode({ ...ENV, NODE_ID: `users-reload-${randomUUID().slice(0, 6)}`, TOKEN_REVOCATION_RELOAD_MS: '200' });
+    const userId = uniqueUser('admin-missed');
+    const token = signToken({ sub: userId, name: userId });
+    const device = await connectDevice(node.url, userId);
+    const end = ended(device);
+    // Committed without a notice to any node, as if this one had missed it.
+    await node.app.db.tokenRevocation.create({ data: { userId, revokedBefore: new Date() } });
+    expect(await end).toEqual({ ending: { reason: 'token_revoked', message: expect.any(String) }, reason: 'io server disconnect' });
+    expect(await restCode(node, token)).toEqual({ status: 401, code: 'token_revoked' });
+  });
+});
+
+describe('admin API: users over a Redis Cluster (sharded pub/sub control channel)', () => {
+  it('finds devices on two nodes and revokes on both', async () => {
+    const redis = await startPrivateRedisCluster({ masters: 3, replicas: 0 });
+    onTestFinished(() => redis.destroy());
+    const clusterEnv = { ...ENV, REDIS_URL: undefined, REDIS_CLUSTER_NODES: redis.nodes };
+    const [x, y] = [await testNode({ ...clusterEnv, NODE_ID: `rc-x-${randomUUID().slice(0, 6)}` }), await testNode({ ...clusterEnv, NODE_ID: `rc-y-${randomUUID().slice(0, 6)}` })];
+    const userId = uniqueUser('admin-rc');
+    const token = signToken({ sub: userId, name: userId });
+    const onX = await connectDevice(x.url, userId, { transports: ['websocket'] });
+    const onY = await connectDevice(y.url, userId, { transports: ['polling'] });
+    const lookup = await admin(x, 'GET', `/v1/admin/users/${userId}`);
+    expect(lookup.json['user'].devices.map((d: { nodeId: string; transport: string }) => [d.nodeId, d.transport]).sort()).toEqual(
+      [[x.app.nodeId, 'websocket'], [y.app.nodeId, 'polling']].sort(),
+    );
+    const endings = [ended(onX), ended(onY)];
+    const revoke = await admin(y, 'POST', `/v1/admin/users/${userId}/disconnect`, { revoke: true });
+    expect(revoke.json).toMatchObject({ ok: true, disconnected: 2 });
+    for (const end of await Promise.all(endings)) expect(end.ending?.reason).toBe('token_revoked');
+    for (const node of [x, y]) expect(await connectError(node.url, token)).toMatchObject({ code: 'token_revoked' });
   }, 60_000);
 });

@@ -10,8 +10,6 @@ declare module 'fastify' {
   }
 }
 
-/** How often a node reloads the revocations from the database: the backstop for a missed notice. */
-const RELOAD_MS = 30_000;
 /** How soon a node that could not load them yet tries again (it refuses every token meanwhile). */
 const RETRY_MS = 1000;
 /** Longest a node's start waits for the control channel before loading (Redis away at start). */
@@ -23,6 +21,13 @@ export interface Revocations {
    * `unavailable` while this node has not loaded the revocations yet. Memory only.
    */
   check(userId: string, issuedAt: number): void;
+  /** Whether a token of `userId` issued at `issuedAt` is revoked, as far as this node knows now. */
+  isRevoked(userId: string, issuedAt: number): boolean;
+  /**
+   * Calls `listener` after every periodic reload that found active revocations: the backstop for a
+   * node that missed a revocation's notices closes the sessions they cover there.
+   */
+  onReload(listener: () => void): void;
   /** The user's active revocation instant, or null. */
   revokedBefore(userId: string): Date | null;
   /**
@@ -38,7 +43,7 @@ export interface Revocations {
  * Token revocation across the cluster: PostgreSQL holds them (a restarted or new node enforces them),
  * every node keeps the active ones in memory (loaded at start, after it listens on the control
  * channel, so no revocation falls between the load and the notices), notified through the control
- * channel, and reloaded every RELOAD_MS as a backstop. Checking a token costs a map lookup.
+ * channel, and reloaded every TOKEN_REVOCATION_RELOAD_MS as a backstop. Checking a token costs a map lookup.
  */
 export default fp<{ config: Config }>(
   async (app, { config }) => {
@@ -46,6 +51,7 @@ export default fp<{ config: Config }>(
     const list = new RevocationList(config.jwt.maxLifetimeSeconds);
     const store = new RevocationStore(app.sql);
     let loaded = false;
+    const reloadListeners: Array<() => void> = [];
 
     app.control.handle('revocation', (payload) => {
       const { userId, revokedBefore } = (payload ?? {}) as { userId?: unknown; revokedBefore?: unknown };
@@ -67,9 +73,12 @@ export default fp<{ config: Config }>(
       if (stopped) return;
       timer = setTimeout(() => {
         reload()
+          .then(() => {
+            if (list.size > 0) for (const listener of reloadListeners) listener();
+          })
           .catch((error: unknown) => app.log.warn({ err: error }, 'token revocations: reload failed; enforcing the ones in memory'))
           .finally(schedule);
-      }, loaded ? RELOAD_MS : RETRY_MS);
+      }, loaded ? config.jwt.revocationReloadMs : Math.min(RETRY_MS, config.jwt.revocationReloadMs));
       timer.unref();
     };
     await Promise.race([app.control.subscribed, sleep(SUBSCRIBE_WAIT_MS)]);
@@ -87,6 +96,10 @@ export default fp<{ config: Config }>(
       check(userId, issuedAt) {
         if (!loaded) throw new AppError('unavailable', 'This node cannot check token revocations yet; retry');
         if (list.isRevoked(userId, issuedAt)) throw new AppError('token_revoked', 'The token was revoked: get a new one');
+      },
+      isRevoked: (userId, issuedAt) => list.isRevoked(userId, issuedAt),
+      onReload(listener) {
+        reloadListeners.push(listener);
       },
       revokedBefore(userId) {
         const before = list.revokedBefore(userId);

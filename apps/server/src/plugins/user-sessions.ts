@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin';
-import { closeLocalSessions, localDevices, type AdminEnding, type Device } from '../transport/socket/user-sessions.ts';
+import { closeLocalSessions, closeRevokedSessions, localDevices, type AdminEnding, type Device } from '../transport/socket/user-sessions.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -35,6 +35,11 @@ export default fp(
       return closeLocalSessions(app.io, userIdOf(payload), reason as AdminEnding);
     });
 
+    app.revocations.onReload(() => {
+      const closed = closeRevokedSessions(app.io, app.revocations.isRevoked);
+      if (closed > 0) app.log.warn({ closed }, 'token revocation: closed sessions the revocation\'s disconnect had not reached');
+    });
+
     const incomplete = (action: string, userId: string, outcome: { missing: number; failed: string[] }) => {
       if (outcome.missing > 0 || outcome.failed.length > 0) app.log.warn({ userId, missing: outcome.missing, failed: outcome.failed }, `${action}: not every node answered`);
     };
@@ -53,5 +58,5 @@ export default fp(
       },
     });
   },
-  { name: 'user-sessions', dependencies: ['control', 'realtime'] },
+  { name: 'user-sessions', dependencies: ['control', 'realtime', 'revocations'] },
 );

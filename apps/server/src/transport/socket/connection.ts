@@ -51,7 +51,7 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
     const { principal } = socket.data;
     // A revocation applied while this handshake was under way: the sweep that closed the user's
     // sockets could not see this one yet. Presence is released by the `connecting.closed` hook.
-    if (isRevoked(app, principal)) {
+    if (app.revocations.isRevoked(principal.userId, principal.issuedAt)) {
       socket.emit('session:ending', { reason: 'token_revoked', message: 'The token was revoked: get a new one, then reconnect' });
       socket.disconnect(true);
       return;
@@ -158,15 +158,6 @@ function addressResolver(trust: Config['trustProxy']): (request: IncomingMessage
   const trusts =
     typeof trust === 'function' ? trust : trust === true ? () => true : proxyAddr.compile(trust.split(',').map((value) => value.trim()));
   return (request) => proxyAddr(request, trusts);
-}
-
-function isRevoked(app: FastifyInstance, principal: { userId: string; issuedAt: number }): boolean {
-  try {
-    app.revocations.check(principal.userId, principal.issuedAt);
-    return false;
-  } catch (error) {
-    return error instanceof AppError && error.code === 'token_revoked';
-  }
 }
 
 /** Every socket joins its user's room: a fan-out to a user reaches all their devices on all nodes. */

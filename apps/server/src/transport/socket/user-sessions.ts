@@ -53,3 +53,19 @@ export function closeLocalSessions(io: ChatServer, userId: string, reason: Admin
   }
   return sockets.length;
 }
+
+/**
+ * Ends, with `token_revoked`, every session on this node whose token `isRevoked` says is revoked:
+ * the backstop for sessions a revocation's disconnect did not reach. Returns how many it closed.
+ */
+export function closeRevokedSessions(io: ChatServer, isRevoked: (userId: string, issuedAt: number) => boolean): number {
+  let closed = 0;
+  for (const socket of io.of('/').sockets.values()) {
+    const { principal } = socket.data;
+    if (!principal || !isRevoked(principal.userId, principal.issuedAt)) continue;
+    socket.emit('session:ending', { reason: 'token_revoked', message: endingMessages.token_revoked });
+    socket.disconnect(true);
+    closed += 1;
+  }
+  return closed;
+}
