@@ -65,22 +65,37 @@ afterAll(async () => {
   await node?.close();
 });
 
-/**
- * A fuzzed value as URL text: String() where it works, else its JSON (objects without a usable
- * toString); lone surrogates become U+FFFD, as no URL can carry them.
- */
+/** A fuzzed value as it goes into a URL; String() throws on some (an object without a prototype). */
 function asText(value: unknown): string {
-  let text: string;
   try {
-    text = String(value);
+    return String(value);
   } catch {
-    text = JSON.stringify(value) ?? '';
+    try {
+      return JSON.stringify(value);
+    } catch {
+      return '[unprintable]';
+    }
   }
-  return text.toWellFormed();
+}
+
+/**
+ * A path segment: percent-encoded UTF-8, except that a lone surrogate (which encodeURIComponent
+ * refuses) goes out as the invalid bytes %ED%A0%80, as a hostile client could send it.
+ */
+function pathSegment(value: unknown): string {
+  return [...asText(value)]
+    .map((char) => {
+      try {
+        return encodeURIComponent(char);
+      } catch {
+        return '%ED%A0%80';
+      }
+    })
+    .join('');
 }
 
 function request(route: KeyRoute, example: Example, authorization: string | undefined, override?: { body?: string | undefined; path?: string }) {
-  const path = override?.path ?? route.url.replace(/:(\w+)/g, (_m, key: string) => encodeURIComponent(asText(example.params?.[key] ?? '')));
+  const path = override?.path ?? route.url.replace(/:(\w+)/g, (_m, key: string) => pathSegment(example.params?.[key] ?? ''));
   const query = new URLSearchParams(Object.entries(example.query ?? {}).map(([k, v]) => [k, asText(v)] as [string, string]));
   const hasBody = route.method !== 'GET' && route.method !== 'DELETE';
   const headers: Record<string, string> = {};

@@ -9,8 +9,13 @@ import { NodeControl } from '../transport/node-control.ts';
 import type { DrainRequest } from './lifecycle.ts';
 import { closeRedis, createRedis } from './redis.ts';
 
-/** How often each node reports its status (and adds a sample to its history). */
-export const NODE_STATUS_INTERVAL_MS = 2000;
+/**
+ * How often each node reports its status (and adds a sample to its history): every 2 s, or twice
+ * per PRESENCE_NODE_TTL_MS when that is shorter, so a live node is never taken for dead.
+ */
+export function nodeStatusIntervalMs(ttlMs: number): number {
+  return Math.min(2000, Math.floor(ttlMs / 2));
+}
 
 /** The operator's view of the cluster's nodes, answered by any node for all of them. */
 export interface NodeAdmin {
@@ -33,7 +38,7 @@ declare module 'fastify' {
 }
 
 /**
- * Every NODE_STATUS_INTERVAL_MS the node publishes its status report to the shared store, from
+ * Every {@link nodeStatusIntervalMs} the node publishes its status report to the shared store, from
  * start-up (onReady) until it closes, when it removes its entry: a node that stops cleanly leaves the
  * list at once, one that dies leaves it after PRESENCE_NODE_TTL_MS. With Redis, it also listens on
  * its control channel for drain requests from the other nodes.
@@ -41,6 +46,7 @@ declare module 'fastify' {
 export default fp<{ config: Config }>(
   async (app, { config }) => {
     const ttlMs = config.presence.nodeTtlMs;
+    const intervalMs = nodeStatusIntervalMs(ttlMs);
     const store: NodeStatusStore = app.redis ? new RedisNodeStatusStore(app.redis, { keyPrefix: config.redis?.keyPrefix ?? 'chat:', ttlMs }) : new MemoryNodeStatusStore({ ttlMs });
     const sampler = new NodeStatusSampler(app.metrics, {
       nodeId: app.nodeId,
@@ -58,19 +64,31 @@ export default fp<{ config: Config }>(
 
     let publishing: Promise<void> | null = null;
     let closed = false;
+    // One warning per outage, not one per interval.
+    let failing = false;
     const publish = (): Promise<void> => {
       if (publishing || closed) return publishing ?? Promise.resolve();
       publishing = sampler
         .sample()
         .then((report) => store.publish(report))
-        .catch((error: unknown) => app.log.warn({ err: error }, 'node status: could not publish this node\'s report'))
+        .then(
+          () => {
+            if (failing) app.log.info('node status: reports published again');
+            failing = false;
+          },
+          (error: unknown) => {
+            if (!failing) app.log.warn({ err: error }, 'node status: could not publish this node\'s report; retrying every interval');
+            failing = true;
+          },
+        )
         .finally(() => (publishing = null));
       return publishing;
     };
     let timer: NodeJS.Timeout | undefined;
+    // Not awaited: a node starts while Redis is away (its reports resume with Redis).
     app.addHook('onReady', async () => {
-      await publish();
-      timer = setInterval(() => void publish(), NODE_STATUS_INTERVAL_MS);
+      void publish();
+      timer = setInterval(() => void publish(), intervalMs);
       timer.unref();
     });
 
@@ -94,16 +112,19 @@ export default fp<{ config: Config }>(
       app.addHook('onClose', () => closeRedis(sub));
     }
 
+    // Leaves the list at once when Redis answers; otherwise the entry ages out after the TTL (waiting
+    // on a Redis that is away would hold the drain for its retries).
     app.addHook('preClose', async () => {
       closed = true;
       clearInterval(timer);
-      await publishing;
       sampler.stop();
+      if (app.redis && app.redis.status !== 'ready') return;
+      await publishing;
       await store.remove(app.nodeId).catch((error: unknown) => app.log.warn({ err: error }, 'node status: could not remove this node\'s report'));
     });
 
     app.decorate<NodeAdmin>('nodeAdmin', {
-      intervalMs: NODE_STATUS_INTERVAL_MS,
+      intervalMs,
       list: () => store.list(),
       history: () => store.history(),
       drain: async (nodeId, keyId) => {
