@@ -96,7 +96,8 @@ describe.skipIf(SKIP !== '')(`the admin page in Chromium, against 2 nodes behind
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
     await buildWeb();
-    cluster = await startCluster({ nodes: 2, env: testEnv({ LOG_LEVEL: 'warn', SHUTDOWN_TIMEOUT_MS: '3000', ADMIN_API_KEYS: `ops:${secret}` }) });
+    // DRAIN_DELAY_MS keeps a drained node listed as draining for a few refreshes before it closes.
+    cluster = await startCluster({ nodes: 2, env: testEnv({ LOG_LEVEL: 'warn', SHUTDOWN_TIMEOUT_MS: '10000', DRAIN_DELAY_MS: '4000', ADMIN_API_KEYS: `ops:${secret}` }) });
     browser = await chromium.launch({ executablePath: CHROMIUM!, args: CHROMIUM_ARGS });
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     context.setDefaultTimeout(10_000);
@@ -271,7 +272,10 @@ describe.skipIf(SKIP !== '')(`the admin page in Chromium, against 2 nodes behind
     expect(await accessibilityViolations(page), 'drain dialog').toEqual([]);
     await dialog.getByRole('button', { name: `Drain ${target}` }).click();
     await page.locator('#notice', { hasText: `${target} is draining: its sockets reconnect to other nodes.` }).waitFor();
-    // The node reports itself draining until it has closed, then leaves the list.
+    // The node reports itself draining (its button disabled) until it has closed, then leaves the list.
+    await row(target).locator('td.state[data-state="draining"]', { hasText: 'Draining' }).waitFor();
+    expect(await drain.isDisabled()).toBe(true);
+    await shot('draining');
     await row(target).waitFor({ state: 'detached', timeout: 20_000 });
     await page.locator(`.node-charts[data-node="${target}"]`).waitFor({ state: 'detached', timeout: 10_000 });
     expect(await page.locator('#nodes-body th[scope="row"]').allTextContents()).toEqual(cluster.nodes.filter((node) => node.id !== target).map((node) => node.id));
