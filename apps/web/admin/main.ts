@@ -18,6 +18,7 @@ const REFRESH_MS = 2000;
 let api: AdminApi | null = null;
 /** Bumped on every sign-in and sign-out, so a refresh of an earlier session never touches the page. */
 let generation = 0;
+/** The next refresh, or the next try of a stored key the node did not answer for. */
 let timer: ReturnType<typeof setTimeout> | undefined;
 
 const signin = byId('signin');
@@ -38,7 +39,9 @@ const table = new NodesTable({
 const charts = new Charts(byId('charts'));
 const users = new UserLookup(() => api);
 
+/** `restoring`: the key came from sessionStorage, so only a refusal (not an unreachable node) drops it. */
 async function signIn(key: string, restoring: boolean): Promise<void> {
+  clearTimeout(timer);
   const candidate = new AdminApi(key);
   const mine = ++generation;
   clearError(signinError);
@@ -58,6 +61,12 @@ async function signIn(key: string, restoring: boolean): Promise<void> {
     void refresh(mine);
   } catch (error) {
     if (mine !== generation) return;
+    if (restoring && !(error instanceof AdminApiError && error.code === 'unauthorized')) {
+      // The stored key was not refused, the node just did not answer (a restart, a 502): try again.
+      showError(signinError, error);
+      timer = setTimeout(() => void signIn(key, true), REFRESH_MS);
+      return;
+    }
     signOut();
     showError(signinError, error);
     keyInput.select();

@@ -156,6 +156,16 @@ describe.skipIf(SKIP !== '')(`the admin page in Chromium, against 2 nodes behind
     await page.reload();
     for (const node of cluster.nodes) await row(node.id).waitFor();
     expect(await page.locator('#signin').isHidden()).toBe(true);
+
+    // A reload while the node does not answer keeps the key and tries again; only a refusal drops it.
+    let failures = 2;
+    await page.route('**/v1/admin/nodes', (route) => (failures-- > 0 ? route.abort('connectionrefused') : route.continue()));
+    await page.reload();
+    await page.locator('#signin-error[data-code="network"]').waitFor();
+    expect(await storedKeys()).toEqual({ session: ['chat.admin.key'], local: [] });
+    for (const node of cluster.nodes) await row(node.id).waitFor();
+    await page.unroute('**/v1/admin/nodes');
+    expect(await page.locator('#signin').isHidden()).toBe(true);
   });
 
   it('draws a sparkline per node and metric, with data points and a min/max/last text alternative', async () => {
