@@ -1,6 +1,7 @@
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createLogger } from './logger.ts';
+import type { DrainRequest } from './plugins/lifecycle.ts';
 import { verifyClusterSeeds } from './plugins/redis.ts';
 import { drainAndClose } from './shutdown.ts';
 
@@ -47,7 +48,7 @@ const app = await buildApp(config, log).catch((error: unknown) => {
 
 let stopping = false;
 /** The one drain of the process: SIGTERM, SIGINT, or an operator's request through the admin API. */
-async function stop(cause: { signal: NodeJS.Signals } | { drainRequest: { keyId: string; via: string } }): Promise<void> {
+async function stop(cause: { signal: NodeJS.Signals } | { drainRequest: DrainRequest }): Promise<void> {
   if (stopping) return;
   stopping = true;
   log.info({ ...cause, timeoutMs: config.shutdown.timeoutMs }, 'shutting down');

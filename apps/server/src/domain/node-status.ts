@@ -14,6 +14,9 @@ export interface NodeProbe {
   connections(): { sockets: number; users: number };
 }
 
+/** The REST twin of message:send (transport/http/rest.ts). */
+const REST_SEND_ROUTE = '/v1/conversations/:conversationId/messages';
+
 interface Totals {
   at: number;
   msgsIn: number;
@@ -26,7 +29,8 @@ interface Totals {
  * One node's status report, each call covering the interval since the previous one. Rates and the
  * ack p99 are differences of the node's own Prometheus counters between two calls, so sampling adds
  * no work to the message path:
- * - msgs in: messages this node wrote (chat_write_batch_size{writer="messages"} sum: socket and REST);
+ * - msgs in: sends this node accepted: message:send acked ok on a socket
+ *   (chat_socket_events_total) or answered 2xx over REST (chat_http_request_duration_seconds count);
  * - msgs out: fan-outs written to this node's sockets (chat_fanout_frames_total local + received);
  * - ack p99: the upper bound of the chat_ack_latency_seconds bucket holding the 99th percentile of
  *   the interval's acks (0 when there were none; the last finite bound when it lies beyond it);
@@ -76,8 +80,12 @@ export class NodeStatusSampler {
   }
 
   async #totals(): Promise<Totals> {
-    const [batches, frames, acks] = await Promise.all([this.#metrics.writeBatchSize.get(), this.#metrics.fanoutFrames.get(), this.#metrics.ackLatency.get()]);
-    const msgsIn = batches.values.filter((v) => v.metricName === 'chat_write_batch_size_sum' && v.labels['writer'] === 'messages').reduce((sum, v) => sum + v.value, 0);
+    const [events, requests, frames, acks] = await Promise.all([this.#metrics.socketEvents.get(), this.#metrics.httpRequestDuration.get(), this.#metrics.fanoutFrames.get(), this.#metrics.ackLatency.get()]);
+    const socketSends = events.values.filter((v) => v.labels['event'] === 'message:send' && v.labels['outcome'] === 'ok').reduce((sum, v) => sum + v.value, 0);
+    const restSends = requests.values
+      .filter((v) => v.metricName === 'chat_http_request_duration_seconds_count' && v.labels['route'] === REST_SEND_ROUTE && v.labels['method'] === 'POST' && String(v.labels['status']).startsWith('2'))
+      .reduce((sum, v) => sum + v.value, 0);
+    const msgsIn = socketSends + restSends;
     const msgsOut = frames.values.filter((v) => v.labels['direction'] === 'local' || v.labels['direction'] === 'received').reduce((sum, v) => sum + v.value, 0);
     const buckets = new Map<number, number>();
     for (const v of acks.values) {
