@@ -1,6 +1,7 @@
 import { h } from '../page/dom.ts';
 import type { HistoryPoint, NodesHistory } from './api.ts';
-import { sparkline, summarize, type Series } from './sparkline.ts';
+import { sparkline } from './sparkline.ts';
+import { summarize, type Series } from './summary.ts';
 
 /** The history the API keeps, and so the span every chart's x axis covers. */
 const SPAN_MS = 10 * 60_000;

@@ -5,28 +5,12 @@
  * picture gives.
  */
 
+import { describe, type SparklineInput } from './summary.ts';
+
 const SVG = 'http://www.w3.org/2000/svg';
 const WIDTH = 160;
 const HEIGHT = 40;
 const PAD = 2;
-
-export interface Series {
-  /** Named in the text alternative, e.g. "in"; the CSS class `series-<index>` colours it. */
-  name: string;
-  /** null: no value at that time (a gap in the line). */
-  values: Array<number | null>;
-}
-
-export interface SparklineInput {
-  /** What it shows, e.g. "Sockets on node-1, last 10 minutes". */
-  title: string;
-  unit: string;
-  /** Epoch ms of each value, ascending; every series has one value per time. */
-  times: number[];
-  series: Series[];
-  /** The time span the x axis covers, ending at the last time. */
-  spanMs: number;
-}
 
 function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>): SVGElementTagNameMap[K] {
   const element = document.createElementNS(SVG, tag);
@@ -34,29 +18,10 @@ function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string,
   return element;
 }
 
-const number = new Intl.NumberFormat('en', { maximumFractionDigits: 1 });
-
-function format(value: number | null, unit: string): string {
-  return value === null ? 'none' : `${number.format(value)}${unit ? ` ${unit}` : ''}`;
-}
-
-/** "min 0, max 12, last 3 msgs/s" for one series; "no data" when it has no value at all. */
-export function summarize(values: ReadonlyArray<number | null>, unit: string): string {
-  const present = values.filter((value): value is number => value !== null && Number.isFinite(value));
-  if (present.length === 0) return 'no data';
-  const last = [...values].reverse().find((value) => value !== null && Number.isFinite(value)) ?? null;
-  return `min ${format(Math.min(...present), unit)}, max ${format(Math.max(...present), unit)}, last ${format(last, unit)}`;
-}
-
-/** The text alternative of a whole chart. */
-export function describe(input: SparklineInput): string {
-  const parts = input.series.map((series) => (input.series.length > 1 ? `${series.name}: ` : '') + summarize(series.values, input.unit));
-  return `${input.title}: ${parts.join('; ')}`;
-}
-
 /**
  * A new chart, or `into` (a chart this function made) redrawn in place, so a chart keeps its element
  * (and any reader's position) across refreshes. The y axis runs from 0 to the largest value shown.
+ * `data-points` on the chart counts the values drawn, over all its series.
  */
 export function sparkline(input: SparklineInput, into?: SVGSVGElement): SVGSVGElement {
   const chart = into ?? svg('svg', { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, width: WIDTH, height: HEIGHT, role: 'img', class: 'sparkline', focusable: 'false' });
@@ -79,6 +44,7 @@ export function sparkline(input: SparklineInput, into?: SVGSVGElement): SVGSVGEl
     // One polyline per run of values without a gap.
     let run: string[] = [];
     const flush = () => {
+      // A lone value is drawn as a 1-unit dash, so it is visible.
       if (run.length === 1) run.push(run[0]!.replace(/^([\d.]+)/, (px) => String(Number(px) + 1)));
       if (run.length > 0) chart.append(svg('polyline', { class: `series series-${index}`, points: run.join(' ') }));
       run = [];
