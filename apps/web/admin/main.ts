@@ -119,7 +119,7 @@ async function drain(nodeId: string): Promise<void> {
   if (!current) return;
   const confirmed = await confirmAction({
     title: `Drain ${nodeId}?`,
-    text: `${nodeId} stops taking new connections and tells its connected sockets to reconnect to the other nodes. Users reconnect within seconds.`,
+    text: `${nodeId} drains as on SIGTERM: it stops taking new connections, its connected users reconnect to the other nodes within seconds, and its process exits (a supervisor may start it again).`,
     action: `Drain ${nodeId}`,
   });
   if (!confirmed || current !== api) return;
