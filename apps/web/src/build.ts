@@ -1,8 +1,10 @@
 /**
- * Builds the browser client into apps/web/dist: the page's TypeScript plus the SDK, protocol and
- * socket.io-client bundled and minified by esbuild, the stylesheet, and index.html pointing at them.
- * Asset names carry a content hash, so the node serves them as immutable and only index.html is
- * revalidated. Each file also gets .br and .gz twins, which the node sends to browsers that accept them.
+ * Builds the browser pages into apps/web/dist: the chat page (apps/web/page: its TypeScript plus the
+ * SDK, protocol and socket.io-client) at the root, and the admin page (apps/web/admin: plain fetch, no
+ * SDK) under admin/. Each page's script and stylesheet are bundled and minified by esbuild into its
+ * own assets folder, and its index.html points at them. Asset names carry a content hash, so the node
+ * serves them as immutable and only index.html is revalidated. Each file also gets .br and .gz twins,
+ * which the node sends to browsers that accept them.
  *
  * Run by `npm run web:build`, by the root postinstall (so `npm ci && npm start` serves a working page)
  * and by infra/Dockerfile's build stage. `--watch` rebuilds on every change while developing.
@@ -15,13 +17,48 @@ import * as esbuild from 'esbuild';
 import { webDistDir } from './index.ts';
 
 const WEB_ROOT = fileURLToPath(new URL('../', import.meta.url));
-const ASSETS = join(webDistDir, 'assets');
+
+/** One page: its sources, where it is written, and the placeholders its index.html names its assets by. */
+interface Target {
+  name: 'chat' | 'admin';
+  script: { entry: string; source: string };
+  style: { entry: string; source: string };
+  template: string;
+  /** Relative to the dist folder; index.html goes here, the assets into its assets/ folder. */
+  dir: string;
+  /** The URL path the node serves `dir` at. */
+  urlPath: string;
+  placeholders: { script: string; style: string };
+}
+
+const TARGETS: readonly Target[] = [
+  {
+    name: 'chat',
+    script: { entry: 'app', source: 'page/main.ts' },
+    style: { entry: 'style', source: 'page/style.css' },
+    template: 'page/index.html',
+    dir: '',
+    urlPath: '/',
+    placeholders: { script: '%APP_JS%', style: '%APP_CSS%' },
+  },
+  {
+    name: 'admin',
+    script: { entry: 'admin', source: 'admin/main.ts' },
+    style: { entry: 'admin-style', source: 'admin/style.css' },
+    template: 'admin/index.html',
+    dir: 'admin',
+    urlPath: '/admin/',
+    placeholders: { script: '%ADMIN_JS%', style: '%ADMIN_CSS%' },
+  },
+];
 
 export interface WebBuild {
   /** Files written, relative to the dist folder. */
   files: string[];
-  /** Bytes of the JavaScript bundle, before compression. */
+  /** Bytes of the chat page's JavaScript bundle, before compression. */
   scriptBytes: number;
+  /** Bytes of the admin page's JavaScript bundle, before compression. */
+  adminScriptBytes: number;
 }
 
 /**
@@ -40,9 +77,11 @@ const dropZodLocales: esbuild.Plugin = {
   },
 };
 
-function options(): esbuild.BuildOptions {
+const assetsDir = (target: Target) => join(webDistDir, target.dir, 'assets');
+
+function options(target: Target): esbuild.BuildOptions {
   return {
-    entryPoints: { app: join(WEB_ROOT, 'page/main.ts'), style: join(WEB_ROOT, 'page/style.css') },
+    entryPoints: { [target.script.entry]: join(WEB_ROOT, target.script.source), [target.style.entry]: join(WEB_ROOT, target.style.source) },
     bundle: true,
     format: 'esm',
     platform: 'browser',
@@ -51,7 +90,7 @@ function options(): esbuild.BuildOptions {
     minify: true,
     sourcemap: 'linked',
     entryNames: '[name]-[hash]',
-    outdir: ASSETS,
+    outdir: assetsDir(target),
     // Written by finish(), atomically, instead.
     write: false,
     legalComments: 'linked',
@@ -79,40 +118,58 @@ function placeWithTwins(path: string, content: Uint8Array): void {
   place(path, content);
 }
 
-/** Writes this build's assets and the index.html pointing at them, then removes assets of older builds. */
-function finish(result: esbuild.BuildResult): WebBuild {
-  const outputs = result.outputFiles!;
-  for (const file of outputs) placeWithTwins(file.path, file.contents);
-  const named = (ext: string) => basename(outputs.find((file) => file.path.endsWith(ext))!.path);
-  const template = readFileSync(join(WEB_ROOT, 'page/index.html'), 'utf8');
-  const html = template.replaceAll('%APP_JS%', `/assets/${named('.js')}`).replaceAll('%APP_CSS%', `/assets/${named('.css')}`);
-  placeWithTwins(join(webDistDir, 'index.html'), Buffer.from(html));
-
-  const keep = new Set(outputs.map((file) => basename(file.path)));
-  for (const name of readdirSync(ASSETS)) {
-    if (!keep.has(name.replace(/\.(br|gz)$/, '')) && !name.endsWith('.tmp')) rmSync(join(ASSETS, name), { force: true });
-  }
-  const script = outputs.find((file) => file.path.endsWith('.js'))!;
-  return { files: ['index.html', ...outputs.map((file) => relative(webDistDir, file.path))], scriptBytes: script.contents.length };
+interface PageBuild {
+  files: string[];
+  scriptBytes: number;
 }
 
-/** One build into apps/web/dist; safe while nodes serve the folder and while another build runs. */
+/** Writes one page's assets and the index.html pointing at them, then removes its assets of older builds. */
+function finish(target: Target, result: esbuild.BuildResult): PageBuild {
+  const outputs = result.outputFiles!;
+  for (const file of outputs) placeWithTwins(file.path, file.contents);
+  const named = (ext: string) => `${target.urlPath}assets/${basename(outputs.find((file) => file.path.endsWith(ext))!.path)}`;
+  const template = readFileSync(join(WEB_ROOT, target.template), 'utf8');
+  const html = template.replaceAll(target.placeholders.script, named('.js')).replaceAll(target.placeholders.style, named('.css'));
+  const index = join(webDistDir, target.dir, 'index.html');
+  placeWithTwins(index, Buffer.from(html));
+
+  const assets = assetsDir(target);
+  const keep = new Set(outputs.map((file) => basename(file.path)));
+  for (const name of readdirSync(assets)) {
+    if (!keep.has(name.replace(/\.(br|gz)$/, '')) && !name.endsWith('.tmp')) rmSync(join(assets, name), { force: true });
+  }
+  const script = outputs.find((file) => file.path.endsWith('.js'))!;
+  return { files: [relative(webDistDir, index), ...outputs.map((file) => relative(webDistDir, file.path))], scriptBytes: script.contents.length };
+}
+
+/** One build of both pages into apps/web/dist; safe while nodes serve the folder and while another build runs. */
 export async function buildWeb(): Promise<WebBuild> {
-  mkdirSync(ASSETS, { recursive: true });
-  return finish(await esbuild.build(options()));
+  const [chat, admin] = await Promise.all(
+    TARGETS.map(async (target) => {
+      mkdirSync(assetsDir(target), { recursive: true });
+      return finish(target, await esbuild.build(options(target)));
+    }),
+  );
+  return { files: [...chat!.files, ...admin!.files], scriptBytes: chat!.scriptBytes, adminScriptBytes: admin!.scriptBytes };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (process.argv.includes('--watch')) {
-    mkdirSync(ASSETS, { recursive: true });
-    const context = await esbuild.context({
-      ...options(),
-      plugins: [dropZodLocales, { name: 'finish', setup: (build) => build.onEnd((result) => void (result.errors.length === 0 && console.log(`web: rebuilt (${finish(result).scriptBytes} bytes of script)`))) }],
-    });
-    await context.watch();
-    console.log('web: watching apps/web/page and the SDK; Ctrl-C stops');
+    for (const target of TARGETS) {
+      mkdirSync(assetsDir(target), { recursive: true });
+      const context = await esbuild.context({
+        ...options(target),
+        plugins: [
+          dropZodLocales,
+          { name: 'finish', setup: (build) => build.onEnd((result) => void (result.errors.length === 0 && console.log(`web: rebuilt the ${target.name} page (${finish(target, result).scriptBytes} bytes of script)`))) },
+        ],
+      });
+      await context.watch();
+    }
+    console.log('web: watching apps/web/page, apps/web/admin and the SDK; Ctrl-C stops');
   } else {
     const build = await buildWeb();
-    console.log(`web: built ${build.files.length} files into ${relative(process.cwd(), webDistDir) || '.'} (${(build.scriptBytes / 1024).toFixed(1)} KiB of script before compression)`);
+    const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
+    console.log(`web: built ${build.files.length} files into ${relative(process.cwd(), webDistDir) || '.'} (script before compression: chat page ${kib(build.scriptBytes)}, admin page ${kib(build.adminScriptBytes)})`);
   }
 }

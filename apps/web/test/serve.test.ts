@@ -61,6 +61,31 @@ describe('the node serving the browser client', () => {
     expect(gzip.headers.get('content-type')).toMatch(/^text\/css/);
   });
 
+  it('serves the admin page at /admin and /admin/ under the same policy, its small bundle without the SDK', async () => {
+    let adminScript = '';
+    for (const path of ['/admin', '/admin/']) {
+      const response = await fetch(`${node.url}${path}`, { headers: { 'accept-encoding': 'br' } });
+      expect(response.status, path).toBe(200);
+      expect(response.headers.get('content-type'), path).toMatch(/^text\/html/);
+      expect(response.headers.get('cache-control'), path).toBe('no-cache');
+      expect(response.headers.get('content-encoding'), path).toBe('br');
+      expect(response.headers.get('content-security-policy'), path).toBe((await fetch(`${node.url}/`)).headers.get('content-security-policy'));
+      const body = await response.text();
+      expect(body, path).toContain('<title>Chat admin</title>');
+      expect(body, path).not.toMatch(/%ADMIN_(JS|CSS)%/);
+      adminScript = /<script type="module" src="(\/admin\/assets\/admin-[A-Z0-9]+\.js)">/.exec(body)![1]!;
+      expect(body, path).toMatch(/<link rel="stylesheet" href="\/admin\/assets\/admin-style-[A-Z0-9]+\.css">/);
+    }
+    const bundle = await fetch(`${node.url}${adminScript}`, { headers: { 'accept-encoding': 'gzip' } });
+    expect(bundle.status).toBe(200);
+    expect(bundle.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    expect(bundle.headers.get('content-encoding')).toBe('gzip');
+    const source = await bundle.text();
+    // Plain fetch: neither socket.io-client, nor the SDK, nor zod.
+    expect(source).not.toMatch(/engine\.io|socket\.io|ChatClient|ZodError/);
+    expect(source.length).toBeLessThan(40_000);
+  });
+
   it('answers unknown paths and traversal attempts with the catalogued 404, never a file outside dist', async () => {
     // A name longer than the file system allows, and an API path whose parameter is too long for its
     // route (it falls through to the file server): found by the fuzz suite answering 500.
@@ -84,6 +109,8 @@ describe('the node serving the browser client', () => {
     for (let i = 0; i < 6; i++) {
       expect((await fetch(`${limited.url}/`)).status).toBe(200);
       expect((await fetch(`${limited.url}${script}`)).status).toBe(200);
+      expect((await fetch(`${limited.url}/admin`)).status).toBe(200);
+      expect((await fetch(`${limited.url}/admin/`)).status).toBe(200);
     }
     // The API's budget (3 per minute here) still applies.
     const statuses: number[] = [];

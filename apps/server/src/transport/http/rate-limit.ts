@@ -15,10 +15,14 @@ export const restRateLimit = fp(async (app: FastifyInstance): Promise<void> => {
     ...(app.redis && { redis: app.redis, nameSpace: `${app.config.redis?.keyPrefix ?? 'chat:'}rest-rl:` }),
     // Without Redis the limit is per node; with it, a Redis outage must not take REST down.
     skipOnError: true,
-    // The browser client's files (index.html, hashed assets) are static and cached: loading the page
+    // The browser pages' files (index.html, hashed assets) are static and cached: loading a page
     // must not spend the API's budget.
     allowList: (request) =>
-      ['/healthz', '/readyz', '/metrics'].includes(request.url) || request.url.startsWith('/docs') || request.url.startsWith('/assets/') || request.url.split('?')[0] === '/',
+      ['/healthz', '/readyz', '/metrics'].includes(request.url) ||
+      request.url.startsWith('/docs') ||
+      request.url.startsWith('/assets/') ||
+      request.url.startsWith('/admin/assets/') ||
+      ['/', '/admin', '/admin/'].includes(request.url.split('?')[0]!),
     errorResponseBuilder: (_request, context) => new AppError('rate_limited', `Too many requests from this address; retry in ${Math.ceil(context.ttl / 1000)} s`, { retryAfterMs: context.ttl }),
   });
 }, { name: 'rest-rate-limit', dependencies: ['redis'] });

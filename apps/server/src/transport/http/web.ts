@@ -4,7 +4,7 @@ import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
 import { webDistDir } from '@chat/web';
 
-// The page talks only to its own origin (REST and Socket.IO, ws: or wss:) and shows camera streams.
+// The pages talk only to their own origin (REST and Socket.IO, ws: or wss:) and show camera streams.
 const CONTENT_SECURITY_POLICY = [
   "default-src 'self'",
   "script-src 'self'",
@@ -18,10 +18,11 @@ const CONTENT_SECURITY_POLICY = [
 ].join('; ');
 
 /**
- * The browser client (apps/web, built by `npm run web:build`) at `/`. Assets under /assets/ carry a
- * content hash in their names, so browsers and proxies may keep them for a year without asking;
- * index.html is revalidated on every load (ETag, 304), so a new build reaches everyone on reload.
- * Brotli and gzip twins written by the build are sent to browsers that accept them.
+ * The browser pages (apps/web, built by `npm run web:build`): the chat page at `/`, the admin page at
+ * `/admin` and `/admin/`. Assets under /assets/ and /admin/assets/ carry a content hash in their
+ * names, so browsers and proxies may keep them for a year without asking; each index.html is
+ * revalidated on every load (ETag, 304), so a new build reaches everyone on reload. Brotli and gzip
+ * twins written by the build are sent to browsers that accept them.
  */
 export async function webRoutes(app: FastifyInstance, options: { root?: string } = {}): Promise<void> {
   const root = options.root ?? webDistDir;
@@ -36,6 +37,7 @@ export async function webRoutes(app: FastifyInstance, options: { root?: string }
     }
     throw error;
   });
+  const assetFolders = [join(root, 'assets', '/'), join(root, 'admin', 'assets', '/')];
   await app.register(fastifyStatic, {
     root,
     prefix: '/',
@@ -49,7 +51,7 @@ export async function webRoutes(app: FastifyInstance, options: { root?: string }
     wildcard: true,
     setHeaders: (reply, path) => {
       reply.header('x-content-type-options', 'nosniff');
-      if (path.startsWith(join(root, 'assets'))) {
+      if (assetFolders.some((folder) => path.startsWith(folder))) {
         reply.header('cache-control', 'public, max-age=31536000, immutable');
       } else {
         reply.header('cache-control', 'no-cache');
@@ -58,4 +60,9 @@ export async function webRoutes(app: FastifyInstance, options: { root?: string }
       }
     },
   });
+  // The admin page's address with and without the slash; its index.html names its assets by absolute
+  // paths, so both work. Through sendFile, so it gets the same headers and encodings as any index.html.
+  for (const url of ['/admin', '/admin/']) {
+    app.get(url, (_request, reply) => reply.sendFile('admin/index.html'));
+  }
 }
