@@ -1,0 +1,145 @@
+import type { SearchHit, SearchPage } from '@chat/protocol';
+import type { Db } from '../db/client.ts';
+import { Prisma } from '../generated/prisma/client.ts';
+import { AppError } from '../errors.ts';
+import { requireMember } from './access.ts';
+import { messageInclude, toWireMessage, type MessageRow } from './wire.ts';
+
+export interface SearchQuery {
+  query: string;
+  conversationId?: string | undefined;
+  senderId?: string | undefined;
+  before?: string | undefined;
+  after?: string | undefined;
+  hasAttachment?: boolean | undefined;
+  limit?: number | undefined;
+  cursor?: string | undefined;
+}
+
+const DEFAULT_LIMIT = 20;
+
+// Snippets are built by ts_headline on a copy of the body where < > & are control characters (bodies
+// never hold C0 controls: the protocol strips them), so the HTML-aware text-search parser sees plain
+// separators, exactly as in the indexed document (spaces there). Two more control characters mark
+// the start and end of each match; the server turns them into ranges and restores < > &, so the
+// snippet that leaves the server is plain text plus offsets, never markup.
+const START = '\u0004';
+const STOP = '\u0005';
+const NEUTRAL: Record<string, string> = { '\u0001': '<', '\u0002': '>', '\u0003': '&' };
+const HEADLINE_OPTIONS = `StartSel=${START}, StopSel=${STOP}, MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "`;
+
+/** Where the next page starts: the last result's sort key. */
+interface Cursor {
+  rank: number;
+  createdAt: string;
+  id: string;
+}
+
+/**
+ * Ranked full-text search over the messages a user can read. Guarantees:
+ * - only conversations the user is a current member of; naming another conversation answers
+ *   `not_found`, exactly like a missing one;
+ * - no tombstones, nothing the user deleted for themself, nothing at or below their hide watermark;
+ * - results ordered by ts_rank_cd, then newest first, then id: a total order, so keyset paging over
+ *   (rank, created_at, id) never repeats or skips a message that did not change meanwhile;
+ * - any query text is safe: websearch_to_tsquery never raises a syntax error, and text without a
+ *   searchable word matches nothing.
+ */
+export class SearchService {
+  readonly #db: Db;
+
+  constructor(db: Db) {
+    this.#db = db;
+  }
+
+  async search(userId: string, input: SearchQuery): Promise<SearchPage> {
+    const take = Math.min(input.limit ?? DEFAULT_LIMIT, 50);
+    const cursor = input.cursor === undefined ? null : decodeCursor(input.cursor);
+    if (input.conversationId !== undefined) await requireMember(this.#db, input.conversationId, userId);
+
+    const filters: Prisma.Sql[] = [];
+    if (input.senderId !== undefined) filters.push(Prisma.sql`AND m.sender_id = ${input.senderId}`);
+    if (input.before !== undefined) filters.push(Prisma.sql`AND m.created_at < ${input.before}::timestamptz`);
+    if (input.after !== undefined) filters.push(Prisma.sql`AND m.created_at > ${input.after}::timestamptz`);
+    if (input.hasAttachment !== undefined) {
+      filters.push(Prisma.sql`AND ${input.hasAttachment ? Prisma.empty : Prisma.sql`NOT`} EXISTS (SELECT 1 FROM attachments a WHERE a.message_id = m.id)`);
+    }
+    const inConversation = input.conversationId === undefined ? Prisma.empty : Prisma.sql`AND cm.conversation_id = ${input.conversationId}::uuid`;
+    const after = cursor
+      ? Prisma.sql`WHERE (rank, created_at, id) < (${cursor.rank}::float8, ${cursor.createdAt}::timestamptz, ${cursor.id}::uuid)`
+      : Prisma.empty;
+
+    const rows = await this.#db.$queryRaw<Array<{ id: string; rank: number; createdAt: Date | string; headline: string }>>`
+      WITH q AS (SELECT websearch_to_tsquery('simple'::regconfig, translate(${input.query}, '<>&', '   ')) AS query),
+      matched AS (
+        SELECT m.id, m.created_at, ts_rank_cd(m.search_vector, q.query)::float8 AS rank
+        FROM q, conversation_members cm
+        JOIN messages m ON m.conversation_id = cm.conversation_id AND m.seq > cm.hidden_before_seq
+        WHERE cm.user_id = ${userId} AND cm.left_at IS NULL ${inConversation}
+          AND m.search_vector @@ q.query
+          AND m.deleted_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = ${userId} AND h.message_id = m.id)
+          ${filters.length > 0 ? Prisma.join(filters, ' ') : Prisma.empty}
+      ),
+      page AS (
+        SELECT id, created_at, rank FROM matched ${after}
+        ORDER BY rank DESC, created_at DESC, id DESC
+        LIMIT ${take + 1}
+      )
+      SELECT page.id::text AS id, page.rank, page.created_at AS "createdAt",
+        ts_headline('simple'::regconfig, translate(m.body, '<>&' || chr(1) || chr(2) || chr(3) || chr(4) || chr(5), chr(1) || chr(2) || chr(3)), q.query, ${HEADLINE_OPTIONS}) AS headline
+      FROM page JOIN messages m ON m.id = page.id, q
+      ORDER BY page.rank DESC, page.created_at DESC, page.id DESC`;
+
+    const pageRows = rows.slice(0, take);
+    const messages = await this.#db.message.findMany({ where: { id: { in: pageRows.map((row) => row.id) } }, include: messageInclude });
+    const byId = new Map(messages.map((message) => [message.id, message as MessageRow]));
+    const results: SearchHit[] = [];
+    for (const row of pageRows) {
+      const message = byId.get(row.id);
+      // Deleted between the two reads: left out rather than shown as a tombstone.
+      if (!message || message.deletedAt !== null) continue;
+      results.push({ message: toWireMessage(message), snippet: snippetOf(row.headline), rank: Number(row.rank) });
+    }
+    const last = pageRows.at(-1);
+    const nextCursor = rows.length > take && last ? encodeCursor({ rank: Number(last.rank), createdAt: new Date(last.createdAt).toISOString(), id: last.id }) : null;
+    return { results, nextCursor };
+  }
+}
+
+/** ts_headline's output to plain text plus the `[start, end)` ranges of the matched words. */
+export function snippetOf(headline: string): SearchHit['snippet'] {
+  let text = '';
+  const highlights: Array<[number, number]> = [];
+  let open = -1;
+  for (const char of headline) {
+    if (char === START) open = text.length;
+    else if (char === STOP) {
+      if (open >= 0 && text.length > open) highlights.push([open, text.length]);
+      open = -1;
+    } else text += NEUTRAL[char] ?? char;
+  }
+  return { text, highlights };
+}
+
+function encodeCursor(cursor: Cursor): string {
+  return Buffer.from(JSON.stringify([cursor.rank, cursor.createdAt, cursor.id])).toString('base64url');
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function decodeCursor(value: string): Cursor {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(value, 'base64url').toString('utf8'));
+  } catch {
+    parsed = null;
+  }
+  if (Array.isArray(parsed) && parsed.length === 3) {
+    const [rank, createdAt, id] = parsed as unknown[];
+    if (typeof rank === 'number' && Number.isFinite(rank) && typeof createdAt === 'string' && !Number.isNaN(Date.parse(createdAt)) && /^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(createdAt) && typeof id === 'string' && UUID.test(id)) {
+      return { rank, createdAt, id };
+    }
+  }
+  throw new AppError('validation', 'cursor: not a cursor this search returned');
+}
