@@ -20,7 +20,7 @@ let groupId: string;
 
 beforeAll(async () => {
   node = await startNode();
-  [alice, bob, stranger] = await Promise.all(['alice', 'bob', 'stranger'].map((name) => connectDevice(node.url, uniqueUser(name))));
+  [alice, bob, stranger] = await Promise.all([connectDevice(node.url, uniqueUser('alice')), connectDevice(node.url, uniqueUser('bob')), connectDevice(node.url, uniqueUser('stranger'))]);
   devices.push(alice, bob, stranger);
   groupId = (await alice.ok('conversation:create-group', { title: 'search', memberIds: [bob.userId] })).conversation.id;
 });
