@@ -220,5 +220,6 @@ describe('message:search on the embedded PGlite database', () => {
       await embedded.close();
       rmSync(dataDir, { recursive: true, force: true });
     }
-  });
+    // Booting migrates a fresh PGlite through the wasm schema engine: seconds alone, much more on a busy machine.
+  }, 180_000);
 });

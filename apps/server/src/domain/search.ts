@@ -18,6 +18,20 @@ export interface SearchQuery {
 
 const DEFAULT_LIMIT = 20;
 
+/**
+ * How the statement reaches the caller's messages: as the planner sees fit, or conversation by
+ * conversation through the (conversation_id, seq) index with the text match applied to each row.
+ */
+export type SearchScan = 'planner' | 'conversations';
+
+/**
+ * Most messages a phrase search reads conversation by conversation. PostgreSQL estimates a phrase like
+ * an AND of its words and may take the GIN index, then recheck every row holding all the words for
+ * their positions (for two common words, tens of thousands of rows); reading the caller's own
+ * messages instead costs at most this many rows.
+ */
+const PHRASE_SCAN_LIMIT = 50_000;
+
 // Snippets are built by ts_headline on a copy of the body where < > & are control characters (bodies
 // never hold C0 controls: the protocol strips them), so the HTML-aware text-search parser sees plain
 // separators, exactly as in the indexed document (spaces there). Two more control characters mark
@@ -57,7 +71,8 @@ export class SearchService {
     const cursor = input.cursor === undefined ? null : decodeCursor(input.cursor);
     if (input.conversationId !== undefined) await requireMember(this.#db, input.conversationId, userId);
 
-    const rows = await this.#db.$queryRaw<Array<{ id: string; rank: number; createdAt: Date | string; headline: string }>>(searchStatement(userId, input, take + 1, cursor));
+    const scan = await this.#scanFor(userId, input);
+    const rows = await this.#db.$queryRaw<Array<{ id: string; rank: number; createdAt: Date | string; headline: string }>>(searchStatement(userId, input, take + 1, cursor, scan));
 
     const pageRows = rows.slice(0, take);
     const messages = await this.#db.message.findMany({ where: { id: { in: pageRows.map((row) => row.id) } }, include: messageInclude });
@@ -73,6 +88,17 @@ export class SearchService {
     const nextCursor = rows.length > take && last ? encodeCursor({ rank: Number(last.rank), createdAt: new Date(last.createdAt).toISOString(), id: last.id }) : null;
     return { results, nextCursor };
   }
+
+  /** `conversations` for a phrase when the caller's conversations hold few enough messages. */
+  async #scanFor(userId: string, input: SearchQuery): Promise<SearchScan> {
+    if (!input.query.includes('"')) return 'planner';
+    const inConversation = input.conversationId === undefined ? Prisma.empty : Prisma.sql`AND cm.conversation_id = ${input.conversationId}::uuid`;
+    const [row] = await this.#db.$queryRaw<Array<{ candidates: number }>>`
+      SELECT COALESCE(sum(c.last_seq - cm.hidden_before_seq), 0)::float8 AS candidates
+      FROM conversation_members cm JOIN conversations c ON c.id = cm.conversation_id
+      WHERE cm.user_id = ${userId} AND cm.left_at IS NULL ${inConversation}`;
+    return Number(row?.candidates ?? 0) <= PHRASE_SCAN_LIMIT ? 'conversations' : 'planner';
+  }
 }
 
 /**
@@ -80,7 +106,7 @@ export class SearchService {
  * joined to their messages above the hide watermark, matched against the query, the page by keyset,
  * and headlines computed for the page's rows only.
  */
-export function searchStatement(userId: string, input: SearchQuery, limit: number, cursor: Cursor | null): Prisma.Sql {
+export function searchStatement(userId: string, input: SearchQuery, limit: number, cursor: Cursor | null, scan: SearchScan = 'planner'): Prisma.Sql {
   const filters: Prisma.Sql[] = [];
   if (input.senderId !== undefined) filters.push(Prisma.sql`AND m.sender_id = ${input.senderId}`);
   if (input.before !== undefined) filters.push(Prisma.sql`AND m.created_at < ${input.before}::timestamptz`);
@@ -97,12 +123,17 @@ export function searchStatement(userId: string, input: SearchQuery, limit: numbe
   // into a constant while planning and estimates its selectivity from the column's statistics, so a
   // rare word is looked up in the GIN index and a common one is filtered within the caller's own
   // conversations (through the (conversation_id, seq) index) instead of fetching every match first.
+  // OFFSET 0 keeps the subquery from being flattened, so the text match cannot be pushed into it.
+  const messages =
+    scan === 'conversations'
+      ? Prisma.sql`CROSS JOIN LATERAL (SELECT * FROM messages m WHERE m.conversation_id = cm.conversation_id AND m.seq > cm.hidden_before_seq OFFSET 0) m`
+      : Prisma.sql`JOIN messages m ON m.conversation_id = cm.conversation_id AND m.seq > cm.hidden_before_seq`;
   const tsquery = Prisma.sql`websearch_to_tsquery('simple'::regconfig, translate(${input.query}, '<>&', '   '))`;
   return Prisma.sql`
     WITH matched AS (
       SELECT m.id, m.created_at, ts_rank_cd(m.search_vector, ${tsquery})::float8 AS rank
       FROM conversation_members cm
-      JOIN messages m ON m.conversation_id = cm.conversation_id AND m.seq > cm.hidden_before_seq
+      ${messages}
       WHERE cm.user_id = ${userId} AND cm.left_at IS NULL ${inConversation}
         AND m.search_vector @@ ${tsquery}
         AND m.deleted_at IS NULL
