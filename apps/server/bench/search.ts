@@ -14,7 +14,7 @@ import { execSync } from 'node:child_process';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { PrismaClient } from '../src/generated/prisma/client.ts';
-import { SearchService, searchStatement, type SearchQuery } from '../src/domain/search.ts';
+import { SearchService, searchStatement, type SearchQuery, type SearchScan } from '../src/domain/search.ts';
 import { throwawayDatabase } from './database.ts';
 
 const { values: args } = parseArgs({
@@ -139,8 +139,15 @@ async function main(): Promise<void> {
     all.sort((a, b) => a - b);
     console.log(`  ${'all'.padEnd(20)} ${percentile(all, 50).toFixed(2).padStart(7)}  ${percentile(all, 95).toFixed(2).padStart(7)}  ${percentile(all, 99).toFixed(2).padStart(7)}   (${all.length} searches, ${hits} results)`);
 
-    for (const [label, query] of [['common word', words.common[0]!], ['rare word', words.rare[0]!]] as const) {
-      const statement = searchStatement(SEARCHER, { query }, 21, null);
+    const phrase = `"${words.common[0]!} ${words.common[1]!}"`;
+    const explained: Array<[string, string, SearchScan]> = [
+      ['common word', words.common[0]!, 'planner'],
+      ['rare word', words.rare[0]!, 'planner'],
+      ['phrase, as the planner would run it', phrase, 'planner'],
+      ['phrase, as the service runs it (conversation by conversation)', phrase, 'conversations'],
+    ];
+    for (const [label, query, scan] of explained) {
+      const statement = searchStatement(SEARCHER, { query }, 21, null, scan);
       const { rows } = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS) ${statement.text}`, statement.values);
       console.log(`\n  EXPLAIN (ANALYZE, BUFFERS), ${label} "${query}":`);
       for (const row of rows) console.log(`    ${row['QUERY PLAN']}`);
