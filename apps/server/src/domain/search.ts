@@ -40,7 +40,10 @@ const PHRASE_SCAN_LIMIT = 50_000;
 const START = '\u0004';
 const STOP = '\u0005';
 const NEUTRAL: Record<string, string> = { '\u0001': '<', '\u0002': '>', '\u0003': '&' };
-const HEADLINE_OPTIONS = `StartSel=${START}, StopSel=${STOP}, MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "`;
+/** A body up to this many characters is shown whole; a longer one as up to two excerpts around the matches. */
+const WHOLE_BODY = 280;
+const WHOLE_OPTIONS = `StartSel=${START}, StopSel=${STOP}, HighlightAll=true`;
+const EXCERPT_OPTIONS = `StartSel=${START}, StopSel=${STOP}, MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "`;
 
 /** Where the next page starts: the last result's sort key. */
 export interface Cursor {
@@ -146,7 +149,8 @@ export function searchStatement(userId: string, input: SearchQuery, limit: numbe
       LIMIT ${limit}
     )
     SELECT page.id::text AS id, page.rank, page.created_at AS "createdAt",
-      ts_headline('simple'::regconfig, translate(m.body, '<>&' || chr(1) || chr(2) || chr(3) || chr(4) || chr(5), chr(1) || chr(2) || chr(3)), ${tsquery}, ${HEADLINE_OPTIONS}) AS headline
+      ts_headline('simple'::regconfig, translate(m.body, '<>&' || chr(1) || chr(2) || chr(3) || chr(4) || chr(5), chr(1) || chr(2) || chr(3)), ${tsquery},
+        CASE WHEN length(m.body) <= ${WHOLE_BODY} THEN ${WHOLE_OPTIONS} ELSE ${EXCERPT_OPTIONS} END) AS headline
     FROM page JOIN messages m ON m.id = page.id
     ORDER BY page.rank DESC, page.created_at DESC, page.id DESC`;
 }
