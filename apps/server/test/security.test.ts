@@ -148,6 +148,8 @@ const matrix: { [E in ClientEventName]: Entry<E> } = {
   'presence:get': { kind: 'own', payload: (f) => ({ userIds: [f.insiderId] }), leaks: (r) => expect((r as { presence: unknown[] }).presence).toEqual([]) },
   'receipt:mark': { kind: 'hidden', payload: (_f, id) => ({ conversationId: id.conversationId, read: 1 }) },
   'history:fetch': { kind: 'hidden', payload: (_f, id) => ({ conversationId: id.conversationId }) },
+  // Naming the conversation answers like a missing one; searching everywhere is `own` (search.test.ts).
+  'message:search': { kind: 'hidden', payload: (_f, id) => ({ query: 'secret', conversationId: id.conversationId }) },
   'sync:changes': {
     kind: 'own',
     payload: (f) => ({ since: [{ conversationId: f.conversationId, version: 0 }] }),

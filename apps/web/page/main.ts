@@ -9,6 +9,7 @@ import { byId, formatTime, h } from './dom.ts';
 import type { PageApi } from './api.ts';
 import { installCalls } from './calls.ts';
 import { installNotifications } from './notifications.ts';
+import { installSearch } from './search.ts';
 import { clearSession, freshToken, loadSession, signIn, stickyId, userIdFor, type Session } from './session.ts';
 
 const HISTORY_PAGE = 50;
@@ -943,6 +944,7 @@ document.addEventListener('click', (event) => {
 
 installNotifications(page);
 installCalls(page);
+installSearch(page);
 
 const saved = loadSession();
 if (saved) start(saved);

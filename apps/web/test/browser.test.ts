@@ -449,6 +449,22 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     expect(await alice.page.locator('#local-video').evaluate((video) => (video as unknown as { srcObject: unknown }).srcObject)).toBeNull();
   });
 
+  it('searches messages with highlighted snippets, and a hostile body stays text', async () => {
+    await send(bob, '<img src=x onerror="globalThis.pwned=1"> findme <b>please</b>');
+    await alice.page.locator('#messages .message .body').filter({ hasText: 'findme' }).waitFor();
+    await alice.page.getByRole('button', { name: 'Search messages' }).click();
+    await alice.page.getByLabel('Words, "a phrase", -excluded').fill('findme -nothing');
+    await alice.page.getByRole('button', { name: 'Search', exact: true }).click();
+    const result = alice.page.locator('#search-results .search-result').first();
+    await result.locator('mark', { hasText: 'findme' }).waitFor();
+    expect(await result.locator('.search-snippet').textContent()).toContain('<img src=x onerror="globalThis.pwned=1"> findme <b>please</b>');
+    expect(await alice.page.locator('#search-results img, #search-results b').count()).toBe(0);
+    expect(await alice.page.evaluate(() => (globalThis as unknown as { pwned?: number }).pwned)).toBeUndefined();
+    expect(await accessibilityViolations(alice.page)).toEqual([]);
+    await result.getByRole('button', { name: 'Open' }).click();
+    await alice.page.locator('#search').waitFor({ state: 'hidden' });
+  });
+
   it('raised no page errors', () => {
     expect([...alice.errors, ...bob.errors]).toEqual([]);
   });

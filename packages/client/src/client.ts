@@ -20,6 +20,7 @@ import {
   type NotificationsRead,
   type Presence,
   type Receipt,
+  type SearchPage,
   type ServerToClientEvents,
   type SessionEnding,
 } from '@chat/protocol';
@@ -452,6 +453,19 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   /** Other members typing in a conversation now. */
   typingIn(conversationId: string): string[] {
     return this.#typing.typingIn(conversationId);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Search
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * Ranked full-text search over my current conversations (web-search syntax: words, "phrases",
+   * `-word`). Each hit's `snippet` is plain text with `[start, end)` highlight ranges: render the
+   * text as text and wrap the ranges yourself. Pass `nextCursor` back, with the same query, for more.
+   */
+  search(query: string, options: Omit<ClientPayload<'message:search'>, 'query'> = {}): Promise<SearchPage> {
+    return this.request('message:search', { ...options, query });
   }
 
   // -------------------------------------------------------------------------------------------

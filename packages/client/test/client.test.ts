@@ -368,6 +368,25 @@ describe('ChatClient: notifications, presence and calls', () => {
     expect((await muted)[0]).toEqual({ conversationId: conversation.id, muted: true });
   });
 
+  it('searches my conversations with highlight ranges, paging with the cursor', async () => {
+    const aliceId = uniqueUser('alice');
+    const bobId = uniqueUser('bob');
+    const alice = chatClient(nodeA, aliceId);
+    const bob = chatClient(nodeB, bobId);
+    await Promise.all([alice.client.connect(), bob.client.connect()]);
+    const conversation = await direct(alice.client, bobId);
+    for (const body of ['sdk search <b>marmalade</b>', 'more marmalade', 'no match here']) {
+      await alice.client.request('message:send', { conversationId: conversation.id, clientMsgId: `sdk-search-${crypto.randomUUID()}`, body });
+    }
+    const first = await bob.client.search('marmalade', { limit: 1 });
+    expect(first.results).toHaveLength(1);
+    const second = await bob.client.search('marmalade', { limit: 1, cursor: first.nextCursor! });
+    const hits = [...first.results, ...second.results];
+    expect(hits.map((hit) => hit.message.body).sort()).toEqual(['more marmalade', 'sdk search <b>marmalade</b>']);
+    for (const hit of hits) expect(hit.snippet.highlights.map(([start, end]) => hit.snippet.text.slice(start, end))).toEqual(['marmalade']);
+    await expect(bob.client.search('marmalade', { conversationId: crypto.randomUUID() })).rejects.toMatchObject({ code: 'not_found' });
+  });
+
   it('places, rings, answers on one device, relays signals and hangs up', async () => {
     const aliceId = uniqueUser('alice');
     const bobId = uniqueUser('bob');

@@ -5,6 +5,7 @@ import { limits } from './limits.ts';
 import {
   attachmentSchema,
   bodySchema,
+  cleanText,
   callMediaSchema,
   callSignalSchema,
   clientMsgIdSchema,
@@ -24,6 +25,7 @@ import {
   type Presence,
   type PresenceStatus,
   type Receipt,
+  type SearchHit,
   type User,
 } from './schemas.ts';
 
@@ -64,6 +66,29 @@ export const markNotificationsReadSchema = z.union([
   z.object({ notificationIds: z.array(idSchema).min(1).max(limits.notificationBatch) }).strict(),
   z.object({ all: z.literal(true) }).strict(),
 ]);
+
+/**
+ * Full-text search over the messages of the conversations the caller is a current member of.
+ * `query` is web-search syntax: words (all must match), "quoted phrases", `or`, and `-word` to
+ * exclude; text without any searchable word matches nothing. `before`/`after` bound the sending
+ * time (exclusive); `cursor` is the `nextCursor` of the previous page of the same search.
+ */
+export const searchMessagesSchema = z
+  .object({
+    query: z
+      .string()
+      .max(limits.searchQuery * 2)
+      .transform(cleanText)
+      .pipe(z.string().min(1, 'must not be empty').max(limits.searchQuery)),
+    conversationId: idSchema.optional(),
+    senderId: userIdSchema.optional(),
+    before: z.iso.datetime({ offset: true }).optional(),
+    after: z.iso.datetime({ offset: true }).optional(),
+    hasAttachment: z.boolean().optional(),
+    limit: z.number().int().min(1).max(limits.searchPage).optional(),
+    cursor: z.string().max(200).optional(),
+  })
+  .strict();
 
 const callIdPayload = z.object({ callId: idSchema }).strict();
 
@@ -106,6 +131,8 @@ export const clientEventSchemas = {
   'receipt:mark': receiptMarkSchema,
   'history:fetch': historySchema,
   'sync:changes': syncSchema,
+  /** Ranked full-text search over my current conversations, with highlighted plain-text snippets. */
+  'message:search': searchMessagesSchema,
 
   /** My notifications, newest first, with my unread count. */
   'notification:list': z
@@ -168,6 +195,7 @@ export interface ClientEventResults {
   'presence:get': { presence: Presence[] };
   'receipt:mark': { receipt: Receipt };
   'history:fetch': { messages: Message[]; hasMore: boolean };
+  'message:search': SearchPage;
   'sync:changes': {
     conversations: ConversationChanges[];
     /** Conversations in `since` that the user is no longer a member of. */
@@ -189,6 +217,13 @@ export interface ClientEventResults {
   /** The signal was handed to the other device (or is dropped if it just disconnected). */
   'call:signal': { callId: string };
   'call:get': { call: Call };
+}
+
+export interface SearchPage {
+  /** Best match first: by rank, then newest first. */
+  results: SearchHit[];
+  /** Pass as `cursor`, with the same query and filters, for the next page; null at the end. */
+  nextCursor: string | null;
 }
 
 export interface NotificationPage {

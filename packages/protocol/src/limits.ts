@@ -15,6 +15,10 @@ export const limits = {
   notificationBatch: 100,
   /** Longest SDP offer/answer relayed for a call, in characters. */
   sdpLength: 32_000,
+  /** Longest search query, in characters after trimming. */
+  searchQuery: 256,
+  /** Largest page of search results (each carries a highlighted snippet). */
+  searchPage: 50,
   /** Longest ICE candidate line. */
   iceCandidateLength: 1024,
 } as const;

@@ -123,6 +123,21 @@ export const receiptSchema = z.object({
   lastReadSeq: z.number().int(),
 });
 
+/**
+ * One search result: the message as history would show it, and a plain-text excerpt of its body
+ * with the matched words given as `[start, end)` ranges of UTF-16 code units into `text`. Neither
+ * field holds markup: a page renders `text` as text and wraps the ranges itself.
+ */
+export const searchHitSchema = z.object({
+  message: messageSchema,
+  snippet: z.object({
+    text: z.string(),
+    highlights: z.array(z.tuple([z.number().int(), z.number().int()])),
+  }),
+  /** Relevance (ts_rank_cd); results come by rank, then newest first. */
+  rank: z.number(),
+});
+
 export type Attachment = z.infer<typeof attachmentSchema>;
 export type User = z.infer<typeof userSchema>;
 export type Reaction = z.infer<typeof reactionSchema>;
@@ -133,6 +148,7 @@ export type ConversationSummary = z.infer<typeof conversationSummarySchema>;
 export type Receipt = z.infer<typeof receiptSchema>;
 export type Presence = z.infer<typeof presenceSchema>;
 export type PresenceStatus = z.infer<typeof presenceStatusSchema>;
+export type SearchHit = z.infer<typeof searchHitSchema>;
 
 // ---------------------------------------------------------------------------------------------
 // Notifications and calls.

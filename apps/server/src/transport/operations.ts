@@ -88,6 +88,7 @@ export const operations: Operations = {
   'receipt:mark': async ({ app, principal, socket }, payload) => ({ receipt: await app.services.receipts.mark(principal.userId, payload, socket?.id) }),
   'history:fetch': ({ app, principal }, payload) => app.services.messages.history(principal.userId, payload),
   'sync:changes': ({ app, principal }, payload) => app.services.sync.changes(principal.userId, payload),
+  'message:search': ({ app, principal }, query) => app.services.search.search(principal.userId, query),
 
   'notification:list': ({ app, principal }, query) => app.services.notifications.list(principal.userId, query),
   'notification:mark-read': ({ app, principal, socket }, which) => app.services.notifications.markRead(principal.userId, which, socket?.id),

@@ -26,6 +26,7 @@ export const eventClasses: Record<ClientEventName, RateLimitClass> = {
   'receipt:mark': 'receipt',
   'history:fetch': 'read',
   'sync:changes': 'read',
+  'message:search': 'read',
   'notification:list': 'read',
   'notification:mark-read': 'receipt',
   'notification:delete': 'receipt',

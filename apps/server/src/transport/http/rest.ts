@@ -1,4 +1,4 @@
-import { clientEventSchemas, idSchema, userIdSchema, emojiSchema, type ClientEventName } from '@chat/protocol';
+import { clientEventSchemas, idSchema, limits, userIdSchema, emojiSchema, type ClientEventName } from '@chat/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -55,6 +55,16 @@ export const routes: readonly RestRoute[] = [
   { method: 'DELETE', url: '/v1/messages/:messageId', event: 'message:delete', summary: 'Delete for everyone (sender; leaves a tombstone) or for me', params: messageParams, querystring: z.object({ scope: z.enum(['everyone', 'me']).default('everyone') }) },
   { method: 'PUT', url: '/v1/messages/:messageId/reactions/:emoji', event: 'message:react', summary: 'Add my reaction', params: messageParams.extend({ emoji: emojiSchema }), fixed: { action: 'add' } },
   { method: 'DELETE', url: '/v1/messages/:messageId/reactions/:emoji', event: 'message:react', summary: 'Remove my reaction', params: messageParams.extend({ emoji: emojiSchema }), fixed: { action: 'remove' } },
+  {
+    method: 'GET',
+    url: '/v1/search/messages',
+    event: 'message:search',
+    summary: 'Ranked full-text search of my conversations\' messages (web-search syntax: words, "phrases", -exclusions), with highlight ranges',
+    querystring: bodyOf('message:search', 'limit', 'hasAttachment').extend({
+      limit: z.coerce.number().int().min(1).max(limits.searchPage).optional(),
+      hasAttachment: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
+    }),
+  },
   { method: 'POST', url: '/v1/sync', event: 'sync:changes', summary: 'Everything changed since the versions I hold (resync)', body: bodyOf('sync:changes') },
   { method: 'PUT', url: '/v1/conversations/:conversationId/mute', event: 'conversation:mute', summary: 'Mute or unmute a conversation for me (no notifications while muted)', params: conversationParams, body: bodyOf('conversation:mute', 'conversationId') },
   { method: 'GET', url: '/v1/notifications', event: 'notification:list', summary: 'My notifications, newest first, with my unread count', querystring: pageQuery.extend({ cursor: z.string().max(200).optional(), unreadOnly: z.enum(['true', 'false']).transform((v) => v === 'true').optional() }) },
