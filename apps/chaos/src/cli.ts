@@ -4,8 +4,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { UsageError } from '../../loadgen/src/options.ts';
-import { formatSummary } from '../../loadgen/src/summary.ts';
+import { UsageError } from '@chat/loadgen/options';
+import { formatSummary } from '@chat/loadgen/summary';
 import { helpText, parseChaosArgs } from './options.ts';
 import { formatChecks, runChaos } from './run.ts';
 

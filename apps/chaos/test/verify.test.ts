@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
-import { startPrivateRedisCluster, type PrivateRedisCluster } from '../../../infra/cluster/services.ts';
-import { eventually } from '../../server/test/helpers/eventually.ts';
-import { startNode, type TestNode } from '../../server/test/helpers/nodes.ts';
-import { connectDevice, uniqueUser, type Device } from '../../server/test/helpers/users.ts';
+import { startPrivateRedisCluster, type PrivateRedisCluster } from '@chat/testkit/services';
+import { eventually } from '@chat/testkit/eventually';
+import { startNode, type TestNode } from '@chat/testkit/nodes';
+import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
 import { checkDatabase, countKeys, hashLength, keysPerMaster, pickFailoverVictim, presenceMismatch, stateKeys, type RedisTarget } from '../src/verify.ts';
 
 let node: TestNode;

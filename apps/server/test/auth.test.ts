@@ -5,9 +5,9 @@ import fc from 'fast-check';
 import { createSigner } from 'fast-jwt';
 import { exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectError, connectSocket, startNode, type TestNode } from './helpers/nodes.ts';
-import { eventually } from './helpers/eventually.ts';
-import { signToken, TEST_JWT_SECRET, unsignedToken } from './helpers/tokens.ts';
+import { connectError, connectSocket, startNode, type TestNode } from '@chat/testkit/nodes';
+import { eventually } from '@chat/testkit/eventually';
+import { signToken, TEST_JWT_SECRET, unsignedToken } from '@chat/testkit/tokens';
 
 const now = () => Math.floor(Date.now() / 1000);
 const DAY = 24 * 3600;

@@ -1,10 +1,10 @@
 import type { Presence } from '@chat/protocol';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startPrivateRedis } from '../../../infra/cluster/services.ts';
-import { eventually } from './helpers/eventually.ts';
-import { spawnNode, testEnv, testNode } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
-import { testDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { startPrivateRedis } from '@chat/testkit/services';
+import { eventually } from '@chat/testkit/eventually';
+import { spawnNode, testEnv, testNode } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
+import { testDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 let counter = 0;
 const clientMsgId = () => `cs-${Date.now().toString(36)}-${++counter}`;

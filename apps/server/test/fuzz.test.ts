@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { routes } from '../src/transport/http/rest.ts';
-import { eventually } from './helpers/eventually.ts';
+import { eventually } from '@chat/testkit/eventually';
 import {
   ackProblem,
   connectRaw,
@@ -15,10 +15,10 @@ import {
   wireSize,
   type FuzzFixture,
 } from './helpers/hostile.ts';
-import { spawnNode, testEnv, type SpawnedNode } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
+import { spawnNode, testEnv, type SpawnedNode } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
 import WebSocket from 'ws';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 /*
  * Fuzzing one real node process (src/main.ts, spawned): a crash ends the process, an unhandled

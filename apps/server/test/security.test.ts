@@ -1,4 +1,4 @@
-import { eventually } from './helpers/eventually.ts';
+import { eventually } from '@chat/testkit/eventually';
 import { createHmac, generateKeyPairSync, randomInt, randomUUID } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -9,13 +9,13 @@ import { clientEventSchemas, type ClientEventName, type ClientPayload } from '@c
 import { createSigner } from 'fast-jwt';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { findNginx, startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
+import { findNginx, startCluster, type Cluster } from '@chat/testkit/cluster';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { routes } from '../src/transport/http/rest.ts';
 import { connectRaw, openRaw } from './helpers/hostile.ts';
-import { connectError, startNode, testEnv, type TestNode } from './helpers/nodes.ts';
-import { signToken, unsignedToken } from './helpers/tokens.ts';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { connectError, startNode, testEnv, type TestNode } from '@chat/testkit/nodes';
+import { signToken, unsignedToken } from '@chat/testkit/tokens';
+import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 const now = () => Math.floor(Date.now() / 1000);
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));

@@ -1,7 +1,7 @@
 // How a node serves the browser client (apps/server/src/transport/http/web.ts): a real node on a free
 // port with this run's PostgreSQL and Redis, plain HTTP requests, no browser.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startNode, type TestNode } from '../../server/test/helpers/nodes.ts';
+import { startNode, type TestNode } from '@chat/testkit/nodes';
 import { buildWeb } from '../src/build.ts';
 
 describe('the node serving the browser client', () => {

@@ -1,11 +1,11 @@
 import type { Conversation, Message, Receipt, SessionEnding } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from '../../../apps/server/test/helpers/eventually.ts';
-import { startNode, type TestNode } from '../../../apps/server/test/helpers/nodes.ts';
-import { signToken } from '../../../apps/server/test/helpers/tokens.ts';
-import { uniqueUser } from '../../../apps/server/test/helpers/users.ts';
-import { silentFanout } from '../../../apps/server/src/domain/fanout.ts';
-import { MessageService } from '../../../apps/server/src/domain/messages.ts';
+import { eventually } from '@chat/testkit/eventually';
+import { startNode, type TestNode } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
+import { uniqueUser } from '@chat/testkit/users';
+import { silentFanout } from '@chat/server/domain/fanout';
+import { MessageService } from '@chat/server/domain/messages';
 import { ChatClient, type ChatClientEvents, type ChatClientOptions, type StatusEvent, type TypingEvent } from '../src/index.ts';
 
 // Two real nodes on different ports sharing this run's PostgreSQL and Redis: a client on node A and

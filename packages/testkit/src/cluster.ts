@@ -12,11 +12,11 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { CONFIG_VARIABLES, migrationDatabaseUrl } from '../../apps/server/src/config.ts';
-import { applyMigrations } from '../../apps/server/src/db/migrations.ts';
+import { CONFIG_VARIABLES, migrationDatabaseUrl } from '@chat/server/config';
+import { applyMigrations } from '@chat/server/db/migrations';
 import { findExecutable } from './executables.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const SERVER_MAIN = join(ROOT, 'apps/server/src/main.ts');
 // The repository pins Node 24 in node_modules; the system node may be older than the server needs.
 const PINNED_NODE = join(ROOT, 'node_modules/node/bin/node');
@@ -142,7 +142,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 
   const startNode = async (i: number): Promise<void> => {
     const node = nodes[i]!;
-    const proc = launch(node.id, NODE_BIN, [...(options.nodeArgs?.(i) ?? []), '--import', 'tsx', SERVER_MAIN], {
+    const proc = launch(node.id, NODE_BIN, [...(options.nodeArgs?.(i) ?? []), '--conditions=@chat/source', '--import', 'tsx', SERVER_MAIN], {
       PATH: process.env['PATH'],
       ...env,
       NODE_ID: node.id,
