@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 /** The folders the rule covers, relative to the repository root; `*` is one workspace folder. */
-const SCANNED = ['apps/*/src', 'apps/*/test', 'apps/*/bench', 'apps/*/page', 'packages/*/src', 'packages/*/test', 'packages/*/bench', 'infra'];
+const SCANNED = ['apps/*/src', 'apps/*/test', 'apps/*/bench', 'apps/*/scripts', 'apps/*/page', 'packages/*/src', 'packages/*/test', 'packages/*/bench', 'infra'];
 const SOURCE = /\.(?:[cm]?[jt]sx?)$/;
 /** Static imports and re-exports, dynamic import(), vi.mock() and import.meta.resolve(). */
 const SPECIFIERS = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|\bvi\.mock\(\s*|\bimport\.meta\.resolve\(\s*)(['"])(\.{1,2}\/[^'"]*)\1/g;
