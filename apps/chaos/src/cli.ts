@@ -10,7 +10,7 @@ import { helpText, parseChaosArgs } from './options.ts';
 import { formatChecks, runChaos } from './run.ts';
 
 async function main(): Promise<number> {
-  let parsed;
+  let parsed: ReturnType<typeof parseChaosArgs>;
   try {
     parsed = parseChaosArgs(process.argv.slice(2));
   } catch (error) {

@@ -58,7 +58,9 @@ describe('checkDatabase', () => {
  */
 async function populate(n: TestNode, users: number): Promise<Device[]> {
   const devices = await Promise.all(Array.from({ length: users }, (_, i) => connectDevice(n.url, uniqueUser(`chaos-keys-${i}`))));
-  onTestFinished(() => devices.forEach((d) => d.close()));
+  onTestFinished(() => {
+    for (const d of devices) d.close();
+  });
   for (const [i, d] of devices.entries()) {
     if (i % 2 === 1) continue;
     const { conversation } = await d.ok('conversation:open-direct', { userId: devices[i + 1]!.userId });

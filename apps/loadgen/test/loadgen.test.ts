@@ -94,9 +94,9 @@ describe('delivery accounting (one device, one conversation)', () => {
     const a = new SeqWindow(1);
     const b = new SeqWindow(1);
     const c = new SeqWindow(0);
-    [2, 3, 4].forEach((seq) => a.add(seq));
-    [2, 4, 4].forEach((seq) => b.add(seq));
-    [1, 2].forEach((seq) => c.add(seq));
+    for (const seq of [2, 3, 4]) a.add(seq);
+    for (const seq of [2, 4, 4]) b.add(seq);
+    for (const seq of [1, 2]) c.add(seq);
     const result = audit(
       [
         { device: 'u1#0', conversationId: 'x', window: a },

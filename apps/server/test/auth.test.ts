@@ -230,7 +230,7 @@ describe('socket event validation', () => {
 /** A real identity provider's key endpoint: node:http on a free loopback port, counting its requests. */
 async function startJwksServer(keys: JWK[]) {
   const state = { keys, requests: 0 };
-  const server = createServer((request, response) => {
+  const server = createServer((_request, response) => {
     state.requests += 1;
     response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: state.keys }));
   });

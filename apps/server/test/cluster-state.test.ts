@@ -90,7 +90,12 @@ describe('rate limits', () => {
     expect((await peer.call('message:send', { conversationId: conversation.id, clientMsgId: clientMsgId(), body: 'my own budget' })).ok).toBe(true);
 
     let ended: unknown;
-    const ending = new Promise((resolve) => onA.socket.once('session:ending', (event) => resolve((ended = event))));
+    const ending = new Promise((resolve) =>
+      onA.socket.once('session:ending', (event) => {
+        ended = event;
+        resolve(event);
+      }),
+    );
     // Node A last heard the shared level before B's send, so it may grant one more before it hears
     // the debt (the documented k−1 overshoot); then five refusals disconnect the flooder.
     for (let i = 0; i < 7 && ended === undefined; i++) await send(onA);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { ChatClient } from '@chat/client';
+import { ChatClient, type OutgoingMessage } from '@chat/client';
 import { startPrivatePgBouncer, startPrivatePostgres, type PrivatePgBouncer, type PrivatePostgres } from '@chat/testkit/services';
 import { applyMigrations } from '../src/db/migrations.ts';
 import { eventually } from '@chat/testkit/eventually';
@@ -75,7 +75,7 @@ describe('PostgreSQL down under a node', () => {
     const { conversation } = await client.request('conversation:open-direct', { userId: bob.userId });
 
     await postgres.stop();
-    let outgoing;
+    let outgoing: OutgoingMessage | undefined;
     try {
       outgoing = client.send({ conversationId: conversation.id, body: 'sent while PostgreSQL is down' });
       await eventually(() => expect(outgoing!.attempts).toBeGreaterThanOrEqual(2), { timeoutMs: 5000 });

@@ -104,7 +104,10 @@ describe.skipIf(!NGINX)(`the routed fan-out on 3 nodes behind nginx${NGINX ? '' 
         });
         let connectedAt = 0;
         await new Promise<void>((resolve, reject) => {
-          socket.once('connect', () => resolve(void (connectedAt = ++clock)));
+          socket.once('connect', () => {
+            connectedAt = ++clock;
+            resolve();
+          });
           socket.once('connect_error', reject);
         });
         const { messages } = await ok(socket, 'history:fetch', { conversationId: pair.conversationId, after: base, limit: 100 });

@@ -9,7 +9,6 @@ import {
   connectRaw,
   describeValue,
   hostileValue,
-  openRaw,
   payloadsNear,
   validExamples,
   wireSize,
@@ -63,7 +62,10 @@ async function heapUsed(): Promise<number> {
   const inspector = node.stderr.map((line) => /Debugger listening on (ws:\/\/\S+)/.exec(line)?.[1]).find(Boolean);
   if (!inspector) throw new Error(`no inspector URL in the node's stderr: ${node.stderr.join('\n')}`);
   const ws = new WebSocket(inspector);
-  await new Promise((resolve, reject) => (ws.once('open', resolve), ws.once('error', reject)));
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
   await new Promise((resolve) => {
     ws.once('message', resolve);
     ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
@@ -301,7 +303,10 @@ describe(`fuzz (FUZZ_RUNS=${RUNS})`, () => {
     const clients = await Promise.all(
       Array.from({ length: 20 }, (_, i) => {
         const socket = ioClient(node.url, { auth: { token: signToken({ sub: uniqueUser(`storm${i}`) }) }, transports: ['websocket'], reconnection: false, forceNew: true });
-        return new Promise<typeof socket>((resolve, reject) => (socket.once('connect', () => resolve(socket)), socket.once('connect_error', reject)));
+        return new Promise<typeof socket>((resolve, reject) => {
+          socket.once('connect', () => resolve(socket));
+          socket.once('connect_error', reject);
+        });
       }),
     );
     const acks = await Promise.all(

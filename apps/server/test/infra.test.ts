@@ -429,7 +429,10 @@ describe.skipIf(!NGINX)(`nginx.conf in front of three nodes${NGINX ? '' : NO_NGI
     const url = new URL(`${base}/socket.io/?EIO=4&transport=websocket&sticky=ws-session`);
     const upgraded = await new Promise<IncomingMessage>((resolve, reject) => {
       const req = request(url, { headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' } });
-      req.on('upgrade', (res, socket) => (socket.destroy(), resolve(res)));
+      req.on('upgrade', (res, socket) => {
+        socket.destroy();
+        resolve(res);
+      });
       req.on('response', (res) => reject(new Error(`no upgrade: HTTP ${res.statusCode}`)));
       req.on('error', reject);
       req.end();

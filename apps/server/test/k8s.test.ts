@@ -654,7 +654,9 @@ describe('infra/k8s manifests', () => {
 });
 
 /** Each broken copy of the manifests must be caught by the named check, for the expected reason (so no check passes vacuously). */
-type Mutation = [description: string, check: keyof typeof CHECKS, expected: RegExp, mutate: (m: { [kind: string]: any }) => void];
+// biome-ignore lint/suspicious/noExplicitAny: a mutation reaches anywhere into parsed YAML; the checks re-validate what it produces.
+type Loose = any;
+type Mutation = [description: string, check: keyof typeof CHECKS, expected: RegExp, mutate: (m: { [kind: string]: Loose }) => void];
 const MUTATIONS: Mutation[] = [
   ['readiness probe on /healthz', 'probes', /readinessProbe: path \/healthz/, (m) => (m.Deployment.spec.template.spec.containers[0].readinessProbe.httpGet.path = '/healthz')],
   ['liveness probe on /readyz', 'probes', /livenessProbe: path \/readyz/, (m) => (m.Deployment.spec.template.spec.containers[0].livenessProbe.httpGet.path = '/readyz')],
@@ -670,7 +672,7 @@ const MUTATIONS: Mutation[] = [
   ['a value loadConfig refuses', 'environment', /LOG_LEVEL: expected one of/, (m) => (m.ConfigMap.data.LOG_LEVEL = 'verbose')],
   ['NODE_ID not from the pod name', 'environment', /NODE_ID is "node-1"/, (m) => setEnv(m.Deployment, 'NODE_ID', 'node-1')],
   ['secret key missing from the template', 'environment', /key "JWT_KEY", which the Secret template does not have/, (m) => (m.Deployment.spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.key = 'JWT_KEY')],
-  ['no REDIS_URL', 'environment', /no REDIS_URL/, (m) => (m.Deployment.spec.template.spec.containers[0].env = m.Deployment.spec.template.spec.containers[0].env.filter((e: any) => e.name !== 'REDIS_URL'))],
+  ['no REDIS_URL', 'environment', /no REDIS_URL/, (m) => (m.Deployment.spec.template.spec.containers[0].env = m.Deployment.spec.template.spec.containers[0].env.filter((e: Loose) => e.name !== 'REDIS_URL'))],
   ['a usable JWT_SECRET in the template', 'secretTemplate', /accepts the unedited Secret template/, (m) => (m.Secret.stringData.JWT_SECRET = 'REPLACE_ME-with-something-at-least-32-characters')],
   ['hash on the client address', 'ingress', /upstream-hash-by is "\$remote_addr"/, (m) => (m.Ingress.metadata.annotations['nginx.ingress.kubernetes.io/upstream-hash-by'] = '$remote_addr')],
   ['read timeout below the heartbeat', 'ingress', /proxy-read-timeout is 30/, (m) => (m.Ingress.metadata.annotations['nginx.ingress.kubernetes.io/proxy-read-timeout'] = '30')],
@@ -702,7 +704,7 @@ const MUTATIONS: Mutation[] = [
   ['a misspelt field deep in the HPA', 'unknownFields', /'"stabilisationWindowSeconds"' does not exist/, (m) => (m.HorizontalPodAutoscaler.spec.behavior.scaleDown.stabilisationWindowSeconds = 600)],
 ];
 
-function setEnv(deployment: any, name: string, value: string): void {
+function setEnv(deployment: Loose, name: string, value: string): void {
   const env = deployment.spec.template.spec.containers[0].env as Array<{ name: string; value?: string; valueFrom?: unknown }>;
   const entry = env.find((e) => e.name === name);
   if (!entry) throw new Error(`no env ${name} to change`);

@@ -441,7 +441,10 @@ function rawTcp(url: string, data: string): Promise<{ answer: string; afterMs: n
     socket.on('data', (chunk) => (answer += chunk.toString()));
     socket.on('error', () => {});
     socket.on('close', () => resolve({ answer, afterMs: Date.now() - started }));
-    setTimeout(() => (socket.destroy(), reject(new Error(`not closed within 15 s; got ${answer}`))), 15_000).unref();
+    setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`not closed within 15 s; got ${answer}`));
+    }, 15_000).unref();
   });
 }
 
@@ -532,8 +535,14 @@ describe('per-address connection rate (RATE_LIMIT_SOCKET_CONNECT)', () => {
         forceNew: true,
         ...(localAddress && { agent: new Agent({ localAddress }) as never }),
       });
-      socket.once('connect', () => (socket.close(), resolve({ ok: true })));
-      socket.once('connect_error', (error) => (socket.close(), resolve({ ok: false, data: (error as unknown as { data: { code: string } }).data })));
+      socket.once('connect', () => {
+        socket.close();
+        resolve({ ok: true });
+      });
+      socket.once('connect_error', (error) => {
+        socket.close();
+        resolve({ ok: false, data: (error as unknown as { data: { code: string } }).data });
+      });
     });
 
   it('refuses the connection past the budget with rate_limited and retryAfterMs, per client address, across nodes', async () => {
@@ -580,8 +589,14 @@ describe.skipIf(!NGINX)(`behind the real nginx (nginx.conf): the node counts con
       // node believes from nginx (TRUST_PROXY's default trusts loopback). No forged header is sent:
       // from a loopback client the node would believe that too, as it believes any local proxy.
       const socket = ioClient(cluster.url, { auth: { token: signToken({ sub: uniqueUser('via-nginx') }) }, query: { sticky: randomUUID() }, transports: ['websocket'], reconnection: false, forceNew: true, agent: new Agent({ localAddress }) as never });
-      socket.once('connect', () => (socket.close(), resolve({ ok: true })));
-      socket.once('connect_error', (error) => (socket.close(), resolve({ ok: false, code: (error as unknown as { data?: { code: string } }).data?.code })));
+      socket.once('connect', () => {
+        socket.close();
+        resolve({ ok: true });
+      });
+      socket.once('connect_error', (error) => {
+        socket.close();
+        resolve({ ok: false, code: (error as unknown as { data?: { code: string } }).data?.code });
+      });
     });
 
   it('refuses the third connection from one client address with rate_limited, while another address connects', async () => {

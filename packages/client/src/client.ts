@@ -401,7 +401,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   /** Sends a `failed` message again, same `clientMsgId`; undefined if there is no such message. */
   retry(clientMsgId: string): OutgoingMessage | undefined {
     const entry = this.#outbox.get(clientMsgId);
-    if (!entry || entry.state !== 'failed' || this.#closed) return entry;
+    if (entry?.state !== 'failed' || this.#closed) return entry;
     entry.restart();
     this.#emitStatus(entry, 'sending');
     this.#enqueue(entry);
@@ -573,7 +573,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   #auth(callback: (data: object) => void): void {
     const source = this.#token;
-    if (typeof source === 'string') return callback({ token: source });
+    if (typeof source === 'string') {
+      callback({ token: source });
+      return;
+    }
     Promise.resolve()
       .then(source)
       .then(
@@ -746,7 +749,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         for (const changes of answer.conversations) {
           const id = changes.conversation.id;
           let entry = collected.get(id);
-          if (!entry) collected.set(id, (entry = { conversation: changes.conversation, messages: new Map(), hidden: new Set(), upTo: 0 }));
+          if (!entry) {
+            entry = { conversation: changes.conversation, messages: new Map(), hidden: new Set(), upTo: 0 };
+            collected.set(id, entry);
+          }
           entry.conversation = changes.conversation;
           let highest = 0;
           for (const message of changes.messages) {
@@ -842,7 +848,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     const state = this.#state.ensure(message.conversationId);
     const applied = state.apply(message, source);
     if (applied === 'stale') return;
-    if (applied === 'updated') return this.emit('messageUpdated', message);
+    if (applied === 'updated') {
+      this.emit('messageUpdated', message);
+      return;
+    }
     const ready = state.admit(message);
     for (const next of ready) this.#reportNew(state, next);
     if (ready.length === 0) this.#scheduleGapFill();

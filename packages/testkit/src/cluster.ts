@@ -299,7 +299,8 @@ function launch(name: string, command: string, args: string[], env: Record<strin
       // A failed spawn emits no 'exit'.
       if (child.pid !== undefined) return;
       untrack(child);
-      resolve((proc.exit = { code: null, signal: null }));
+      proc.exit = { code: null, signal: null };
+      resolve(proc.exit);
     });
     child.once('exit', (code, signal) => {
       untrack(child);
@@ -320,7 +321,13 @@ async function waitFor(url: string, proc: Proc, timeoutMs: number): Promise<void
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (proc.exit) throw new Error(`${url}: the process exited (code ${proc.exit.code}, signal ${proc.exit.signal}) before it was ready:\n${proc.tail.slice(-30).join('\n')}`);
-    const status = await fetch(url, { signal: AbortSignal.timeout(2000) }).then((r) => (void r.body?.cancel(), r.status), () => 0);
+    const status = await fetch(url, { signal: AbortSignal.timeout(2000) }).then(
+      (r) => {
+        void r.body?.cancel();
+        return r.status;
+      },
+      () => 0,
+    );
     if (status === 200) return;
     if (Date.now() > deadline) throw new Error(`${url} not ready within ${timeoutMs} ms (last status ${status || 'no answer'}):\n${proc.tail.slice(-30).join('\n')}`);
     await sleep(100);
