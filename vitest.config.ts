@@ -1,12 +1,23 @@
 import { defineConfig } from 'vitest/config';
-import { findExecutable } from './infra/cluster/executables.ts';
+import { findExecutable } from '@chat/testkit/executables';
 
 /** The messaging suite: what runs a second time with every node behind PgBouncer. */
 const MESSAGING_SUITE = ['apps/server/test/messaging.test.ts', 'apps/server/test/message-writer.test.ts', 'apps/server/test/database-outage.test.ts'];
 const pgbouncer = findExecutable('pgbouncer');
 if (!pgbouncer) console.warn('No pgbouncer binary (apt-get install -y pgbouncer): the messaging suite runs against PostgreSQL directly only.');
 
+/**
+ * Workspace packages export their TypeScript sources under this condition (and dist/ otherwise), so
+ * tests run against the sources without a build; tsconfig.json's customConditions does the same for
+ * tsc, and `--conditions=@chat/source` for processes the tests spawn through tsx.
+ */
+const SOURCE_CONDITION = '@chat/source';
+
 export default defineConfig({
+  resolve: { conditions: [SOURCE_CONDITION, 'module', 'browser', 'development|production'] },
+  ssr: { resolve: { conditions: [SOURCE_CONDITION, 'module', 'node', 'development|production'] } },
+  // Where vitest itself loads global set-up files (apps/server/test/global-setup.ts imports @chat/testkit).
+  environments: { __vitest__: { resolve: { conditions: [SOURCE_CONDITION, 'module', 'node', 'development|production'] } } },
   test: {
     testTimeout: 30_000,
     hookTimeout: 60_000,

@@ -4,13 +4,13 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { UsageError } from '../../loadgen/src/options.ts';
-import { formatSummary } from '../../loadgen/src/summary.ts';
+import { UsageError } from '@chat/loadgen/options';
+import { formatSummary } from '@chat/loadgen/summary';
 import { helpText, parseChaosArgs } from './options.ts';
 import { formatChecks, runChaos } from './run.ts';
 
 async function main(): Promise<number> {
-  let parsed;
+  let parsed: ReturnType<typeof parseChaosArgs>;
   try {
     parsed = parseChaosArgs(process.argv.slice(2));
   } catch (error) {

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { parseDuration, parseNumber, parseRate, UsageError, type Flag } from '../../loadgen/src/options.ts';
+import { parseDuration, parseNumber, parseRate, UsageError, type Flag } from '@chat/loadgen/options';
 
 export const PHASES = ['kill', 'redis', 'postgres', 'drain'] as const;
 export const REDIS_MODES = ['single', 'cluster'] as const;

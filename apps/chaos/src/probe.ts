@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChatClient, ChatError } from '@chat/client';
-import type { Mint } from '../../loadgen/src/tokens.ts';
+import type { Mint } from '@chat/loadgen/tokens';
 
 export interface ProbeReport {
   /** Sends issued while PostgreSQL was down. */

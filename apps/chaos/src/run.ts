@@ -1,13 +1,13 @@
 /**
  * One chaos run: private PostgreSQL and Redis (or Redis Cluster), 3 nodes behind nginx
- * (infra/cluster), the load generator's SDK clients sending continuously (apps/loadgen), and the
+ * (@chat/testkit), the load generator's SDK clients sending continuously (apps/loadgen), and the
  * faults in turn inside its load phase. Afterwards every check is measured against its bound. Everything started here is stopped in
  * a `finally`, and by the launchers' exit hooks if the process dies first.
  */
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, cpus } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
+import { freePort, startCluster, type Cluster } from '@chat/testkit/cluster';
 import { Redis } from 'ioredis';
 import {
   startPrivatePostgres,
@@ -17,13 +17,13 @@ import {
   type PrivatePostgres,
   type PrivateRedis,
   type PrivateRedisCluster,
-} from '../../../infra/cluster/services.ts';
-import { adminQuery } from '../../server/src/db/admin.ts';
-import { applyMigrations } from '../../server/src/db/migrations.ts';
-import { runLoadtest, type Io } from '../../loadgen/src/coordinator.ts';
-import { resolveOptions } from '../../loadgen/src/options.ts';
-import type { Summary } from '../../loadgen/src/summary.ts';
-import { tokenMinter } from '../../loadgen/src/tokens.ts';
+} from '@chat/testkit/services';
+import { adminQuery } from '@chat/server/db/admin';
+import { applyMigrations } from '@chat/server/db/migrations';
+import { runLoadtest, type Io } from '@chat/loadgen/coordinator';
+import { resolveOptions } from '@chat/loadgen/options';
+import type { Summary } from '@chat/loadgen/summary';
+import { tokenMinter } from '@chat/loadgen/tokens';
 import type { ChaosOptions, PhaseName } from './options.ts';
 import { OutageProbe, type ProbeReport } from './probe.ts';
 import {

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { findNginx } from '../../../infra/cluster/cluster.ts';
-import { UsageError } from '../../loadgen/src/options.ts';
+import { findNginx } from '@chat/testkit/cluster';
+import { UsageError } from '@chat/loadgen/options';
 import { helpText, parseChaosArgs } from '../src/options.ts';
 import { formatChecks, type ChaosReport } from '../src/run.ts';
 
@@ -48,7 +48,7 @@ const NGINX = findNginx();
 /** A short chaos run (60 clients, 20 msgs/s) with `extra` flags; asserts every check passed and returns the report. */
 async function shortRun(name: string, extra: string[], timeout: number): Promise<ChaosReport> {
   const out = join(dir, name);
-  const args = ['--import', 'tsx', 'apps/chaos/src/cli.ts', ...extra, '--clients', '60', '--rate', '20/s', '--settle', '5s', '--down', '5s', '--workers', '1', '--quiet', '--out', out];
+  const args = ['--conditions=@chat/source', '--import', 'tsx', 'apps/chaos/src/cli.ts', ...extra, '--clients', '60', '--rate', '20/s', '--settle', '5s', '--down', '5s', '--workers', '1', '--quiet', '--out', out];
   const result = await run(NODE, args, { cwd: ROOT, timeout, maxBuffer: 16 * 2 ** 20 }).then(
     ({ stdout }) => ({ code: 0, stdout }),
     (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code ?? -1, stdout: `${error.stdout ?? ''}${error.stderr ?? ''}` }),

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
-import { startPrivateRedisCluster, type PrivateRedisCluster } from '../../../infra/cluster/services.ts';
-import { eventually } from '../../server/test/helpers/eventually.ts';
-import { startNode, type TestNode } from '../../server/test/helpers/nodes.ts';
-import { connectDevice, uniqueUser, type Device } from '../../server/test/helpers/users.ts';
+import { startPrivateRedisCluster, type PrivateRedisCluster } from '@chat/testkit/services';
+import { eventually } from '@chat/testkit/eventually';
+import { startNode, type TestNode } from '@chat/testkit/nodes';
+import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
 import { checkDatabase, countKeys, hashLength, keysPerMaster, pickFailoverVictim, presenceMismatch, stateKeys, type RedisTarget } from '../src/verify.ts';
 
 let node: TestNode;
@@ -58,7 +58,9 @@ describe('checkDatabase', () => {
  */
 async function populate(n: TestNode, users: number): Promise<Device[]> {
   const devices = await Promise.all(Array.from({ length: users }, (_, i) => connectDevice(n.url, uniqueUser(`chaos-keys-${i}`))));
-  onTestFinished(() => devices.forEach((d) => d.close()));
+  onTestFinished(() => {
+    for (const d of devices) d.close();
+  });
   for (const [i, d] of devices.entries()) {
     if (i % 2 === 1) continue;
     const { conversation } = await d.ok('conversation:open-direct', { userId: devices[i + 1]!.userId });

@@ -33,7 +33,7 @@ function terminal(): Io {
 }
 
 async function main(): Promise<number> {
-  let parsed;
+  let parsed: ReturnType<typeof parseCommandLine>;
   try {
     parsed = parseCommandLine(process.argv.slice(2), (path) => readFileSync(path, 'utf8'));
   } catch (error) {

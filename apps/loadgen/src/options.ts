@@ -301,7 +301,7 @@ export function resolveOptions(values: Partial<Record<FlagName, Raw>>, env: Node
   if (!/^[A-Za-z0-9_-]{1,40}$/.test(runId)) throw new UsageError('--run-id: expected 1-40 of A-Z a-z 0-9 _ -');
   const seed = num('seed', randomBytes(4).readUInt32LE(0), { min: 0, max: 2 ** 32 - 1, integer: true });
   const out = str('out') ?? `reports/loadgen-${runId}.json`;
-  const html = str('html') ?? out.replace(/\.json$/i, '') + '.html';
+  const html = str('html') ?? `${out.replace(/\.json$/i, '')}.html`;
   const quiet = get('quiet');
 
   const options: Options = {

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AppError } from '../../server/src/errors.ts';
-import { operations } from '../../server/src/transport/operations.ts';
-import { startNode, type TestNode } from '../../server/test/helpers/nodes.ts';
+import { AppError } from '@chat/server/errors';
+import { operations } from '@chat/server/transport/operations';
+import { startNode, type TestNode } from '@chat/testkit/nodes';
 import { audit, MAX_GAPS, SeqWindow } from '../src/accounting.ts';
 import { decodeBody, encodeBody } from '../src/body.ts';
 import { renderHtml } from '../src/html.ts';
@@ -94,9 +94,9 @@ describe('delivery accounting (one device, one conversation)', () => {
     const a = new SeqWindow(1);
     const b = new SeqWindow(1);
     const c = new SeqWindow(0);
-    [2, 3, 4].forEach((seq) => a.add(seq));
-    [2, 4, 4].forEach((seq) => b.add(seq));
-    [1, 2].forEach((seq) => c.add(seq));
+    for (const seq of [2, 3, 4]) a.add(seq);
+    for (const seq of [2, 4, 4]) b.add(seq);
+    for (const seq of [1, 2]) c.add(seq);
     const result = audit(
       [
         { device: 'u1#0', conversationId: 'x', window: a },
@@ -241,7 +241,7 @@ describe('end to end against a real node', () => {
 
   async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     try {
-      const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', 'tsx', cli, ...args], { cwd: repoRoot, timeout: 25_000 });
+      const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--conditions=@chat/source', '--import', 'tsx', cli, ...args], { cwd: repoRoot, timeout: 25_000 });
       return { code: 0, stdout, stderr };
     } catch (error) {
       const failed = error as { code?: number; stdout?: string; stderr?: string };

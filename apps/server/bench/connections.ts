@@ -44,7 +44,10 @@ export async function holdIdleSockets(
       Array.from({ length: to - from }, (_, j) =>
         new Promise<boolean>((resolve) => {
           const socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true, query: { sticky: randomUUID() }, auth: { token: token(from + j) }, timeout: 20_000 });
-          socket.once('connect', () => (sockets.push(socket), resolve(true)));
+          socket.once('connect', () => {
+            sockets.push(socket);
+            resolve(true);
+          });
           socket.once('connect_error', (error) => {
             socket.close();
             lastError = `connect_error: ${error.message}`;

@@ -21,8 +21,8 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createSigner } from 'fast-jwt';
-import { freePort } from '../../../infra/cluster/cluster.ts';
-import { deleteRedisKeys, waitUntil } from '../../../infra/cluster/services.ts';
+import { freePort } from '@chat/testkit/cluster';
+import { deleteRedisKeys, waitUntil } from '@chat/testkit/services';
 import { holdIdleSockets, type IdleResult } from './connections.ts';
 import { throwawayDatabase } from './database.ts';
 import { gcProbe } from './process-stats.ts';
@@ -55,7 +55,7 @@ interface Server {
 /** Spawns `entry` with the GC probe preloaded and waits for /readyz. */
 async function startServer(entry: string, env: Record<string, string | undefined>): Promise<Server> {
   const port = await freePort();
-  const child = spawn(process.execPath, [...gcProbe.args, '--import', 'tsx', entry], {
+  const child = spawn(process.execPath, [...gcProbe.args, '--conditions=@chat/source', '--import', 'tsx', entry], {
     env: { PATH: process.env['PATH'], ...env, PORT: String(port), GC_PROBE_DIR: gcProbe.dir },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

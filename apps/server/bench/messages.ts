@@ -23,8 +23,8 @@ import { fileURLToPath } from 'node:url';
 import { createSigner } from 'fast-jwt';
 import pg from 'pg';
 import { io, type Socket } from 'socket.io-client';
-import { freePort } from '../../../infra/cluster/cluster.ts';
-import { startPrivatePgBouncer, type PrivatePgBouncer } from '../../../infra/cluster/services.ts';
+import { freePort } from '@chat/testkit/cluster';
+import { startPrivatePgBouncer, type PrivatePgBouncer } from '@chat/testkit/services';
 import { throwawayDatabase } from './database.ts';
 import { cpuSeconds } from './process-stats.ts';
 import { newestProfile, summarise } from './profile-summary.ts';
@@ -121,7 +121,7 @@ async function measure(route: Route, checkUrl: string, round: number): Promise<R
   try {
     const profileDir = resolve('reports/profiles');
     const profiling = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
-    node = spawn(process.execPath, [...profiling, '--import', 'tsx', fileURLToPath(new URL('../src/main.ts', import.meta.url))], {
+    node = spawn(process.execPath, [...profiling, '--conditions=@chat/source', '--import', 'tsx', fileURLToPath(new URL('../src/main.ts', import.meta.url))], {
       env: { PATH: process.env['PATH'], NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: route.databaseUrl, JWT_SECRET: secret, LOG_LEVEL: 'warn', RATE_LIMITS: 'false', DATABASE_POOL_SIZE: process.env['DATABASE_POOL_SIZE'] ?? '10' },
       stdio: ['ignore', 'inherit', 'inherit'],
     });

@@ -12,9 +12,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createSigner } from 'fast-jwt';
 import pg from 'pg';
-import type { Summary } from '../../loadgen/src/summary.ts';
-import { startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
-import { deleteRedisKeys, startPrivateRedisCluster } from '../../../infra/cluster/services.ts';
+import type { Summary } from '@chat/loadgen/summary';
+import { startCluster, type Cluster } from '@chat/testkit/cluster';
+import { deleteRedisKeys, startPrivateRedisCluster } from '@chat/testkit/services';
 import { throwawayDatabase } from './database.ts';
 import { cpuSeconds, gcProbe, machineTicks } from './process-stats.ts';
 
@@ -111,7 +111,7 @@ export async function runLoad(url: string, serverPids: number[], scenario: Scena
   const backgroundBefore = options.databaseUrl && (await background(options.databaseUrl));
   const out = join(REPORTS, `bench-${options.stamp}-${options.name}${options.warmup ? '-warmup' : ''}.json`);
   const flags = { ...scenario, ...(options.warmup && { duration: '8s' }) };
-  const args = ['--import', 'tsx', join(ROOT, 'apps/loadgen/src/cli.ts'), '--url', url, '--out', out, '--quiet', ...Object.entries(flags).flatMap(([key, value]) => [`--${key}`, value]), ...extra];
+  const args = ['--conditions=@chat/source', '--import', 'tsx', join(ROOT, 'apps/loadgen/src/cli.ts'), '--url', url, '--out', out, '--quiet', ...Object.entries(flags).flatMap(([key, value]) => [`--${key}`, value]), ...extra];
   const samples: Array<{ at: number; cpu: Map<number, { component: Component; seconds: number }>; machine: { busy: number; total: number } }> = [];
   const sample = () => samples.push({ at: Date.now(), cpu: cpuByPid([...serverPids.map((pid): [number, Component] => [pid, 'nodes']), ...infraPids()]), machine: machineTicks() });
   sample();
@@ -258,7 +258,7 @@ export async function runOurs(options: OursOptions, scenario: Scenario): Promise
 
 /** The bare relay (bare-relay.ts) on `port`, started with the GC probe; stopped after `use`. */
 export async function withBareRelay<T>(use: (url: string, pid: number) => Promise<T>, port = 3990): Promise<T> {
-  const relay = spawn(process.execPath, [...gcProbe.args, '--import', 'tsx', join(ROOT, 'apps/server/bench/bare-relay.ts')], {
+  const relay = spawn(process.execPath, [...gcProbe.args, '--conditions=@chat/source', '--import', 'tsx', join(ROOT, 'apps/server/bench/bare-relay.ts')], {
     env: { ...process.env, PORT: String(port), GC_PROBE_DIR: gcProbe.dir },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

@@ -59,7 +59,7 @@ export const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
  * Every environment variable the node reads. The README's configuration table mirrors this schema;
  * each entry's description is what a bad value's error message says it expects.
  */
-const envSchema = z
+export const envSchema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
     HOST: z.string().min(1).default('0.0.0.0'),

@@ -8,12 +8,12 @@ import { ChatClient } from '@chat/client';
 import type { Message } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { checkDatabase } from '../../chaos/src/verify.ts';
-import { startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
-import { NGINX, NO_NGINX } from './helpers/cluster-client.ts';
-import { eventually } from './helpers/eventually.ts';
-import { testEnv } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
-import { uniqueUser } from './helpers/users.ts';
+import { startCluster, type Cluster } from '@chat/testkit/cluster';
+import { NGINX, NO_NGINX } from '@chat/testkit/cluster-client';
+import { eventually } from '@chat/testkit/eventually';
+import { testEnv } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
+import { uniqueUser } from '@chat/testkit/users';
 
 const ADMIN_KEY = `admin-${randomUUID()}`;
 const GROUPS = 3;

@@ -4,14 +4,14 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { startPrivateRedisCluster, type PrivateRedisCluster } from '../../../infra/cluster/services.ts';
+import { startPrivateRedisCluster, type PrivateRedisCluster } from '@chat/testkit/services';
 import serverPackage from '../package.json' with { type: 'json' };
 import { MemoryNodeStatusStore, type NodeReport, type NodeSample, type NodeStatus, type NodeStatusStore } from '../src/state/node-status.ts';
 import { RedisNodeStatusStore } from '../src/state/node-status-redis.ts';
-import { eventually } from './helpers/eventually.ts';
-import { spawnNode, testEnv, testNode, type TestNode } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
-import { testDevice, uniqueUser } from './helpers/users.ts';
+import { eventually } from '@chat/testkit/eventually';
+import { spawnNode, testEnv, testNode, type TestNode } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
+import { testDevice, uniqueUser } from '@chat/testkit/users';
 
 const ADMIN_KEY = `admin-${randomUUID()}`;
 // Dead nodes leave the list after 3 s; reports go every 1.5 s (twice per TTL).

@@ -4,11 +4,11 @@ import { ChatClient } from '@chat/client';
 import type { SessionEnding } from '@chat/protocol';
 import { createSigner } from 'fast-jwt';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { startPrivateRedisCluster } from '../../../infra/cluster/services.ts';
-import { eventually } from './helpers/eventually.ts';
-import { connectError, spawnNode, startNode, testEnv, testNode, type TestNode } from './helpers/nodes.ts';
-import { signToken, TEST_JWT_SECRET } from './helpers/tokens.ts';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { startPrivateRedisCluster } from '@chat/testkit/services';
+import { eventually } from '@chat/testkit/eventually';
+import { connectError, spawnNode, startNode, testEnv, testNode, type TestNode } from '@chat/testkit/nodes';
+import { signToken, TEST_JWT_SECRET } from '@chat/testkit/tokens';
+import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 /**
  * The admin API's user routes across two nodes (in-process, real Redis and PostgreSQL): a lookup sees

@@ -5,9 +5,9 @@ import fc from 'fast-check';
 import { createSigner } from 'fast-jwt';
 import { exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectError, connectSocket, startNode, type TestNode } from './helpers/nodes.ts';
-import { eventually } from './helpers/eventually.ts';
-import { signToken, TEST_JWT_SECRET, unsignedToken } from './helpers/tokens.ts';
+import { connectError, connectSocket, startNode, type TestNode } from '@chat/testkit/nodes';
+import { eventually } from '@chat/testkit/eventually';
+import { signToken, TEST_JWT_SECRET, unsignedToken } from '@chat/testkit/tokens';
 
 const now = () => Math.floor(Date.now() / 1000);
 const DAY = 24 * 3600;
@@ -261,7 +261,7 @@ describe('socket event validation', () => {
 /** A real identity provider's key endpoint: node:http on a free loopback port, counting its requests. */
 async function startJwksServer(keys: JWK[]) {
   const state = { keys, requests: 0 };
-  const server = createServer((request, response) => {
+  const server = createServer((_request, response) => {
     state.requests += 1;
     response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: state.keys }));
   });

@@ -1,8 +1,8 @@
 import type { Call } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { eventually } from './helpers/eventually.ts';
-import { spawnNode, startNode, testEnv, type TestNode } from './helpers/nodes.ts';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { eventually } from '@chat/testkit/eventually';
+import { spawnNode, startNode, testEnv, type TestNode } from '@chat/testkit/nodes';
+import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 // Two real nodes sharing this run's PostgreSQL and Redis; every cross-node relay crosses the Redis adapter.
 const CALL_ENV = { CALL_RING_TIMEOUT_MS: '1500', CALL_STATE_TTL_MS: '1500' };
@@ -197,10 +197,10 @@ describe('authorization', () => {
     expect(mallory.of('call:updated')).toEqual([]);
     expect(lastState(bobA, call.id)).toBeUndefined();
 
-    const token = (await import('./helpers/tokens.ts')).signToken({ sub: mallory.userId });
+    const token = (await import('@chat/testkit/tokens')).signToken({ sub: mallory.userId });
     const rest = await nodeA.app.inject({ method: 'GET', url: `/v1/calls/${call.id}`, headers: { authorization: `Bearer ${token}` } });
     expect([rest.statusCode, rest.json().error.code]).toEqual([404, 'not_found']);
-    const asAlice = await nodeA.app.inject({ method: 'GET', url: `/v1/calls/${call.id}`, headers: { authorization: `Bearer ${(await import('./helpers/tokens.ts')).signToken({ sub: alice.userId })}` } });
+    const asAlice = await nodeA.app.inject({ method: 'GET', url: `/v1/calls/${call.id}`, headers: { authorization: `Bearer ${(await import('@chat/testkit/tokens')).signToken({ sub: alice.userId })}` } });
     expect(asAlice.json()).toMatchObject({ ok: true, call: { id: call.id, state: 'ringing' } });
     await alice.ok('call:cancel', { callId: call.id });
   });

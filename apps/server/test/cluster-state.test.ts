@@ -1,10 +1,10 @@
 import type { Presence } from '@chat/protocol';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startPrivateRedis } from '../../../infra/cluster/services.ts';
-import { eventually } from './helpers/eventually.ts';
-import { spawnNode, testEnv, testNode } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
-import { testDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { startPrivateRedis } from '@chat/testkit/services';
+import { eventually } from '@chat/testkit/eventually';
+import { spawnNode, testEnv, testNode } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
+import { testDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 let counter = 0;
 const clientMsgId = () => `cs-${Date.now().toString(36)}-${++counter}`;
@@ -90,7 +90,12 @@ describe('rate limits', () => {
     expect((await peer.call('message:send', { conversationId: conversation.id, clientMsgId: clientMsgId(), body: 'my own budget' })).ok).toBe(true);
 
     let ended: unknown;
-    const ending = new Promise((resolve) => onA.socket.once('session:ending', (event) => resolve((ended = event))));
+    const ending = new Promise((resolve) =>
+      onA.socket.once('session:ending', (event) => {
+        ended = event;
+        resolve(event);
+      }),
+    );
     // Node A last heard the shared level before B's send, so it may grant one more before it hears
     // the debt (the documented k−1 overshoot); then five refusals disconnect the flooder.
     for (let i = 0; i < 7 && ended === undefined; i++) await send(onA);

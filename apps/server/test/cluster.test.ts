@@ -1,4 +1,4 @@
-// `npm run cluster`'s library (infra/cluster/cluster.ts) end to end: two real node processes behind a
+// `npm run cluster`'s library (@chat/testkit, packages/testkit/src/cluster.ts) end to end: two real node processes behind a
 // real nginx, against this run's database and Redis, exercised only through nginx's URL; and the
 // command itself (cli.ts) passing the environment through to its nodes.
 import { spawn } from 'node:child_process';
@@ -7,12 +7,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { freePort, startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
-import { connectClient, NGINX, NO_NGINX, type Client } from './helpers/cluster-client.ts';
-import { eventually } from './helpers/eventually.ts';
-import { testEnv, type ClientSocket } from './helpers/nodes.ts';
-import { TEST_JWT_SECRET } from './helpers/tokens.ts';
-import { uniqueUser } from './helpers/users.ts';
+import { freePort, startCluster, type Cluster } from '@chat/testkit/cluster';
+import { connectClient, NGINX, NO_NGINX, type Client } from '@chat/testkit/cluster-client';
+import { eventually } from '@chat/testkit/eventually';
+import { testEnv, type ClientSocket } from '@chat/testkit/nodes';
+import { TEST_JWT_SECRET } from '@chat/testkit/tokens';
+import { uniqueUser } from '@chat/testkit/users';
 
 const clients: ClientSocket[] = [];
 
@@ -122,7 +122,7 @@ describe.skipIf(!NGINX)(`a local cluster: 2 nodes behind nginx${NGINX ? '' : NO_
 describe.skipIf(!NGINX)(`npm run cluster${NGINX ? '' : NO_NGINX}`, () => {
   it('passes every configuration variable of its environment to the nodes (MESSAGE_MAX_LENGTH=7 refuses 8 characters)', async () => {
     const [port, basePort] = [await freePort(), await freePort()];
-    const cli = spawn(process.execPath, ['--import', 'tsx', 'infra/cluster/cli.ts', '--nodes', '1', '--port', String(port), '--base-port', String(basePort)], {
+    const cli = spawn(process.execPath, ['--conditions=@chat/source', '--import', 'tsx', 'packages/testkit/src/cli.ts', '--nodes', '1', '--port', String(port), '--base-port', String(basePort)], {
       cwd: fileURLToPath(new URL('../../../', import.meta.url)),
       // Only what a shell would export: none of these is a flag or a default of the CLI's.
       env: {

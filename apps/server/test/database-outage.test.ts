@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { ChatClient } from '@chat/client';
-import { startPrivatePgBouncer, startPrivatePostgres, type PrivatePgBouncer, type PrivatePostgres } from '../../../infra/cluster/services.ts';
+import { ChatClient, type OutgoingMessage } from '@chat/client';
+import { startPrivatePgBouncer, startPrivatePostgres, type PrivatePgBouncer, type PrivatePostgres } from '@chat/testkit/services';
 import { applyMigrations } from '../src/db/migrations.ts';
-import { eventually } from './helpers/eventually.ts';
-import { startNode, viaPgBouncer, type TestNode } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
-import { testDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { eventually } from '@chat/testkit/eventually';
+import { startNode, viaPgBouncer, type TestNode } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
+import { testDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 // A PostgreSQL of this file's own, because it is stopped under a running node; in the pgbouncer
 // project the node reaches it through a PgBouncer of its own, which stays up throughout.
@@ -75,7 +75,7 @@ describe('PostgreSQL down under a node', () => {
     const { conversation } = await client.request('conversation:open-direct', { userId: bob.userId });
 
     await postgres.stop();
-    let outgoing;
+    let outgoing: OutgoingMessage | undefined;
     try {
       outgoing = client.send({ conversationId: conversation.id, body: 'sent while PostgreSQL is down' });
       await eventually(() => expect(outgoing!.attempts).toBeGreaterThanOrEqual(2), { timeoutMs: 5000 });

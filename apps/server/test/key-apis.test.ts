@@ -5,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keyRoutes } from '../src/transport/http/key-apis.ts';
 import type { KeyRoute } from '../src/transport/http/key-routes.ts';
 import { ackProblem, describeValue, payloadsNear } from './helpers/hostile.ts';
-import { connectError, startNode, type TestNode } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { connectError, startNode, type TestNode } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
+import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 /**
  * The admin and backend APIs as an attacker and a fuzzer see them: every route of `keyRoutes` is

@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { eventually } from './helpers/eventually.ts';
-import { connectError, connectSocket, spawnNode, startNode, testEnv } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
+import { eventually } from '@chat/testkit/eventually';
+import { connectError, connectSocket, spawnNode, startNode, testEnv } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
 
 describe('health, readiness and metrics', () => {
   it('reports alive, ready with its dependencies, and Prometheus metrics', async () => {

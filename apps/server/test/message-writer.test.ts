@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MessageWriter, type NewMessage } from '../src/domain/message-writer.ts';
-import { startNode, viaPgBouncer, type TestNode } from './helpers/nodes.ts';
-import { connectDevice, uniqueUser } from './helpers/users.ts';
+import { startNode, viaPgBouncer, type TestNode } from '@chat/testkit/nodes';
+import { connectDevice, uniqueUser } from '@chat/testkit/users';
 
 let node: TestNode;
 beforeAll(async () => {

@@ -1,9 +1,9 @@
 import { clientEventSchemas, type ClientEventName, type Message } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from './helpers/eventually.ts';
-import { startNode, type TestNode } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { eventually } from '@chat/testkit/eventually';
+import { startNode, type TestNode } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
+import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 // Two real nodes on different ports sharing this run's PostgreSQL and Redis: every cross-node
 // assertion below crosses the Redis adapter.

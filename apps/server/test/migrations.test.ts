@@ -84,7 +84,7 @@ describe('migrations on PostgreSQL', () => {
   it('serializes migrators started together as separate processes (replicas booting at once)', async () => {
     const url = await freshDatabase();
     const run = () =>
-      promisify(execFile)(process.execPath, ['--import', 'tsx', 'apps/server/src/db/migrate-cli.ts', 'deploy'], {
+      promisify(execFile)(process.execPath, ['--conditions=@chat/source', '--import', 'tsx', 'apps/server/src/db/migrate-cli.ts', 'deploy'], {
         cwd: REPO,
         env: { ...process.env, DATABASE_URL: url },
       });

@@ -3,10 +3,10 @@ import type { AddressInfo } from 'node:net';
 import type { Notification } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signWebhook, WebhookSender, webhookHeaders, type WebhookOutcome } from '../src/domain/webhook.ts';
-import { eventually } from './helpers/eventually.ts';
-import { startNode, type TestNode } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { eventually } from '@chat/testkit/eventually';
+import { startNode, type TestNode } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
+import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 // Two real nodes sharing this run's PostgreSQL and Redis, both posting to a real webhook receiver on
 // loopback that refuses the first attempts of every delivery.

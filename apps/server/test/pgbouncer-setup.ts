@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node';
-import { startPrivatePgBouncer } from '../../../infra/cluster/services.ts';
+import { startPrivatePgBouncer } from '@chat/testkit/services';
 
 /**
  * Used after global-setup.ts by the `pgbouncer` project (vitest.config.ts): a private PgBouncer 1.18 in

@@ -8,12 +8,12 @@ import { promisify } from 'node:util';
 import type { ClientEventResults } from '@chat/protocol';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
-import { findPgBouncer, startPrivatePgBouncer, type PrivatePgBouncer } from '../../../infra/cluster/services.ts';
+import { findPgBouncer, startPrivatePgBouncer, type PrivatePgBouncer } from '@chat/testkit/services';
 import { adminQuery, withDatabase } from '../src/db/admin.ts';
 import { migrationStatus } from '../src/db/migrations.ts';
 import { parseDatabaseUrl } from '../src/db/url.ts';
-import { startNode, type TestNode } from './helpers/nodes.ts';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { startNode, type TestNode } from '@chat/testkit/nodes';
+import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const PGBOUNCER = findPgBouncer();
@@ -106,7 +106,7 @@ describe.skipIf(!PGBOUNCER)(`behind PgBouncer with one server connection${PGBOUN
     const direct = withDatabase(admin, name);
     const pooled = withDatabase(bouncer.url, name);
     const migrate = (env: Record<string, string>) =>
-      promisify(execFile)(process.execPath, ['--import', 'tsx', 'apps/server/src/db/migrate-cli.ts', 'deploy'], { cwd: REPO, env: { PATH: process.env['PATH'], ...env } }).then(
+      promisify(execFile)(process.execPath, ['--conditions=@chat/source', '--import', 'tsx', 'apps/server/src/db/migrate-cli.ts', 'deploy'], { cwd: REPO, env: { PATH: process.env['PATH'], ...env } }).then(
         ({ stdout }) => ({ code: 0, stdout, stderr: '' }),
         (error: { code: number; stdout: string; stderr: string }) => error,
       );

@@ -4,11 +4,11 @@
 import calculateSlot from 'cluster-key-slot';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { freePort } from '../../../infra/cluster/cluster.ts';
-import { startPrivateRedisCluster, type PrivateRedisCluster } from '../../../infra/cluster/services.ts';
-import { eventually } from './helpers/eventually.ts';
-import { spawnNode, testEnv, testNode, type TestNode } from './helpers/nodes.ts';
-import { testDevice, uniqueUser } from './helpers/users.ts';
+import { freePort } from '@chat/testkit/cluster';
+import { startPrivateRedisCluster, type PrivateRedisCluster } from '@chat/testkit/services';
+import { eventually } from '@chat/testkit/eventually';
+import { spawnNode, testEnv, testNode, type TestNode } from '@chat/testkit/nodes';
+import { testDevice, uniqueUser } from '@chat/testkit/users';
 
 let redis: PrivateRedisCluster;
 let counter = 0;

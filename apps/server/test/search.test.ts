@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { ClientEventResults, ClientPayload, SearchHit } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startNode, type TestNode } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { startNode, type TestNode } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
+import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 type Search = ClientPayload<'message:search'>;
 type Page = ClientEventResults['message:search'];

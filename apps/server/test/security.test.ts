@@ -1,4 +1,4 @@
-import { eventually } from './helpers/eventually.ts';
+import { eventually } from '@chat/testkit/eventually';
 import { createHmac, generateKeyPairSync, randomInt, randomUUID } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -9,13 +9,13 @@ import { clientEventSchemas, type ClientEventName, type ClientPayload } from '@c
 import { createSigner } from 'fast-jwt';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { findNginx, startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
+import { findNginx, startCluster, type Cluster } from '@chat/testkit/cluster';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { routes } from '../src/transport/http/rest.ts';
 import { connectRaw, openRaw } from './helpers/hostile.ts';
-import { connectError, startNode, testEnv, type TestNode } from './helpers/nodes.ts';
-import { signToken, unsignedToken } from './helpers/tokens.ts';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { connectError, startNode, testEnv, type TestNode } from '@chat/testkit/nodes';
+import { signToken, unsignedToken } from '@chat/testkit/tokens';
+import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 const now = () => Math.floor(Date.now() / 1000);
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
@@ -443,7 +443,10 @@ function rawTcp(url: string, data: string): Promise<{ answer: string; afterMs: n
     socket.on('data', (chunk) => (answer += chunk.toString()));
     socket.on('error', () => {});
     socket.on('close', () => resolve({ answer, afterMs: Date.now() - started }));
-    setTimeout(() => (socket.destroy(), reject(new Error(`not closed within 15 s; got ${answer}`))), 15_000).unref();
+    setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`not closed within 15 s; got ${answer}`));
+    }, 15_000).unref();
   });
 }
 
@@ -534,8 +537,14 @@ describe('per-address connection rate (RATE_LIMIT_SOCKET_CONNECT)', () => {
         forceNew: true,
         ...(localAddress && { agent: new Agent({ localAddress }) as never }),
       });
-      socket.once('connect', () => (socket.close(), resolve({ ok: true })));
-      socket.once('connect_error', (error) => (socket.close(), resolve({ ok: false, data: (error as unknown as { data: { code: string } }).data })));
+      socket.once('connect', () => {
+        socket.close();
+        resolve({ ok: true });
+      });
+      socket.once('connect_error', (error) => {
+        socket.close();
+        resolve({ ok: false, data: (error as unknown as { data: { code: string } }).data });
+      });
     });
 
   it('refuses the connection past the budget with rate_limited and retryAfterMs, per client address, across nodes', async () => {
@@ -582,8 +591,14 @@ describe.skipIf(!NGINX)(`behind the real nginx (nginx.conf): the node counts con
       // node believes from nginx (TRUST_PROXY's default trusts loopback). No forged header is sent:
       // from a loopback client the node would believe that too, as it believes any local proxy.
       const socket = ioClient(cluster.url, { auth: { token: signToken({ sub: uniqueUser('via-nginx') }) }, query: { sticky: randomUUID() }, transports: ['websocket'], reconnection: false, forceNew: true, agent: new Agent({ localAddress }) as never });
-      socket.once('connect', () => (socket.close(), resolve({ ok: true })));
-      socket.once('connect_error', (error) => (socket.close(), resolve({ ok: false, code: (error as unknown as { data?: { code: string } }).data?.code })));
+      socket.once('connect', () => {
+        socket.close();
+        resolve({ ok: true });
+      });
+      socket.once('connect_error', (error) => {
+        socket.close();
+        resolve({ ok: false, code: (error as unknown as { data?: { code: string } }).data?.code });
+      });
     });
 
   it('refuses the third connection from one client address with rate_limited, while another address connects', async () => {

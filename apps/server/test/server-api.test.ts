@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { limits, SYSTEM_SENDER_ID, type Conversation, type Message, type Presence, type WireError } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from './helpers/eventually.ts';
-import { connectError, startNode, type TestNode } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { eventually } from '@chat/testkit/eventually';
+import { connectError, startNode, type TestNode } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
+import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 /**
  * The backend API as a customer's server uses it: two real nodes on this run's PostgreSQL and Redis,

@@ -2,12 +2,12 @@ import type { Message } from '@chat/protocol';
 import { ChatClient } from '@chat/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
-import { heapAfterGc } from '../../chaos/src/verify.ts';
-import { ok } from './helpers/cluster-client.ts';
-import { eventually } from './helpers/eventually.ts';
-import { spawnNode, testEnv, type SpawnedNode } from './helpers/nodes.ts';
-import { signToken } from './helpers/tokens.ts';
-import { connectDevice, uniqueUser, type Device } from './helpers/users.ts';
+import { heapAfterGc } from '@chat/chaos/verify';
+import { ok } from '@chat/testkit/cluster-client';
+import { eventually } from '@chat/testkit/eventually';
+import { spawnNode, testEnv, type SpawnedNode } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
+import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
 
 /*
  * Slow consumers (SOCKET_MAX_BUFFERED_BYTES) on one real node process (src/main.ts, spawned, so its

@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { deleteRedisKeys, startPrivateRedisCluster, type PrivateRedisCluster } from '../../../infra/cluster/services.ts';
+import { deleteRedisKeys, startPrivateRedisCluster, type PrivateRedisCluster } from '@chat/testkit/services';
 import { createStateStores, MemoryCallStore, MemoryPresenceStore, MemoryRateLimiter, MemoryTypingStore, type StateStores, type WentOffline } from '../src/state/index.ts';
-import { eventually } from './helpers/eventually.ts';
+import { eventually } from '@chat/testkit/eventually';
 
 const NODE_TTL_MS = 300;
 const REDIS_URL = process.env.REDIS_URL ?? inject('redisUrl') ?? 'redis://127.0.0.1:6379';

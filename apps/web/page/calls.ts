@@ -147,7 +147,7 @@ export function installCalls(page: PageApi): void {
 
   async function answer(client: ChatClient): Promise<void> {
     const current = active;
-    if (!current || current.role !== 'callee') return;
+    if (current?.role !== 'callee') return;
     show('Answering…', 'answering', { hangup: true });
     try {
       current.local = await media();
@@ -165,7 +165,10 @@ export function installCalls(page: PageApi): void {
 
   function leave(client: ChatClient): void {
     const current = active;
-    if (!current) return finish(null);
+    if (!current) {
+      finish(null);
+      return;
+    }
     const { call, role } = current;
     const request = call.state === 'accepted' ? client.endCall(call.id) : role === 'caller' ? client.cancelCall(call.id) : client.rejectCall(call.id);
     request.catch(() => {});
@@ -186,7 +189,7 @@ export function installCalls(page: PageApi): void {
   });
 
   page.onOpen((conversation: Conversation | null) => {
-    callButton.hidden = !conversation || conversation.kind !== 'direct' || !page.otherMember(conversation);
+    callButton.hidden = conversation?.kind !== 'direct' || !page.otherMember(conversation);
   });
 
   page.onClient((client) => {

@@ -402,8 +402,14 @@ ui.newChat.addEventListener('submit', (event) => {
   if (!client) return;
   ui.newChatError.textContent = '';
   const userId = userIdFor(ui.newChatUser.value);
-  if (!userId) return void (ui.newChatError.textContent = 'Type a name.');
-  if (userId === session?.userId) return void (ui.newChatError.textContent = 'That is you. Type someone else’s name.');
+  if (!userId) {
+    ui.newChatError.textContent = 'Type a name.';
+    return;
+  }
+  if (userId === session?.userId) {
+    ui.newChatError.textContent = 'That is you. Type someone else’s name.';
+    return;
+  }
   client.request('conversation:open-direct', { userId }).then(
     ({ conversation }) => {
       ui.newChatUser.value = '';
@@ -525,7 +531,7 @@ function renderAllMessages(view: ConversationView): void {
 }
 
 function onMessage(message: Message): void {
-  let view = views.get(message.conversationId);
+  const view = views.get(message.conversationId);
   if (!view) {
     // A conversation we learn about from its first message: fetch it (members, title) once.
     void chat?.request('conversation:get', { conversationId: message.conversationId }).then(({ conversation }) => {
@@ -552,7 +558,10 @@ function onMessage(message: Message): void {
 function placeMessage(message: Message): void {
   const element = messageItem(message);
   const existing = ui.messages.querySelector(`[data-id="${message.id}"]`) ?? ui.messages.querySelector(`[data-client-msg-id="${message.clientMsgId}"]`);
-  if (existing) return existing.replaceWith(element);
+  if (existing) {
+    existing.replaceWith(element);
+    return;
+  }
   for (const child of ui.messages.children) {
     const seq = Number((child as HTMLElement).dataset['seq'] ?? Infinity);
     if (seq > message.seq) return void ui.messages.insertBefore(element, child);
@@ -886,7 +895,8 @@ const presenceWanted = new Set<string>();
 let presenceTimer: ReturnType<typeof setTimeout> | null = null;
 function presenceLater(userIds: string[]): void {
   for (const id of userIds) presenceWanted.add(id);
-  presenceTimer ??= setTimeout(() => {
+  if (presenceTimer !== null) return;
+  presenceTimer = setTimeout(() => {
     presenceTimer = null;
     const ids = [...presenceWanted];
     presenceWanted.clear();

@@ -95,6 +95,9 @@ function options(target: Target): esbuild.BuildOptions {
     write: false,
     legalComments: 'linked',
     logLevel: 'warning',
+    // The workspace packages' TypeScript sources (their exports' `@chat/source` condition), so the page
+    // builds without the packages' dist/ and always from the current sources.
+    conditions: ['@chat/source'],
     plugins: [dropZodLocales],
   };
 }

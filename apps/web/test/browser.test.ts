@@ -11,10 +11,10 @@ import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChatClient } from '@chat/client';
 import type { Ack, ClientEventResults } from '@chat/protocol';
-import { findNginx, startCluster, type Cluster } from '../../../infra/cluster/cluster.ts';
-import { eventually } from '../../server/test/helpers/eventually.ts';
-import { testEnv } from '../../server/test/helpers/nodes.ts';
-import { signToken } from '../../server/test/helpers/tokens.ts';
+import { findNginx, startCluster, type Cluster } from '@chat/testkit/cluster';
+import { eventually } from '@chat/testkit/eventually';
+import { testEnv } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
 import { buildWeb } from '../src/build.ts';
 
 /** Debian's Chromium (`apt-get install -y chromium`), or CHROMIUM_PATH. */

@@ -1,29 +1,27 @@
-import {
-  disconnectCatalog,
-  sendMessageSchema,
-  SYSTEM_SENDER_ID,
-  type Ack,
-  type Call,
-  type CallMedia,
-  type CallSignal,
-  type CallSignalRelay,
-  type ClientEventName,
-  type ClientEventResults,
-  type ClientPayload,
-  type ClientToServerEvents,
-  type Conversation,
-  type ConversationMilestone,
-  type Message,
-  type Notification,
-  type NotificationDeleted,
-  type NotificationPage,
-  type NotificationsRead,
-  type Presence,
-  type Receipt,
-  type SearchPage,
-  type ServerToClientEvents,
-  type SessionEnding,
+import type {
+  Ack,
+  Call,
+  CallMedia,
+  CallSignal,
+  CallSignalRelay,
+  ClientEventName,
+  ClientEventResults,
+  ClientPayload,
+  ClientToServerEvents,
+  Conversation,
+  ConversationMilestone,
+  Message,
+  Notification,
+  NotificationDeleted,
+  NotificationPage,
+  NotificationsRead,
+  Presence,
+  Receipt,
+  SearchPage,
+  ServerToClientEvents,
+  SessionEnding,
 } from '@chat/protocol';
+import { disconnectCatalog, SYSTEM_SENDER_ID } from '@chat/protocol';
 import { io, type Socket } from 'socket.io-client';
 import { v4 as uuidv4, v7 as uuidv7 } from 'uuid';
 import { Emitter } from './emitter.ts';
@@ -108,7 +106,20 @@ export interface ChatClientOptions {
    * from there instead of starting from the current state.
    */
   since?: Array<{ conversationId: string; version: number }>;
+  /**
+   * Checks an outgoing message before anything is sent; a non-null result fails it at once with a
+   * `validation` error (no attempt, no round trip). Unset, the server's check is the only one: an
+   * invalid message fails with the same code after its first attempt. `validateSend` from
+   * `@chat/client/validate` is the protocol's own zod schema; it is a separate entry point so that
+   * apps that do not ask for it do not bundle zod.
+   * @default undefined
+   * @example import { validateSend } from '@chat/client/validate'; new ChatClient({ url, token, validate: validateSend })
+   */
+  validate?: SendValidator;
 }
+
+/** Returns a description of what is wrong with an outgoing message, or null when it may be sent. */
+export type SendValidator = (payload: ClientPayload<'message:send'>) => string | null;
 
 /** A change of an own message's state. */
 export interface StatusEvent {
@@ -211,6 +222,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   readonly #retry: Required<RetryOptions>;
   readonly #autoDelivered: boolean;
   readonly #receiptDelayMs: number;
+  readonly #validate: SendValidator | undefined;
   readonly #state: ClientState;
   readonly #typing: TypingTracker;
 
@@ -248,6 +260,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#retry = { initialDelayMs: options.retry?.initialDelayMs ?? 250, maxDelayMs: options.retry?.maxDelayMs ?? 10_000 };
     this.#autoDelivered = options.autoDeliveredReceipts ?? true;
     this.#receiptDelayMs = options.receiptDelayMs ?? 100;
+    this.#validate = options.validate;
     this.sticky = options.sticky ?? uuidv4();
     this.#state = new ClientState(options.maxTrackedMessages ?? 500);
     for (const { conversationId, version } of options.since ?? []) this.#state.ensure(conversationId).advance(version);
@@ -381,7 +394,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#outbox.set(entry.clientMsgId, entry);
     this.#typing.stop(entry.conversationId, { notify: false });
     this.#emitStatus(entry, 'sending');
-    const invalid = this.#closed ? closedError() : invalidPayload(payload);
+    const invalid = this.#closed ? closedError() : this.#invalid(payload);
     if (invalid) this.#fail(entry, invalid);
     else this.#enqueue(entry);
     return entry;
@@ -390,7 +403,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   /** Sends a `failed` message again, same `clientMsgId`; undefined if there is no such message. */
   retry(clientMsgId: string): OutgoingMessage | undefined {
     const entry = this.#outbox.get(clientMsgId);
-    if (!entry || entry.state !== 'failed' || this.#closed) return entry;
+    if (entry?.state !== 'failed' || this.#closed) return entry;
     entry.restart();
     this.#emitStatus(entry, 'sending');
     this.#enqueue(entry);
@@ -575,7 +588,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   #auth(callback: (data: object) => void): void {
     const source = this.#token;
-    if (typeof source === 'string') return callback({ token: source });
+    if (typeof source === 'string') {
+      callback({ token: source });
+      return;
+    }
     Promise.resolve()
       .then(source)
       .then(
@@ -750,7 +766,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         for (const changes of answer.conversations) {
           const id = changes.conversation.id;
           let entry = collected.get(id);
-          if (!entry) collected.set(id, (entry = { conversation: changes.conversation, messages: new Map(), hidden: new Set(), upTo: 0 }));
+          if (!entry) {
+            entry = { conversation: changes.conversation, messages: new Map(), hidden: new Set(), upTo: 0 };
+            collected.set(id, entry);
+          }
           entry.conversation = changes.conversation;
           let highest = 0;
           for (const message of changes.messages) {
@@ -846,7 +865,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     const state = this.#state.ensure(message.conversationId);
     const applied = state.apply(message, source);
     if (applied === 'stale') return;
-    if (applied === 'updated') return this.emit('messageUpdated', message);
+    if (applied === 'updated') {
+      this.emit('messageUpdated', message);
+      return;
+    }
     const ready = state.admit(message);
     for (const next of ready) this.#reportNew(state, next);
     if (ready.length === 0) this.#scheduleGapFill();
@@ -1085,6 +1107,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     }
   }
 
+  #invalid(payload: ClientPayload<'message:send'>): ChatError | null {
+    const issues = this.#validate?.(payload) ?? null;
+    return issues === null ? null : new ChatError('validation', issues);
+  }
+
   #sendTyping(conversationId: string, typing: boolean): void {
     // Typing is ephemeral: offline keystrokes are not worth replaying after a reconnect.
     if (!this.#connected) return;
@@ -1099,10 +1126,3 @@ function closedError(): ChatError {
   return new ChatError('closed', 'The client is closed');
 }
 
-/** The protocol's own schema, checked before anything is sent: an invalid message fails at once. */
-function invalidPayload(payload: ClientPayload<'message:send'>): ChatError | null {
-  const parsed = sendMessageSchema.safeParse(payload);
-  if (parsed.success) return null;
-  const issues = parsed.error.issues.map((issue) => `${issue.path.join('.') || 'payload'}: ${issue.message}`).join('; ');
-  return new ChatError('validation', issues);
-}

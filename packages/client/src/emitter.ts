@@ -15,7 +15,10 @@ export class Emitter<Events extends EventMap<Events>> {
   /** Subscribes and returns the matching unsubscribe function. */
   on<E extends keyof Events>(event: E, listener: Listener<Events[E]>): () => void {
     let set = this.#listeners.get(event);
-    if (!set) this.#listeners.set(event, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(event, set);
+    }
     set.add(listener as Listener<never>);
     return () => this.off(event, listener);
   }

@@ -1,4 +1,4 @@
-export { ChatClient, type ChatClientEvents, type ChatClientOptions, type ChatSocket, type StatusEvent, type TokenSource } from './client.ts';
+export { ChatClient, type ChatClientEvents, type ChatClientOptions, type ChatSocket, type SendValidator, type StatusEvent, type TokenSource } from './client.ts';
 export { Emitter, type EventMap } from './emitter.ts';
 export { ChatError, type ClientErrorCode } from './errors.ts';
 export type { OutgoingMessage, SendInput } from './outgoing.ts';

@@ -308,7 +308,10 @@ export class ClientState {
 
   ensure(conversationId: string): ConversationState {
     let state = this.conversations.get(conversationId);
-    if (!state) this.conversations.set(conversationId, (state = new ConversationState(conversationId, this.#maxTracked)));
+    if (!state) {
+      state = new ConversationState(conversationId, this.#maxTracked);
+      this.conversations.set(conversationId, state);
+    }
     return state;
   }
 

@@ -79,7 +79,10 @@ export class TypingTracker {
     let users = this.#others.get(event.conversationId);
     const was = users?.has(event.userId) ?? false;
     if (event.typing) {
-      if (!users) this.#others.set(event.conversationId, (users = new Map()));
+      if (!users) {
+        users = new Map();
+        this.#others.set(event.conversationId, users);
+      }
       users.set(event.userId, Date.now() + this.#timings.remoteTtlMs);
       this.#sweep ??= setTimeout(() => this.#sweepExpired(), this.#timings.remoteTtlMs);
     } else if (users) {

@@ -1,12 +1,13 @@
 import { SYSTEM_SENDER_ID, type Conversation, type Message, type Receipt, type SessionEnding } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from '../../../apps/server/test/helpers/eventually.ts';
-import { startNode, type TestNode } from '../../../apps/server/test/helpers/nodes.ts';
-import { signToken } from '../../../apps/server/test/helpers/tokens.ts';
-import { uniqueUser } from '../../../apps/server/test/helpers/users.ts';
-import { silentFanout } from '../../../apps/server/src/domain/fanout.ts';
-import { MessageService } from '../../../apps/server/src/domain/messages.ts';
+import { eventually } from '@chat/testkit/eventually';
+import { startNode, type TestNode } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
+import { uniqueUser } from '@chat/testkit/users';
+import { silentFanout } from '@chat/server/domain/fanout';
+import { MessageService } from '@chat/server/domain/messages';
 import { ChatClient, type ChatClientEvents, type ChatClientOptions, type StatusEvent, type TypingEvent } from '../src/index.ts';
+import { validateSend } from '../src/validate.ts';
 
 // Two real nodes on different ports sharing this run's PostgreSQL and Redis: a client on node A and
 // one on node B only meet through the Redis adapter.
@@ -308,9 +309,16 @@ describe('ChatClient', () => {
     expect(alice.client.retry(outgoing.clientMsgId)).toBe(outgoing);
     await expect(outgoing.acked).rejects.toMatchObject({ code: 'not_found' });
     expect(outgoing.attempts).toBe(2);
-    // An invalid message fails locally, before any attempt.
+    // Without a validator the server's schema is the check: an invalid message fails after one attempt.
     const empty = alice.client.send({ conversationId: theirs.id, body: ' \u0007 ' });
-    expect(empty).toMatchObject({ state: 'failed', attempts: 0, error: { code: 'validation' } });
+    await expect(empty.acked).rejects.toMatchObject({ code: 'validation', retryable: false });
+    expect(empty).toMatchObject({ state: 'failed', attempts: 1, error: { code: 'validation' } });
+    // With the opt-in zod validator it fails locally, before any attempt.
+    const checked = chatClient(nodeA, alice.client.userId ?? '', { validate: validateSend });
+    await checked.client.connect();
+    const local = checked.client.send({ conversationId: theirs.id, body: ' \u0007 ' });
+    expect(local).toMatchObject({ state: 'failed', attempts: 0, error: { code: 'validation' } });
+    expect(local.error?.message).toMatch(/^body: /);
   });
 
   it('debounces typing and clears indicators on idle and on send', async () => {

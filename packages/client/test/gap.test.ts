@@ -1,10 +1,10 @@
 import type { Message } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { startPrivateRedis, type PrivateRedis } from '../../../infra/cluster/services.ts';
-import { eventually } from '../../../apps/server/test/helpers/eventually.ts';
-import { startNode, type TestNode } from '../../../apps/server/test/helpers/nodes.ts';
-import { signToken } from '../../../apps/server/test/helpers/tokens.ts';
-import { uniqueUser } from '../../../apps/server/test/helpers/users.ts';
+import { startPrivateRedis, type PrivateRedis } from '@chat/testkit/services';
+import { eventually } from '@chat/testkit/eventually';
+import { startNode, type TestNode } from '@chat/testkit/nodes';
+import { signToken } from '@chat/testkit/tokens';
+import { uniqueUser } from '@chat/testkit/users';
 import { ChatClient } from '../src/index.ts';
 
 // Two nodes on a Redis of this file's own, which is restarted: a fan-out published while it is down

@@ -22,3 +22,10 @@ export const limits = {
   /** Longest ICE candidate line. */
   iceCandidateLength: 1024,
 } as const;
+
+/**
+ * The sender id of messages a customer's backend posts as the service itself (`/v1/server`). It is
+ * no user's id: no token may claim it, and `userIdSchema` refuses it, so it is never a member. Kept
+ * out of the schemas' module so a client can read it without loading zod.
+ */
+export const SYSTEM_SENDER_ID = 'system';

@@ -1,16 +1,10 @@
 import { z } from 'zod';
-import { limits } from './limits.ts';
+import { limits, SYSTEM_SENDER_ID } from './limits.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Primitives. Every input a client sends is parsed by one of these; everything a server sends is
 // described by the entity schemas below (used for types and for the OpenAPI document).
 // ---------------------------------------------------------------------------------------------
-
-/**
- * The sender id of messages a customer's backend posts as the service itself (`/v1/server`). It is
- * no user's id: no token may claim it, and {@link userIdSchema} refuses it, so it is never a member.
- */
-export const SYSTEM_SENDER_ID = 'system';
 
 export const userIdSchema = z
   .string()
@@ -22,6 +16,7 @@ export const clientMsgIdSchema = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, 'a cl
 
 // Control characters (C0 except tab and newline, DEL, C1) and lone surrogates are removed, not
 // rejected: they are invisible or invalid, and a message must not fail because a keyboard sent one.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point (they are stripped).
 const CONTROL = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 export const cleanText = (value: string) => value.replace(CONTROL, '').trim();
 
@@ -34,6 +29,7 @@ export const emojiSchema = z
   .string()
   .min(1)
   .max(limits.emoji)
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: an emoji must not contain control characters.
   .regex(/^[^\s\u0000-\u001F\u007F]+$/u, 'an emoji without whitespace');
 
 export const attachmentSchema = z

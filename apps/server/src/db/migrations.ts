@@ -255,7 +255,9 @@ async function withAdvisoryLock<T>(connectionString: string, timeoutMs: number, 
   const client = new pg.Client({ connectionString, application_name: 'chat-migrate-lock' });
   // A dropped lock connection emits 'error' while idle; without a listener that would kill the process.
   let lost: Error | undefined;
-  client.on('error', (error) => void (lost = error));
+  client.on('error', (error) => {
+    lost = error;
+  });
   await client.connect();
   try {
     // lock_timeout bounds advisory-lock waits too; it is reset right after, so it never affects fn.
@@ -296,11 +298,10 @@ interface EngineState {
 // The engine's JS glue is a package module, loaded once per process, and binds itself to the one wasm
 // instance it is given; so the instance, its timers and its users are per process too, also when this
 // file is evaluated more than once in a process (vitest's global set-ups of two projects).
-const engineState = ((globalThis as Record<symbol, unknown>)[Symbol.for('chat-cluster.schema-engine')] ??= {
-  module: undefined,
-  timers: new Set(),
-  live: 0,
-} satisfies EngineState) as EngineState;
+const ENGINE_STATE = Symbol.for('chat-cluster.schema-engine');
+const processGlobals = globalThis as Record<symbol, unknown>;
+processGlobals[ENGINE_STATE] ??= { module: undefined, timers: new Set(), live: 0 } satisfies EngineState;
+const engineState = processGlobals[ENGINE_STATE] as EngineState;
 
 /**
  * Loads the wasm schema engine once per process. The package's entry imports its .wasm as an ES

@@ -93,9 +93,13 @@ export class GroupCommit<I, O> {
     if (batch.length > 1) {
       try {
         const results = await flush(batch.map((entry) => entry.item));
-        return batch.forEach((entry, index) => entry.resolve(results[index]!));
+        for (const [index, entry] of batch.entries()) entry.resolve(results[index]!);
+        return;
       } catch (error) {
-        if (!retryAlone(error)) return batch.forEach((entry) => entry.reject(error));
+        if (!retryAlone(error)) {
+          for (const entry of batch) entry.reject(error);
+          return;
+        }
         // Retried one by one below; each item's own outcome is what its caller gets.
       }
     }

@@ -271,7 +271,7 @@ export class RedisPresenceStore implements PresenceStore {
       groupBySlot(this.#redis, [...new Set(userIds)], (userId) => this.#conns(userId)).map(async (group) => {
         const keys = group.flatMap((userId) => [this.#conns(userId), this.#user(userId)]);
         const rows = (await this.#get(keys.length, ...keys)) as Array<[number, PresenceStatus, Nullable]>;
-        group.forEach((userId, i) => found.set(userId, rows[i]!));
+        for (const [i, userId] of group.entries()) found.set(userId, rows[i]!);
       }),
     );
     return userIds.map((userId) => {

@@ -255,7 +255,10 @@ export class MemoryPresenceStore implements PresenceStore {
   /** Created on first write only, as in Redis: connecting alone leaves no record behind. */
   #user(userId: string): UserRecord {
     let record = this.#users.get(userId);
-    if (!record) this.#users.set(userId, (record = { status: 'online', lastSeenAt: null }));
+    if (!record) {
+      record = { status: 'online', lastSeenAt: null };
+      this.#users.set(userId, record);
+    }
     return record;
   }
 }

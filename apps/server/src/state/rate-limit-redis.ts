@@ -63,7 +63,7 @@ export class RedisBucketLedger {
         const keys = group.map((spend) => this.#key(spend));
         const args = group.flatMap((spend) => [spend.capacity, spend.refillPerSecond, spend.spent]);
         const after = (await this.#settle(keys.length, ...keys, ...args)) as string[];
-        group.forEach((spend, i) => levels.set(spend, Number(after[i])));
+        for (const [i, spend] of group.entries()) levels.set(spend, Number(after[i]));
       }),
     );
     return spends.map((spend) => levels.get(spend)!);

@@ -2,7 +2,7 @@ import type { ClientEventName } from '@chat/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { RateLimitClass } from '../config.ts';
 import { AppError } from '../errors.ts';
-import type { TokenBucket } from '../state/rate-limit.ts';
+import type { RateLimitResult, TokenBucket } from '../state/rate-limit.ts';
 
 /** Which budget each event draws from. Every event has one: a missing entry does not compile. */
 export const eventClasses: Record<ClientEventName, RateLimitClass> = {
@@ -57,7 +57,7 @@ export async function enforceRateLimit(app: FastifyInstance, userId: string, eve
  */
 export async function consumeBudget(app: FastifyInstance, key: string, bucket: TokenBucket, metricClass: string, refusal: string): Promise<void> {
   if (!app.config.rateLimits.enabled) return;
-  let result;
+  let result: RateLimitResult;
   try {
     result = await app.state.rateLimiter.consume(key, bucket);
   } catch (error) {

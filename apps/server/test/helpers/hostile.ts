@@ -263,7 +263,10 @@ export function openRaw(url: string, { answerPings = true } = {}): Promise<RawSo
             reject(new Error('closed'));
           }
         };
-        const timer = setTimeout(() => (finish(), reject(new Error('timeout'))), timeoutMs);
+        const timer = setTimeout(() => {
+          finish();
+          reject(new Error('timeout'));
+        }, timeoutMs);
         const finish = () => {
           clearTimeout(timer);
           waiters.delete(check);

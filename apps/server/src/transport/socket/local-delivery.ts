@@ -43,7 +43,10 @@ export class LocalDelivery {
    */
   hold(room: string, socketId: string): void {
     let sockets = this.#held.get(room);
-    if (!sockets) this.#held.set(room, (sockets = new Map()));
+    if (!sockets) {
+      sockets = new Map();
+      this.#held.set(room, sockets);
+    }
     sockets.set(socketId, []);
   }
 

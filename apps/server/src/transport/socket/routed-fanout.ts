@@ -65,7 +65,8 @@ export class RoutedFanout implements Fanout {
     try {
       packet = encode(this.#io, event, payload);
     } catch (error) {
-      return this.#log.warn({ err: error, event }, 'fan-out failed: the event could not be encoded');
+      this.#log.warn({ err: error, event }, 'fan-out failed: the event could not be encoded');
+      return;
     }
     // This node's own sockets need no lookup.
     this.#local.deliver(recipients.except ? { rooms: localRooms, except: recipients.except } : { rooms: localRooms }, packet);

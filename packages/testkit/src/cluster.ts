@@ -12,11 +12,11 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { CONFIG_VARIABLES, migrationDatabaseUrl } from '../../apps/server/src/config.ts';
-import { applyMigrations } from '../../apps/server/src/db/migrations.ts';
+import { CONFIG_VARIABLES, migrationDatabaseUrl } from '@chat/server/config';
+import { applyMigrations } from '@chat/server/db/migrations';
 import { findExecutable } from './executables.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const SERVER_MAIN = join(ROOT, 'apps/server/src/main.ts');
 // The repository pins Node 24 in node_modules; the system node may be older than the server needs.
 const PINNED_NODE = join(ROOT, 'node_modules/node/bin/node');
@@ -142,7 +142,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 
   const startNode = async (i: number): Promise<void> => {
     const node = nodes[i]!;
-    const proc = launch(node.id, NODE_BIN, [...(options.nodeArgs?.(i) ?? []), '--import', 'tsx', SERVER_MAIN], {
+    const proc = launch(node.id, NODE_BIN, [...(options.nodeArgs?.(i) ?? []), '--conditions=@chat/source', '--import', 'tsx', SERVER_MAIN], {
       PATH: process.env['PATH'],
       ...env,
       NODE_ID: node.id,
@@ -299,7 +299,8 @@ function launch(name: string, command: string, args: string[], env: Record<strin
       // A failed spawn emits no 'exit'.
       if (child.pid !== undefined) return;
       untrack(child);
-      resolve((proc.exit = { code: null, signal: null }));
+      proc.exit = { code: null, signal: null };
+      resolve(proc.exit);
     });
     child.once('exit', (code, signal) => {
       untrack(child);
@@ -320,7 +321,13 @@ async function waitFor(url: string, proc: Proc, timeoutMs: number): Promise<void
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (proc.exit) throw new Error(`${url}: the process exited (code ${proc.exit.code}, signal ${proc.exit.signal}) before it was ready:\n${proc.tail.slice(-30).join('\n')}`);
-    const status = await fetch(url, { signal: AbortSignal.timeout(2000) }).then((r) => (void r.body?.cancel(), r.status), () => 0);
+    const status = await fetch(url, { signal: AbortSignal.timeout(2000) }).then(
+      (r) => {
+        void r.body?.cancel();
+        return r.status;
+      },
+      () => 0,
+    );
     if (status === 200) return;
     if (Date.now() > deadline) throw new Error(`${url} not ready within ${timeoutMs} ms (last status ${status || 'no answer'}):\n${proc.tail.slice(-30).join('\n')}`);
     await sleep(100);

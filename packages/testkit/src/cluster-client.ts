@@ -1,6 +1,6 @@
 import { io as ioClient, type ManagerOptions, type SocketOptions } from 'socket.io-client';
 import type { Ack, ClientEventName, ClientEventResults, ClientPayload } from '@chat/protocol';
-import { findNginx } from '../../../../infra/cluster/cluster.ts';
+import { findNginx } from './cluster.ts';
 import type { ClientSocket } from './nodes.ts';
 import { signToken } from './tokens.ts';
 

@@ -7,15 +7,15 @@ import pino from 'pino';
 import { io as ioClient, type Socket } from 'socket.io-client';
 import { inject, onTestFinished } from 'vitest';
 import type { ClientToServerEvents, ServerToClientEvents, WireError } from '@chat/protocol';
-import { buildApp } from '../../src/app.ts';
-import { loadConfig } from '../../src/config.ts';
-import { parseDatabaseUrl } from '../../src/db/url.ts';
+import { buildApp } from '@chat/server/app';
+import { loadConfig } from '@chat/server/config';
+import { parseDatabaseUrl } from '@chat/server/db/url';
 import { TEST_JWT_SECRET } from './tokens.ts';
 
 export type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
-const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
-const serverMain = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+const serverMain = fileURLToPath(new URL('../../../apps/server/src/main.ts', import.meta.url));
 
 /**
  * Each test file's nodes keep their Redis state apart from other files' (presence registry, rate
@@ -88,7 +88,7 @@ export interface SpawnedNode {
 export async function spawnNode(env: Record<string, string | undefined>, { timeoutMs = 20_000 } = {}): Promise<SpawnedNode> {
   // The listening line is how we learn the port: a spawned node logs at least at info.
   if (env['LOG_LEVEL'] === 'silent' || env['LOG_LEVEL'] === undefined) env = { ...env, LOG_LEVEL: 'info' };
-  const child = spawn(process.execPath, ['--import', 'tsx', serverMain], {
+  const child = spawn(process.execPath, ['--conditions=@chat/source', '--import', 'tsx', serverMain], {
     cwd: repoRoot,
     env: Object.fromEntries(Object.entries({ PATH: process.env['PATH'], ...env }).filter(([, value]) => value !== undefined)),
     stdio: ['ignore', 'pipe', 'pipe'],

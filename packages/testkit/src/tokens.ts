@@ -1,5 +1,5 @@
 import { createSigner } from 'fast-jwt';
-import { DEV_JWT_SECRET } from '../../src/config.ts';
+import { DEV_JWT_SECRET } from '@chat/server/config';
 
 export const TEST_JWT_SECRET = 'test-secret-that-is-at-least-32-characters-long';
 

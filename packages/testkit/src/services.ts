@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer } from 'node:net';
 import pg from 'pg';
-import { parseDatabaseUrl } from '../../apps/server/src/db/url.ts';
+import { parseDatabaseUrl } from '@chat/server/db/url';
 import { freePort } from './cluster.ts';
 import { findExecutable } from './executables.ts';
 
