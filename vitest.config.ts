@@ -29,9 +29,7 @@ export default defineConfig({
       // The same files again, every node reaching that database through PgBouncer 1.18 in
       // pool_mode = transaction (pgbouncer-setup.ts), as production does once replicas × pool size
       // nears max_connections.
-      ...(pgbouncer
-        ? [{ extends: true, test: { name: 'pgbouncer', include: MESSAGING_SUITE, globalSetup: ['apps/server/test/global-setup.ts', 'apps/server/test/pgbouncer-setup.ts'] } }]
-        : []),
+      ...(pgbouncer ? [{ extends: true, test: { name: 'pgbouncer', include: MESSAGING_SUITE, globalSetup: ['apps/server/test/global-setup.ts', 'apps/server/test/pgbouncer-setup.ts'] } }] : []),
     ],
   },
 });

@@ -40,7 +40,9 @@ async function main(): Promise<number> {
       }
     },
   };
-  io.log(`chaos: ${options.clients} clients, ${options.rate} msgs/s, phases ${options.phases.join(' → ')}, Redis ${options.redis}, ${options.settleMs / 1000} s settle, ${options.downMs / 1000} s down`);
+  io.log(
+    `chaos: ${options.clients} clients, ${options.rate} msgs/s, phases ${options.phases.join(' → ')}, Redis ${options.redis}, ${options.settleMs / 1000} s settle, ${options.downMs / 1000} s down`,
+  );
   // Ctrl-C: the launchers' exit hooks stop nodes, nginx, Redis and PostgreSQL.
   process.once('SIGINT', () => process.exit(130));
   const report = await runChaos(options, io);

@@ -49,7 +49,12 @@ export const flags = {
   settle: { type: 'string', arg: 'TIME', default: '12s', help: 'Load before the first fault and after each; the load lasts about phases × (settle + fault) + settle.' },
   duration: { type: 'string', arg: 'TIME', default: 'from --settle', help: 'Alternatively the whole load phase: sets --settle to (duration - phases × down) / (phases + 1).' },
   down: { type: 'string', arg: 'TIME', default: '5s', help: 'How long the SIGKILLed node, PostgreSQL and (--redis cluster) the SIGKILLed Redis master, once its replica took over, stay down.' },
-  redis: { type: 'string', arg: 'MODE', default: 'single', help: "single: one private redis-server, which the redis phase restarts (every key gone); cluster: a private Redis Cluster, 3 masters + 3 replicas (the nodes get REDIS_CLUSTER_NODES), where the redis phase SIGKILLs the master holding the most presence keys, waits for its replica's promotion, and starts it again after --down (it rejoins as a replica)." },
+  redis: {
+    type: 'string',
+    arg: 'MODE',
+    default: 'single',
+    help: "single: one private redis-server, which the redis phase restarts (every key gone); cluster: a private Redis Cluster, 3 masters + 3 replicas (the nodes get REDIS_CLUSTER_NODES), where the redis phase SIGKILLs the master holding the most presence keys, waits for its replica's promotion, and starts it again after --down (it rejoins as a replica).",
+  },
   'group-size': { type: 'string', arg: 'A..B', default: '2..8', help: 'Members per conversation: 2 is a direct conversation, more a group.' },
   'devices-per-user': { type: 'string', arg: 'A..B', default: '1..2', help: 'Devices per user; every message is expected on every device of every member.' },
   workers: { type: 'string', arg: 'N', default: 'cores-1', help: "The load generator's worker threads." },
@@ -97,7 +102,10 @@ export function parseChaosArgs(argv: string[]): { help: true } | { help: false; 
     const value = values[name];
     return typeof value === 'string' ? value : flags[name].default;
   };
-  const phases = str('phases').split(',').map((name) => name.trim()).filter(Boolean);
+  const phases = str('phases')
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
   for (const phase of phases) if (!(PHASES as readonly string[]).includes(phase)) throw new UsageError(`--phases: unknown phase ${JSON.stringify(phase)} (known: ${PHASES.join(', ')})`);
   const redis = str('redis');
   if (!(REDIS_MODES as readonly string[]).includes(redis)) throw new UsageError(`--redis: expected ${REDIS_MODES.join(' or ')}, got ${JSON.stringify(redis)}`);

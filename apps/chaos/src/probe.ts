@@ -98,18 +98,20 @@ export class OutageProbe {
   /** Every refused send again, same clientMsgId, until acked or `timeoutMs` has passed. */
   async retryRefused(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    await Promise.all(this.#refused.map(async ({ clientMsgId, body }) => {
-      while (Date.now() < deadline) {
-        try {
-          const { message } = await this.#sender.request('message:send', { conversationId: this.conversationId, clientMsgId, body });
-          this.#acked.push([message.conversationId, message.seq, message.id]);
-          this.#retriedAcked += 1;
-          return;
-        } catch {
-          await sleep(250);
+    await Promise.all(
+      this.#refused.map(async ({ clientMsgId, body }) => {
+        while (Date.now() < deadline) {
+          try {
+            const { message } = await this.#sender.request('message:send', { conversationId: this.conversationId, clientMsgId, body });
+            this.#acked.push([message.conversationId, message.seq, message.id]);
+            this.#retriedAcked += 1;
+            return;
+          } catch {
+            await sleep(250);
+          }
         }
-      }
-    }));
+      }),
+    );
   }
 
   #retriedAcked = 0;

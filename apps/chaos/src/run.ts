@@ -9,15 +9,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, startCluster, type Cluster } from '@chat/testkit/cluster';
 import { Redis } from 'ioredis';
-import {
-  startPrivatePostgres,
-  startPrivateRedis,
-  startPrivateRedisCluster,
-  waitUntil,
-  type PrivatePostgres,
-  type PrivateRedis,
-  type PrivateRedisCluster,
-} from '@chat/testkit/services';
+import { startPrivatePostgres, startPrivateRedis, startPrivateRedisCluster, waitUntil, type PrivatePostgres, type PrivateRedis, type PrivateRedisCluster } from '@chat/testkit/services';
 import { adminQuery } from '@chat/server/db/admin';
 import { applyMigrations } from '@chat/server/db/migrations';
 import { runLoadtest, type Io } from '@chat/loadgen/coordinator';
@@ -26,19 +18,7 @@ import type { Summary } from '@chat/loadgen/summary';
 import { tokenMinter } from '@chat/loadgen/tokens';
 import type { ChaosOptions, PhaseName } from './options.ts';
 import { OutageProbe, type ProbeReport } from './probe.ts';
-import {
-  checkDatabase,
-  countKeys,
-  heapAfterGc,
-  keysPerMaster,
-  pickFailoverVictim,
-  presenceMismatch,
-  sampleHashes,
-  stateKeys,
-  timeUntilZero,
-  type DatabaseReport,
-  type RedisTarget,
-} from './verify.ts';
+import { checkDatabase, countKeys, heapAfterGc, keysPerMaster, pickFailoverVictim, presenceMismatch, sampleHashes, stateKeys, timeUntilZero, type DatabaseReport, type RedisTarget } from './verify.ts';
 
 export interface Check {
   name: string;
@@ -172,7 +152,7 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
       'group-size': options.groupSize,
       'devices-per-user': options.devicesPerUser,
       // The longest the load may last; it ends when the last fault has settled.
-      duration: `${Math.ceil((options.phases.length + 2) * (options.settleMs + options.downMs + 60_000) / 1000)}s`,
+      duration: `${Math.ceil(((options.phases.length + 2) * (options.settleMs + options.downMs + 60_000)) / 1000)}s`,
       grace: '30s',
       'jwt-secret': secret,
       'run-id': `chaos-${runId}`,
@@ -218,7 +198,8 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
       if (result.ms === null) io.log(`presence check after the ${after} failed: ${(await look()).detail}`);
       return result;
     };
-    const presenceText = (result: { ms: number | null; last: number }) => (result.ms === null ? `presence NOT = live sockets within the bound (${offText(result.last)})` : `presence = live sockets after ${result.ms} ms`);
+    const presenceText = (result: { ms: number | null; last: number }) =>
+      result.ms === null ? `presence NOT = live sockets within the bound (${offText(result.last)})` : `presence = live sockets after ${result.ms} ms`;
     // After a Redis restart or failover each node registers all its sockets again (one by one), and
     // after a failover replays its recent disconnects. Bound: as long as a client may take to
     // reconnect, at least the presence bound.
@@ -276,7 +257,10 @@ export async function runChaos(options: ChaosOptions, io: Io): Promise<ChaosRepo
     // served again), and the old master, started again after --down, must rejoin as the new one's replica.
     const failover = async (rc: PrivateRedisCluster) => {
       const masters = await rc.masters();
-      const counts = await keysPerMaster(masters.map((master) => master.port), KEYS.presence);
+      const counts = await keysPerMaster(
+        masters.map((master) => master.port),
+        KEYS.presence,
+      );
       const victim = pickFailoverVictim(counts);
       const replicas = await rc.replicasOf(victim);
       const killedAt = performance.now();
@@ -379,7 +363,6 @@ async function connectedSockets(nodeUrl: string): Promise<number> {
   return Number(match[1]);
 }
 
-
 interface Measured {
   ghosts: { ms: number | null; last: number };
   ghostAfterKill: { ms: number | null; last: number } | null;
@@ -398,33 +381,76 @@ function buildChecks(options: ChaosOptions, report: ChaosReport, load: Summary, 
   const db = report.database!;
 
   const planned = options.phases.map((name) => (name === 'redis' && options.redis === 'cluster' ? 'redis failover' : name));
-  add('faults carried out', report.phases.map((p) => `${p.label}${p.ok ? '' : ' FAILED'}`).join(', ') || 'none', planned.join(', '), report.phases.length === options.phases.length && report.phases.every((p) => p.ok));
-  add('load ran and was checked', `${m.sent} sent, ${m.acked} acked (${m.ackedRate}/s), ${load.run.plan.direct} direct + ${load.run.plan.group} group conversations, ${c.connected}/${c.devices} devices`, 'acked > 0, every device connected', load.verdict.exitCode !== 3 && m.acked > 0 && c.failed === 0);
-  add('acked messages in PostgreSQL exactly once', `${db.acked} acked: ${db.missing} missing, ${db.mismatched} at another seq, ${db.duplicateRows} stored twice`, '0, 0, 0', db.acked > 0 && db.missing === 0 && db.mismatched === 0 && db.duplicateRows === 0);
+  add(
+    'faults carried out',
+    report.phases.map((p) => `${p.label}${p.ok ? '' : ' FAILED'}`).join(', ') || 'none',
+    planned.join(', '),
+    report.phases.length === options.phases.length && report.phases.every((p) => p.ok),
+  );
+  add(
+    'load ran and was checked',
+    `${m.sent} sent, ${m.acked} acked (${m.ackedRate}/s), ${load.run.plan.direct} direct + ${load.run.plan.group} group conversations, ${c.connected}/${c.devices} devices`,
+    'acked > 0, every device connected',
+    load.verdict.exitCode !== 3 && m.acked > 0 && c.failed === 0,
+  );
+  add(
+    'acked messages in PostgreSQL exactly once',
+    `${db.acked} acked: ${db.missing} missing, ${db.mismatched} at another seq, ${db.duplicateRows} stored twice`,
+    '0, 0, 0',
+    db.acked > 0 && db.missing === 0 && db.mismatched === 0 && db.duplicateRows === 0,
+  );
   add('gap-free seqs per conversation', `${db.conversations - db.gappy}/${db.conversations} conversations are 1..last_seq, each once`, 'all', db.gappy === 0 && db.conversations > 0);
   add('every device got every message exactly once', `${m.expected} device×message pairs: ${m.lost} lost, ${m.duplicates} duplicated`, '0, 0', m.expected > 0 && m.lost === 0 && m.duplicates === 0);
   // The SDK reports a conversation's messages in seq order: live fan-outs of two
   // nodes that cross, and holes it fetched, included.
   add('in seq order, resyncs included', `${m.outOfOrder} of ${m.deliveries} deliveries out of order (${m.outOfOrderResync} while resyncing)`, '0', m.outOfOrder === 0);
-  add('SDK sends all acked in the end', `${m.failed} failed, ${m.unackedAtEnd} unacked, ${m.retries} retries (${load.errors.nacks['unavailable'] ?? 0} unavailable answers)`, '0 failed, 0 unacked', m.failed === 0 && m.unackedAtEnd === 0);
+  add(
+    'SDK sends all acked in the end',
+    `${m.failed} failed, ${m.unackedAtEnd} unacked, ${m.retries} retries (${load.errors.nacks['unavailable'] ?? 0} unavailable answers)`,
+    '0 failed, 0 unacked',
+    m.failed === 0 && m.unackedAtEnd === 0,
+  );
 
   const probe = report.probe;
   if (options.phases.includes('postgres')) {
     if (probe === null) add('PostgreSQL down: prompt unavailable', 'no probe ran', '', false);
     else {
-      const other = Object.entries(probe.otherErrors).map(([code, n]) => `${code} ${n}`).join(', ') || 'none other';
-      add('PostgreSQL down: prompt unavailable', `${probe.unavailable}/${probe.sent} unavailable (${other}), ${probe.ok} ok; p50 ${probe.p50Ms} ms, max ${probe.maxMs} ms`, `all unavailable, max ≤ ${options.unavailableBoundMs} ms`, probe.sent > 0 && probe.unavailable === probe.sent && probe.maxMs <= options.unavailableBoundMs);
+      const other =
+        Object.entries(probe.otherErrors)
+          .map(([code, n]) => `${code} ${n}`)
+          .join(', ') || 'none other';
+      add(
+        'PostgreSQL down: prompt unavailable',
+        `${probe.unavailable}/${probe.sent} unavailable (${other}), ${probe.ok} ok; p50 ${probe.p50Ms} ms, max ${probe.maxMs} ms`,
+        `all unavailable, max ≤ ${options.unavailableBoundMs} ms`,
+        probe.sent > 0 && probe.unavailable === probe.sent && probe.maxMs <= options.unavailableBoundMs,
+      );
       add('PostgreSQL back: refused sends retried ok', `${probe.retriedAcked}/${probe.retried} acked with the same clientMsgId`, 'all', probe.retried > 0 && probe.retriedAcked === probe.retried);
     }
   }
   const rejoin = c.rejoinMs;
   const recovery = c.recoveryMs;
   const ms = (value: number | undefined) => `${Math.round(value ?? 0)} ms`;
-  add('every client reconnected', `${rejoin?.count ?? 0}/${c.unplannedDisconnects} unplanned disconnects reconnected, p50 ${ms(rejoin?.p50)}, max ${ms(rejoin?.max)}`, `all, each ≤ ${options.reconnectBoundMs} ms`, c.unrecovered === 0 && (rejoin?.max ?? 0) <= options.reconnectBoundMs);
-  add('…and resynced by itself', `${c.recoveries}/${c.unplannedDisconnects} resynced, p50 ${ms(recovery?.p50)}, max ${ms(recovery?.max)}; ${c.unrecovered} not resynced at the end`, 'all (time reported: it grows with load)', c.unrecovered === 0);
+  add(
+    'every client reconnected',
+    `${rejoin?.count ?? 0}/${c.unplannedDisconnects} unplanned disconnects reconnected, p50 ${ms(rejoin?.p50)}, max ${ms(rejoin?.max)}`,
+    `all, each ≤ ${options.reconnectBoundMs} ms`,
+    c.unrecovered === 0 && (rejoin?.max ?? 0) <= options.reconnectBoundMs,
+  );
+  add(
+    '…and resynced by itself',
+    `${c.recoveries}/${c.unplannedDisconnects} resynced, p50 ${ms(recovery?.p50)}, max ${ms(recovery?.max)}; ${c.unrecovered} not resynced at the end`,
+    'all (time reported: it grows with load)',
+    c.unrecovered === 0,
+  );
   if (measured.ghostAfterKill) {
     const g = measured.ghostAfterKill;
-    add('no ghost presence after SIGKILL + restart', g.ms === null ? `index and conns: ${offText(g.last)}` : `every node's index and all conns = live sockets after ${g.ms} ms`, `≤ ${measured.presenceBound} ms`, g.ms !== null);
+    add(
+      'no ghost presence after SIGKILL + restart',
+      g.ms === null ? `index and conns: ${offText(g.last)}` : `every node's index and all conns = live sockets after ${g.ms} ms`,
+      `≤ ${measured.presenceBound} ms`,
+      g.ms !== null,
+    );
   }
   const f = report.redisFailover;
   if (options.phases.includes('redis') && options.redis === 'cluster') {
@@ -440,16 +466,32 @@ function buildChecks(options: ChaosOptions, report: ChaosReport, load: Summary, 
   }
   if (measured.ghostAfterRedis) {
     const r = measured.ghostAfterRedis;
-    add(`no ghost presence after the ${r.label}`, r.ms === null ? `index and conns: ${offText(r.last)}` : `every node's index and all conns = live sockets after ${r.ms} ms`, `≤ ${reregisterBoundMs(options)} ms`, r.ms !== null);
+    add(
+      `no ghost presence after the ${r.label}`,
+      r.ms === null ? `index and conns: ${offText(r.last)}` : `every node's index and all conns = live sockets after ${r.ms} ms`,
+      `≤ ${reregisterBoundMs(options)} ms`,
+      r.ms !== null,
+    );
   }
   const g = measured.ghosts;
   add('no ghost presence after the run', g.ms === null ? `${g.last} users still online` : `nobody online ${g.ms} ms after the last client closed`, `≤ ${measured.presenceBound} ms`, g.ms !== null);
   const t = measured.typing;
   add('typing state cleared', t.ms === null ? `${t.last} conversations still show typing` : `no typing entry left after ${t.ms} ms`, `≤ ${measured.typingBound} ms`, t.ms !== null);
-  if (measured.drainExit) add('SIGTERM drains gracefully', `exit code ${measured.drainExit.code} after ${measured.drainExit.ms} ms`, `code 0, ≤ ${SHUTDOWN_TIMEOUT_MS} ms`, measured.drainExit.code === 0 && measured.drainExit.ms <= SHUTDOWN_TIMEOUT_MS + 1000);
+  if (measured.drainExit)
+    add(
+      'SIGTERM drains gracefully',
+      `exit code ${measured.drainExit.code} after ${measured.drainExit.ms} ms`,
+      `code 0, ≤ ${SHUTDOWN_TIMEOUT_MS} ms`,
+      measured.drainExit.code === 0 && measured.drainExit.ms <= SHUTDOWN_TIMEOUT_MS + 1000,
+    );
   for (const heap of report.heap) {
     const grown = heap.beforeMiB === null || heap.afterMiB === null ? null : Math.round((heap.afterMiB - heap.beforeMiB) * 10) / 10;
-    add(`heap of ${heap.node}${heap.restarted ? ' (restarted)' : ''}`, grown === null ? 'no /metrics answer' : `${heap.beforeMiB} → ${heap.afterMiB} MiB (${grown >= 0 ? '+' : ''}${grown})`, `growth ≤ ${options.heapBoundMiB} MiB`, grown !== null && grown <= options.heapBoundMiB);
+    add(
+      `heap of ${heap.node}${heap.restarted ? ' (restarted)' : ''}`,
+      grown === null ? 'no /metrics answer' : `${heap.beforeMiB} → ${heap.afterMiB} MiB (${grown >= 0 ? '+' : ''}${grown})`,
+      `growth ≤ ${options.heapBoundMiB} MiB`,
+      grown !== null && grown <= options.heapBoundMiB,
+    );
   }
   return checks;
 }

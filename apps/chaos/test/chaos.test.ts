@@ -48,7 +48,26 @@ const NGINX = findNginx();
 /** A short chaos run (60 clients, 20 msgs/s) with `extra` flags; asserts every check passed and returns the report. */
 async function shortRun(name: string, extra: string[], timeout: number): Promise<ChaosReport> {
   const out = join(dir, name);
-  const args = ['--conditions=@chat/source', '--import', 'tsx', 'apps/chaos/src/cli.ts', ...extra, '--clients', '60', '--rate', '20/s', '--settle', '5s', '--down', '5s', '--workers', '1', '--quiet', '--out', out];
+  const args = [
+    '--conditions=@chat/source',
+    '--import',
+    'tsx',
+    'apps/chaos/src/cli.ts',
+    ...extra,
+    '--clients',
+    '60',
+    '--rate',
+    '20/s',
+    '--settle',
+    '5s',
+    '--down',
+    '5s',
+    '--workers',
+    '1',
+    '--quiet',
+    '--out',
+    out,
+  ];
   const result = await run(NODE, args, { cwd: ROOT, timeout, maxBuffer: 16 * 2 ** 20 }).then(
     ({ stdout }) => ({ code: 0, stdout }),
     (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code ?? -1, stdout: `${error.stdout ?? ''}${error.stderr ?? ''}` }),
@@ -61,34 +80,26 @@ async function shortRun(name: string, extra: string[], timeout: number): Promise
   return report;
 }
 describe.skipIf(!NGINX)(`chaos run (short)${NGINX ? '' : ' — skipped: no nginx binary (apt-get install -y nginx)'}`, () => {
-  it(
-    'loses and duplicates nothing through SIGKILL, a Redis restart, a PostgreSQL outage and a drain',
-    async () => {
-      const report = await shortRun('report.json', [], 240_000);
-      expect(report.phases.map((phase) => phase.name)).toEqual(['kill', 'redis', 'postgres', 'drain']);
-      // The faults bit: clients were thrown off, PostgreSQL refused sends, and the counts are real.
-      expect(report.load!.connections.unplannedDisconnects).toBeGreaterThan(0);
-      expect(report.probe!.unavailable).toBeGreaterThan(0);
-      expect(report.database!.acked).toBeGreaterThan(100);
-      expect(report.load!.messages.expected).toBeGreaterThan(report.database!.acked);
-    },
-    300_000,
-  );
+  it('loses and duplicates nothing through SIGKILL, a Redis restart, a PostgreSQL outage and a drain', async () => {
+    const report = await shortRun('report.json', [], 240_000);
+    expect(report.phases.map((phase) => phase.name)).toEqual(['kill', 'redis', 'postgres', 'drain']);
+    // The faults bit: clients were thrown off, PostgreSQL refused sends, and the counts are real.
+    expect(report.load!.connections.unplannedDisconnects).toBeGreaterThan(0);
+    expect(report.probe!.unavailable).toBeGreaterThan(0);
+    expect(report.database!.acked).toBeGreaterThan(100);
+    expect(report.load!.messages.expected).toBeGreaterThan(report.database!.acked);
+  }, 300_000);
 
   // About 45 s: a private Redis Cluster instead of a Redis, and the redis phase alone.
-  it(
-    'loses and duplicates nothing through a Redis Cluster master failover, presence following every socket',
-    async () => {
-      const report = await shortRun('report-cluster.json', ['--redis', 'cluster', '--phases', 'redis'], 150_000);
-      expect(report.phases.map((phase) => phase.label)).toEqual(['redis failover']);
-      // A master was killed and a replica, not the killed master itself, serves its slots since.
-      const failover = report.redisFailover!;
-      expect(failover.promoted).not.toBeNull();
-      expect(failover.promoted).not.toBe(failover.master);
-      expect(failover.presenceKeys[failover.master]).toBe(Math.max(...Object.values(failover.presenceKeys)));
-      expect(report.checks.map((check) => check.name)).toEqual(expect.arrayContaining(['Redis master failover', 'no ghost presence after the Redis failover']));
-      expect(report.database!.acked).toBeGreaterThan(50);
-    },
-    180_000,
-  );
+  it('loses and duplicates nothing through a Redis Cluster master failover, presence following every socket', async () => {
+    const report = await shortRun('report-cluster.json', ['--redis', 'cluster', '--phases', 'redis'], 150_000);
+    expect(report.phases.map((phase) => phase.label)).toEqual(['redis failover']);
+    // A master was killed and a replica, not the killed master itself, serves its slots since.
+    const failover = report.redisFailover!;
+    expect(failover.promoted).not.toBeNull();
+    expect(failover.promoted).not.toBe(failover.master);
+    expect(failover.presenceKeys[failover.master]).toBe(Math.max(...Object.values(failover.presenceKeys)));
+    expect(report.checks.map((check) => check.name)).toEqual(expect.arrayContaining(['Redis master failover', 'no ghost presence after the Redis failover']));
+    expect(report.database!.acked).toBeGreaterThan(50);
+  }, 180_000);
 });

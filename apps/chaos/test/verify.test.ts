@@ -85,15 +85,31 @@ async function expectLooksFind(target: RedisTarget, n: TestNode, devices: Device
 }
 
 // The chaos harness reads the nodes' state keys directly: its names must be the server's.
-describe('the chaos harness\'s Redis looks', () => {
+describe("the chaos harness's Redis looks", () => {
   it('find the presence and typing keys a node writes to a single Redis', async () => {
     const devices = await populate(node, 6);
     await expectLooksFind({ kind: 'single', url: inject('redisUrl') }, node, devices);
   });
 
   it('pick the master holding the most keys; the lowest port on a tie', () => {
-    expect(pickFailoverVictim(new Map([[7001, 10], [7002, 31], [7003, 30]]))).toBe(7002);
-    expect(pickFailoverVictim(new Map([[7003, 5], [7001, 5], [7002, 4]]))).toBe(7001);
+    expect(
+      pickFailoverVictim(
+        new Map([
+          [7001, 10],
+          [7002, 31],
+          [7003, 30],
+        ]),
+      ),
+    ).toBe(7002);
+    expect(
+      pickFailoverVictim(
+        new Map([
+          [7003, 5],
+          [7001, 5],
+          [7002, 4],
+        ]),
+      ),
+    ).toBe(7001);
     expect(() => pickFailoverVictim(new Map())).toThrow();
   });
 
@@ -104,7 +120,7 @@ describe('the chaos harness\'s Redis looks', () => {
     });
     afterAll(() => redis?.destroy());
 
-    it('scan every master and route hash lengths to the key\'s master', async () => {
+    it("scan every master and route hash lengths to the key's master", async () => {
       const prefix = `chaos-verify-${Date.now().toString(36)}:`;
       const clustered = await startNode({ REDIS_URL: undefined, REDIS_CLUSTER_NODES: redis.nodes, REDIS_KEY_PREFIX: prefix });
       onTestFinished(() => clustered.close());
@@ -113,7 +129,10 @@ describe('the chaos harness\'s Redis looks', () => {
       await expectLooksFind(target, clustered, devices);
 
       const keys = stateKeys(prefix);
-      const counts = await keysPerMaster((await redis.masters()).map((master) => master.port), keys.presence);
+      const counts = await keysPerMaster(
+        (await redis.masters()).map((master) => master.port),
+        keys.presence,
+      );
       expect(counts.size).toBe(3);
       // 24 users' keys over 3 masters: each holds some, and together all the cluster-wide count.
       for (const [port, count] of counts) expect(count, `presence keys on :${port}`).toBeGreaterThan(0);

@@ -47,7 +47,9 @@ async function main(): Promise<number> {
   }
   const options = parsed.options;
   const io = terminal();
-  io.log(`loadgen ${options.runId}: ${options.clients} devices, ${options.conversations} conversations, ${options.rate} msgs/s for ${options.durationMs / 1000} s against ${options.url} (${options.workers} workers, seed ${options.seed})`);
+  io.log(
+    `loadgen ${options.runId}: ${options.clients} devices, ${options.conversations} conversations, ${options.rate} msgs/s for ${options.durationMs / 1000} s against ${options.url} (${options.workers} workers, seed ${options.seed})`,
+  );
   const { summary, exitCode } = await runLoadtest(options, io);
 
   const json = resolve(options.out);

@@ -188,7 +188,14 @@ export async function runLoadtest(options: Options, io: Io, hooks: RunHooks = {}
   const requestTicks = (final = false): Promise<unknown> => {
     // The final round follows a ticker round that was never closed: its point spans both.
     round = { at: clock(), previousAt: final ? round.previousAt : round.at, phase };
-    return Promise.all(workers.map((worker) => worker.call({ cmd: 'tick' }).then((snapshot) => aggregate.merge(snapshot), () => {})));
+    return Promise.all(
+      workers.map((worker) =>
+        worker.call({ cmd: 'tick' }).then(
+          (snapshot) => aggregate.merge(snapshot),
+          () => {},
+        ),
+      ),
+    );
   };
   const closePoint = () => {
     const taken = aggregate.take();
@@ -227,7 +234,11 @@ export async function runLoadtest(options: Options, io: Io, hooks: RunHooks = {}
     if (!options.quiet) io.progress(progressLine(point, aggregate, plan.devices));
     // Samples of a few ms (a worker answering right after start-up) say nothing about load.
     for (const [index, sample] of taken.cpu) {
-      if (sample.wallMs >= 500 && sample.elu > BUSY_ELU) warn(`busy-${index}`, `worker ${index}'s event loop was ${Math.round(sample.elu * 100)}% busy at ${Math.round(point.t)} s: the load generator itself may be the bottleneck (more --workers, fewer --clients per machine)`);
+      if (sample.wallMs >= 500 && sample.elu > BUSY_ELU)
+        warn(
+          `busy-${index}`,
+          `worker ${index}'s event loop was ${Math.round(sample.elu * 100)}% busy at ${Math.round(point.t)} s: the load generator itself may be the bottleneck (more --workers, fewer --clients per machine)`,
+        );
     }
     if (own.wallMs >= 500 && own.elu > BUSY_ELU) warn('busy-coordinator', `the coordinator's event loop was ${Math.round(own.elu * 100)}% busy at ${Math.round(point.t)} s`);
     for (const [key, count] of Object.entries(taken.errors)) {
@@ -235,7 +246,10 @@ export async function runLoadtest(options: Options, io: Io, hooks: RunHooks = {}
       if (count === 0 || !code.startsWith('rate_limited')) continue;
       const limitClass = code.split(':')[1];
       const limit = limitClass ? LIMIT_OF_CLASS[limitClass] : LIMIT_OF[operation];
-      warn(`rate-limited-${key}`, `the server answers rate_limited (${operation}${limitClass ? `, ${limitClass} events` : ''}): ${limit ?? 'a server budget refused it; see the rate-limit variables in the README'}`);
+      warn(
+        `rate-limited-${key}`,
+        `the server answers rate_limited (${operation}${limitClass ? `, ${limitClass} events` : ''}): ${limit ?? 'a server budget refused it; see the rate-limit variables in the README'}`,
+      );
     }
   };
   const ticker = setInterval(() => {
@@ -244,10 +258,12 @@ export async function runLoadtest(options: Options, io: Io, hooks: RunHooks = {}
   }, 1000);
 
   const all = async <C extends Command['cmd']>(make: (worker: WorkerHandle) => Extract<Command, { cmd: C }> | null): Promise<Array<Results[C] | null>> =>
-    Promise.all(workers.map((worker) => {
-      const command = make(worker);
-      return command === null ? null : worker.call(command);
-    }));
+    Promise.all(
+      workers.map((worker) => {
+        const command = make(worker);
+        return command === null ? null : worker.call(command);
+      }),
+    );
 
   let audit: Results['audit'] | null = null;
   let load: Array<Results['load'] | null> = [];
@@ -257,7 +273,12 @@ export async function runLoadtest(options: Options, io: Io, hooks: RunHooks = {}
     // --- connect: each worker ramps its share of devices at its share of --ramp.
     const perWorker = workers.map((worker) => plan.users.filter((user) => user.worker === worker.index).reduce((sum, user) => sum + user.devices.length, 0));
     const connectStart = clock() + 200;
-    const connect = await all<'connect'>((worker) => ({ cmd: 'connect', startAt: connectStart, rate: Math.max(0.001, (options.ramp * perWorker[worker.index]!) / plan.devices), deadline: connectStart + options.setupTimeoutMs }));
+    const connect = await all<'connect'>((worker) => ({
+      cmd: 'connect',
+      startAt: connectStart,
+      rate: Math.max(0.001, (options.ramp * perWorker[worker.index]!) / plan.devices),
+      deadline: connectStart + options.setupTimeoutMs,
+    }));
     const connected = connect.reduce((sum, result) => sum + (result?.connected ?? 0), 0);
     io.log(`connected ${connected} of ${plan.devices} devices (${plan.users.length} users) in ${(seconds()).toFixed(1)} s`);
     if (connected === 0) throw new RunError(`no device could connect to ${options.url}; see errors`);

@@ -57,7 +57,9 @@ export function lineChart(title: string, unit: string, series: Series[], phases:
     const x0 = x(Math.min(phase.startS, xSpan));
     const x1 = x(Math.min(phase.endS, xSpan));
     if (x1 - x0 < 0.5) continue;
-    parts.push(`<rect x="${x0.toFixed(1)}" y="${top}" width="${(x1 - x0).toFixed(1)}" height="${plotH}" fill="${PHASE_COLORS[phase.name] ?? '#fff'}"><title>${escapeHtml(phase.name)} ${phase.startS}–${phase.endS} s</title></rect>`);
+    parts.push(
+      `<rect x="${x0.toFixed(1)}" y="${top}" width="${(x1 - x0).toFixed(1)}" height="${plotH}" fill="${PHASE_COLORS[phase.name] ?? '#fff'}"><title>${escapeHtml(phase.name)} ${phase.startS}–${phase.endS} s</title></rect>`,
+    );
     if (x1 - x0 > 36) parts.push(`<text x="${(x0 + 4).toFixed(1)}" y="${top + 12}" class="phase">${escapeHtml(phase.name)}</text>`);
   }
   for (let i = 0; i <= 4; i++) {
@@ -129,29 +131,74 @@ export function renderHtml(summary: Summary): string {
   ];
   const workers = cpu.workers.map((worker) => worker.worker);
   const charts = [
-    lineChart('Throughput', 'per second', [
-      { name: 'sent', color: PALETTE[0]!, values: perSecond(timeline, (point) => point.sent) },
-      { name: 'acked', color: PALETTE[2]!, values: perSecond(timeline, (point) => point.acked), dashed: true },
-      { name: 'deliveries', color: PALETTE[4]!, values: perSecond(timeline, (point) => point.deliveries) },
-    ], phases, xMax),
-    lineChart('Ack latency (send → committed ack), per second', 'ms', latencySeries((point) => point.ack), phases, xMax),
-    lineChart('End-to-end latency (send → each recipient device, live), per second', 'ms', latencySeries((point) => point.e2e), phases, xMax),
-    lineChart('Connections', 'devices', [
-      { name: 'connected', color: PALETTE[0]!, values: timeline.map((point) => [point.t, point.connected]) },
-      { name: 'in the run', color: PALETTE[7]!, values: timeline.map((point) => [point.t, point.devices]), dashed: true },
-    ], phases, xMax),
-    lineChart('Errors and churn', 'per second', [
-      { name: 'errors', color: PALETTE[1]!, values: perSecond(timeline, (point) => point.errors) },
-      { name: 'failed acks (wire)', color: PALETTE[3]!, values: perSecond(timeline, (point) => point.nacks), dashed: true },
-      { name: 'reconnects', color: PALETTE[2]!, values: perSecond(timeline, (point) => point.reconnects) },
-      { name: 'unplanned disconnects', color: PALETTE[5]!, values: perSecond(timeline, (point) => point.unplannedDisconnects) },
-      { name: 'duplicates', color: PALETTE[4]!, values: perSecond(timeline, (point) => point.duplicates) },
-    ], phases, xMax),
-    lineChart('Load generator CPU (% of one core) — is the generator the bottleneck?', '%', [
-      { name: 'coordinator', color: PALETTE[7]!, values: timeline.map((point) => [point.t, point.cpu.coordinator]), dashed: true },
-      ...workers.map((worker, i) => ({ name: `worker ${worker}`, color: PALETTE[i % PALETTE.length]!, values: timeline.map((point): [number, number | null] => [point.t, point.cpu.workers[i] ?? null]) })),
-      ...workers.map((worker, i) => ({ name: `elu ${worker} ×100`, color: PALETTE[(i + 4) % PALETTE.length]!, dashed: true, values: timeline.map((point): [number, number | null] => [point.t, point.elu.workers[i] === null || point.elu.workers[i] === undefined ? null : point.elu.workers[i]! * 100]) })),
-    ], phases, xMax),
+    lineChart(
+      'Throughput',
+      'per second',
+      [
+        { name: 'sent', color: PALETTE[0]!, values: perSecond(timeline, (point) => point.sent) },
+        { name: 'acked', color: PALETTE[2]!, values: perSecond(timeline, (point) => point.acked), dashed: true },
+        { name: 'deliveries', color: PALETTE[4]!, values: perSecond(timeline, (point) => point.deliveries) },
+      ],
+      phases,
+      xMax,
+    ),
+    lineChart(
+      'Ack latency (send → committed ack), per second',
+      'ms',
+      latencySeries((point) => point.ack),
+      phases,
+      xMax,
+    ),
+    lineChart(
+      'End-to-end latency (send → each recipient device, live), per second',
+      'ms',
+      latencySeries((point) => point.e2e),
+      phases,
+      xMax,
+    ),
+    lineChart(
+      'Connections',
+      'devices',
+      [
+        { name: 'connected', color: PALETTE[0]!, values: timeline.map((point) => [point.t, point.connected]) },
+        { name: 'in the run', color: PALETTE[7]!, values: timeline.map((point) => [point.t, point.devices]), dashed: true },
+      ],
+      phases,
+      xMax,
+    ),
+    lineChart(
+      'Errors and churn',
+      'per second',
+      [
+        { name: 'errors', color: PALETTE[1]!, values: perSecond(timeline, (point) => point.errors) },
+        { name: 'failed acks (wire)', color: PALETTE[3]!, values: perSecond(timeline, (point) => point.nacks), dashed: true },
+        { name: 'reconnects', color: PALETTE[2]!, values: perSecond(timeline, (point) => point.reconnects) },
+        { name: 'unplanned disconnects', color: PALETTE[5]!, values: perSecond(timeline, (point) => point.unplannedDisconnects) },
+        { name: 'duplicates', color: PALETTE[4]!, values: perSecond(timeline, (point) => point.duplicates) },
+      ],
+      phases,
+      xMax,
+    ),
+    lineChart(
+      'Load generator CPU (% of one core) — is the generator the bottleneck?',
+      '%',
+      [
+        { name: 'coordinator', color: PALETTE[7]!, values: timeline.map((point) => [point.t, point.cpu.coordinator]), dashed: true },
+        ...workers.map((worker, i) => ({
+          name: `worker ${worker}`,
+          color: PALETTE[i % PALETTE.length]!,
+          values: timeline.map((point): [number, number | null] => [point.t, point.cpu.workers[i] ?? null]),
+        })),
+        ...workers.map((worker, i) => ({
+          name: `elu ${worker} ×100`,
+          color: PALETTE[(i + 4) % PALETTE.length]!,
+          dashed: true,
+          values: timeline.map((point): [number, number | null] => [point.t, point.elu.workers[i] === null || point.elu.workers[i] === undefined ? null : point.elu.workers[i]! * 100]),
+        })),
+      ],
+      phases,
+      xMax,
+    ),
   ];
 
   const verdict = summary.verdict.ok

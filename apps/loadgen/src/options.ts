@@ -86,23 +86,33 @@ export const flags = {
   duration: { type: 'string', arg: 'TIME', default: '30s', help: 'Length of the load phase (after ramp-up and conversation set-up): 500ms, 60s, 2m.' },
   ramp: { type: 'string', arg: 'N/s', default: '200/s', help: 'New connections per second during ramp-up.' },
   transport: { type: 'string', arg: 'websocket|polling|mixed', default: 'websocket', help: 'Socket.IO transport per device; mixed gives each device one of the two at random.' },
-  churn: { type: 'string', arg: 'N/s', default: 'clients/200 per s', help: 'Reconnect churn: per second, a random device disconnects and reconnects after --offline; resync must bring what it missed. 0 disables.' },
+  churn: {
+    type: 'string',
+    arg: 'N/s',
+    default: 'clients/200 per s',
+    help: 'Reconnect churn: per second, a random device disconnects and reconnects after --offline; resync must bring what it missed. 0 disables.',
+  },
   offline: { type: 'string', arg: 'A..B', default: '500ms..3s', help: 'How long a churned device stays offline (TIME..TIME).' },
   typing: { type: 'string', arg: 'RATIO', default: '0.2', help: 'Typing bursts (a few keystrokes through the SDK) per message sent.' },
-  receipts: { type: 'string', arg: 'none|delivered|read', default: 'read', help: 'none: no receipts; delivered: the SDK\'s automatic delivered receipts; read: those plus read receipts.' },
+  receipts: { type: 'string', arg: 'none|delivered|read', default: 'read', help: "none: no receipts; delivered: the SDK's automatic delivered receipts; read: those plus read receipts." },
   'read-ratio': { type: 'string', arg: 'RATIO', default: '0.5', help: 'With --receipts read: share of received messages a device marks read (coalesced, once a second per conversation).' },
   presence: { type: 'string', arg: 'N/s', default: 'clients/60 per s', help: 'Presence status changes (online/away/dnd) per second over all devices. 0 disables.' },
   'body-size': { type: 'string', arg: 'CHARS', default: '80', help: 'Message body length (a timing prefix plus filler).' },
   workers: { type: 'string', arg: 'N', default: 'cores-1, at least 1', help: 'Worker threads; each owns a slice of the users and all their devices.' },
   grace: { type: 'string', arg: 'TIME', default: '5s', help: 'After the load: how long to wait for in-flight deliveries and resyncs before counting what is missing as lost.' },
-  'ack-timeout': { type: 'string', arg: 'TIME', default: '10s', help: 'The SDK\'s ack timeout per request (a send is retried with the same clientMsgId after it).' },
+  'ack-timeout': { type: 'string', arg: 'TIME', default: '10s', help: "The SDK's ack timeout per request (a send is retried with the same clientMsgId after it)." },
   'setup-timeout': { type: 'string', arg: 'TIME', default: '120s + clients/ramp', help: 'Deadline of each set-up phase (connecting, creating conversations).' },
   'token-ttl': { type: 'string', arg: 'TIME', default: 'duration + 1h', help: 'Lifetime of the minted tokens; the server refuses longer ones than its JWT_MAX_LIFETIME_SECONDS (24 h by default).' },
-  'jwt-secret': { type: 'string', arg: 'SECRET', default: '$LOADGEN_JWT_SECRET', help: 'Sign HS256 tokens locally with the server\'s JWT_SECRET instead of calling POST /v1/dev/token (which needs DEV_TOKENS=true).' },
+  'jwt-secret': {
+    type: 'string',
+    arg: 'SECRET',
+    default: '$LOADGEN_JWT_SECRET',
+    help: "Sign HS256 tokens locally with the server's JWT_SECRET instead of calling POST /v1/dev/token (which needs DEV_TOKENS=true).",
+  },
   'jwt-issuer': { type: 'string', arg: 'ISS', default: 'none', help: 'iss claim of locally signed tokens (when the server sets JWT_ISSUER).' },
   'jwt-audience': { type: 'string', arg: 'AUD', default: 'none', help: 'aud claim of locally signed tokens (when the server sets JWT_AUDIENCE).' },
   'run-id': { type: 'string', arg: 'ID', default: 'random', help: 'Names the users lg-<run-id>-<n>; unique per run so runs never share users.' },
-  seed: { type: 'string', arg: 'N', default: 'random', help: 'Seed of the plan (devices per user, conversation members, transports) and of the load\'s random choices.' },
+  seed: { type: 'string', arg: 'N', default: 'random', help: "Seed of the plan (devices per user, conversation members, transports) and of the load's random choices." },
   out: { type: 'string', arg: 'FILE', default: 'reports/loadgen-<run-id>.json', help: 'The JSON summary.' },
   html: { type: 'string', arg: 'FILE', default: '--out with .html', help: 'The self-contained HTML report (inline SVG charts, works offline).' },
   scenario: { type: 'string', arg: 'FILE', default: 'none', help: 'A JSON object whose keys are these flags (without --); flags given on the command line override it.' },
@@ -130,7 +140,7 @@ export function helpText(): string {
   }
   lines.push(
     '',
-    'Rate limits: the server\'s per-user budgets (RATE_LIMIT_MESSAGE default 20/10s, i.e. 2 msgs/s per user;',
+    "Rate limits: the server's per-user budgets (RATE_LIMIT_MESSAGE default 20/10s, i.e. 2 msgs/s per user;",
     'typing 10/10s; receipts 60/10s) apply to the load too. Either keep --rate / users and --typing within them',
     'or run the server with RATE_LIMITS=false; the loadgen warns when it sees rate_limited errors. Minting tokens',
     'through /v1/dev/token counts against REST_RATE_LIMIT_PER_MINUTE per address (default 600): for thousands',
@@ -343,7 +353,9 @@ export function resolveOptions(values: Partial<Record<FlagName, Raw>>, env: Node
   // The plan must be possible: enough users for the largest group, and distinct pairs for direct ones.
   const minUsers = Math.ceil(clients / devicesPerUser.max);
   if (minUsers < groupSize.max) {
-    throw new UsageError(`--group-size ${groupSize.min}..${groupSize.max} needs at least ${groupSize.max} users, but --clients ${clients} with --devices-per-user up to ${devicesPerUser.max} may give only ${minUsers}`);
+    throw new UsageError(
+      `--group-size ${groupSize.min}..${groupSize.max} needs at least ${groupSize.max} users, but --clients ${clients} with --devices-per-user up to ${devicesPerUser.max} may give only ${minUsers}`,
+    );
   }
   if (groupSize.max === 2 && conversations > (minUsers * (minUsers - 1)) / 2) {
     throw new UsageError(`--conversations ${conversations}: at most ${(minUsers * (minUsers - 1)) / 2} distinct direct conversations between ${minUsers} users`);

@@ -147,8 +147,7 @@ export interface SummaryInput {
   cpu: { coordinator: WorkerCpu; workers: WorkerCpu[]; processCpuUs: number };
 }
 
-const sumErrorsOf = (errors: ErrorCounts, operation: string) =>
-  Object.entries(errors).reduce((sum, [key, count]) => sum + (key.startsWith(`${operation}/`) ? count : 0), 0);
+const sumErrorsOf = (errors: ErrorCounts, operation: string) => Object.entries(errors).reduce((sum, [key, count]) => sum + (key.startsWith(`${operation}/`) ? count : 0), 0);
 const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
 
 function threadCpu(cpu: WorkerCpu): ThreadCpuSummary {
@@ -183,7 +182,8 @@ export function buildSummary(input: SummaryInput): Summary {
   const unacked = input.load.reduce((sum, result) => sum + result.unacked, 0);
   if (unacked > 0) warnings.push(`${unacked} sends were still unacked when the drain deadline passed`);
   const sentRate = perSecond(counters.sent);
-  if (options.rate > 0 && loadSeconds > 0 && sentRate < options.rate * 0.9) warnings.push(`sent ${sentRate} msgs/s of the ${round(options.rate)} asked for: the generator could not keep up, or too few devices were connected`);
+  if (options.rate > 0 && loadSeconds > 0 && sentRate < options.rate * 0.9)
+    warnings.push(`sent ${sentRate} msgs/s of the ${round(options.rate)} asked for: the generator could not keep up, or too few devices were connected`);
   if (counters.sendRetries > 0) warnings.push(`${counters.sendRetries} message sends were retried by the SDK (ack timeouts, disconnects or rate_limited): ack latencies include the retries`);
   if (counters.unplannedDisconnects > 0) warnings.push(`${counters.unplannedDisconnects} disconnects the load generator did not cause`);
   for (const worker of input.cpu.workers) {
@@ -191,12 +191,17 @@ export function buildSummary(input: SummaryInput): Summary {
   }
 
   const background = sumErrorsOf(errors, 'sdk');
-  if (background > 0) warnings.push(`${background} background SDK failures (a refused reconnect, or a resync or gap fetch that failed or timed out; the SDK retries a failed resync while the connection lasts and fetches gaps again)`);
+  if (background > 0)
+    warnings.push(
+      `${background} background SDK failures (a refused reconnect, or a resync or gap fetch that failed or timed out; the SDK retries a failed resync while the connection lasts and fetches gaps again)`,
+    );
   if (audit !== null && audit.lost > 0) {
     const p99 = input.histograms.e2e.summary()?.p99 ?? 0;
     const stillArriving = input.timeline.filter((point) => point.phase === 'grace').some((point) => point.deliveries > 0);
     if (p99 > options.graceMs || stillArriving) {
-      warnings.push(`deliveries were still arriving late (end-to-end p99 ${round(p99 / 1000)} s, grace ${options.graceMs / 1000} s${stillArriving ? ', deliveries during the grace period' : ''}): the server is overloaded and some of the lost may only be late; a longer --grace tells the two apart`);
+      warnings.push(
+        `deliveries were still arriving late (end-to-end p99 ${round(p99 / 1000)} s, grace ${options.graceMs / 1000} s${stillArriving ? ', deliveries during the grace period' : ''}): the server is overloaded and some of the lost may only be late; a longer --grace tells the two apart`,
+      );
     }
   }
 
@@ -309,7 +314,11 @@ export function formatSummary(summary: Summary, files: { json: string; html: str
     `loadgen ${run.id} → ${run.url}  (${run.plan.devices} devices, ${run.plan.users} users, ${run.plan.created}/${run.plan.conversations} conversations: ${run.plan.direct} direct, ${run.plan.group} groups; ${run.workers} workers; seed ${run.seed}; ${run.wallSeconds} s)`,
     `  connections   ${c.connected}/${c.devices} connected, connect ${ms(c.connectMs)}`,
     `  churn         ${c.churnDisconnects} planned disconnects, ${c.reconnects} reconnects (${ms(c.reconnectMs)}), ${c.unplannedDisconnects} unplanned`,
-    ...(c.unplannedDisconnects > 0 ? [`  recovered     ${c.recoveries} of ${c.unplannedDisconnects} unplanned disconnects by the SDK alone: reconnected ${ms(c.rejoinMs)}; resynced ${ms(c.recoveryMs)}, ${c.unrecovered} devices not resynced at the end`] : []),
+    ...(c.unplannedDisconnects > 0
+      ? [
+          `  recovered     ${c.recoveries} of ${c.unplannedDisconnects} unplanned disconnects by the SDK alone: reconnected ${ms(c.rejoinMs)}; resynced ${ms(c.recoveryMs)}, ${c.unrecovered} devices not resynced at the end`,
+        ]
+      : []),
     `  messages      sent ${m.sent} (${m.sentRate}/s of ${m.targetRate}/s), acked ${m.acked} (${m.ackedRate}/s), failed ${m.failed}, unacked at end ${m.unackedAtEnd}, retries ${m.retries}`,
     `  ack latency   ${ms(m.ackMs)}`,
     `  end-to-end    ${ms(m.e2eMs)}  [${m.deliveries - m.resyncDeliveries} live deliveries, ${m.deliveryRate}/s]`,
@@ -322,9 +331,12 @@ export function formatSummary(summary: Summary, files: { json: string; html: str
   ];
   for (const sample of m.lostSamples.slice(0, 5)) lines.push(`  lost e.g.     ${sample.device} in ${sample.conversationId}: ${sample.lost} missing, seqs ${sample.missing.join(', ')}`);
   for (const sample of m.duplicateSamples.slice(0, 5)) lines.push(`  duplicate e.g. ${sample.device} in ${sample.conversationId}: seq ${sample.seq}`);
-  for (const sample of m.lateSamples.slice(0, 3)) lines.push(`  late e.g.     ${sample.device} in ${sample.conversationId}: seq ${sample.seq} after ${sample.after}${sample.resync ? ' (during resync)' : ''}`);
+  for (const sample of m.lateSamples.slice(0, 3))
+    lines.push(`  late e.g.     ${sample.device} in ${sample.conversationId}: seq ${sample.seq} after ${sample.after}${sample.resync ? ' (during resync)' : ''}`);
   for (const warning of summary.warnings) lines.push(`  warning       ${warning}`);
   if (files) lines.push(`  report        ${files.json}  ${files.html}`);
-  lines.push(summary.verdict.ok ? '  verdict       OK: every acked message reached every device exactly once' : `  verdict       FAIL (exit ${summary.verdict.exitCode}): ${summary.verdict.reasons.join('; ')}`);
+  lines.push(
+    summary.verdict.ok ? '  verdict       OK: every acked message reached every device exactly once' : `  verdict       FAIL (exit ${summary.verdict.exitCode}): ${summary.verdict.reasons.join('; ')}`,
+  );
   return lines.join('\n');
 }

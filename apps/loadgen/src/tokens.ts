@@ -50,7 +50,11 @@ export function tokenMinter(options: Pick<Options, 'url' | 'jwtSecret' | 'jwtIss
         await sleep(250 * 2 ** attempt);
         continue;
       }
-      const body = (await response.json().catch(() => null)) as { token?: string; tokens?: Array<{ userId: string; token: string }>; error?: { code?: string; message?: string; retryAfterMs?: number } } | null;
+      const body = (await response.json().catch(() => null)) as {
+        token?: string;
+        tokens?: Array<{ userId: string; token: string }>;
+        error?: { code?: string; message?: string; retryAfterMs?: number };
+      } | null;
       if (response.ok && body) return body;
       if (response.status === 404) throw new TokenError('not_found', `POST ${endpoint} is not there: start the server with DEV_TOKENS=true, or pass --jwt-secret`);
       const code = body?.error?.code ?? `http_${response.status}`;

@@ -399,19 +399,21 @@ function sendOne(pool: User[]): void {
   pendingSends += 1;
   watched.set(outgoing.clientMsgId, device.index);
   if (watched.size > OWN_TRACKED) watched.delete(watched.keys().next().value!);
-  outgoing.acked.then(
-    (message) => {
-      recorder.record('ack', clock() - sentAt);
-      recorder.count('acked');
-      if (outgoing.attempts > 1) recorder.count('sendRetries', outgoing.attempts - 1);
-      maxAcked.set(message.conversationId, Math.max(maxAcked.get(message.conversationId) ?? 0, message.seq));
-      if (options.recordAcked) acked.push([message.conversationId, message.seq, message.id]);
-    },
-    (error: unknown) => {
-      recorder.count('sendFailed');
-      recorder.error('send', error instanceof ChatError ? error.code : 'internal');
-    },
-  ).finally(() => (pendingSends -= 1));
+  outgoing.acked
+    .then(
+      (message) => {
+        recorder.record('ack', clock() - sentAt);
+        recorder.count('acked');
+        if (outgoing.attempts > 1) recorder.count('sendRetries', outgoing.attempts - 1);
+        maxAcked.set(message.conversationId, Math.max(maxAcked.get(message.conversationId) ?? 0, message.seq));
+        if (options.recordAcked) acked.push([message.conversationId, message.seq, message.id]);
+      },
+      (error: unknown) => {
+        recorder.count('sendFailed');
+        recorder.error('send', error instanceof ChatError ? error.code : 'internal');
+      },
+    )
+    .finally(() => (pendingSends -= 1));
 }
 
 /** A few keystrokes over a second or so; the SDK turns them into typing:set true (and false when idle). */
@@ -445,7 +447,10 @@ function churnOne(): void {
     device.client.disconnect();
     recorder.count('churnDisconnects');
     const offline = random.int(options.offlineMs.min, options.offlineMs.max);
-    offlineTimers.set(device, setTimeout(() => reconnect(device), offline));
+    offlineTimers.set(
+      device,
+      setTimeout(() => reconnect(device), offline),
+    );
     return;
   }
 }

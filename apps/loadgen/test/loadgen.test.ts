@@ -253,8 +253,30 @@ describe('end to end against a real node', () => {
   it('runs a tiny load cleanly: every acked message at every device once, exit 0, JSON and HTML written', async () => {
     const out = join(dir, 'tiny.json');
     const result = await run([
-      '--url', node.url, '--clients', '20', '--devices-per-user', '1..2', '--conversations', '10', '--group-size', '2..3',
-      '--rate', '30/s', '--duration', '4s', '--churn', '2/s', '--offline', '200ms..800ms', '--workers', '1', '--seed', '5', '--out', out,
+      '--url',
+      node.url,
+      '--clients',
+      '20',
+      '--devices-per-user',
+      '1..2',
+      '--conversations',
+      '10',
+      '--group-size',
+      '2..3',
+      '--rate',
+      '30/s',
+      '--duration',
+      '4s',
+      '--churn',
+      '2/s',
+      '--offline',
+      '200ms..800ms',
+      '--workers',
+      '1',
+      '--seed',
+      '5',
+      '--out',
+      out,
     ]);
     expect(result.code, result.stdout + result.stderr).toBe(0);
     expect(result.stdout).toMatch(/\[\s*\d+s\] load/);
@@ -302,7 +324,27 @@ describe('end to end against a real node', () => {
     };
     try {
       const out = join(dir, 'lossy.json');
-      const result = await run(['--url', node.url, '--clients', '10', '--conversations', '5', '--rate', '20/s', '--duration', '2s', '--churn', '0', '--grace', '1s', '--workers', '1', '--quiet', '--out', out]);
+      const result = await run([
+        '--url',
+        node.url,
+        '--clients',
+        '10',
+        '--conversations',
+        '5',
+        '--rate',
+        '20/s',
+        '--duration',
+        '2s',
+        '--churn',
+        '0',
+        '--grace',
+        '1s',
+        '--workers',
+        '1',
+        '--quiet',
+        '--out',
+        out,
+      ]);
       expect(result.code, result.stdout + result.stderr).toBe(1);
       const summary = JSON.parse(readFileSync(out, 'utf8')) as Summary;
       expect(summary.messages.lost).toBeGreaterThan(0);

@@ -102,9 +102,20 @@ io.on('connection', (socket) => {
     if (!conversation) return ack({ ok: false, error: { code: 'not_found', message: 'Conversation not found', retryable: false } });
     conversation.lastSeq += 1;
     const message = {
-      id: randomUUID(), conversationId: conversation.id, seq: conversation.lastSeq, version: conversation.lastSeq, senderId: userId,
-      clientMsgId: p.clientMsgId, kind: p.kind ?? 'text', body: p.body, attachments: [], replyToId: null, reactions: [],
-      createdAt: new Date().toISOString(), editedAt: null, deletedAt: null,
+      id: randomUUID(),
+      conversationId: conversation.id,
+      seq: conversation.lastSeq,
+      version: conversation.lastSeq,
+      senderId: userId,
+      clientMsgId: p.clientMsgId,
+      kind: p.kind ?? 'text',
+      body: p.body,
+      attachments: [],
+      replyToId: null,
+      reactions: [],
+      createdAt: new Date().toISOString(),
+      editedAt: null,
+      deletedAt: null,
     };
     ack({ ok: true, message, duplicate: false });
     io.to(rooms(conversation)).emit('message:new', message);

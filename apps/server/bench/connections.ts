@@ -41,19 +41,21 @@ export async function holdIdleSockets(
   /** Opens sockets `from` … `to - 1` at once; how many failed. */
   const open = async (from: number, to: number): Promise<number> => {
     const results = await Promise.all(
-      Array.from({ length: to - from }, (_, j) =>
-        new Promise<boolean>((resolve) => {
-          const socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true, query: { sticky: randomUUID() }, auth: { token: token(from + j) }, timeout: 20_000 });
-          socket.once('connect', () => {
-            sockets.push(socket);
-            resolve(true);
-          });
-          socket.once('connect_error', (error) => {
-            socket.close();
-            lastError = `connect_error: ${error.message}`;
-            resolve(false);
-          });
-        }),
+      Array.from(
+        { length: to - from },
+        (_, j) =>
+          new Promise<boolean>((resolve) => {
+            const socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true, query: { sticky: randomUUID() }, auth: { token: token(from + j) }, timeout: 20_000 });
+            socket.once('connect', () => {
+              sockets.push(socket);
+              resolve(true);
+            });
+            socket.once('connect_error', (error) => {
+              socket.close();
+              lastError = `connect_error: ${error.message}`;
+              resolve(false);
+            });
+          }),
       ),
     );
     return results.filter((ok) => !ok).length;

@@ -18,7 +18,24 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { holdIdleSockets, type IdleResult } from './connections.ts';
 import { newestProfile, summarise } from './profile-summary.ts';
-import { adapterEnv, benchSecret, fmt, lostDupOrder, machineLine, perDelivery, PROFILES, ratio, REPORTS, runBare, runLoad, verdict, withBareRelay, withOurCluster, type Run, type Scenario } from './stack.ts';
+import {
+  adapterEnv,
+  benchSecret,
+  fmt,
+  lostDupOrder,
+  machineLine,
+  perDelivery,
+  PROFILES,
+  ratio,
+  REPORTS,
+  runBare,
+  runLoad,
+  verdict,
+  withBareRelay,
+  withOurCluster,
+  type Run,
+  type Scenario,
+} from './stack.ts';
 
 const { values } = parseArgs({
   options: {
@@ -44,10 +61,12 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  console.log('npm run bench -- [--nodes 3] [--clients 2000] [--rate 2000/s] [--group-size 2] [--duration 30s] [--ramp 500/s] [--receipts read|delivered|none] [--typing 0.1] [--grace 5s] [--workers N] [--rate-limits on|off] [--adapter routed|classic|sharded] [--redis single|cluster|both] [--node-flags "…"] [--idle 10000] [--skip-bare] [--skip-idle] [--cpu-prof]');
+  console.log(
+    'npm run bench -- [--nodes 3] [--clients 2000] [--rate 2000/s] [--group-size 2] [--duration 30s] [--ramp 500/s] [--receipts read|delivered|none] [--typing 0.1] [--grace 5s] [--workers N] [--rate-limits on|off] [--adapter routed|classic|sharded] [--redis single|cluster|both] [--node-flags "…"] [--idle 10000] [--skip-bare] [--skip-idle] [--cpu-prof]',
+  );
   console.log('  --group-size N  conversations of N members (clients/N groups) instead of 1:1: the group fan-out scenario, e.g. --group-size 20 --rate 100/s');
-  console.log('  --adapter       REDIS_ADAPTER of the nodes (default: the server\'s default)');
-  console.log('  --redis         single: the machine\'s Redis (REDIS_URL); cluster: a private Redis Cluster (3 masters + 3 replicas from redis-server);');
+  console.log("  --adapter       REDIS_ADAPTER of the nodes (default: the server's default)");
+  console.log("  --redis         single: the machine's Redis (REDIS_URL); cluster: a private Redis Cluster (3 masters + 3 replicas from redis-server);");
   console.log('                  both: the load on each, side by side (idle sockets on the single Redis only)');
   console.log('  --node-flags    extra Node.js flags for every node, e.g. "--perf-basic-prof-only-functions" to name JIT frames in `perf record -a -g`');
   console.log('  --cpu-prof      run node-1 with --cpu-prof into reports/profiles/ and print where its CPU time goes (profiling slows that node)');
@@ -92,7 +111,16 @@ async function main(): Promise<void> {
   mkdirSync(REPORTS, { recursive: true });
   const results: Results = {};
   for (const [i, redis] of redisModes.entries()) {
-    const ours = { nodes, secret, stamp, redis, rateLimits: values['rate-limits'] !== 'off', cpuProf: values['cpu-prof'], nodeFlags: values['node-flags']?.split(/\s+/).filter(Boolean) ?? [], env: adapterEnv(values.adapter) };
+    const ours = {
+      nodes,
+      secret,
+      stamp,
+      redis,
+      rateLimits: values['rate-limits'] !== 'off',
+      cpuProf: values['cpu-prof'],
+      nodeFlags: values['node-flags']?.split(/\s+/).filter(Boolean) ?? [],
+      env: adapterEnv(values.adapter),
+    };
     await withOurCluster(ours, async (cluster, databaseUrl) => {
       const nodePids = () => cluster.nodes.map((node) => node.pid);
       // Idle sockets first, on fresh processes, so the load phase's garbage does not blur the RSS delta.
@@ -112,7 +140,12 @@ async function main(): Promise<void> {
   if (!values['skip-bare']) {
     if (!values['skip-idle']) {
       await withBareRelay(async (url, pid) => {
-        const idle = await holdIdleSockets(url, Number(values.idle), () => [pid], (i) => token(`idle-${i}`));
+        const idle = await holdIdleSockets(
+          url,
+          Number(values.idle),
+          () => [pid],
+          (i) => token(`idle-${i}`),
+        );
         idle.release();
         results.bareIdle = { ...idle };
       });
@@ -142,11 +175,9 @@ function report({ ours, oursCluster, bare, oursIdle, bareIdle }: Results): void 
     ['lost / duplicated / out of order', (run) => lostDupOrder(run), 'sum'],
     ['server CPU µs per delivered message', (run) => perDelivery(run, run?.cpuByComponent.nodes), 'load phase; nodes only'],
     ['stack CPU µs per delivered message', (run) => perDelivery(run, run?.stackCpuSeconds), 'load phase; + nginx, PostgreSQL, Redis'],
-    ...(['PostgreSQL', 'Redis', 'nginx'] as const).map((component): Row => [
-      `  of which ${component} µs per delivered message`,
-      (run) => perDelivery(run, run?.cpuByComponent[component]),
-      'load phase; all its processes',
-    ]),
+    ...(['PostgreSQL', 'Redis', 'nginx'] as const).map(
+      (component): Row => [`  of which ${component} µs per delivered message`, (run) => perDelivery(run, run?.cpuByComponent[component]), 'load phase; all its processes'],
+    ),
     ['messages per insert statement', (run, isBare) => (isBare ? undefined : run?.batch?.messages), 'group commit, mean over the nodes'],
     ['receipt reports per statement', (run, isBare) => (isBare ? undefined : run?.batch?.receipts), 'group commit, mean over the nodes'],
     ['PostgreSQL checkpoints during the run', (run, isBare) => (isBare ? undefined : run?.background?.checkpoints), 'the whole server; each makes the next write of every page log it whole'],

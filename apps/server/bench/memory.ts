@@ -60,16 +60,26 @@ async function startServer(entry: string, env: Record<string, string | undefined
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
-  await waitUntil(async () => {
-    if (child.exitCode !== null) throw new Error(`${entry} exited with code ${child.exitCode}`);
-    return (await fetch(`${url}/readyz`).catch(() => null))?.ok ?? false;
-  }, 30_000, entry);
+  await waitUntil(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`${entry} exited with code ${child.exitCode}`);
+      return (await fetch(`${url}/readyz`).catch(() => null))?.ok ?? false;
+    },
+    30_000,
+    entry,
+  );
   return { child, url };
 }
 
 /** The idle-socket measurement of `npm run bench`, on one server, then the server stopped. */
 async function measure(name: string, server: Server): Promise<IdleResult> {
-  const idle = await holdIdleSockets(server.url, sockets, () => [server.child.pid!], (i) => sign({ sub: `mem-${run}-${name}-${i}` }), { batch: 200, warm });
+  const idle = await holdIdleSockets(
+    server.url,
+    sockets,
+    () => [server.child.pid!],
+    (i) => sign({ sub: `mem-${run}-${name}-${i}` }),
+    { batch: 200, warm },
+  );
   try {
     if (idle.connected < sockets) throw new Error(`${name}: ${idle.connected} of ${sockets} sockets connected (${idle.stoppedBy ?? `${idle.failed} failed`})`);
     return idle;

@@ -45,10 +45,10 @@ const { values } = parseArgs({
 });
 if (values.help) {
   console.log('npm run bench:messages -- [--senders 50] [--conversations 25] [--duration 20 (s)] [--warmup 3 (s)] [--body 64 (chars)] [--cpu-prof] [--pgbouncer [--pgbouncer-pool 10] [--rounds 1]]');
-  console.log('  --cpu-prof        run the node with --cpu-prof into reports/profiles/ and print where its CPU time goes (the last node\'s)');
+  console.log("  --cpu-prof        run the node with --cpu-prof into reports/profiles/ and print where its CPU time goes (the last node's)");
   console.log('  --pgbouncer       measure twice, side by side: the node on PostgreSQL directly, then a fresh node through a private');
   console.log('                    PgBouncer 1.18 (pool_mode = transaction, ?pgbouncer=true: hot statements unnamed)');
-  console.log('  --pgbouncer-pool  its default_pool_size (server connections; the node\'s pool is DATABASE_POOL_SIZE, default 10)');
+  console.log("  --pgbouncer-pool  its default_pool_size (server connections; the node's pool is DATABASE_POOL_SIZE, default 10)");
   console.log('  --rounds N        repeat both N times, alternating which goes first');
   console.log('Env: DATABASE_URL (server to create the throwaway database on; default postgresql://postgres@127.0.0.1:5432/postgres)');
   process.exit(0);
@@ -122,7 +122,17 @@ async function measure(route: Route, checkUrl: string, round: number): Promise<R
     const profileDir = resolve('reports/profiles');
     const profiling = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
     node = spawn(process.execPath, [...profiling, '--conditions=@chat/source', '--import', 'tsx', fileURLToPath(new URL('../src/main.ts', import.meta.url))], {
-      env: { PATH: process.env['PATH'], NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: route.databaseUrl, JWT_SECRET: secret, LOG_LEVEL: 'warn', RATE_LIMITS: 'false', DATABASE_POOL_SIZE: process.env['DATABASE_POOL_SIZE'] ?? '10' },
+      env: {
+        PATH: process.env['PATH'],
+        NODE_ENV: 'production',
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        DATABASE_URL: route.databaseUrl,
+        JWT_SECRET: secret,
+        LOG_LEVEL: 'warn',
+        RATE_LIMITS: 'false',
+        DATABASE_POOL_SIZE: process.env['DATABASE_POOL_SIZE'] ?? '10',
+      },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     const url = `http://127.0.0.1:${port}`;
@@ -164,7 +174,10 @@ async function measure(route: Route, checkUrl: string, round: number): Promise<R
       const conversationId = membership.get(i)!;
       while (!stop) {
         const started = performance.now();
-        const ack = await socket.timeout(10_000).emitWithAck('message:send', { conversationId, clientMsgId: `b${i}-${++counter}-${randomBytes(4).toString('hex')}`, body }).catch((error: Error) => ({ ok: false, error: { code: error.message } }));
+        const ack = await socket
+          .timeout(10_000)
+          .emitWithAck('message:send', { conversationId, clientMsgId: `b${i}-${++counter}-${randomBytes(4).toString('hex')}`, body })
+          .catch((error: Error) => ({ ok: false, error: { code: error.message } }));
         if (!measuring) continue;
         if (ack.ok) {
           acked++;
@@ -208,7 +221,17 @@ async function measure(route: Route, checkUrl: string, round: number): Promise<R
       [conversationIds],
     );
     await check.end();
-    return { route: route.name, acked, elapsed, latencies, errors, loadCpuPercent: ((loadCpu.user + loadCpu.system) / 1000 / (elapsed * 1000)) * 100, cpu, batch: (batchesAfter.messages - batchesBefore.messages) / (batchesAfter.statements - batchesBefore.statements), gaps: gaps.rows[0]!.conversations_with_gaps };
+    return {
+      route: route.name,
+      acked,
+      elapsed,
+      latencies,
+      errors,
+      loadCpuPercent: ((loadCpu.user + loadCpu.system) / 1000 / (elapsed * 1000)) * 100,
+      cpu,
+      batch: (batchesAfter.messages - batchesBefore.messages) / (batchesAfter.statements - batchesBefore.statements),
+      gaps: gaps.rows[0]!.conversations_with_gaps,
+    };
   } finally {
     for (const socket of sockets) socket.close();
     if (node) {
@@ -228,7 +251,9 @@ function report(result: Result): void {
   console.log(`  load process CPU   ${result.loadCpuPercent.toFixed(0)}% of one core`);
   const perMessage = (seconds: number) => `${((seconds * 1e6) / result.acked).toFixed(0)} µs`;
   console.log(`  batch              ${result.batch.toFixed(1)} messages per statement`);
-  console.log(`  CPU per message    node ${perMessage(result.cpu.node)}  PostgreSQL ${perMessage(result.cpu.postgres)}${result.cpu.pgbouncer ? `  PgBouncer ${perMessage(result.cpu.pgbouncer)}` : ''}`);
+  console.log(
+    `  CPU per message    node ${perMessage(result.cpu.node)}  PostgreSQL ${perMessage(result.cpu.postgres)}${result.cpu.pgbouncer ? `  PgBouncer ${perMessage(result.cpu.pgbouncer)}` : ''}`,
+  );
   console.log(`  seq gaps           ${result.gaps === 0 ? 'none' : `${result.gaps} conversations with gaps`}`);
 }
 
@@ -260,7 +285,9 @@ async function main(): Promise<void> {
         console.log(`    ${mine.map((result) => (result.acked / result.elapsed).toFixed(0)).join(', ')}`);
         console.log(`    ${mine.map((result) => `${percentile(result.latencies, 50).toFixed(1)} / ${percentile(result.latencies, 99).toFixed(1)}`).join(', ')}`);
         console.log(`    ${mine.map((result) => result.batch.toFixed(1)).join(', ')}`);
-        console.log(`    ${mine.map((result) => `${us(result, result.cpu.node)} + ${us(result, result.cpu.postgres)}${result.cpu.pgbouncer ? ` + ${us(result, result.cpu.pgbouncer)}` : ''}`).join(', ')}`);
+        console.log(
+          `    ${mine.map((result) => `${us(result, result.cpu.node)} + ${us(result, result.cpu.postgres)}${result.cpu.pgbouncer ? ` + ${us(result, result.cpu.pgbouncer)}` : ''}`).join(', ')}`,
+        );
       }
     }
   } finally {

@@ -39,7 +39,11 @@ export function summarise(path: string, top = 15): string {
   }
   const pct = (us: number) => `${((us / total) * 100).toFixed(1).padStart(5)}%`;
   const rows = (map: Map<string, number>) =>
-    [...map].sort((a, b) => b[1] - a[1]).slice(0, top).map(([name, us]) => `  ${pct(us)}  ${name}`).join('\n');
+    [...map]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([name, us]) => `  ${pct(us)}  ${name}`)
+      .join('\n');
   return `CPU profile ${path} (${(total / 1e6).toFixed(1)} s sampled)\nby package (self time):\n${rows(byPackage)}\nby function (self time):\n${rows(byFunction)}`;
 }
 

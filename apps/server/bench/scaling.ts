@@ -16,7 +16,25 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { holdIdleSockets, type IdleResult } from './connections.ts';
-import { adapterEnv, benchSecret, COMPONENTS, cpuOver, fmt, lostDupOrder, machineLine, perDelivery, ratio, REPORTS, runBare, runLoad, verdict, withOurCluster, type Component, type Run, type Scenario } from './stack.ts';
+import {
+  adapterEnv,
+  benchSecret,
+  COMPONENTS,
+  cpuOver,
+  fmt,
+  lostDupOrder,
+  machineLine,
+  perDelivery,
+  ratio,
+  REPORTS,
+  runBare,
+  runLoad,
+  verdict,
+  withOurCluster,
+  type Component,
+  type Run,
+  type Scenario,
+} from './stack.ts';
 
 const { values } = parseArgs({
   options: {
@@ -33,7 +51,9 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  console.log('npm run bench:scaling -- [--nodes 1,3,6] [--rate 600/s] [--clients 2000] [--duration 30s] [--idle 5000 (0: skip)] [--idle-window 20 (s)] [--adapter routed|classic|sharded] [--rate-limits on|off] [--skip-bare]');
+  console.log(
+    'npm run bench:scaling -- [--nodes 1,3,6] [--rate 600/s] [--clients 2000] [--duration 30s] [--idle 5000 (0: skip)] [--idle-window 20 (s)] [--adapter routed|classic|sharded] [--rate-limits on|off] [--skip-bare]',
+  );
   console.log('Env: DATABASE_URL (server for the throwaway databases), REDIS_URL (default redis://127.0.0.1:6379)');
   process.exit(0);
 }

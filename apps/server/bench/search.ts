@@ -49,21 +49,29 @@ async function seed(client: pg.Client): Promise<void> {
   const every = Math.floor(CONVERSATIONS / MEMBERSHIPS);
   await client.query(`SET maintenance_work_mem = '256MB'`);
   await step('users', `INSERT INTO users (id, display_name) SELECT 'u' || n, 'User ' || n FROM generate_series(0, ${USERS - 1}) n UNION ALL SELECT '${SEARCHER}', 'Searcher'`);
-  await step(`${CONVERSATIONS} conversations`, `
+  await step(
+    `${CONVERSATIONS} conversations`,
+    `
     INSERT INTO conversations (id, kind, title, last_seq, version)
     SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid, 'group', 'Group ' || n, ${perConversation}, ${perConversation}
-    FROM generate_series(0, ${CONVERSATIONS - 1}) n`);
+    FROM generate_series(0, ${CONVERSATIONS - 1}) n`,
+  );
   // Three members each, and the searcher in every `every`-th conversation (MEMBERSHIPS in all).
-  await step('memberships', `
+  await step(
+    'memberships',
+    `
     INSERT INTO conversation_members (conversation_id, user_id)
     SELECT DISTINCT ('00000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid, 'u' || ((n * k * 7 + k) % ${USERS})
     FROM generate_series(0, ${CONVERSATIONS - 1}) n, generate_series(1, 3) k
     UNION ALL
     SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid, '${SEARCHER}'
-    FROM generate_series(0, ${CONVERSATIONS - 1}) n WHERE n % ${every} = 0 AND n / ${every} < ${MEMBERSHIPS}`);
+    FROM generate_series(0, ${CONVERSATIONS - 1}) n WHERE n % ${every} = 0 AND n / ${every} < ${MEMBERSHIPS}`,
+  );
   // The GIN index is built once after the load, as a restore would: much faster than row by row.
   await client.query('DROP INDEX messages_search_vector_idx');
-  await step(`${MESSAGES.toLocaleString('en')} messages (generate_series)`, `
+  await step(
+    `${MESSAGES.toLocaleString('en')} messages (generate_series)`,
+    `
     INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id, body, version, created_at)
     SELECT gen_random_uuid(), ('00000000-0000-4000-8000-' || lpad(to_hex(c), 12, '0'))::uuid, s,
       'u' || ((c * 7 + 1) % ${USERS}), 'seed-' || c || '-' || s,
@@ -71,7 +79,8 @@ async function seed(client: pg.Client): Promise<void> {
          FROM generate_series(1, 6 + ((c + s) % 11)) w WHERE c >= 0),
       s, now() - ((${MESSAGES} - (c * ${perConversation} + s)) * interval '3 seconds')
     FROM generate_series(0, ${CONVERSATIONS - 1}) c, generate_series(1, ${perConversation}) s
-    WHERE c * ${perConversation} + s <= ${MESSAGES}`);
+    WHERE c * ${perConversation} + s <= ${MESSAGES}`,
+  );
   await step('GIN index on search_vector', 'CREATE INDEX messages_search_vector_idx ON messages USING GIN (search_vector)');
   await step('VACUUM ANALYZE', 'VACUUM ANALYZE');
 }
@@ -134,10 +143,14 @@ async function main(): Promise<void> {
       hits += results;
       latencies.sort((a, b) => a - b);
       all.push(...latencies);
-      console.log(`  ${label.padEnd(20)} ${percentile(latencies, 50).toFixed(2).padStart(7)}  ${percentile(latencies, 95).toFixed(2).padStart(7)}  ${percentile(latencies, 99).toFixed(2).padStart(7)}   ${(results / runs).toFixed(1)}`);
+      console.log(
+        `  ${label.padEnd(20)} ${percentile(latencies, 50).toFixed(2).padStart(7)}  ${percentile(latencies, 95).toFixed(2).padStart(7)}  ${percentile(latencies, 99).toFixed(2).padStart(7)}   ${(results / runs).toFixed(1)}`,
+      );
     }
     all.sort((a, b) => a - b);
-    console.log(`  ${'all'.padEnd(20)} ${percentile(all, 50).toFixed(2).padStart(7)}  ${percentile(all, 95).toFixed(2).padStart(7)}  ${percentile(all, 99).toFixed(2).padStart(7)}   (${all.length} searches, ${hits} results)`);
+    console.log(
+      `  ${'all'.padEnd(20)} ${percentile(all, 50).toFixed(2).padStart(7)}  ${percentile(all, 95).toFixed(2).padStart(7)}  ${percentile(all, 99).toFixed(2).padStart(7)}   (${all.length} searches, ${hits} results)`,
+    );
 
     const phrase = `"${words.common[0]!} ${words.common[1]!}"`;
     const explained: Array<[string, string, SearchScan]> = [

@@ -111,7 +111,19 @@ export async function runLoad(url: string, serverPids: number[], scenario: Scena
   const backgroundBefore = options.databaseUrl && (await background(options.databaseUrl));
   const out = join(REPORTS, `bench-${options.stamp}-${options.name}${options.warmup ? '-warmup' : ''}.json`);
   const flags = { ...scenario, ...(options.warmup && { duration: '8s' }) };
-  const args = ['--conditions=@chat/source', '--import', 'tsx', join(ROOT, 'apps/loadgen/src/cli.ts'), '--url', url, '--out', out, '--quiet', ...Object.entries(flags).flatMap(([key, value]) => [`--${key}`, value]), ...extra];
+  const args = [
+    '--conditions=@chat/source',
+    '--import',
+    'tsx',
+    join(ROOT, 'apps/loadgen/src/cli.ts'),
+    '--url',
+    url,
+    '--out',
+    out,
+    '--quiet',
+    ...Object.entries(flags).flatMap(([key, value]) => [`--${key}`, value]),
+    ...extra,
+  ];
   const samples: Array<{ at: number; cpu: Map<number, { component: Component; seconds: number }>; machine: { busy: number; total: number } }> = [];
   const sample = () => samples.push({ at: Date.now(), cpu: cpuByPid([...serverPids.map((pid): [number, Component] => [pid, 'nodes']), ...infraPids()]), machine: machineTicks() });
   sample();
@@ -161,7 +173,10 @@ async function background(databaseUrl: string): Promise<Background> {
     const checkpoints = await client
       .query<{ n: string }>('SELECT checkpoints_timed + checkpoints_req AS n FROM pg_stat_bgwriter')
       .catch(() => client.query<{ n: string }>('SELECT num_timed + num_requested AS n FROM pg_stat_checkpointer'))
-      .then((result) => Number(result.rows[0]?.n ?? -1), () => -1);
+      .then(
+        (result) => Number(result.rows[0]?.n ?? -1),
+        () => -1,
+      );
     const vacuums = await client.query<{ n: string }>('SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) AS n FROM pg_stat_user_tables');
     const wal = await client.query<{ n: string }>("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn AS n");
     return { checkpoints, autovacuums: Number(vacuums.rows[0]?.n ?? -1), walBytes: Number(wal.rows[0]?.n ?? NaN) };
@@ -263,7 +278,14 @@ export async function withBareRelay<T>(use: (url: string, pid: number) => Promis
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   try {
-    for (let i = 0; !(await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)); i++) {
+    for (
+      let i = 0;
+      !(await fetch(`http://127.0.0.1:${port}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      ));
+      i++
+    ) {
       if (i > 100) throw new Error('bare relay did not start');
       await sleep(100);
     }

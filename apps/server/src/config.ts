@@ -37,9 +37,12 @@ function viaPgBouncer(value: string): boolean {
     return false;
   }
 }
-const commaList = z
-  .string()
-  .transform((value) => value.split(',').map((item) => item.trim()).filter(Boolean));
+const commaList = z.string().transform((value) =>
+  value
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean),
+);
 
 /**
  * `id:secret` pairs, comma-separated: several at once so a key can be rotated (add the new one, move
@@ -47,7 +50,11 @@ const commaList = z
  */
 const apiKeys = commaList.pipe(
   z
-    .array(z.string().regex(/^[A-Za-z0-9_.-]{1,32}:[\x21-\x7e]{32,256}$/, 'id:secret pairs, comma-separated (id: 1-32 letters, digits, _ . -; secret: 32-256 printable characters without spaces or commas)'))
+    .array(
+      z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]{1,32}:[\x21-\x7e]{32,256}$/, 'id:secret pairs, comma-separated (id: 1-32 letters, digits, _ . -; secret: 32-256 printable characters without spaces or commas)'),
+    )
     .min(1)
     .refine((pairs) => new Set(pairs.map((pair) => pair.split(':')[0])).size === pairs.length, 'id:secret pairs with distinct ids'),
 );
@@ -64,10 +71,7 @@ export const envSchema = z
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
     HOST: z.string().min(1).default('0.0.0.0'),
     PORT: int(0, 65535).default(3000),
-    NODE_ID: z
-      .string()
-      .regex(NODE_ID, 'letters, digits, dot, dash or underscore, at most 64')
-      .default(`${hostname()}-${process.pid}`),
+    NODE_ID: z.string().regex(NODE_ID, 'letters, digits, dot, dash or underscore, at most 64').default(`${hostname()}-${process.pid}`),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
     DATABASE_URL: postgresUrl.optional(),
@@ -81,11 +85,20 @@ export const envSchema = z
       .string()
       .regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')
       .optional(),
-    REDIS_CLUSTER_NODES: commaList.pipe(
-      z
-        .array(z.string().regex(/^(rediss?:\/\/([^@\s/]*@)?)?[A-Za-z0-9.-]+:\d{1,5}$/, 'host:port seed nodes of a Redis Cluster, comma-separated (redis://[user:password@]host:port or rediss:// for credentials or TLS)'))
-        .min(1),
-    ).optional(),
+    REDIS_CLUSTER_NODES: commaList
+      .pipe(
+        z
+          .array(
+            z
+              .string()
+              .regex(
+                /^(rediss?:\/\/([^@\s/]*@)?)?[A-Za-z0-9.-]+:\d{1,5}$/,
+                'host:port seed nodes of a Redis Cluster, comma-separated (redis://[user:password@]host:port or rediss:// for credentials or TLS)',
+              ),
+          )
+          .min(1),
+      )
+      .optional(),
     REDIS_KEY_PREFIX: z.string().min(1).default('chat:'),
     REDIS_ADAPTER: z.enum(['routed', 'classic', 'sharded']).default('routed'),
 
@@ -95,9 +108,7 @@ export const envSchema = z
     JWT_PUBLIC_KEY: z.string().includes('BEGIN PUBLIC KEY', { message: 'a PEM public key' }).optional(),
     JWT_ISSUER: z.string().min(1).optional(),
     JWT_AUDIENCE: z.string().min(1).optional(),
-    JWT_JWKS_URL: z
-      .url({ protocol: /^https?$/, error: 'an https:// URL of a JSON Web Key Set (http:// only for a loopback host, or outside production)' })
-      .optional(),
+    JWT_JWKS_URL: z.url({ protocol: /^https?$/, error: 'an https:// URL of a JSON Web Key Set (http:// only for a loopback host, or outside production)' }).optional(),
     JWT_JWKS_CACHE_MAX_AGE_MS: int(1000, 7 * 24 * 3600 * 1000).default(600_000),
     JWT_JWKS_COOLDOWN_MS: int(100, 3600 * 1000).default(30_000),
     JWT_MAX_LIFETIME_SECONDS: int(60, 30 * 24 * 3600).default(24 * 3600),
@@ -164,7 +175,11 @@ export const envSchema = z
       ctx.addIssue({ code: 'custom', path: ['REDIS_CLUSTER_NODES'], message: 'unset when REDIS_URL is set (one Redis, or one Redis Cluster)' });
     }
     if (env.REDIS_CLUSTER_NODES && /[{}]/.test(env.REDIS_KEY_PREFIX)) {
-      ctx.addIssue({ code: 'custom', path: ['REDIS_KEY_PREFIX'], message: 'no { or } with REDIS_CLUSTER_NODES (keys carry their own hash tags, by user and conversation; a tag in the prefix would put every key in one slot)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['REDIS_KEY_PREFIX'],
+        message: 'no { or } with REDIS_CLUSTER_NODES (keys carry their own hash tags, by user and conversation; a tag in the prefix would put every key in one slot)',
+      });
     }
     if (env.JWT_SECRET_PREVIOUS && env.JWT_ALGORITHM !== 'HS256') {
       ctx.addIssue({ code: 'custom', path: ['JWT_SECRET_PREVIOUS'], message: 'unset unless JWT_ALGORITHM=HS256 (JWKS rotates asymmetric keys)' });
@@ -304,9 +319,7 @@ export interface ApiKey {
 }
 
 /** One Redis server (REDIS_URL), or the seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES). */
-export type RedisTarget =
-  | { kind: 'single'; url: string }
-  | { kind: 'cluster'; nodes: Array<{ host: string; port: number }>; username?: string; password?: string; tls: boolean };
+export type RedisTarget = { kind: 'single'; url: string } | { kind: 'cluster'; nodes: Array<{ host: string; port: number }>; username?: string; password?: string; tls: boolean };
 
 /** Event classes with their own per-user budget (see transport/rate-limits.ts). */
 export type RateLimitClass = 'message' | 'typing' | 'conversation' | 'receipt' | 'read' | 'call';
@@ -327,9 +340,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     port: env.PORT,
     nodeId: env.NODE_ID,
     logLevel: env.LOG_LEVEL,
-    database: env.DATABASE_URL
-      ? { kind: 'postgres', ...parseDatabaseUrl(env.DATABASE_URL), poolSize: env.DATABASE_POOL_SIZE }
-      : { kind: 'pglite', dataDir: env.DATA_DIR },
+    database: env.DATABASE_URL ? { kind: 'postgres', ...parseDatabaseUrl(env.DATABASE_URL), poolSize: env.DATABASE_POOL_SIZE } : { kind: 'pglite', dataDir: env.DATA_DIR },
     redis: redisTarget(env) ? { target: redisTarget(env)!, keyPrefix: env.REDIS_KEY_PREFIX, adapter: env.REDIS_ADAPTER } : null,
     jwt: {
       algorithm: env.JWT_ALGORITHM,

@@ -70,7 +70,10 @@ describe.skipIf(!NGINX)(`draining a node through the admin API${NGINX ? '' : NO_
     const [target] = [...counts].sort((a, b) => b[1] - a[1])[0]!;
     const index = cluster.nodes.findIndex((node) => node.id === target);
     const { pid } = cluster.nodes[index]!;
-    const others = cluster.nodes.map((node) => node.id).filter((id) => id !== target).sort();
+    const others = cluster.nodes
+      .map((node) => node.id)
+      .filter((id) => id !== target)
+      .sort();
 
     // Every client sends to its group, one message at a time, until told to stop.
     const acked: Message[] = [];
@@ -97,7 +100,10 @@ describe.skipIf(!NGINX)(`draining a node through the admin API${NGINX ? '' : NO_
       // The process drains and exits 0 by itself.
       await eventually(() => expect(alive(pid)).toBe(false), { timeoutMs: 30_000, intervalMs: 100 });
       expect(await cluster.killNode(index)).toEqual({ code: 0, signal: null });
-      await eventually(async () => expect((await api('/v1/admin/nodes')).body['nodes']).toEqual(others.map((id) => expect.objectContaining({ id, draining: false }))), { timeoutMs: 15_000, intervalMs: 100 });
+      await eventually(async () => expect((await api('/v1/admin/nodes')).body['nodes']).toEqual(others.map((id) => expect.objectContaining({ id, draining: false }))), {
+        timeoutMs: 15_000,
+        intervalMs: 100,
+      });
 
       // Every client is on another node and keeps getting its sends acked.
       const atExit = [...ackedBy];
@@ -112,7 +118,10 @@ describe.skipIf(!NGINX)(`draining a node through the admin API${NGINX ? '' : NO_
     expect(failures).toEqual([]);
 
     // In PostgreSQL exactly once each, where the ack said, every conversation's seqs 1..last_seq.
-    const report = await checkDatabase(inject('databaseUrl'), acked.map((message) => [message.conversationId, message.seq, message.id] as const));
+    const report = await checkDatabase(
+      inject('databaseUrl'),
+      acked.map((message) => [message.conversationId, message.seq, message.id] as const),
+    );
     expect(report).toMatchObject({ acked: acked.length, missing: 0, mismatched: 0, duplicateRows: 0, conversations: GROUPS, gappy: 0 });
 
     // Every member has every message of its group, live or by resync.

@@ -155,8 +155,19 @@ describe('GET /v1/admin/nodes/history', () => {
   });
 
   const report = (id: string, sockets: number): NodeReport => ({
-    id, version: '1', startedAt: new Date().toISOString(), uptimeSeconds: 1, ready: true, draining: false, sockets, users: 0,
-    eventLoopLagMs: 0, heapUsedBytes: 0, msgsInPerSecond: 0, msgsOutPerSecond: 0, ackP99Ms: 0,
+    id,
+    version: '1',
+    startedAt: new Date().toISOString(),
+    uptimeSeconds: 1,
+    ready: true,
+    draining: false,
+    sockets,
+    users: 0,
+    eventLoopLagMs: 0,
+    heapUsedBytes: 0,
+    msgsInPerSecond: 0,
+    msgsOutPerSecond: 0,
+    ackP99Ms: 0,
   });
   const stores: Array<[string, () => { store: NodeStatusStore; close(): void }]> = [
     ['memory', () => ({ store: new MemoryNodeStatusStore({ ttlMs: 60_000 }), close: () => {} })],
@@ -176,7 +187,10 @@ describe('GET /v1/admin/nodes/history', () => {
       const samples = await store.history();
       expect(samples['capped']!.map((s) => s.sockets)).toEqual(Array.from({ length: 300 }, (_, i) => i + 11));
       expect(samples['other']!.map((s) => s.sockets)).toEqual([1]);
-      expect((await store.list()).map((s) => [s.id, s.sockets])).toEqual([['capped', 310], ['other', 1]]);
+      expect((await store.list()).map((s) => [s.id, s.sockets])).toEqual([
+        ['capped', 310],
+        ['other', 1],
+      ]);
       await store.remove('capped');
       expect(Object.keys(await store.history())).toEqual(['other']);
     } finally {

@@ -56,7 +56,7 @@ async function restCode(node: TestNode, token: string): Promise<{ status: number
 }
 
 describe('admin API: users', () => {
-  it('shows a user\'s devices on both nodes with their node and transport, presence and memberships', async () => {
+  it("shows a user's devices on both nodes with their node and transport, presence and memberships", async () => {
     const userId = uniqueUser('admin-lookup');
     const onA = await connectDevice(a.url, userId, { transports: ['websocket'] });
     const onB = await connectDevice(b.url, userId, { transports: ['polling'] });
@@ -91,7 +91,7 @@ describe('admin API: users', () => {
     }
   });
 
-  it('answers 404 not_found for a user that never connected, and validation for an id outside the protocol\'s pattern', async () => {
+  it("answers 404 not_found for a user that never connected, and validation for an id outside the protocol's pattern", async () => {
     const missing = await admin(a, 'GET', `/v1/admin/users/${uniqueUser('nobody')}`);
     expect([missing.status, missing.json['error']?.code]).toEqual([404, 'not_found']);
     const bad = await admin(a, 'GET', `/v1/admin/users/${encodeURIComponent('no spaces{}')}`);
@@ -218,7 +218,10 @@ describe('admin API: users over a Redis Cluster (sharded pub/sub control channel
     const onY = await connectDevice(y.url, userId, { transports: ['polling'] });
     const lookup = await admin(x, 'GET', `/v1/admin/users/${userId}`);
     expect(lookup.json['user'].devices.map((d: { nodeId: string; transport: string }) => [d.nodeId, d.transport]).sort()).toEqual(
-      [[x.app.nodeId, 'websocket'], [y.app.nodeId, 'polling']].sort(),
+      [
+        [x.app.nodeId, 'websocket'],
+        [y.app.nodeId, 'polling'],
+      ].sort(),
     );
     const endings = [ended(onX), ended(onY)];
     const revoke = await admin(y, 'POST', `/v1/admin/users/${userId}/disconnect`, { revoke: true });

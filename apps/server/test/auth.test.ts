@@ -40,7 +40,11 @@ describe('authentication (HS256)', () => {
     ['no subject', () => signToken({ name: 'x', iss: 'https://id.example', aud: 'chat' }), 'token_claims'],
     ['no exp', () => signToken({ sub: 'alice', iss: 'https://id.example', aud: 'chat' }, { expiresInSeconds: null }), 'token_claims'],
     ['longer-lived than JWT_MAX_LIFETIME_SECONDS', () => good({ iat: now(), exp: now() + DAY + 60 }), 'token_claims'],
-    ['no iat and exp further than JWT_MAX_LIFETIME_SECONDS', () => createSigner({ key: TEST_JWT_SECRET, noTimestamp: true })({ sub: 'alice', iss: 'https://id.example', aud: 'chat', exp: now() + DAY + 60 }), 'token_claims'],
+    [
+      'no iat and exp further than JWT_MAX_LIFETIME_SECONDS',
+      () => createSigner({ key: TEST_JWT_SECRET, noTimestamp: true })({ sub: 'alice', iss: 'https://id.example', aud: 'chat', exp: now() + DAY + 60 }),
+      'token_claims',
+    ],
     ['lifetime hidden by an iat in the future', () => good({ iat: now() + 10 * DAY, exp: now() + 10 * DAY + 60 }), 'token_claims'],
   ];
 
@@ -120,7 +124,7 @@ describe('authentication (HS256 secret rotation with JWT_SECRET_PREVIOUS)', () =
     expect((await connectError(rotating.url, foreign)).code).toBe('token_invalid');
   });
 
-  it('checks the retired secret\'s tokens as strictly: expiry, required exp, and the lifetime cap', async () => {
+  it("checks the retired secret's tokens as strictly: expiry, required exp, and the lifetime cap", async () => {
     const expired = signToken({ sub: 'rotated-user', exp: now() - 10 }, { secret: TEST_JWT_SECRET });
     expect((await restError(rotating, `Bearer ${expired}`)).body.error.code).toBe('token_expired');
     const noExp = signToken({ sub: 'rotated-user' }, { secret: TEST_JWT_SECRET, expiresInSeconds: null });
@@ -221,9 +225,9 @@ describe('dev token endpoint', () => {
         // Longer than JWT_MAX_LIFETIME_SECONDS (24 h by default): the nodes would refuse the token.
         { users: [{}], ttlSeconds: DAY + 1 },
         { users: [{}], other: true },
-        ...fc.sample(fc.record({ users: fc.array(fc.record({ userId: fc.string(), displayName: fc.anything() }), { maxLength: 5 }) }), 20).filter(
-          (body) => body.users.length === 0 || body.users.some((u) => !/^[A-Za-z0-9_.:@|-]{1,128}$/.test(u.userId) || typeof u.displayName !== 'string' || u.displayName.trim() === ''),
-        ),
+        ...fc
+          .sample(fc.record({ users: fc.array(fc.record({ userId: fc.string(), displayName: fc.anything() }), { maxLength: 5 }) }), 20)
+          .filter((body) => body.users.length === 0 || body.users.some((u) => !/^[A-Za-z0-9_.:@|-]{1,128}$/.test(u.userId) || typeof u.displayName !== 'string' || u.displayName.trim() === '')),
       ];
       for (const payload of malformed) {
         const response = await node.app.inject({ method: 'POST', url: '/v1/dev/tokens', payload: payload as object });
@@ -342,7 +346,13 @@ describe('authentication (JWKS: a remote key set with rotation)', () => {
       expect(await restCall(node, unsignedToken({ sub: 'jwks-a', iss: 'https://id.example', aud: 'chat', exp: now() + 60 }))).toEqual({ status: 401, code: 'token_invalid' });
       // Malformed tokens are told apart from bad signatures, as in the other modes, and fetch nothing.
       const header = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
-      for (const garbage of ['not.a.jwt', '%%%', '..', `${Buffer.from('{').toString('base64url')}.${header({})}.x`, `${header({ alg: 'RS256', kid: 'key-a' })}.${Buffer.from('[').toString('base64url')}.x`]) {
+      for (const garbage of [
+        'not.a.jwt',
+        '%%%',
+        '..',
+        `${Buffer.from('{').toString('base64url')}.${header({})}.x`,
+        `${header({ alg: 'RS256', kid: 'key-a' })}.${Buffer.from('[').toString('base64url')}.x`,
+      ]) {
         expect(await restCall(node, garbage), garbage).toEqual({ status: 401, code: 'token_malformed' });
         expect(await connectError(node.url, garbage), garbage).toMatchObject({ code: 'token_malformed' });
       }

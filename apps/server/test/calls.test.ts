@@ -85,14 +85,18 @@ describe('ringing and answering', () => {
     await bobB.ok('call:signal', { callId: call.id, signal: answer });
     await bobB.ok('call:signal', { callId: call.id, signal: ice });
     await alice.ok('call:signal', { callId: call.id, signal: { type: 'ice', candidate: { candidate: '' } } });
-    await eventually(() => expect(bobB.of('call:signal')).toEqual([
-      { callId: call.id, fromUserId: alice.userId, signal: offer },
-      { callId: call.id, fromUserId: alice.userId, signal: { type: 'ice', candidate: { candidate: '' } } },
-    ]));
-    await eventually(() => expect(alice.of('call:signal')).toEqual([
-      { callId: call.id, fromUserId: bobA.userId, signal: answer },
-      { callId: call.id, fromUserId: bobA.userId, signal: ice },
-    ]));
+    await eventually(() =>
+      expect(bobB.of('call:signal')).toEqual([
+        { callId: call.id, fromUserId: alice.userId, signal: offer },
+        { callId: call.id, fromUserId: alice.userId, signal: { type: 'ice', candidate: { candidate: '' } } },
+      ]),
+    );
+    await eventually(() =>
+      expect(alice.of('call:signal')).toEqual([
+        { callId: call.id, fromUserId: bobA.userId, signal: answer },
+        { callId: call.id, fromUserId: bobA.userId, signal: ice },
+      ]),
+    );
     // Bob's other device is not in the call: it neither receives nor may send signals.
     expect(await bobA.call('call:signal', { callId: call.id, signal: ice })).toMatchObject({ ok: false, error: { code: 'forbidden' } });
     await alice.ok('call:end', { callId: call.id });
@@ -151,7 +155,9 @@ describe('ringing and answering', () => {
     expect(Date.parse(missed.endedAt!)).toBeGreaterThanOrEqual(Date.parse(call.ringDeadline));
     // Claimed once, by one node, so told once.
     expect(updates(bobA, call.id)).toHaveLength(1);
-    await eventually(() => expect(bobA.of('notification:new')).toMatchObject([{ notification: { kind: 'system', preview: 'Missed audio call', actorId: alice.userId, data: { callId: call.id, media: 'audio' } } }]));
+    await eventually(() =>
+      expect(bobA.of('notification:new')).toMatchObject([{ notification: { kind: 'system', preview: 'Missed audio call', actorId: alice.userId, data: { callId: call.id, media: 'audio' } } }]),
+    );
     expect(await bobA.call('call:accept', { callId: call.id })).toMatchObject({ ok: false, error: { code: 'conflict' } });
   });
 
@@ -200,7 +206,11 @@ describe('authorization', () => {
     const token = (await import('@chat/testkit/tokens')).signToken({ sub: mallory.userId });
     const rest = await nodeA.app.inject({ method: 'GET', url: `/v1/calls/${call.id}`, headers: { authorization: `Bearer ${token}` } });
     expect([rest.statusCode, rest.json().error.code]).toEqual([404, 'not_found']);
-    const asAlice = await nodeA.app.inject({ method: 'GET', url: `/v1/calls/${call.id}`, headers: { authorization: `Bearer ${(await import('@chat/testkit/tokens')).signToken({ sub: alice.userId })}` } });
+    const asAlice = await nodeA.app.inject({
+      method: 'GET',
+      url: `/v1/calls/${call.id}`,
+      headers: { authorization: `Bearer ${(await import('@chat/testkit/tokens')).signToken({ sub: alice.userId })}` },
+    });
     expect(asAlice.json()).toMatchObject({ ok: true, call: { id: call.id, state: 'ringing' } });
     await alice.ok('call:cancel', { callId: call.id });
   });
@@ -240,10 +250,7 @@ describe('a node that dies', () => {
 
 describe('message threshold policy', () => {
   it('refuses calls before CALL_MIN_MESSAGES and sends the milestone to both users once', async () => {
-    const [p, q] = await Promise.all([
-      startNode({ ...CALL_ENV, NODE_ID: 'policy-p', CALL_MIN_MESSAGES: '3' }),
-      startNode({ ...CALL_ENV, NODE_ID: 'policy-q', CALL_MIN_MESSAGES: '3' }),
-    ]);
+    const [p, q] = await Promise.all([startNode({ ...CALL_ENV, NODE_ID: 'policy-p', CALL_MIN_MESSAGES: '3' }), startNode({ ...CALL_ENV, NODE_ID: 'policy-q', CALL_MIN_MESSAGES: '3' })]);
     onTestFinished(() => Promise.all([p.close(), q.close()]).then(() => {}));
     const alice = await device(p.url, uniqueUser('alice'));
     const bob = await device(q.url, uniqueUser('bob'));

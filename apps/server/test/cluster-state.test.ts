@@ -11,7 +11,11 @@ const clientMsgId = () => `cs-${Date.now().toString(36)}-${++counter}`;
 
 const node = testNode;
 const device = testDevice;
-const lastPresence = (d: Device, userId: string): Presence | undefined => d.of('presence:updated').filter((p) => p.userId === userId).at(-1);
+const lastPresence = (d: Device, userId: string): Presence | undefined =>
+  d
+    .of('presence:updated')
+    .filter((p) => p.userId === userId)
+    .at(-1);
 
 describe('presence', () => {
   it('is online while any device on any node is connected, offline with lastSeenAt after the last', async () => {
@@ -162,5 +166,3 @@ describe('the Redis bus', () => {
     );
   });
 });
-
-

@@ -62,8 +62,7 @@ describe.skipIf(!NGINX)(`a local cluster: 2 nodes behind nginx${NGINX ? '' : NO_
     expect(bob.socket.io.engine.transport.name).toBe('polling');
 
     const { conversation } = await alice.ok('conversation:open-direct', { userId: bob.userId });
-    const received = (client: Client, body: string) =>
-      new Promise<void>((resolve) => client.socket.on('message:new', (message) => message.body === body && resolve()));
+    const received = (client: Client, body: string) => new Promise<void>((resolve) => client.socket.on('message:new', (message) => message.body === body && resolve()));
 
     const toBob = received(bob, 'hello over websocket');
     await alice.ok('message:send', { conversationId: conversation.id, clientMsgId: randomUUID(), body: 'hello over websocket' });

@@ -34,7 +34,10 @@ describe('configuration', () => {
   it('reads the admin and backend API keys as id:secret pairs, a secret may hold colons', () => {
     const secret = `s3cr:${'x'.repeat(30)}`;
     const config = loadConfig({ ADMIN_API_KEYS: `ops-1:${secret}, ops-2:${'y'.repeat(32)}` });
-    expect(config.apiKeys.admin).toEqual([{ id: 'ops-1', secret }, { id: 'ops-2', secret: 'y'.repeat(32) }]);
+    expect(config.apiKeys.admin).toEqual([
+      { id: 'ops-1', secret },
+      { id: 'ops-2', secret: 'y'.repeat(32) },
+    ]);
     expect(config.apiKeys.server).toEqual([]);
   });
 
@@ -47,12 +50,18 @@ describe('configuration', () => {
   it('uses a Redis Cluster when REDIS_CLUSTER_NODES lists its seeds, credentials and TLS from a URL seed', () => {
     expect(loadConfig({ REDIS_CLUSTER_NODES: 'r1:7000, r2:7001' }).redis?.target).toEqual({
       kind: 'cluster',
-      nodes: [{ host: 'r1', port: 7000 }, { host: 'r2', port: 7001 }],
+      nodes: [
+        { host: 'r1', port: 7000 },
+        { host: 'r2', port: 7001 },
+      ],
       tls: false,
     });
     expect(loadConfig({ REDIS_CLUSTER_NODES: 'rediss://app:s%40cret@r1:7000,r2:7001' }).redis?.target).toEqual({
       kind: 'cluster',
-      nodes: [{ host: 'r1', port: 7000 }, { host: 'r2', port: 7001 }],
+      nodes: [
+        { host: 'r1', port: 7000 },
+        { host: 'r2', port: 7001 },
+      ],
       username: 'app',
       password: 's@cret',
       tls: true,
@@ -71,10 +80,12 @@ describe('configuration', () => {
     expect(migrationDatabaseUrl({ DATABASE_URL: 'postgresql://u@bouncer:6432/chat?pgbouncer=true', DATABASE_DIRECT_URL: 'postgresql://u@db:5432/chat' })).toBe('postgresql://u@db:5432/chat');
     expect(migrationDatabaseUrl({ DATABASE_URL: 'postgresql://u@db:5432/chat', DATABASE_DIRECT_URL: '' })).toBe('postgresql://u@db:5432/chat');
     expect(() => migrationDatabaseUrl({})).toThrow(/^Invalid configuration: DATABASE_URL: expected a postgresql:\/\/ connection string, got unset$/);
-    expect(() => migrationDatabaseUrl({ DATABASE_URL: 'postgresql://u@db/chat', DATABASE_DIRECT_URL: 'postgresql://u@bouncer/chat?pgbouncer=true' })).toThrow(/^Invalid configuration: DATABASE_DIRECT_URL: expected PostgreSQL itself/);
+    expect(() => migrationDatabaseUrl({ DATABASE_URL: 'postgresql://u@db/chat', DATABASE_DIRECT_URL: 'postgresql://u@bouncer/chat?pgbouncer=true' })).toThrow(
+      /^Invalid configuration: DATABASE_DIRECT_URL: expected PostgreSQL itself/,
+    );
   });
 
-  it('documents exactly the variables it reads (CONFIG_VARIABLES) in the README\'s configuration table', () => {
+  it("documents exactly the variables it reads (CONFIG_VARIABLES) in the README's configuration table", () => {
     const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
     const start = readme.indexOf('\n## Configuration\n');
     const section = readme.slice(start, readme.indexOf('\n## ', start + 1));
@@ -87,8 +98,14 @@ describe('configuration', () => {
     [{ PORT: 'abc' }, /^Invalid configuration: PORT: expected an integer, got "abc"$/],
     [{ PORT: '70000' }, /^Invalid configuration: PORT: expected a number <= 65535, got "70000"$/],
     [{ DATABASE_URL: 'mysql://x' }, /^Invalid configuration: DATABASE_URL: expected a postgresql:\/\/ connection string/],
-    [{ DATABASE_URL: 'postgresql://u@db/chat?pgbouncer=yes' }, /^Invalid configuration: DATABASE_URL: expected pgbouncer=true or pgbouncer=false in the query string, got "postgresql:\/\/u@db\/chat\?pgbouncer=yes"$/],
-    [{ DATABASE_DIRECT_URL: 'postgresql://u@bouncer:6432/chat?pgbouncer=true' }, /^Invalid configuration: DATABASE_DIRECT_URL: expected PostgreSQL itself, without pgbouncer=true \(migrations hold a session advisory lock/],
+    [
+      { DATABASE_URL: 'postgresql://u@db/chat?pgbouncer=yes' },
+      /^Invalid configuration: DATABASE_URL: expected pgbouncer=true or pgbouncer=false in the query string, got "postgresql:\/\/u@db\/chat\?pgbouncer=yes"$/,
+    ],
+    [
+      { DATABASE_DIRECT_URL: 'postgresql://u@bouncer:6432/chat?pgbouncer=true' },
+      /^Invalid configuration: DATABASE_DIRECT_URL: expected PostgreSQL itself, without pgbouncer=true \(migrations hold a session advisory lock/,
+    ],
     [{ REDIS_URL: 'localhost:6379' }, /^Invalid configuration: REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL/],
     [{ REDIS_CLUSTER_NODES: 'r1' }, /^Invalid configuration: REDIS_CLUSTER_NODES: expected host:port seed nodes of a Redis Cluster/],
     [{ REDIS_CLUSTER_NODES: ',' }, /^Invalid configuration: REDIS_CLUSTER_NODES: expected at least 1 comma-separated entry, got ","$/],
@@ -96,21 +113,36 @@ describe('configuration', () => {
     [{ REDIS_CLUSTER_NODES: 'r1:7000', REDIS_KEY_PREFIX: '{chat}:' }, /^Invalid configuration: REDIS_KEY_PREFIX: expected no \{ or \} with REDIS_CLUSTER_NODES/],
     [{ ADMIN_API_KEYS: 'ops:short' }, /^Invalid configuration: ADMIN_API_KEYS: expected id:secret pairs, comma-separated .*, got a hidden value of 9 characters$/],
     [{ SERVER_API_KEYS: `a:${'s'.repeat(32)},a:${'t'.repeat(32)}` }, /^Invalid configuration: SERVER_API_KEYS: expected id:secret pairs with distinct ids, got a hidden value of 69 characters$/],
-    [{ JWT_SECRET_PREVIOUS: 'x'.repeat(40), JWT_ALGORITHM: 'JWKS', JWT_JWKS_URL: 'https://id.example/jwks.json' }, /^Invalid configuration: JWT_SECRET_PREVIOUS: expected unset unless JWT_ALGORITHM=HS256/],
-    [{ JWT_SECRET_PREVIOUS: 'x'.repeat(40), JWT_SECRET: 'x'.repeat(40) }, /^Invalid configuration: JWT_SECRET_PREVIOUS: expected the secret being retired, not JWT_SECRET itself, got a hidden value of 40 characters$/],
+    [
+      { JWT_SECRET_PREVIOUS: 'x'.repeat(40), JWT_ALGORITHM: 'JWKS', JWT_JWKS_URL: 'https://id.example/jwks.json' },
+      /^Invalid configuration: JWT_SECRET_PREVIOUS: expected unset unless JWT_ALGORITHM=HS256/,
+    ],
+    [
+      { JWT_SECRET_PREVIOUS: 'x'.repeat(40), JWT_SECRET: 'x'.repeat(40) },
+      /^Invalid configuration: JWT_SECRET_PREVIOUS: expected the secret being retired, not JWT_SECRET itself, got a hidden value of 40 characters$/,
+    ],
     [{ JWT_SECRET: 'short' }, /^Invalid configuration: JWT_SECRET: expected at least 32 characters, got a hidden value of 5 characters$/],
     [{ JWT_ALGORITHM: 'HS512' }, /^Invalid configuration: JWT_ALGORITHM: expected one of "HS256", "RS256", "JWKS"/],
     [{ JWT_ALGORITHM: 'JWKS' }, /^Invalid configuration: JWT_JWKS_URL: expected an https:\/\/ URL of a JSON Web Key Set \(required when JWT_ALGORITHM=JWKS\), got unset$/],
     [{ JWT_JWKS_URL: 'https://id.example/jwks.json' }, /^Invalid configuration: JWT_JWKS_URL: expected unset unless JWT_ALGORITHM=JWKS, got "https:\/\/id\.example\/jwks\.json"$/],
-    [{ JWT_ALGORITHM: 'JWKS', JWT_JWKS_URL: 'ftp://id.example/jwks.json' }, /^Invalid configuration: JWT_JWKS_URL: expected an https:\/\/ URL of a JSON Web Key Set \(http:\/\/ only for a loopback host, or outside production\), got "ftp:/],
+    [
+      { JWT_ALGORITHM: 'JWKS', JWT_JWKS_URL: 'ftp://id.example/jwks.json' },
+      /^Invalid configuration: JWT_JWKS_URL: expected an https:\/\/ URL of a JSON Web Key Set \(http:\/\/ only for a loopback host, or outside production\), got "ftp:/,
+    ],
     [{ JWT_ALGORITHM: 'JWKS', JWT_JWKS_URL: 'not a url' }, /^Invalid configuration: JWT_JWKS_URL: expected an https:\/\/ URL/],
-    [{ JWT_ALGORITHM: 'JWKS', JWT_JWKS_URL: 'https://id.example/jwks.json', JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----x' }, /^Invalid configuration: JWT_PUBLIC_KEY: expected unset when JWT_ALGORITHM=JWKS/],
+    [
+      { JWT_ALGORITHM: 'JWKS', JWT_JWKS_URL: 'https://id.example/jwks.json', JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----x' },
+      /^Invalid configuration: JWT_PUBLIC_KEY: expected unset when JWT_ALGORITHM=JWKS/,
+    ],
     [{ JWT_ALGORITHM: 'JWKS', JWT_JWKS_URL: 'https://id.example/jwks.json', DEV_TOKENS: 'true' }, /^Invalid configuration: DEV_TOKENS: expected false unless JWT_ALGORITHM=HS256/],
     [{ JWT_JWKS_CACHE_MAX_AGE_MS: '10' }, /^Invalid configuration: JWT_JWKS_CACHE_MAX_AGE_MS: expected a number >= 1000, got "10"$/],
     [{ JWT_JWKS_COOLDOWN_MS: '10' }, /^Invalid configuration: JWT_JWKS_COOLDOWN_MS: expected a number >= 100, got "10"$/],
     [{ JWT_JWKS_COOLDOWN_MS: '60000', JWT_JWKS_CACHE_MAX_AGE_MS: '30000' }, /^Invalid configuration: JWT_JWKS_COOLDOWN_MS: expected at most JWT_JWKS_CACHE_MAX_AGE_MS, got "60000"$/],
     [{ JWT_MAX_LIFETIME_SECONDS: '10' }, /^Invalid configuration: JWT_MAX_LIFETIME_SECONDS: expected a number >= 60, got "10"$/],
-    [{ JWT_MAX_LIFETIME_SECONDS: '3600', DEV_TOKEN_TTL_SECONDS: '7200' }, /^Invalid configuration: DEV_TOKEN_TTL_SECONDS: expected at most JWT_MAX_LIFETIME_SECONDS \(longer tokens would be refused\), got "7200"$/],
+    [
+      { JWT_MAX_LIFETIME_SECONDS: '3600', DEV_TOKEN_TTL_SECONDS: '7200' },
+      /^Invalid configuration: DEV_TOKEN_TTL_SECONDS: expected at most JWT_MAX_LIFETIME_SECONDS \(longer tokens would be refused\), got "7200"$/,
+    ],
     [{ JWT_ALGORITHM: 'RS256' }, /^Invalid configuration: JWT_PUBLIC_KEY: expected a PEM public key \(required when JWT_ALGORITHM=RS256\), got unset$/],
     [{ DEV_TOKENS: 'maybe' }, /^Invalid configuration: DEV_TOKENS: /],
     [{ LOG_LEVEL: 'loud' }, /^Invalid configuration: LOG_LEVEL: expected one of/],
@@ -147,7 +179,9 @@ describe('configuration', () => {
     expect(jwks({ JWT_JWKS_URL: 'http://id.internal/jwks.json' }).jwks?.url).toBe('http://id.internal/jwks.json');
     expect(loadConfig({}).jwt.jwks).toBeNull();
     const production = { NODE_ENV: 'production', JWT_ALGORITHM: 'JWKS' };
-    expect(rejection({ ...production, JWT_JWKS_URL: 'http://id.internal/jwks.json' })).toMatch(/^Invalid configuration: JWT_JWKS_URL: expected an https:\/\/ URL in production \(http:\/\/ only for a loopback host\), got "http:\/\/id\.internal\/jwks\.json"$/);
+    expect(rejection({ ...production, JWT_JWKS_URL: 'http://id.internal/jwks.json' })).toMatch(
+      /^Invalid configuration: JWT_JWKS_URL: expected an https:\/\/ URL in production \(http:\/\/ only for a loopback host\), got "http:\/\/id\.internal\/jwks\.json"$/,
+    );
     for (const url of ['http://127.0.0.1:8080/jwks.json', 'http://localhost/jwks.json', 'http://[::1]:9000/jwks.json', 'https://id.example/jwks.json']) {
       expect(loadConfig({ ...production, JWT_JWKS_URL: url }).jwt.jwks?.url).toBe(url);
     }

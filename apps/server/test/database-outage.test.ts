@@ -46,7 +46,9 @@ describe('PostgreSQL down under a node', () => {
       }
       // Several at once, retries of one clientMsgId among them: all unavailable, none a non-retryable conflict
       // (the batched-retry case itself is in message-writer.test.ts).
-      const racing = await Promise.all(['race-outage-1', 'race-outage-2', 'race-outage-2', 'race-outage-2'].map((clientMsgId) => alice.call('message:send', { conversationId: conversation.id, clientMsgId, body: 'racing' })));
+      const racing = await Promise.all(
+        ['race-outage-1', 'race-outage-2', 'race-outage-2', 'race-outage-2'].map((clientMsgId) => alice.call('message:send', { conversationId: conversation.id, clientMsgId, body: 'racing' })),
+      );
       for (const ack of racing) expect(ack).toMatchObject({ ok: false, error: { code: 'unavailable' } });
       // Reads through the same pool say the same.
       expect(await alice.call('history:fetch', { conversationId: conversation.id, limit: 10 })).toMatchObject({ ok: false, error: { code: 'unavailable', retryable: true } });
@@ -56,11 +58,14 @@ describe('PostgreSQL down under a node', () => {
     }
 
     // The same clientMsgId again, as the SDK retries: written once, with the next seq.
-    const retried = await eventually(async () => {
-      const ack = await alice.call('message:send', { conversationId: conversation.id, clientMsgId: 'during-outage-1', body: 'while down' });
-      if (!ack.ok) throw new Error(JSON.stringify(ack.error));
-      return ack.message;
-    }, { timeoutMs: 15_000, intervalMs: 200 });
+    const retried = await eventually(
+      async () => {
+        const ack = await alice.call('message:send', { conversationId: conversation.id, clientMsgId: 'during-outage-1', body: 'while down' });
+        if (!ack.ok) throw new Error(JSON.stringify(ack.error));
+        return ack.message;
+      },
+      { timeoutMs: 15_000, intervalMs: 200 },
+    );
     expect(retried.seq).toBe(conversation.lastSeq + 2);
     const rows = await node.app.db.message.findMany({ where: { conversationId: conversation.id, clientMsgId: { in: ['before-outage', 'during-outage-1', 'during-outage-2', 'during-outage-3'] } } });
     expect(rows.map((row) => row.clientMsgId).sort()).toEqual(['before-outage', 'during-outage-1']);

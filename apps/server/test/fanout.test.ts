@@ -134,7 +134,9 @@ describe.skipIf(!NGINX)(`the routed fan-out on 3 nodes behind nginx${NGINX ? '' 
     stop = true;
     await Promise.all(senders);
 
-    console.log(`live-path race: ${started} connects over ${nodes.length} nodes; ${inWindow} messages committed while a socket connected (${inWindowLive} of them also live, ${sentAfterConnect} sent after the client saw connect and before its resync read); ${misses.length} missed`);
+    console.log(
+      `live-path race: ${started} connects over ${nodes.length} nodes; ${inWindow} messages committed while a socket connected (${inWindowLive} of them also live, ${sentAfterConnect} sent after the client saw connect and before its resync read); ${misses.length} missed`,
+    );
     expect(started).toBeGreaterThanOrEqual(ITERATIONS);
     // Messages were committed in the connecting window (the race was exercised)…
     expect(inWindow).toBeGreaterThan(ITERATIONS / 10);

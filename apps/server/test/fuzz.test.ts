@@ -4,16 +4,7 @@ import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { routes } from '../src/transport/http/rest.ts';
 import { eventually } from '@chat/testkit/eventually';
-import {
-  ackProblem,
-  connectRaw,
-  describeValue,
-  hostileValue,
-  payloadsNear,
-  validExamples,
-  wireSize,
-  type FuzzFixture,
-} from './helpers/hostile.ts';
+import { ackProblem, connectRaw, describeValue, hostileValue, payloadsNear, validExamples, wireSize, type FuzzFixture } from './helpers/hostile.ts';
 import { spawnNode, testEnv, type SpawnedNode } from '@chat/testkit/nodes';
 import { signToken } from '@chat/testkit/tokens';
 import WebSocket from 'ws';
@@ -105,7 +96,9 @@ beforeAll(async () => {
   const conversationId = (await alice.ok('conversation:open-direct', { userId: bob.userId })).conversation.id;
   legit.loop = (async () => {
     for (let i = 0; legit.running; i++) {
-      const ack = await alice.call('message:send', { conversationId, clientMsgId: `legit-${Date.now().toString(36)}-${i}`, body: `legit ${i}` }).catch((error: unknown) => ({ ok: false as const, error: { code: String(error) } }));
+      const ack = await alice
+        .call('message:send', { conversationId, clientMsgId: `legit-${Date.now().toString(36)}-${i}`, body: `legit ${i}` })
+        .catch((error: unknown) => ({ ok: false as const, error: { code: String(error) } }));
       if (ack.ok) legit.acked.push(ack.message.id);
       else legit.failures.push(JSON.stringify(ack.error));
       await new Promise((resolve) => setTimeout(resolve, 25));
@@ -131,121 +124,199 @@ describe(`fuzz (FUZZ_RUNS=${RUNS})`, () => {
     for (const event of events) expect(clientEventSchemas[event].safeParse(validExamples[event](fixture)).success, event).toBe(true);
   });
 
-  it('answers hostile payloads on every client event with a catalogued error or a valid ok', async () => {
-    const problems: string[] = [];
-    const emit = fuzzer.socket.timeout(10_000) as unknown as { emitWithAck(event: string, ...args: unknown[]): Promise<unknown> };
-    for (const [index, event] of events.entries()) {
-      const cases = fc.sample(
-        fc.record({ payload: payloadsNear(validExamples[event](fixture)), shape: fc.constantFrom('payload', 'payload', 'payload', 'none', 'extra', 'no-ack') }).filter(({ payload }) => wireSize(payload) < PAYLOAD_CAP - 4096),
-        { numRuns: RUNS, seed: SEED + index },
-      );
-      await pool(cases, async ({ payload, shape }) => {
-        count(event);
-        if (shape === 'no-ack') {
-          (fuzzer.socket as unknown as { emit(event: string, payload: unknown): void }).emit(event, payload);
-          return;
-        }
-        const args = shape === 'none' ? [] : shape === 'extra' ? [payload, 'extra', 42] : [payload];
-        let ack: unknown;
-        try {
-          ack = await emit.emitWithAck(event, ...args);
-        } catch (error) {
-          ack = `no ack: ${String(error)}`;
-        }
-        const problem = ackProblem(ack);
-        if (problem && problems.length < 20) problems.push(`${event} ${describeValue(payload)} (${shape}): ${problem}`);
-      });
-      expect(fuzzer.socket.connected, `the fuzz socket was dropped during ${event}`).toBe(true);
-    }
-    expect(problems, `seed ${SEED}`).toEqual([]);
-    expect(await fuzzer.ok('session:info', {})).toMatchObject({ user: { id: fuzzer.userId } });
-  }, FUZZ_TIMEOUT_MS);
-
-  it('answers hostile requests on every REST route with a catalogued error at its status, or a 2xx ok', async () => {
-    const problems: string[] = [];
-    const rawBodies = fc.constantFrom(
-      '{',
-      '{"a":',
-      'null',
-      '[]',
-      '"text"',
-      '\u0000\uD800',
-      '{"__proto__":{"polluted":true}}',
-      '{"constructor":{"prototype":{"polluted":true}}}',
-      `${'['.repeat(5000)}${']'.repeat(5000)}`,
-      `{"body":"${'x'.repeat(70 * 1024)}"}`, // over BODY_LIMIT_BYTES: 413
-    );
-    const contentTypes = fc.constantFrom('application/json', 'application/json', 'application/json; charset=utf-8', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/json; charset=utf-16', undefined);
-    const auths = fc.oneof({ weight: 8, arbitrary: fc.constant(`Bearer ${fuzzerToken}`) }, { weight: 1, arbitrary: fc.constantFrom(undefined, 'Bearer', 'Bearer x.y.z', `Basic ${'a'.repeat(10_000)}`, 'Bearer \u00ff') });
-
-    for (const [index, route] of routes.entries()) {
-      const name = routeName(route);
-      const paramKeys = Object.keys(route.params?.shape ?? {});
-      const hasBody = route.method !== 'GET' && route.method !== 'DELETE';
-      const example = Object.fromEntries(Object.entries(validExamples[route.event](fixture) as Record<string, unknown>).filter(([key]) => !(route.fixed && key in route.fixed)));
-      if (route.url.includes(':emoji')) example['emoji'] = '🔥';
-      const cases = fc.sample(
-        fc.record({ payload: payloadsNear(example), raw: fc.option(rawBodies, { freq: 6 }), type: contentTypes, auth: auths, badPath: fc.option(fc.constantFrom('%', '%E0%A4%A', '%00', '..%2f..%2f', '%F0%9F', 'x'.repeat(3000)), { freq: 10 }) }).filter(({ payload }) => wireSize(payload) < PAYLOAD_CAP),
-        { numRuns: RUNS, seed: SEED + 1000 + index },
-      );
-      await pool(cases, async ({ payload, raw, type, auth, badPath }) => {
-        count(name);
-        const fields = typeof payload === 'object' && payload !== null && !Array.isArray(payload) && !Buffer.isBuffer(payload) ? { ...(payload as Record<string, unknown>) } : {};
-        const path = route.url.replace(/:(\w+)/g, (_match, key: string) => {
-          if (badPath !== null) return badPath;
-          const value = key in fields ? fields[key] : example[key];
-          delete fields[key];
-          return encodePathValue(value);
-        });
-        for (const key of paramKeys) delete fields[key];
-        const query = new URLSearchParams();
-        if (!hasBody) for (const [key, value] of Object.entries(fields)) query.append(key, typeof value === 'string' ? toWellFormed(value) : describeValue(value));
-        const headers: Record<string, string> = {};
-        if (auth !== undefined) headers['authorization'] = auth;
-        let body: string | Buffer | undefined;
-        if (hasBody) {
-          const isRecord = typeof payload === 'object' && payload !== null && !Array.isArray(payload) && !Buffer.isBuffer(payload);
-          body = raw ?? (Buffer.isBuffer(payload) ? payload : (JSON.stringify(isRecord ? fields : payload) ?? 'null'));
-          if (type !== undefined) headers['content-type'] = type;
-        }
-        const target = `${node.url}${path}${query.size > 0 ? `?${query}` : ''}`;
-        let problem: string | null;
-        try {
-          const response = await fetch(target, { method: route.method, headers, ...(body !== undefined && { body }) });
-          const text = await response.text();
-          let json: unknown;
+  it(
+    'answers hostile payloads on every client event with a catalogued error or a valid ok',
+    async () => {
+      const problems: string[] = [];
+      const emit = fuzzer.socket.timeout(10_000) as unknown as { emitWithAck(event: string, ...args: unknown[]): Promise<unknown> };
+      for (const [index, event] of events.entries()) {
+        const cases = fc.sample(
+          fc
+            .record({ payload: payloadsNear(validExamples[event](fixture)), shape: fc.constantFrom('payload', 'payload', 'payload', 'none', 'extra', 'no-ack') })
+            .filter(({ payload }) => wireSize(payload) < PAYLOAD_CAP - 4096),
+          { numRuns: RUNS, seed: SEED + index },
+        );
+        await pool(cases, async ({ payload, shape }) => {
+          count(event);
+          if (shape === 'no-ack') {
+            (fuzzer.socket as unknown as { emit(event: string, payload: unknown): void }).emit(event, payload);
+            return;
+          }
+          const args = shape === 'none' ? [] : shape === 'extra' ? [payload, 'extra', 42] : [payload];
+          let ack: unknown;
           try {
-            json = JSON.parse(text);
-          } catch {
-            json = `non-JSON body ${response.status}: ${text.slice(0, 120)}`;
+            ack = await emit.emitWithAck(event, ...args);
+          } catch (error) {
+            ack = `no ack: ${String(error)}`;
           }
-          problem = ackProblem(json);
-          if (!problem) {
-            const { ok, error } = json as { ok: boolean; error?: { code: keyof typeof errorCatalog } };
-            if (ok && (response.status < 200 || response.status > 299)) problem = `ok with status ${response.status}`;
-            if (!ok && response.status !== errorCatalog[error!.code].status) problem = `${error!.code} with status ${response.status}`;
+          const problem = ackProblem(ack);
+          if (problem && problems.length < 20) problems.push(`${event} ${describeValue(payload)} (${shape}): ${problem}`);
+        });
+        expect(fuzzer.socket.connected, `the fuzz socket was dropped during ${event}`).toBe(true);
+      }
+      expect(problems, `seed ${SEED}`).toEqual([]);
+      expect(await fuzzer.ok('session:info', {})).toMatchObject({ user: { id: fuzzer.userId } });
+    },
+    FUZZ_TIMEOUT_MS,
+  );
+
+  it(
+    'answers hostile requests on every REST route with a catalogued error at its status, or a 2xx ok',
+    async () => {
+      const problems: string[] = [];
+      const rawBodies = fc.constantFrom(
+        '{',
+        '{"a":',
+        'null',
+        '[]',
+        '"text"',
+        '\u0000\uD800',
+        '{"__proto__":{"polluted":true}}',
+        '{"constructor":{"prototype":{"polluted":true}}}',
+        `${'['.repeat(5000)}${']'.repeat(5000)}`,
+        `{"body":"${'x'.repeat(70 * 1024)}"}`, // over BODY_LIMIT_BYTES: 413
+      );
+      const contentTypes = fc.constantFrom(
+        'application/json',
+        'application/json',
+        'application/json; charset=utf-8',
+        'text/plain',
+        'application/x-www-form-urlencoded',
+        'multipart/form-data; boundary=x',
+        'application/json; charset=utf-16',
+        undefined,
+      );
+      const auths = fc.oneof(
+        { weight: 8, arbitrary: fc.constant(`Bearer ${fuzzerToken}`) },
+        { weight: 1, arbitrary: fc.constantFrom(undefined, 'Bearer', 'Bearer x.y.z', `Basic ${'a'.repeat(10_000)}`, 'Bearer \u00ff') },
+      );
+
+      for (const [index, route] of routes.entries()) {
+        const name = routeName(route);
+        const paramKeys = Object.keys(route.params?.shape ?? {});
+        const hasBody = route.method !== 'GET' && route.method !== 'DELETE';
+        const example = Object.fromEntries(Object.entries(validExamples[route.event](fixture) as Record<string, unknown>).filter(([key]) => !(route.fixed && key in route.fixed)));
+        if (route.url.includes(':emoji')) example['emoji'] = '🔥';
+        const cases = fc.sample(
+          fc
+            .record({
+              payload: payloadsNear(example),
+              raw: fc.option(rawBodies, { freq: 6 }),
+              type: contentTypes,
+              auth: auths,
+              badPath: fc.option(fc.constantFrom('%', '%E0%A4%A', '%00', '..%2f..%2f', '%F0%9F', 'x'.repeat(3000)), { freq: 10 }),
+            })
+            .filter(({ payload }) => wireSize(payload) < PAYLOAD_CAP),
+          { numRuns: RUNS, seed: SEED + 1000 + index },
+        );
+        await pool(cases, async ({ payload, raw, type, auth, badPath }) => {
+          count(name);
+          const fields = typeof payload === 'object' && payload !== null && !Array.isArray(payload) && !Buffer.isBuffer(payload) ? { ...(payload as Record<string, unknown>) } : {};
+          const path = route.url.replace(/:(\w+)/g, (_match, key: string) => {
+            if (badPath !== null) return badPath;
+            const value = key in fields ? fields[key] : example[key];
+            delete fields[key];
+            return encodePathValue(value);
+          });
+          for (const key of paramKeys) delete fields[key];
+          const query = new URLSearchParams();
+          if (!hasBody) for (const [key, value] of Object.entries(fields)) query.append(key, typeof value === 'string' ? toWellFormed(value) : describeValue(value));
+          const headers: Record<string, string> = {};
+          if (auth !== undefined) headers['authorization'] = auth;
+          let body: string | Buffer | undefined;
+          if (hasBody) {
+            const isRecord = typeof payload === 'object' && payload !== null && !Array.isArray(payload) && !Buffer.isBuffer(payload);
+            body = raw ?? (Buffer.isBuffer(payload) ? payload : (JSON.stringify(isRecord ? fields : payload) ?? 'null'));
+            if (type !== undefined) headers['content-type'] = type;
           }
-        } catch (error) {
-          problem = `request failed: ${String(error)}`;
-        }
-        if (problem && problems.length < 20) problems.push(`${route.method} ${target.slice(0, 200)} ${headers['content-type'] ?? ''} ${describeValue(body)}: ${problem}`);
-      });
-    }
-    expect(problems, `seed ${SEED}`).toEqual([]);
-  }, FUZZ_TIMEOUT_MS);
+          const target = `${node.url}${path}${query.size > 0 ? `?${query}` : ''}`;
+          let problem: string | null;
+          try {
+            const response = await fetch(target, { method: route.method, headers, ...(body !== undefined && { body }) });
+            const text = await response.text();
+            let json: unknown;
+            try {
+              json = JSON.parse(text);
+            } catch {
+              json = `non-JSON body ${response.status}: ${text.slice(0, 120)}`;
+            }
+            problem = ackProblem(json);
+            if (!problem) {
+              const { ok, error } = json as { ok: boolean; error?: { code: keyof typeof errorCatalog } };
+              if (ok && (response.status < 200 || response.status > 299)) problem = `ok with status ${response.status}`;
+              if (!ok && response.status !== errorCatalog[error!.code].status) problem = `${error!.code} with status ${response.status}`;
+            }
+          } catch (error) {
+            problem = `request failed: ${String(error)}`;
+          }
+          if (problem && problems.length < 20) problems.push(`${route.method} ${target.slice(0, 200)} ${headers['content-type'] ?? ''} ${describeValue(body)}: ${problem}`);
+        });
+      }
+      expect(problems, `seed ${SEED}`).toEqual([]);
+    },
+    FUZZ_TIMEOUT_MS,
+  );
 
   it('survives malformed Socket.IO and Engine.IO frames: each is refused or the connection closed, never a crash', async () => {
     const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
     const frames: Array<string | Buffer> = [
-      '4', '42', '42[', '42{}', '42[]', '42[1]', '42[null,{}]', '42[{},{}]', '42["session:info"', '42["session:info",{}]x', '42"session:info"',
-      '4299999999999999999999["session:info",{}]', '42-1["session:info",{}]', '421.5["session:info",{}]',
-      '42/nope,["session:info",{}]', '40/nope,', '40/nope,{"token":1}', '40', '40{"token":{"$gt":""}}', '41', '41/nope,',
-      '43["x"]', '431[{}]', '4399[{"ok":true}]', '44{}', '44/nope,{}', '45', '451-["session:info",{"_placeholder":true,"num":0}]',
-      '451-["session:info",{"_placeholder":true,"num":7}]', '45999999999-["x"]', '45a-["x"]', '452-[{"_placeholder":true,"num":-1}]',
-      '461-[{}]', '47', '48', '4\u0000', '4\uD800', '42["\uD800",{}]', '42["__proto__",{}]', '42["constructor"]', '42["hasOwnProperty",{}]',
-      '42["session:info",{"__proto__":{"polluted":true}}]', `42["session:info",${deep}]`, `421["message:send",${deep}]`,
-      '0', '1', '2', '3', '5', '6', '9', '', '\uFFFF', 'x'.repeat(1000),
-      Buffer.from([0x04, 0x01, 0x02]), Buffer.alloc(0), Buffer.alloc(32 * 1024, 0xff),
+      '4',
+      '42',
+      '42[',
+      '42{}',
+      '42[]',
+      '42[1]',
+      '42[null,{}]',
+      '42[{},{}]',
+      '42["session:info"',
+      '42["session:info",{}]x',
+      '42"session:info"',
+      '4299999999999999999999["session:info",{}]',
+      '42-1["session:info",{}]',
+      '421.5["session:info",{}]',
+      '42/nope,["session:info",{}]',
+      '40/nope,',
+      '40/nope,{"token":1}',
+      '40',
+      '40{"token":{"$gt":""}}',
+      '41',
+      '41/nope,',
+      '43["x"]',
+      '431[{}]',
+      '4399[{"ok":true}]',
+      '44{}',
+      '44/nope,{}',
+      '45',
+      '451-["session:info",{"_placeholder":true,"num":0}]',
+      '451-["session:info",{"_placeholder":true,"num":7}]',
+      '45999999999-["x"]',
+      '45a-["x"]',
+      '452-[{"_placeholder":true,"num":-1}]',
+      '461-[{}]',
+      '47',
+      '48',
+      '4\u0000',
+      '4\uD800',
+      '42["\uD800",{}]',
+      '42["__proto__",{}]',
+      '42["constructor"]',
+      '42["hasOwnProperty",{}]',
+      '42["session:info",{"__proto__":{"polluted":true}}]',
+      `42["session:info",${deep}]`,
+      `421["message:send",${deep}]`,
+      '0',
+      '1',
+      '2',
+      '3',
+      '5',
+      '6',
+      '9',
+      '',
+      '\uFFFF',
+      'x'.repeat(1000),
+      Buffer.from([0x04, 0x01, 0x02]),
+      Buffer.alloc(0),
+      Buffer.alloc(32 * 1024, 0xff),
     ];
     const results: string[] = [];
     for (const frame of frames) {
@@ -310,9 +381,16 @@ describe(`fuzz (FUZZ_RUNS=${RUNS})`, () => {
       }),
     );
     const acks = await Promise.all(
-      clients.flatMap((socket) => fc.sample(fc.tuple(fc.constantFrom(...events), hostileValue).filter(([, value]) => wireSize(value) < PAYLOAD_CAP - 4096), { numRuns: 100, seed: SEED + 5000 }).map(([event, payload]) =>
-        (socket.timeout(20_000) as unknown as { emitWithAck(e: string, p: unknown): Promise<unknown> }).emitWithAck(event, payload).catch((error: unknown) => `no ack: ${String(error)}`),
-      )),
+      clients.flatMap((socket) =>
+        fc
+          .sample(
+            fc.tuple(fc.constantFrom(...events), hostileValue).filter(([, value]) => wireSize(value) < PAYLOAD_CAP - 4096),
+            { numRuns: 100, seed: SEED + 5000 },
+          )
+          .map(([event, payload]) =>
+            (socket.timeout(20_000) as unknown as { emitWithAck(e: string, p: unknown): Promise<unknown> }).emitWithAck(event, payload).catch((error: unknown) => `no ack: ${String(error)}`),
+          ),
+      ),
     );
     for (const socket of clients) socket.close();
     count('storm');
@@ -336,19 +414,26 @@ describe(`fuzz (FUZZ_RUNS=${RUNS})`, () => {
     expect(node.stderr.filter((line) => /unhandled|uncaught|Error/i.test(line) && !/Debugger|inspector/.test(line))).toEqual([]);
 
     // Sockets closed a moment ago may still be referenced until their close handlers have run.
-    const after = await eventually(async () => {
-      const used = await heapUsed();
-      expect(used - heapBefore).toBeLessThan(HEAP_GROWTH_BOUND);
-      return used;
-    }, { timeoutMs: 10_000, intervalMs: 1000 });
-    console.info(`fuzz: ${[...coverage.values()].reduce((a, b) => a + b, 0)} cases; heap ${(heapBefore / 2 ** 20).toFixed(1)} MB before, ${(after / 2 ** 20).toFixed(1)} MB after; ${legit.acked.length} legitimate messages delivered`);
+    const after = await eventually(
+      async () => {
+        const used = await heapUsed();
+        expect(used - heapBefore).toBeLessThan(HEAP_GROWTH_BOUND);
+        return used;
+      },
+      { timeoutMs: 10_000, intervalMs: 1000 },
+    );
+    console.info(
+      `fuzz: ${[...coverage.values()].reduce((a, b) => a + b, 0)} cases; heap ${(heapBefore / 2 ** 20).toFixed(1)} MB before, ${(after / 2 ** 20).toFixed(1)} MB after; ${legit.acked.length} legitimate messages delivered`,
+    );
   });
 });
 
 /** A URL path segment for any value: strings percent-encoded as UTF-8 (lone surrogates as U+FFFD, which encodeURIComponent refuses). */
 function encodePathValue(value: unknown): string {
   const text = typeof value === 'string' ? value : describeValue(value);
-  return [...Buffer.from(toWellFormed(text), 'utf8')].map((byte) => (/[A-Za-z0-9\-_.~]/.test(String.fromCharCode(byte)) ? String.fromCharCode(byte) : `%${byte.toString(16).padStart(2, '0').toUpperCase()}`)).join('');
+  return [...Buffer.from(toWellFormed(text), 'utf8')]
+    .map((byte) => (/[A-Za-z0-9\-_.~]/.test(String.fromCharCode(byte)) ? String.fromCharCode(byte) : `%${byte.toString(16).padStart(2, '0').toUpperCase()}`))
+    .join('');
 }
 
 function toWellFormed(text: string): string {

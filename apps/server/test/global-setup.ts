@@ -65,7 +65,6 @@ export default async function setup(project: TestProject): Promise<() => Promise
   };
 }
 
-
 async function resolveService(variable: string, fallback: string, port: number, startContainer: () => Promise<string>): Promise<string> {
   const configured = process.env[variable];
   if (configured) return configured;

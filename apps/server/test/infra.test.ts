@@ -25,9 +25,7 @@ const asDict = (value: unknown): Dict => (value && typeof value === 'object' && 
 /** Compose's `${VAR:-default}` / `${VAR-default}` / `${VAR}`, with the defaults (the file as shipped). */
 function interpolate(value: unknown): unknown {
   if (typeof value === 'string') {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}/g, (_all, _name, op?: string, fallback?: string) =>
-      op === ':-' || op === '-' ? (fallback ?? '') : '',
-    );
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}/g, (_all, _name, op?: string, fallback?: string) => (op === ':-' || op === '-' ? (fallback ?? '') : ''));
   }
   if (Array.isArray(value)) return value.map(interpolate);
   if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v)]));
@@ -140,7 +138,10 @@ describe('docker-compose.yml', () => {
       const s = service(name);
       expect(asDict(s.healthcheck).test, name).toBeTruthy();
       const named = (s.volumes as string[]).map((v) => v.split(':')[0]);
-      expect(named.some((v) => volumes.includes(v ?? '')), name).toBe(true);
+      expect(
+        named.some((v) => volumes.includes(v ?? '')),
+        name,
+      ).toBe(true);
     }
     expect(service('redis').command).toEqual(expect.arrayContaining(['--appendonly', 'yes']));
     expect(String(service('postgres').image)).toMatch(/^postgres:1[67]/);
@@ -160,7 +161,11 @@ describe('docker-compose.yml', () => {
 
 describe('infra/Dockerfile', () => {
   const dockerfile = read('infra/Dockerfile');
-  const lines = dockerfile.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const lines = dockerfile
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   const stages = lines.filter((l) => /^FROM /i.test(l));
   const runtime = lines.slice(lines.lastIndexOf(stages.at(-1) ?? ''));
 
@@ -178,11 +183,20 @@ describe('infra/Dockerfile', () => {
 
   it('installs from the lockfile and every workspace manifest before copying sources', () => {
     const workspaces = ['apps', 'packages'].flatMap((dir) =>
-      readdirSync(join(ROOT, dir)).filter((name) => existsSync(join(ROOT, dir, name, 'package.json'))).map((name) => `${dir}/${name}/package.json`),
+      readdirSync(join(ROOT, dir))
+        .filter((name) => existsSync(join(ROOT, dir, name, 'package.json')))
+        .map((name) => `${dir}/${name}/package.json`),
     );
-    const deps = lines.slice(0, lines.findIndex((l) => /^FROM .* AS prod-deps/.test(l)));
+    const deps = lines.slice(
+      0,
+      lines.findIndex((l) => /^FROM .* AS prod-deps/.test(l)),
+    );
     // Copied in the deps and the prod-deps stage each.
-    for (const manifest of workspaces) expect(lines.filter((l) => l.startsWith(`COPY ${manifest} `)), `COPY ${manifest}`).toHaveLength(2);
+    for (const manifest of workspaces)
+      expect(
+        lines.filter((l) => l.startsWith(`COPY ${manifest} `)),
+        `COPY ${manifest}`,
+      ).toHaveLength(2);
     expect(deps.some((l) => l.startsWith('COPY package.json package-lock.json'))).toBe(true);
     expect(deps.some((l) => /npm ci\b/.test(l))).toBe(true);
     expect(lines.some((l) => /npm ci --omit=dev/.test(l))).toBe(true);
@@ -203,16 +217,25 @@ describe('infra/Dockerfile', () => {
   });
 
   it('builds the browser client in the build stage and serves that build, not a host one', () => {
-    const build = lines.slice(lines.findIndex((l) => /^FROM deps AS build$/.test(l)), lines.findIndex((l) => /AS runtime$/.test(l)));
+    const build = lines.slice(
+      lines.findIndex((l) => /^FROM deps AS build$/.test(l)),
+      lines.findIndex((l) => /AS runtime$/.test(l)),
+    );
     expect(build).toContain('RUN node --conditions=@chat/source --import tsx apps/web/src/build.ts');
     // The server, its migrate CLI and the Prisma client compiled (what `npm run build` does).
     expect(build.join('\n')).toMatch(/tsc -p apps\/server\/tsconfig\.build\.json/);
     expect(runtime).toContain('COPY --from=build /app/apps/web/dist ./apps/web/dist');
-    expect(read('.dockerignore').split('\n').map((l) => l.trim())).toContain('apps/web/dist');
+    expect(
+      read('.dockerignore')
+        .split('\n')
+        .map((l) => l.trim()),
+    ).toContain('apps/web/dist');
   });
 
   it('keeps host builds out of the context', () => {
-    const ignored = read('.dockerignore').split('\n').map((l) => l.trim());
+    const ignored = read('.dockerignore')
+      .split('\n')
+      .map((l) => l.trim());
     for (const entry of ['**/node_modules', '**/generated', '.git']) expect(ignored).toContain(entry);
     for (const kept of ['prisma', 'prisma.config.ts', 'apps', 'packages', 'tsconfig.json', 'package-lock.json']) expect(ignored).not.toContain(kept);
   });
@@ -351,7 +374,10 @@ describe.skipIf(!NGINX)(`nginx.conf in front of three nodes${NGINX ? '' : NO_NGI
     const deadline = Date.now() + 10_000;
     for (;;) {
       if (nginx.exitCode !== null) throw new Error(`nginx exited ${nginx.exitCode}: ${stderr}`);
-      const ok = await fetch(`${base}/healthz`).then((r) => r.ok, () => false);
+      const ok = await fetch(`${base}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ok) break;
       if (Date.now() > deadline) throw new Error(`nginx did not answer within 10 s: ${stderr}`);
       await new Promise((r) => setTimeout(r, 100));

@@ -58,7 +58,9 @@ interface Manifest {
 }
 
 function loadManifests(): Manifest[] {
-  const files = readdirSync(K8S_DIR).filter((name) => name.endsWith('.yaml') || name.endsWith('.yml')).sort();
+  const files = readdirSync(K8S_DIR)
+    .filter((name) => name.endsWith('.yaml') || name.endsWith('.yml'))
+    .sort();
   const manifests: Manifest[] = [];
   for (const file of files) {
     const documents = parseAllDocuments(readFileSync(join(K8S_DIR, file), 'utf8'));
@@ -126,9 +128,7 @@ let tsOldProgram: ts.Program | undefined;
 function unknownFieldProblems(manifests: Manifest[]): string[] {
   const virtualFile = join(K8S_DIR, '__manifests__.ts');
   const typed = manifests.filter(({ object }) => MODELS[modelKey(object)]);
-  const source = typed
-    .map(({ object }, i) => `export const m${i}: import(${JSON.stringify(MODELS[modelKey(object)]!.module)}).I${object.kind} = ${JSON.stringify(object)};`)
-    .join('\n');
+  const source = typed.map(({ object }, i) => `export const m${i}: import(${JSON.stringify(MODELS[modelKey(object)]!.module)}).I${object.kind} = ${JSON.stringify(object)};`).join('\n');
   const host = ts.createCompilerHost(tsOptions);
   const getSourceFile = host.getSourceFile.bind(host);
   host.getSourceFile = (fileName, languageVersion, onError, shouldCreate) => {
@@ -246,11 +246,13 @@ class Ctx {
     for (const from of container.envFrom ?? []) {
       if (from.prefix) throw new Error(`${container.name}: envFrom prefix "${from.prefix}" would rename the variables`);
       if (from.configMapRef) {
-        if (from.configMapRef.name !== this.configMap.metadata?.name) throw new Error(`${container.name}: envFrom names ConfigMap "${from.configMapRef.name}", the manifests define "${this.configMap.metadata?.name}"`);
+        if (from.configMapRef.name !== this.configMap.metadata?.name)
+          throw new Error(`${container.name}: envFrom names ConfigMap "${from.configMapRef.name}", the manifests define "${this.configMap.metadata?.name}"`);
         Object.assign(env, this.configMap.data ?? {});
       }
       if (from.secretRef) {
-        if (from.secretRef.name !== this.secret.metadata?.name) throw new Error(`${container.name}: envFrom names Secret "${from.secretRef.name}", the manifests define "${this.secret.metadata?.name}"`);
+        if (from.secretRef.name !== this.secret.metadata?.name)
+          throw new Error(`${container.name}: envFrom names Secret "${from.secretRef.name}", the manifests define "${this.secret.metadata?.name}"`);
         for (const key of Object.keys(this.secretData)) env[key] = need(secrets[key], `a test value for secret key ${key}`);
       }
     }
@@ -318,8 +320,7 @@ function preStopSeconds(container: Container): number {
   if (seconds === undefined) throw new Error(`${container.name}: preStop must sleep (exec ["sleep", "N"] or sleep.seconds), found ${JSON.stringify(preStop ?? null)}`);
   return Number(seconds);
 }
-const intOrPercent = (value: number | string | undefined): number | undefined =>
-  value === undefined ? undefined : typeof value === 'number' ? value : Number(value.replace(/%$/, ''));
+const intOrPercent = (value: number | string | undefined): number | undefined => (value === undefined ? undefined : typeof value === 'number' ? value : Number(value.replace(/%$/, '')));
 /** The runAsNonRoot/runAsUser a container ends up with (container level over pod level). */
 function effectiveSecurity(pod: PodSpec, container: Container): { runAsNonRoot?: boolean; runAsUser?: number } {
   return {
@@ -357,7 +358,10 @@ const CHECKS: Record<string, Check> = {
     const set = new Map<string, string>();
     for (const key of Object.keys(ctx.configMap.data ?? {})) set.set(key, 'ConfigMap');
     for (const key of Object.keys(ctx.secretData)) set.set(key, 'Secret');
-    for (const [owner, container] of [['Deployment', ctx.server], ['Job', ctx.migrator]] as const) {
+    for (const [owner, container] of [
+      ['Deployment', ctx.server],
+      ['Job', ctx.migrator],
+    ] as const) {
       for (const variable of container.env ?? []) set.set(variable.name, `${owner} container ${container.name}`);
     }
     for (const [name, where] of set) {
@@ -397,7 +401,7 @@ const CHECKS: Record<string, Check> = {
     } catch (error) {
       if (!(error instanceof ConfigError) || !error.message.includes('JWT_SECRET')) problems.push(`the template should fail on JWT_SECRET, got: ${String(error)}`);
     }
-    const used = new Set([...ctx.server.env ?? [], ...ctx.migrator.env ?? []].flatMap((v) => (v.valueFrom?.secretKeyRef ? [v.valueFrom.secretKeyRef.key] : [])));
+    const used = new Set([...(ctx.server.env ?? []), ...(ctx.migrator.env ?? [])].flatMap((v) => (v.valueFrom?.secretKeyRef ? [v.valueFrom.secretKeyRef.key] : [])));
     for (const key of Object.keys(data)) if (!used.has(key)) problems.push(`Secret key ${key} is used by no container`);
     return problems;
   },
@@ -478,14 +482,17 @@ const CHECKS: Record<string, Check> = {
   /** Non-root, read-only root filesystem, no privilege escalation (both workloads). */
   security: (ctx) => {
     const problems: string[] = [];
-    for (const [owner, pod, container] of [['Deployment', ctx.serverPod, ctx.server], ['Job', ctx.jobPod, ctx.migrator]] as const) {
+    for (const [owner, pod, container] of [
+      ['Deployment', ctx.serverPod, ctx.server],
+      ['Job', ctx.jobPod, ctx.migrator],
+    ] as const) {
       const { runAsNonRoot, runAsUser } = effectiveSecurity(pod, container);
       if (runAsNonRoot !== true) problems.push(`${owner}: runAsNonRoot is not true`);
       if (!(typeof runAsUser === 'number' && runAsUser > 0)) problems.push(`${owner}: runAsUser must be a non-zero uid (the image's USER is a name the kubelet cannot verify)`);
       if (container.securityContext?.readOnlyRootFilesystem !== true) problems.push(`${owner}: readOnlyRootFilesystem is not true`);
       if (container.securityContext?.allowPrivilegeEscalation !== false) problems.push(`${owner}: allowPrivilegeEscalation is not false`);
       // The compiled image writes nothing at run time: a command that needs tsx or npm would.
-      const command = [...container.command ?? [], ...container.args ?? []].join(' ');
+      const command = [...(container.command ?? []), ...(container.args ?? [])].join(' ');
       if (/\btsx\b|\bnpm\b/.test(command)) problems.push(`${owner}: runs "${command}"; the image runs compiled JavaScript with node`);
     }
     return problems;
@@ -496,7 +503,7 @@ const CHECKS: Record<string, Check> = {
     const problems: string[] = [];
     const script = (JSON.parse(read('package.json')) as { scripts?: Record<string, string> }).scripts?.['db:migrate'];
     if (!script) problems.push('package.json has no db:migrate script');
-    const command = [...ctx.migrator.command ?? [], ...ctx.migrator.args ?? []].join(' ');
+    const command = [...(ctx.migrator.command ?? []), ...(ctx.migrator.args ?? [])].join(' ');
     const expected = 'node apps/server/dist/db/migrate-cli.js deploy';
     if (command !== expected) problems.push(`the Job runs "${command}", expected "${expected}" (the compiled migrate CLI)`);
     if (ctx.migrator.image !== ctx.server.image) problems.push(`the Job's image ${ctx.migrator.image} differs from the Deployment's ${ctx.server.image}`);
@@ -505,8 +512,9 @@ const CHECKS: Record<string, Check> = {
     if (!ctx.job.spec?.activeDeadlineSeconds) problems.push('Job activeDeadlineSeconds is not set (kubectl wait would hang on a stuck migration)');
     const migrateEnv = ctx.environment(ctx.migrator, 'chat-server-migrate-x2x4q', TEST_SECRETS);
     if (!/^postgres(ql)?:\/\//.test(migrateEnv.DATABASE_URL ?? '')) problems.push('the Job has no DATABASE_URL');
-    for (const container of [...ctx.serverPod.initContainers ?? [], ...ctx.serverPod.containers]) {
-      if ([...container.command ?? [], ...container.args ?? []].join(' ').includes('migrate')) problems.push(`Deployment container ${container.name} runs migrations: that is every replica, every start`);
+    for (const container of [...(ctx.serverPod.initContainers ?? []), ...ctx.serverPod.containers]) {
+      if ([...(container.command ?? []), ...(container.args ?? [])].join(' ').includes('migrate'))
+        problems.push(`Deployment container ${container.name} runs migrations: that is every replica, every start`);
     }
     return problems;
   },
@@ -581,7 +589,8 @@ const CHECKS: Record<string, Check> = {
     const pool = ctx.config.database.kind === 'postgres' ? ctx.config.database.poolSize : 0;
     const documented = Number(/max_connections[^0-9]{0,40}(\d+)/.exec(read('infra/k8s/README.md'))?.[1] ?? NaN);
     // The migrator holds up to 3: its lock session and two for the schema engine.
-    if (!(spec.maxReplicas * pool + 3 <= documented)) problems.push(`maxReplicas ${spec.maxReplicas} x DATABASE_POOL_SIZE ${pool} (+3 for the Job) exceeds the max_connections infra/k8s/README.md asks for (${documented})`);
+    if (!(spec.maxReplicas * pool + 3 <= documented))
+      problems.push(`maxReplicas ${spec.maxReplicas} x DATABASE_POOL_SIZE ${pool} (+3 for the Job) exceeds the max_connections infra/k8s/README.md asks for (${documented})`);
     return problems;
   },
 
@@ -622,9 +631,13 @@ describe('infra/k8s manifests', () => {
   });
 
   const ctx = new Ctx(MANIFESTS);
-  it.each(Object.keys(CHECKS))('%s', (name) => {
-    expect(run(CHECKS[name]!, ctx)).toEqual([]);
-  }, 60_000);
+  it.each(Object.keys(CHECKS))(
+    '%s',
+    (name) => {
+      expect(run(CHECKS[name]!, ctx)).toEqual([]);
+    },
+    60_000,
+  );
 
   it("the probe and metrics paths are the node's routes: liveness ignores dependencies, readiness does not", async () => {
     const server = ctx.server;
@@ -671,13 +684,28 @@ const MUTATIONS: Mutation[] = [
   ['a variable config.ts does not read', 'environment', /sets DRAIN_DELAY, which/, (m) => (m.ConfigMap.data.DRAIN_DELAY = '3000')],
   ['a value loadConfig refuses', 'environment', /LOG_LEVEL: expected one of/, (m) => (m.ConfigMap.data.LOG_LEVEL = 'verbose')],
   ['NODE_ID not from the pod name', 'environment', /NODE_ID is "node-1"/, (m) => setEnv(m.Deployment, 'NODE_ID', 'node-1')],
-  ['secret key missing from the template', 'environment', /key "JWT_KEY", which the Secret template does not have/, (m) => (m.Deployment.spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.key = 'JWT_KEY')],
-  ['no REDIS_URL', 'environment', /no REDIS_URL/, (m) => (m.Deployment.spec.template.spec.containers[0].env = m.Deployment.spec.template.spec.containers[0].env.filter((e: Loose) => e.name !== 'REDIS_URL'))],
+  [
+    'secret key missing from the template',
+    'environment',
+    /key "JWT_KEY", which the Secret template does not have/,
+    (m) => (m.Deployment.spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.key = 'JWT_KEY'),
+  ],
+  [
+    'no REDIS_URL',
+    'environment',
+    /no REDIS_URL/,
+    (m) => (m.Deployment.spec.template.spec.containers[0].env = m.Deployment.spec.template.spec.containers[0].env.filter((e: Loose) => e.name !== 'REDIS_URL')),
+  ],
   ['a usable JWT_SECRET in the template', 'secretTemplate', /accepts the unedited Secret template/, (m) => (m.Secret.stringData.JWT_SECRET = 'REPLACE_ME-with-something-at-least-32-characters')],
   ['hash on the client address', 'ingress', /upstream-hash-by is "\$remote_addr"/, (m) => (m.Ingress.metadata.annotations['nginx.ingress.kubernetes.io/upstream-hash-by'] = '$remote_addr')],
   ['read timeout below the heartbeat', 'ingress', /proxy-read-timeout is 30/, (m) => (m.Ingress.metadata.annotations['nginx.ingress.kubernetes.io/proxy-read-timeout'] = '30')],
   ['Ingress to another service', 'ingress', /goes to service chat,/, (m) => (m.Ingress.spec.rules[0].http.paths[0].backend.service.name = 'chat')],
-  ['Ingress exposes /metrics', 'ingress', /exposes \/metrics publicly/, (m) => m.Ingress.spec.rules[0].http.paths.push({ path: '/', pathType: 'Prefix', backend: m.Ingress.spec.rules[0].http.paths[0].backend })],
+  [
+    'Ingress exposes /metrics',
+    'ingress',
+    /exposes \/metrics publicly/,
+    (m) => m.Ingress.spec.rules[0].http.paths.push({ path: '/', pathType: 'Prefix', backend: m.Ingress.spec.rules[0].http.paths[0].backend }),
+  ],
   ['HPA targets another Deployment', 'hpa', /HPA targets apps\/v1\/Deployment\/chat,/, (m) => (m.HorizontalPodAutoscaler.spec.scaleTargetRef.name = 'chat')],
   ['HPA scales down at once', 'hpa', /scaleDown stabilizationWindowSeconds/, (m) => delete m.HorizontalPodAutoscaler.spec.behavior],
   ['more PostgreSQL connections than documented', 'hpa', /maxReplicas 50 x DATABASE_POOL_SIZE/, (m) => (m.HorizontalPodAutoscaler.spec.maxReplicas = 50)],
@@ -686,7 +714,12 @@ const MUTATIONS: Mutation[] = [
   ['PodDisruptionBudget selects nothing', 'pdb', /does not select the Deployment/, (m) => (m.PodDisruptionBudget.spec.selector.matchLabels['app.kubernetes.io/name'] = 'chat')],
   ['PodDisruptionBudget blocks drains', 'pdb', /allows 0 disruptions/, (m) => (m.PodDisruptionBudget.spec.maxUnavailable = 0)],
   ['Job on another image', 'migrations', /image chat-server:other differs/, (m) => (m.Job.spec.template.spec.containers[0].image = 'chat-server:other')],
-  ['migrations in an init container', 'migrations', /container migrate runs migrations/, (m) => (m.Deployment.spec.template.spec.initContainers = [{ name: 'migrate', image: 'x', command: ['npm', 'run', 'db:migrate'] }])],
+  [
+    'migrations in an init container',
+    'migrations',
+    /container migrate runs migrations/,
+    (m) => (m.Deployment.spec.template.spec.initContainers = [{ name: 'migrate', image: 'x', command: ['npm', 'run', 'db:migrate'] }]),
+  ],
   ['writable root filesystem', 'security', /Deployment: readOnlyRootFilesystem/, (m) => (m.Deployment.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem = false)],
   ['the Job through npm and tsx', 'security', /Job: runs "npm run db:migrate"/, (m) => (m.Job.spec.template.spec.containers[0].command = ['npm', 'run', 'db:migrate'])],
   ['a startup window of 90 s', 'probes', /startupProbe allows 90 s/, (m) => (m.Deployment.spec.template.spec.containers[0].startupProbe.failureThreshold = 90)],
@@ -696,11 +729,16 @@ const MUTATIONS: Mutation[] = [
   ['a ConfigMap value that is not a string', 'schema', /data\/data\/PORT must be string/, (m) => (m.ConfigMap.data.PORT = 3000)],
   ['replicas as a string', 'schema', /spec\/replicas must be integer/, (m) => (m.Deployment.spec.replicas = '3')],
   ['a required field missing', 'schema', /required property selector/, (m) => delete m.Deployment.spec.selector],
-  ['a misspelt field (readinesProbe)', 'unknownFields', /'"readinesProbe"' does not exist/, (m) => {
-    const container = m.Deployment.spec.template.spec.containers[0];
-    container.readinesProbe = container.readinessProbe;
-    delete container.readinessProbe;
-  }],
+  [
+    'a misspelt field (readinesProbe)',
+    'unknownFields',
+    /'"readinesProbe"' does not exist/,
+    (m) => {
+      const container = m.Deployment.spec.template.spec.containers[0];
+      container.readinesProbe = container.readinessProbe;
+      delete container.readinessProbe;
+    },
+  ],
   ['a misspelt field deep in the HPA', 'unknownFields', /'"stabilisationWindowSeconds"' does not exist/, (m) => (m.HorizontalPodAutoscaler.spec.behavior.scaleDown.stabilisationWindowSeconds = 600)],
 ];
 
@@ -713,12 +751,16 @@ function setEnv(deployment: Loose, name: string, value: string): void {
 }
 
 describe('every check can fail', () => {
-  it.each(MUTATIONS)('%s → %s', (_description, check, expected, mutate) => {
-    const copy: Manifest[] = structuredClone(MANIFESTS);
-    const byKind = Object.fromEntries(copy.map(({ object }) => [object.kind, object]));
-    mutate(byKind);
-    const problems = run(CHECKS[check]!, new Ctx(copy));
-    expect(problems.length, `check "${check}" passed a broken manifest`).toBeGreaterThan(0);
-    expect(problems.join('\n')).toMatch(expected);
-  }, 60_000);
+  it.each(MUTATIONS)(
+    '%s → %s',
+    (_description, check, expected, mutate) => {
+      const copy: Manifest[] = structuredClone(MANIFESTS);
+      const byKind = Object.fromEntries(copy.map(({ object }) => [object.kind, object]));
+      mutate(byKind);
+      const problems = run(CHECKS[check]!, new Ctx(copy));
+      expect(problems.length, `check "${check}" passed a broken manifest`).toBeGreaterThan(0);
+      expect(problems.join('\n')).toMatch(expected);
+    },
+    60_000,
+  );
 });

@@ -48,7 +48,10 @@ const examples: Record<string, (f: KeyFixture) => Example> = {
   // The suite walks the routes in order: the member removed here is added back by the next route.
   'DELETE /v1/server/conversations/:conversationId/members/:userId': (f) => ({ params: { conversationId: f.conversationId, userId: f.memberId }, query: { as: f.userId } }),
   'POST /v1/server/conversations/:conversationId/members': (f) => ({ params: { conversationId: f.conversationId }, body: { as: f.userId, userIds: [f.memberId] } }),
-  'POST /v1/server/conversations/:conversationId/messages': (f) => ({ params: { conversationId: f.conversationId }, body: { as: f.userId, clientMsgId: 'key-api-example', body: 'hello from the backend' } }),
+  'POST /v1/server/conversations/:conversationId/messages': (f) => ({
+    params: { conversationId: f.conversationId },
+    body: { as: f.userId, clientMsgId: 'key-api-example', body: 'hello from the backend' },
+  }),
   'POST /v1/server/presence': (f) => ({ body: { userIds: [f.userId, f.memberId] } }),
 };
 
@@ -116,14 +119,14 @@ function request(route: KeyRoute, example: Example, authorization: string | unde
 }
 
 describe('key-authenticated APIs', () => {
-  it('has a harmless example for every route, and every route is under its scope\'s prefix', () => {
+  it("has a harmless example for every route, and every route is under its scope's prefix", () => {
     for (const route of keyRoutes) {
       expect(examples[name(route)], `no example for ${name(route)}`).toBeTypeOf('function');
       expect(route.url.startsWith(`/v1/${route.scope}/`), name(route)).toBe(true);
     }
   });
 
-  it.each(keyRoutes.map((route) => [name(route), route] as const))('%s: refused without its scope\'s key, answered with it', async (_name, route) => {
+  it.each(keyRoutes.map((route) => [name(route), route] as const))("%s: refused without its scope's key, answered with it", async (_name, route) => {
     const example = examples[name(route)]!(fixture);
     const userToken = signToken({ sub: fixture.userId });
     const otherScope = route.scope === 'admin' ? SERVER_KEY : ADMIN_KEY;
@@ -169,7 +172,10 @@ describe('key-authenticated APIs', () => {
     for (const [index, route] of keyRoutes.entries()) {
       const example = examples[name(route)]!(fixture);
       const flat = { ...example.params, ...example.query, ...example.body };
-      const cases = fc.sample(fc.record({ payload: payloadsNear(flat), raw: fc.option(fc.constantFrom('{', 'null', '[]', '"x"', `{"a":"${'x'.repeat(70_000)}"}`), { freq: 5 }) }), { numRuns: RUNS, seed: SEED + index });
+      const cases = fc.sample(fc.record({ payload: payloadsNear(flat), raw: fc.option(fc.constantFrom('{', 'null', '[]', '"x"', `{"a":"${'x'.repeat(70_000)}"}`), { freq: 5 }) }), {
+        numRuns: RUNS,
+        seed: SEED + index,
+      });
       for (const { payload, raw } of cases) {
         const fields = typeof payload === 'object' && payload !== null && !Array.isArray(payload) ? (payload as Record<string, unknown>) : {};
         const pick = (shape: Record<string, unknown> | undefined) => Object.fromEntries(Object.keys(shape ?? {}).map((key) => [key, fields[key]]));

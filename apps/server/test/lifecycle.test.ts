@@ -94,10 +94,7 @@ describe('the node process', () => {
   it('boots in embedded mode from an empty folder with no DATABASE_URL or REDIS_URL and serves an authenticated socket', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'chat-embedded-'));
     onTestFinished(() => rmSync(dataDir, { recursive: true, force: true }));
-    const node = await spawnNode(
-      testEnv({ DATABASE_URL: undefined, REDIS_URL: undefined, DATA_DIR: dataDir, DEV_TOKENS: 'true', LOG_LEVEL: 'info' }),
-      { timeoutMs: 60_000 },
-    );
+    const node = await spawnNode(testEnv({ DATABASE_URL: undefined, REDIS_URL: undefined, DATA_DIR: dataDir, DEV_TOKENS: 'true', LOG_LEVEL: 'info' }), { timeoutMs: 60_000 });
     onTestFinished(() => node.kill('SIGKILL'));
     expect(String(node.logs[0]?.['msg'])).toMatch(/^embedded mode: PGlite database in /);
 

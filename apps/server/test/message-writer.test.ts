@@ -21,7 +21,16 @@ describe('MessageWriter', () => {
     try {
       const { conversation } = await alice.ok('conversation:open-direct', { userId: bob.userId });
       const writer = new MessageWriter(node.app.sql);
-      const message = (clientMsgId: string, text: string): NewMessage => ({ id: randomUUID(), conversationId: conversation.id, senderId: alice.userId, clientMsgId, kind: 'text', body: text, replyToId: null, attachments: [] });
+      const message = (clientMsgId: string, text: string): NewMessage => ({
+        id: randomUUID(),
+        conversationId: conversation.id,
+        senderId: alice.userId,
+        clientMsgId,
+        kind: 'text',
+        body: text,
+        replyToId: null,
+        attachments: [],
+      });
       // The first keeps the conversation busy, so the original and its retry queue into one batch.
       const first = writer.write(message('writer-first', 'fine'));
       const original = writer.write(message('writer-retried', body));

@@ -40,9 +40,7 @@ describe('conversations', () => {
   it('opens one direct conversation per pair, also when both sides race', async () => {
     const alice = await device(nodeA, uniqueUser('alice'));
     const bob = await device(nodeB, uniqueUser('bob'));
-    const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => (i % 2 ? alice : bob).ok('conversation:open-direct', { userId: (i % 2 ? bob : alice).userId })),
-    );
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? alice : bob).ok('conversation:open-direct', { userId: (i % 2 ? bob : alice).userId })));
     expect(new Set(results.map((r) => r.conversation.id)).size).toBe(1);
     expect(results.filter((r) => r.created)).toHaveLength(1);
     expect(results[0]!.conversation).toMatchObject({ kind: 'direct', members: expect.arrayContaining([expect.objectContaining({ userId: alice.userId })]) });
@@ -66,10 +64,20 @@ describe('conversations', () => {
     await eventually(() => {
       expect(late.of('conversation:updated').at(-1)).toMatchObject({ title: 'Team 2', members: [expect.objectContaining({ userId: owner.userId }), expect.objectContaining({ userId: late.userId })] });
       expect(member.of('conversation:removed')).toEqual([{ conversationId: conversation.id }]);
-      expect(late.of('message:new').filter((m) => m.kind === 'system').map((m) => m.seq)).toEqual([2, 3, 4]); // from their own "added" on
+      expect(
+        late
+          .of('message:new')
+          .filter((m) => m.kind === 'system')
+          .map((m) => m.seq),
+      ).toEqual([2, 3, 4]); // from their own "added" on
     });
     const history = await owner.ok('history:fetch', { conversationId: conversation.id });
-    expect(history.messages.map((m) => [m.seq, m.kind])).toEqual([[1, 'system'], [2, 'system'], [3, 'system'], [4, 'system']]);
+    expect(history.messages.map((m) => [m.seq, m.kind])).toEqual([
+      [1, 'system'],
+      [2, 'system'],
+      [3, 'system'],
+      [4, 'system'],
+    ]);
     // The removed member has no access any more, and cannot tell the conversation exists.
     expect(await member.call('history:fetch', { conversationId: conversation.id })).toMatchObject({ ok: false, error: { code: 'not_found' } });
 
@@ -104,7 +112,7 @@ describe('conversations', () => {
 });
 
 describe('messages', () => {
-  it('reaches every other device of every member on both nodes exactly once, the sender\'s other devices included', async () => {
+  it("reaches every other device of every member on both nodes exactly once, the sender's other devices included", async () => {
     const aliceId = uniqueUser('alice');
     const bobId = uniqueUser('bob');
     const alice1 = await device(nodeA, aliceId);
@@ -170,7 +178,10 @@ describe('messages', () => {
     const { message: original } = await send(alice, 'first');
     const { message: reply } = await send(bob, 'a reply', { replyToId: original.id });
     expect(reply.replyToId).toBe(original.id);
-    expect(await bob.call('message:send', { conversationId: conversation.id, clientMsgId: clientMsgId(), body: 'x', replyToId: '0190a5f5-0000-7000-8000-000000000000' })).toMatchObject({ ok: false, error: { code: 'validation' } });
+    expect(await bob.call('message:send', { conversationId: conversation.id, clientMsgId: clientMsgId(), body: 'x', replyToId: '0190a5f5-0000-7000-8000-000000000000' })).toMatchObject({
+      ok: false,
+      error: { code: 'validation' },
+    });
 
     expect(await bob.call('message:edit', { messageId: original.id, body: 'hijack' })).toMatchObject({ ok: false, error: { code: 'forbidden' } });
     const edited = (await alice.ok('message:edit', { messageId: original.id, body: 'first, edited' })).message;
@@ -181,7 +192,10 @@ describe('messages', () => {
     await bob.ok('message:react', { messageId: original.id, emoji: '👍', action: 'add' });
     await bob.ok('message:react', { messageId: original.id, emoji: '👍', action: 'add' });
     const reacted = (await alice.ok('message:react', { messageId: original.id, emoji: '🎉', action: 'add' })).message;
-    expect(reacted.reactions).toEqual([{ emoji: '👍', userId: bob.userId }, { emoji: '🎉', userId: alice.userId }]);
+    expect(reacted.reactions).toEqual([
+      { emoji: '👍', userId: bob.userId },
+      { emoji: '🎉', userId: alice.userId },
+    ]);
     const unreacted = (await bob.ok('message:react', { messageId: original.id, emoji: '👍', action: 'remove' })).message;
     expect(unreacted.reactions).toEqual([{ emoji: '🎉', userId: alice.userId }]);
 
@@ -229,11 +243,21 @@ describe('receipts', () => {
     const conversation = await direct(alice, bob);
     for (const body of ['1', '2', '3']) await alice.ok('message:send', { conversationId: conversation.id, clientMsgId: clientMsgId(), body });
 
-    expect((await bob.ok('receipt:mark', { conversationId: conversation.id, delivered: 3, read: 2 })).receipt).toEqual({ conversationId: conversation.id, userId: bob.userId, lastDeliveredSeq: 3, lastReadSeq: 2 });
+    expect((await bob.ok('receipt:mark', { conversationId: conversation.id, delivered: 3, read: 2 })).receipt).toEqual({
+      conversationId: conversation.id,
+      userId: bob.userId,
+      lastDeliveredSeq: 3,
+      lastReadSeq: 2,
+    });
     expect((await bob.ok('receipt:mark', { conversationId: conversation.id, read: 1 })).receipt).toMatchObject({ lastDeliveredSeq: 3, lastReadSeq: 2 });
     expect((await bob.ok('receipt:mark', { conversationId: conversation.id, read: 99 })).receipt).toMatchObject({ lastDeliveredSeq: 3, lastReadSeq: 3 });
 
-    await eventually(() => expect(alice.of('receipt:updated').map((r) => [r.userId, r.lastDeliveredSeq, r.lastReadSeq])).toEqual([[bob.userId, 3, 2], [bob.userId, 3, 3]]));
+    await eventually(() =>
+      expect(alice.of('receipt:updated').map((r) => [r.userId, r.lastDeliveredSeq, r.lastReadSeq])).toEqual([
+        [bob.userId, 3, 2],
+        [bob.userId, 3, 3],
+      ]),
+    );
     const { conversation: seen } = await alice.ok('conversation:get', { conversationId: conversation.id });
     expect(seen.members.find((m) => m.userId === bob.userId)).toMatchObject({ lastDeliveredSeq: 3, lastReadSeq: 3 });
   });
@@ -399,12 +423,14 @@ describe('authorization', () => {
     }
   });
 
-  it('refuses others\' notifications and calls with not_found, like missing ones', async () => {
-    const notificationId = (await eventually(async () => {
-      const { notifications } = await other.ok('notification:list', {});
-      expect(notifications).toHaveLength(1);
-      return notifications[0]!;
-    })).id;
+  it("refuses others' notifications and calls with not_found, like missing ones", async () => {
+    const notificationId = (
+      await eventually(async () => {
+        const { notifications } = await other.ok('notification:list', {});
+        expect(notifications).toHaveLength(1);
+        return notifications[0]!;
+      })
+    ).id;
     const { call } = await insider.ok('call:invite', { calleeId: other.userId, media: 'audio' });
     const missing = '0190a5f5-0000-7000-8000-000000000002';
     const attempts: Array<[ClientEventName, object, object]> = [
@@ -458,7 +484,12 @@ describe('REST', () => {
 
     const bad = await nodeA.app.inject({ method: 'GET', url: `/v1/conversations/${conversationId}/messages?limit=1000`, headers: auth });
     expect([bad.statusCode, bad.json().error.code]).toEqual([400, 'validation']);
-    const extra = await nodeA.app.inject({ method: 'POST', url: `/v1/conversations/${conversationId}/messages`, headers: auth, payload: { clientMsgId: 'rest-2-abcdef', body: 'x', senderId: 'mallory' } });
+    const extra = await nodeA.app.inject({
+      method: 'POST',
+      url: `/v1/conversations/${conversationId}/messages`,
+      headers: auth,
+      payload: { clientMsgId: 'rest-2-abcdef', body: 'x', senderId: 'mallory' },
+    });
     expect([extra.statusCode, extra.json().error.code]).toEqual([400, 'validation']);
 
     const docs = await nodeA.app.inject({ url: '/docs/json' });
@@ -473,10 +504,22 @@ describe('malformed payloads', () => {
   it('get a validation error for every event, and the node keeps serving', async () => {
     const user = await device(nodeA, uniqueUser('fuzz'));
     const samples: unknown[] = [
-      null, 0, 'x', [], {}, { conversationId: 'not-a-uuid' }, { conversationId: 42, body: {} }, { since: 'all' }, { messageId: [], emoji: '' },
+      null,
+      0,
+      'x',
+      [],
+      {},
+      { conversationId: 'not-a-uuid' },
+      { conversationId: 42, body: {} },
+      { since: 'all' },
+      { messageId: [], emoji: '' },
       JSON.parse('{"__proto__":{"x":1},"constructor":{"prototype":{}}}'),
-      { all: false }, { notificationIds: [] }, { limit: 0, unreadOnly: 'yes' }, { calleeId: 'x', media: 'hologram' },
-      { callId: '0190a5f5-0000-7000-8000-000000000003', signal: { type: 'offer' } }, { callId: '0190a5f5-0000-7000-8000-000000000003', signal: { type: 'ice', candidate: 'x'.repeat(5000) } },
+      { all: false },
+      { notificationIds: [] },
+      { limit: 0, unreadOnly: 'yes' },
+      { calleeId: 'x', media: 'hologram' },
+      { callId: '0190a5f5-0000-7000-8000-000000000003', signal: { type: 'offer' } },
+      { callId: '0190a5f5-0000-7000-8000-000000000003', signal: { type: 'ice', candidate: 'x'.repeat(5000) } },
     ];
     let checked = 0;
     for (const event of Object.keys(clientEventSchemas) as ClientEventName[]) {

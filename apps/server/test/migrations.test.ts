@@ -40,16 +40,12 @@ async function freshDatabase(): Promise<string> {
 }
 
 async function tables(url: string): Promise<string[]> {
-  const { rows } = await withClient(url, (c) =>
-    c.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`),
-  );
+  const { rows } = await withClient(url, (c) => c.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`));
   return rows.map((r) => r.table_name);
 }
 
 async function recorded(url: string): Promise<Array<{ migration_name: string; checksum: string; finished: boolean }>> {
-  const { rows } = await withClient(url, (c) =>
-    c.query(`SELECT migration_name, checksum, finished_at IS NOT NULL AS finished FROM _prisma_migrations ORDER BY migration_name`),
-  );
+  const { rows } = await withClient(url, (c) => c.query(`SELECT migration_name, checksum, finished_at IS NOT NULL AS finished FROM _prisma_migrations ORDER BY migration_name`));
   return rows;
 }
 
@@ -144,9 +140,7 @@ describe('migrations on PGlite', () => {
     onTestFinished(() => pglite.close());
     const target = { kind: 'pglite', pglite } as const;
     expect(await applyMigrations(target)).toEqual(LOCAL_MIGRATIONS);
-    const { rows } = await pglite.query<{ table_name: string }>(
-      `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`,
-    );
+    const { rows } = await pglite.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`);
     expect(rows.map((r) => r.table_name)).toEqual(expect.arrayContaining(TABLES));
     expect(await applyMigrations(target)).toEqual([]);
     expect(await migrationStatus(target)).toMatchObject({ applied: LOCAL_MIGRATIONS, pending: [] });

@@ -89,7 +89,9 @@ describe('notifications per kind', () => {
     const bobId = uniqueUser('bob');
     const { conversation } = await alice.ok('conversation:open-direct', { userId: bobId });
     const first = await send(alice, conversation.id, 'are you there?');
-    await eventually(async () => expect(await stored(bobId)).toMatchObject([{ type: 'message', conversationId: conversation.id, messageId: first.message.id, actorId: alice.userId, preview: 'are you there?', readAt: null }]));
+    await eventually(async () =>
+      expect(await stored(bobId)).toMatchObject([{ type: 'message', conversationId: conversation.id, messageId: first.message.id, actorId: alice.userId, preview: 'are you there?', readAt: null }]),
+    );
     expect(await stored(alice.userId)).toEqual([]);
 
     const bob = await device(nodeB, bobId);
@@ -117,7 +119,11 @@ describe('notifications per kind', () => {
 
     const sent = await send(alice, conversation.id, `hey @${bobA.userId}, and @carol smith: lunch? (not @${dave.userId}x)`);
     for (const bob of [bobA, bobB]) {
-      await eventually(() => expect(bob.of('notification:new').filter((n) => n.notification.kind === 'mention')).toMatchObject([{ notification: { kind: 'mention', messageId: sent.message.id, actorId: alice.userId, conversationId: conversation.id, readAt: null } }]));
+      await eventually(() =>
+        expect(bob.of('notification:new').filter((n) => n.notification.kind === 'mention')).toMatchObject([
+          { notification: { kind: 'mention', messageId: sent.message.id, actorId: alice.userId, conversationId: conversation.id, readAt: null } },
+        ]),
+      );
     }
     await eventually(async () => expect((await stored(carolId)).map((n) => n.type)).toEqual(['group_added', 'mention']));
     await settled();
@@ -131,7 +137,9 @@ describe('notifications per kind', () => {
     const bob = await device(nodeB, uniqueUser('bob'));
     const carol = await device(nodeB, uniqueUser('carol'));
     const { conversation } = await alice.ok('conversation:create-group', { title: 'Team', memberIds: [bob.userId] });
-    await eventually(() => expect(bob.of('notification:new')).toMatchObject([{ notification: { kind: 'group_added', conversationId: conversation.id, actorId: alice.userId, preview: 'Team' }, unreadCount: 1 }]));
+    await eventually(() =>
+      expect(bob.of('notification:new')).toMatchObject([{ notification: { kind: 'group_added', conversationId: conversation.id, actorId: alice.userId, preview: 'Team' }, unreadCount: 1 }]),
+    );
     await alice.ok('conversation:add-members', { conversationId: conversation.id, userIds: [carol.userId] });
     await eventually(() => expect(carol.of('notification:new')).toMatchObject([{ notification: { kind: 'group_added', conversationId: conversation.id } }]));
 
@@ -205,7 +213,12 @@ describe('reading notifications', () => {
     } while (cursor !== undefined);
     expect(pages.map((p) => p.length)).toEqual([3, 3, 1]);
     const all = pages.flat();
-    expect(all.map((n) => n.id)).toEqual(bobB.of('notification:new').map((n) => n.notification.id).reverse());
+    expect(all.map((n) => n.id)).toEqual(
+      bobB
+        .of('notification:new')
+        .map((n) => n.notification.id)
+        .reverse(),
+    );
 
     const read = await bobA.ok('notification:mark-read', { notificationIds: [all[0]!.id, all[1]!.id, all[1]!.id] });
     expect(read).toMatchObject({ all: false, notificationIds: expect.arrayContaining([all[0]!.id, all[1]!.id]), unreadCount: 5 });

@@ -52,8 +52,7 @@ export function exposedSeriesNames(text: string): Set<string> {
 }
 
 /** Grafana's variables as a query sees them after substitution, so the expression is plain PromQL. */
-const substituteGrafana = (expr: string): string =>
-  expr.replaceAll('$__rate_interval', '5m').replaceAll('$__interval', '1m').replaceAll('$__range', '1h').replaceAll('$node', '.*');
+const substituteGrafana = (expr: string): string => expr.replaceAll('$__rate_interval', '5m').replaceAll('$__interval', '1m').replaceAll('$__range', '1h').replaceAll('$node', '.*');
 
 /** Parses PromQL with Prometheus's grammar: the metric names selected, and the syntax errors (positions). */
 export function parsePromQL(expr: string): { metrics: string[]; errors: string[] } {
@@ -91,7 +90,9 @@ interface Panel {
 const dashboard = JSON.parse(read(DASHBOARD_PATH)) as Dict & { panels: Panel[]; templating: { list: Dict[] } };
 const allPanels: Panel[] = dashboard.panels.flatMap((panel) => [panel, ...(panel.panels ?? [])]);
 const dashboardExprs = allPanels.flatMap((panel) => (panel.targets ?? []).map((target) => ({ panel: panel.title, expr: target.expr ?? '' })));
-const variableQueries = dashboard.templating.list.filter((v) => v.type === 'query').map((v) => ({ panel: `variable ${String(v.name)}`, expr: /label_values\(([^,)]+)/.exec(String(asDict(v.query).query ?? v.query))?.[1] ?? '' }));
+const variableQueries = dashboard.templating.list
+  .filter((v) => v.type === 'query')
+  .map((v) => ({ panel: `variable ${String(v.name)}`, expr: /label_values\(([^,)]+)/.exec(String(asDict(v.query).query ?? v.query))?.[1] ?? '' }));
 
 interface Rule {
   alert?: string;
@@ -108,7 +109,14 @@ const readmeAnchors = new Set(
   read('README.md')
     .split('\n')
     .filter((line) => /^#{1,6} /.test(line))
-    .map((line) => line.replace(/^#+ /, '').trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-')),
+    .map((line) =>
+      line
+        .replace(/^#+ /, '')
+        .trim()
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+        .replace(/\s/g, '-'),
+    ),
 );
 
 describe('Grafana dashboard (chat-cluster.json)', () => {
@@ -154,10 +162,21 @@ describe('Grafana dashboard (chat-cluster.json)', () => {
   it('covers what the issue asks for (by the metrics its panels query)', () => {
     const all = dashboardExprs.map((e) => e.expr).join('\n');
     for (const needle of [
-      'chat_node_ready', 'chat_node_draining', 'chat_connected_sockets', 'chat_socket_events_total', 'chat_fanout_frames_total',
-      'histogram_quantile(0.99, sum by (le, event) (rate(chat_ack_latency_seconds_bucket', 'chat_write_batch_size_bucket',
-      'chat_cluster_publish_failures_total', 'chat_rate_limiter_failures_total', 'chat_presence_failures_total', 'outcome="unavailable"',
-      'chat_rate_limited_total', 'chat_slow_consumer_disconnects_total', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_heap_size_used_bytes',
+      'chat_node_ready',
+      'chat_node_draining',
+      'chat_connected_sockets',
+      'chat_socket_events_total',
+      'chat_fanout_frames_total',
+      'histogram_quantile(0.99, sum by (le, event) (rate(chat_ack_latency_seconds_bucket',
+      'chat_write_batch_size_bucket',
+      'chat_cluster_publish_failures_total',
+      'chat_rate_limiter_failures_total',
+      'chat_presence_failures_total',
+      'outcome="unavailable"',
+      'chat_rate_limited_total',
+      'chat_slow_consumer_disconnects_total',
+      'nodejs_eventloop_lag_p99_seconds',
+      'nodejs_heap_size_used_bytes',
       'chat_http_request_duration_seconds_bucket',
     ]) {
       expect(all, needle).toContain(needle);
@@ -178,8 +197,16 @@ describe('Prometheus alert rules (alerts.yml)', () => {
     expect(new Set(names).size).toBe(names.length);
     expect(names).toEqual(
       expect.arrayContaining([
-        'ChatNodeDown', 'ChatNodeNotReady', 'ChatNoReadyNode', 'ChatAckLatencyHigh', 'ChatClusterPublishFailures', 'ChatPostgresUnavailable',
-        'ChatEventLoopLagHigh', 'ChatSlowConsumerDisconnectSpike', 'ChatRateLimiterFailures', 'ChatSocketsDroppedSharply',
+        'ChatNodeDown',
+        'ChatNodeNotReady',
+        'ChatNoReadyNode',
+        'ChatAckLatencyHigh',
+        'ChatClusterPublishFailures',
+        'ChatPostgresUnavailable',
+        'ChatEventLoopLagHigh',
+        'ChatSlowConsumerDisconnectSpike',
+        'ChatRateLimiterFailures',
+        'ChatSocketsDroppedSharply',
       ]),
     );
     for (const rule of rules) {
@@ -227,9 +254,7 @@ describe('Prometheus and Grafana provisioning, wired in docker-compose.yml', () 
     const providers = parse(read('infra/observability/grafana/provisioning/dashboards/chat-cluster.yml')) as { apiVersion: number; providers: Dict[] };
     expect(providers.apiVersion).toBe(1);
     const path = String(asDict(providers.providers[0]!.options).path);
-    expect(volumes('grafana')).toEqual(
-      expect.arrayContaining(['./infra/observability/grafana/provisioning:/etc/grafana/provisioning:ro', `./${DASHBOARD_PATH}:${path}/chat-cluster.json:ro`]),
-    );
+    expect(volumes('grafana')).toEqual(expect.arrayContaining(['./infra/observability/grafana/provisioning:/etc/grafana/provisioning:ro', `./${DASHBOARD_PATH}:${path}/chat-cluster.json:ro`]));
     for (const mount of [...volumes('grafana'), ...volumes('prometheus')].filter((v) => v.startsWith('./'))) expect(existsSync(join(ROOT, mount.split(':')[0]!)), mount).toBe(true);
   });
 

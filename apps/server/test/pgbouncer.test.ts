@@ -56,7 +56,9 @@ describe.skipIf(!PGBOUNCER)(`behind PgBouncer with one server connection${PGBOUN
     // The message batch and the receipt batch (the other two hot statements), concurrently on both nodes.
     const sends = await Promise.all(
       pairs.flatMap(([a, b], i) =>
-        [a, b, a, b, a].map((sender, n) => sender.ok('message:send', { conversationId: conversations[i]!.conversation.id, clientMsgId: `pgb-${i}-${n}-${randomBytes(3).toString('hex')}`, body: `m${n}` })),
+        [a, b, a, b, a].map((sender, n) =>
+          sender.ok('message:send', { conversationId: conversations[i]!.conversation.id, clientMsgId: `pgb-${i}-${n}-${randomBytes(3).toString('hex')}`, body: `m${n}` }),
+        ),
       ),
     );
     expect(sends).toHaveLength(100);
@@ -106,7 +108,10 @@ describe.skipIf(!PGBOUNCER)(`behind PgBouncer with one server connection${PGBOUN
     const direct = withDatabase(admin, name);
     const pooled = withDatabase(bouncer.url, name);
     const migrate = (env: Record<string, string>) =>
-      promisify(execFile)(process.execPath, ['--conditions=@chat/source', '--import', 'tsx', 'apps/server/src/db/migrate-cli.ts', 'deploy'], { cwd: REPO, env: { PATH: process.env['PATH'], ...env } }).then(
+      promisify(execFile)(process.execPath, ['--conditions=@chat/source', '--import', 'tsx', 'apps/server/src/db/migrate-cli.ts', 'deploy'], {
+        cwd: REPO,
+        env: { PATH: process.env['PATH'], ...env },
+      }).then(
         ({ stdout }) => ({ code: 0, stdout, stderr: '' }),
         (error: { code: number; stdout: string; stderr: string }) => error,
       );

@@ -79,7 +79,14 @@ describe('nodes on a Redis Cluster', () => {
     expect((await alice.ok('typing:list', { conversationId: conversation.id })).userIds).toEqual([bob.userId]);
 
     bob.close();
-    await eventually(() => expect(alice.of('presence:updated').filter((p) => p.userId === bob.userId).at(-1)).toMatchObject({ online: false }));
+    await eventually(() =>
+      expect(
+        alice
+          .of('presence:updated')
+          .filter((p) => p.userId === bob.userId)
+          .at(-1),
+      ).toMatchObject({ online: false }),
+    );
   });
 
   it('spreads presence, typing and rate-limit state over every master', async () => {
@@ -170,8 +177,14 @@ describe('nodes on a Redis Cluster', () => {
     await Promise.all([...traffic, probe, reads]);
 
     expect(readiness, 'readiness turned 503 during the failover').toContain(503);
-    expect(refusals.filter((code) => code !== 'unavailable'), 'sends refused with anything but unavailable').toEqual([]);
-    expect(stateRefusals.filter((code) => code !== 'unavailable'), 'presence reads refused with anything but unavailable').toEqual([]);
+    expect(
+      refusals.filter((code) => code !== 'unavailable'),
+      'sends refused with anything but unavailable',
+    ).toEqual([]);
+    expect(
+      stateRefusals.filter((code) => code !== 'unavailable'),
+      'presence reads refused with anything but unavailable',
+    ).toEqual([]);
     expect(acked.flat().length).toBeGreaterThan(20);
     // Every acknowledged message is in the conversation's history, in order.
     for (const [i, reader] of readers.entries()) {

@@ -5,7 +5,7 @@ import { RevocationList } from '../src/domain/revocations.ts';
 describe('RevocationList', () => {
   const lifetimeSeconds = 3600;
 
-  it('refuses tokens issued strictly before the instant, and only the user\'s', () => {
+  it("refuses tokens issued strictly before the instant, and only the user's", () => {
     const now = 10_000_000;
     const list = new RevocationList(lifetimeSeconds, () => now);
     list.apply('alice', now - 1000);

@@ -32,7 +32,12 @@ afterAll(async () => {
 let sent = 0;
 async function send(device: Device, body: string, extra: { conversationId?: string; attachments?: Array<{ url: string; mime: string; size: number; name: string }> } = {}) {
   sent += 1;
-  const { message } = await device.ok('message:send', { conversationId: extra.conversationId ?? groupId, clientMsgId: `search-${sent}-${randomUUID().slice(0, 8)}`, body, ...(extra.attachments && { attachments: extra.attachments }) });
+  const { message } = await device.ok('message:send', {
+    conversationId: extra.conversationId ?? groupId,
+    clientMsgId: `search-${sent}-${randomUUID().slice(0, 8)}`,
+    body,
+    ...(extra.attachments && { attachments: extra.attachments }),
+  });
   return message;
 }
 const bodies = (page: Page) => page.results.map((hit) => hit.message.body);
@@ -194,7 +199,15 @@ describe('message:search', () => {
     for (const query of ['a'.repeat(10_000), 'word '.repeat(2_000), '"' + 'x '.repeat(5_000) + '"']) {
       expect(await alice.call('message:search', { query })).toMatchObject({ ok: false, error: { code: 'validation' } });
     }
-    for (const payload of [{ query: '' }, { query: '   ' }, { query: 'x', limit: 0 }, { query: 'x', limit: 51 }, { query: 'x', before: 'yesterday' }, { query: 'x', extra: 1 }, { query: 'x', conversationId: 'nope' }]) {
+    for (const payload of [
+      { query: '' },
+      { query: '   ' },
+      { query: 'x', limit: 0 },
+      { query: 'x', limit: 51 },
+      { query: 'x', before: 'yesterday' },
+      { query: 'x', extra: 1 },
+      { query: 'x', conversationId: 'nope' },
+    ]) {
       expect(await alice.call('message:search', payload as Search), JSON.stringify(payload)).toMatchObject({ ok: false, error: { code: 'validation' } });
     }
     expect(bodies(await search(alice, { query: '"quick brown"' }))).toEqual(['the quick brown fox']);

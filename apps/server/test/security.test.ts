@@ -226,7 +226,10 @@ describe('authorization matrix: every socket event and REST route, as a non-memb
     expect(conversation).toMatchObject({ title: 'private', lastSeq: 2 });
     expect(conversation.members.map((m) => m.userId)).not.toContain(outsider.userId);
     const { messages } = await insider.ok('history:fetch', { conversationId: f.conversationId });
-    expect(messages.map((m) => [m.body, m.reactions])).toEqual([[expect.stringContaining(''), []], ['secret', []]]);
+    expect(messages.map((m) => [m.body, m.reactions])).toEqual([
+      [expect.stringContaining(''), []],
+      ['secret', []],
+    ]);
     const pushes = outsider.received.filter((push) => JSON.stringify(push.payload).includes(f.conversationId));
     expect(pushes).toEqual([]);
   });
@@ -265,17 +268,26 @@ describe('authorization matrix: every socket event and REST route, as a non-memb
     }
   });
 
-  it.each([...routes.map((route) => [route.method, route.url, route] as const), ['GET', '/v1/me', undefined] as const])('%s %s refuses an unauthenticated caller before anything else', async (_method, url, route) => {
-    for (const authorization of [undefined, 'Bearer not.a.token', `Bearer ${unsignedToken({ sub: insider.userId, exp: now() + 60 })}`]) {
-      const response = route
-        ? await request(route, (matrix[route.event].kind === 'hidden' ? (matrix[route.event] as Extract<Entry<ClientEventName>, { kind: 'hidden' }>).payload(f, f) : (matrix[route.event] as Extract<Entry<ClientEventName>, { kind: 'own' }>).payload(f)) as Record<string, unknown>, authorization)
-        : await target.app.inject({ method: 'GET', url, headers: authorization ? { authorization } : {} });
-      expect(response.statusCode).toBe(401);
-      expect(response.json().error.code).toMatch(/^token_/);
-      expect(response.body).not.toContain(f.conversationId);
-      expect(response.body).not.toContain('secret');
-    }
-  });
+  it.each([...routes.map((route) => [route.method, route.url, route] as const), ['GET', '/v1/me', undefined] as const])(
+    '%s %s refuses an unauthenticated caller before anything else',
+    async (_method, url, route) => {
+      for (const authorization of [undefined, 'Bearer not.a.token', `Bearer ${unsignedToken({ sub: insider.userId, exp: now() + 60 })}`]) {
+        const response = route
+          ? await request(
+              route,
+              (matrix[route.event].kind === 'hidden'
+                ? (matrix[route.event] as Extract<Entry<ClientEventName>, { kind: 'hidden' }>).payload(f, f)
+                : (matrix[route.event] as Extract<Entry<ClientEventName>, { kind: 'own' }>).payload(f)) as Record<string, unknown>,
+              authorization,
+            )
+          : await target.app.inject({ method: 'GET', url, headers: authorization ? { authorization } : {} });
+        expect(response.statusCode).toBe(401);
+        expect(response.json().error.code).toMatch(/^token_/);
+        expect(response.body).not.toContain(f.conversationId);
+        expect(response.body).not.toContain('secret');
+      }
+    },
+  );
 
   it('answers no event on a connection that never joined the namespace, or whose handshake was refused', async () => {
     for (const join of [null, 'bad-token']) {
@@ -287,7 +299,10 @@ describe('authorization matrix: every socket event and REST route, as a non-memb
       }
       let id = 100;
       for (const event of Object.keys(matrix) as ClientEventName[]) {
-        const payload = matrix[event].kind === 'hidden' ? (matrix[event] as Extract<Entry<ClientEventName>, { kind: 'hidden' }>).payload(f, f) : (matrix[event] as Extract<Entry<ClientEventName>, { kind: 'own' }>).payload(f);
+        const payload =
+          matrix[event].kind === 'hidden'
+            ? (matrix[event] as Extract<Entry<ClientEventName>, { kind: 'hidden' }>).payload(f, f)
+            : (matrix[event] as Extract<Entry<ClientEventName>, { kind: 'own' }>).payload(f);
         raw.send(`42${id++}${JSON.stringify([event, payload])}`);
       }
       // A probe that needs an answer: a ping (2) gets a pong (3) once everything before it was read.
@@ -353,7 +368,12 @@ describe('CORS and security headers', () => {
   });
 
   it('sends helmet security headers on every kind of response, and no x-powered-by', async () => {
-    for (const [path, status] of [['/healthz', 200], ['/v1/me', 401], ['/no/such/route', 404], ['/docs/json', 200]] as const) {
+    for (const [path, status] of [
+      ['/healthz', 200],
+      ['/v1/me', 401],
+      ['/no/such/route', 404],
+      ['/docs/json', 200],
+    ] as const) {
       const response = await fetch(`${sameOrigin.url}${path}`);
       expect(response.status, path).toBe(status);
       const csp = response.headers.get('content-security-policy') ?? '';
@@ -384,14 +404,22 @@ describe('CORS and security headers', () => {
   });
 
   // A real browser enforces the CSP: if it blocked Swagger UI's scripts, the page would stay empty.
-  it.skipIf(!CHROMIUM)(`renders /docs in headless Chromium under that policy${CHROMIUM ? '' : ' (skipped: no chromium; apt-get install -y chromium)'}`, async () => {
-    // Asynchronously: the node under test runs in this process and must keep answering.
-    const result = await promisify(execFile)(CHROMIUM!, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--virtual-time-budget=10000', '--dump-dom', `${sameOrigin.url}/docs/static/index.html`], { encoding: 'utf8', timeout: 60_000 });
-    const dom = result.stdout;
-    expect(dom, result.stderr).toContain('opblock-tag-section');
-    expect(dom).toContain('/v1/conversations/{conversationId}/messages');
-    expect(result.stderr).not.toMatch(/Content Security Policy/i);
-  }, 70_000);
+  it.skipIf(!CHROMIUM)(
+    `renders /docs in headless Chromium under that policy${CHROMIUM ? '' : ' (skipped: no chromium; apt-get install -y chromium)'}`,
+    async () => {
+      // Asynchronously: the node under test runs in this process and must keep answering.
+      const result = await promisify(execFile)(
+        CHROMIUM!,
+        ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--virtual-time-budget=10000', '--dump-dom', `${sameOrigin.url}/docs/static/index.html`],
+        { encoding: 'utf8', timeout: 60_000 },
+      );
+      const dom = result.stdout;
+      expect(dom, result.stderr).toContain('opblock-tag-section');
+      expect(dom).toContain('/v1/conversations/{conversationId}/messages');
+      expect(result.stderr).not.toMatch(/Content Security Policy/i);
+    },
+    70_000,
+  );
 });
 
 // ── size caps ───────────────────────────────────────────────────────────────────────────────────────
@@ -590,7 +618,14 @@ describe.skipIf(!NGINX)(`behind the real nginx (nginx.conf): the node counts con
       // Through nginx, from a loopback address of its own: nginx adds it to X-Forwarded-For, which the
       // node believes from nginx (TRUST_PROXY's default trusts loopback). No forged header is sent:
       // from a loopback client the node would believe that too, as it believes any local proxy.
-      const socket = ioClient(cluster.url, { auth: { token: signToken({ sub: uniqueUser('via-nginx') }) }, query: { sticky: randomUUID() }, transports: ['websocket'], reconnection: false, forceNew: true, agent: new Agent({ localAddress }) as never });
+      const socket = ioClient(cluster.url, {
+        auth: { token: signToken({ sub: uniqueUser('via-nginx') }) },
+        query: { sticky: randomUUID() },
+        transports: ['websocket'],
+        reconnection: false,
+        forceNew: true,
+        agent: new Agent({ localAddress }) as never,
+      });
       socket.once('connect', () => {
         socket.close();
         resolve({ ok: true });

@@ -113,7 +113,12 @@ describe('backend API', () => {
     await settled();
     const carol = await device(nodeA, carolId);
     const { notifications } = await carol.ok('notification:list', { limit: 10 });
-    expect(notifications.filter((n) => n.kind === 'message').map((n) => [n.messageId, n.actorId]).reverse()).toEqual(sent.map((m) => [m.id, m.senderId]));
+    expect(
+      notifications
+        .filter((n) => n.kind === 'message')
+        .map((n) => [n.messageId, n.actorId])
+        .reverse(),
+    ).toEqual(sent.map((m) => [m.id, m.senderId]));
 
     // A reaction to the system's message updates it for the members; the system has no one to notify.
     await bobB.ok('message:react', { messageId: sent[2]!.id, emoji: '👍', action: 'add' });
@@ -138,7 +143,14 @@ describe('backend API', () => {
       firsts.push(first.body['message'] as Message);
     }
     const last = await post(nodeB, conversation.id, SYSTEM_SENDER_ID, 'after the retries');
-    await eventually(() => expect(alice.of('message:new').filter((m) => m.kind !== 'system').map((m) => m.id)).toEqual([...firsts.map((m) => m.id), (last.body['message'] as Message).id]));
+    await eventually(() =>
+      expect(
+        alice
+          .of('message:new')
+          .filter((m) => m.kind !== 'system')
+          .map((m) => m.id),
+      ).toEqual([...firsts.map((m) => m.id), (last.body['message'] as Message).id]),
+    );
     const { conversation: now } = await alice.ok('conversation:get', { conversationId: conversation.id });
     expect(now.lastSeq).toBe(4);
     // The system's clientMsgIds are its own across conversations: reusing one elsewhere is a conflict.
@@ -147,7 +159,7 @@ describe('backend API', () => {
     expect([reused.status, reused.body.error?.code]).toEqual([409, 'conflict']);
   });
 
-  it('adds and removes members as the owner: the change reaches the members\' devices', async () => {
+  it("adds and removes members as the owner: the change reaches the members' devices", async () => {
     const alice = await device(nodeA, uniqueUser('alice'));
     const bob = await device(nodeB, uniqueUser('bob'));
     const dave = await device(nodeB, uniqueUser('dave'));
@@ -159,12 +171,26 @@ describe('backend API', () => {
     expect((added.body['conversation'] as Conversation).members.map((m) => m.userId)).toContain(dave.userId);
     await eventually(() => expect(dave.of('conversation:updated').map((c) => c.id)).toContain(conversation.id));
     await eventually(() => expect(dave.of('message:new')).toMatchObject([{ conversationId: conversation.id, kind: 'system', senderId: alice.userId }]));
-    await eventually(() => expect(bob.of('conversation:updated').at(-1)?.members.map((m) => m.userId)).toContain(dave.userId));
+    await eventually(() =>
+      expect(
+        bob
+          .of('conversation:updated')
+          .at(-1)
+          ?.members.map((m) => m.userId),
+      ).toContain(dave.userId),
+    );
 
     const removed = await backend(nodeB, 'DELETE', `${path}/${dave.userId}?as=${alice.userId}`);
     expect(removed.status, JSON.stringify(removed.body)).toBe(200);
     await eventually(() => expect(dave.of('conversation:removed')).toEqual([{ conversationId: conversation.id }]));
-    await eventually(() => expect(bob.of('conversation:updated').at(-1)?.members.map((m) => m.userId)).not.toContain(dave.userId));
+    await eventually(() =>
+      expect(
+        bob
+          .of('conversation:updated')
+          .at(-1)
+          ?.members.map((m) => m.userId),
+      ).not.toContain(dave.userId),
+    );
 
     // The owner's rules, as for the users themselves.
     const byMember = await backend(nodeA, 'POST', path, { as: bob.userId, userIds: [dave.userId] });
@@ -237,7 +263,7 @@ describe('backend API', () => {
     expect([tooMany.status, tooMany.body.error?.code]).toEqual([400, 'validation']);
   });
 
-  it('does not spend the acting user\'s rate-limit budget; the user\'s own calls still have it', async () => {
+  it("does not spend the acting user's rate-limit budget; the user's own calls still have it", async () => {
     const grace = uniqueUser('grace');
     const conversation = await createGroup(nodeB, grace, []);
     for (let i = 0; i < MESSAGE_BUDGET * 2; i++) expect((await post(nodeB, conversation.id, grace, `backend ${i}`)).status).toBe(201);

@@ -87,7 +87,7 @@ function mib(bytes: number): string {
  * megabyte or two and says nothing about what the node retains.
  */
 async function heapUsed(): Promise<number> {
-  if ((await heapAfterGc(inspectorPort)) === null) throw new Error('the node\'s inspector did not answer');
+  if ((await heapAfterGc(inspectorPort)) === null) throw new Error("the node's inspector did not answer");
   const text = await (await fetch(`${node.url}/metrics`)).text();
   let used = 0;
   for (const match of text.matchAll(/^nodejs_heap_space_size_used_bytes\{[^}]*space="(new|old|large_object|new_large_object)"[^}]*\} (\S+)$/gm)) used += Number(match[2]);

@@ -193,10 +193,7 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       // The process died and a new one starts under the same id, well within nodeTtlMs: a heartbeat
       // alone would adopt its predecessor's connections, which no socket holds any more.
       expect((await b.presence.reapNode(nodeId)).map((user) => user.userId)).toEqual([gone]);
-      expect(await b.presence.get([gone, elsewhere])).toEqual([
-        expect.objectContaining({ userId: gone, online: false }),
-        expect.objectContaining({ userId: elsewhere, online: true }),
-      ]);
+      expect(await b.presence.get([gone, elsewhere])).toEqual([expect.objectContaining({ userId: gone, online: false }), expect.objectContaining({ userId: elsewhere, online: true })]);
       expect(await a.presence.reapNode(nodeId)).toEqual([]);
       // No tombstone: the new process's first heartbeat does not ask it to register its sockets again.
       expect(await a.presence.heartbeat(nodeId)).toEqual({ reaped: false });
@@ -311,7 +308,13 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
 
       const burst = [];
       for (let i = 0; i < 5; i++) burst.push(await rateLimiter.consume(key, bucket));
-      expect(burst.map((r) => [r.allowed, r.remaining])).toEqual([[true, 4], [true, 3], [true, 2], [true, 1], [true, 0]]);
+      expect(burst.map((r) => [r.allowed, r.remaining])).toEqual([
+        [true, 4],
+        [true, 3],
+        [true, 2],
+        [true, 1],
+        [true, 0],
+      ]);
       const refused = await rateLimiter.consume(key, bucket);
       expect(refused).toMatchObject({ allowed: false, remaining: 0 });
       expect(refused.retryAfterMs).toBeGreaterThan(0);
@@ -354,10 +357,13 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       expect(granted).toBeLessThanOrEqual(bucket.capacity * nodes.length);
       expect(results.filter((r) => !r.allowed).every((r) => r.retryAfterMs > 0)).toBe(true);
       // Once the nodes settled, what they spent is debt in the shared bucket: every node refuses.
-      await eventually(async () => {
-        for (const store of nodes) expect((await store.rateLimiter.consume(key, bucket, 0)).remaining).toBe(0);
-        for (const store of nodes) expect((await store.rateLimiter.consume(key, bucket)).allowed).toBe(false);
-      }, { timeoutMs: 3000 });
+      await eventually(
+        async () => {
+          for (const store of nodes) expect((await store.rateLimiter.consume(key, bucket, 0)).remaining).toBe(0);
+          for (const store of nodes) expect((await store.rateLimiter.consume(key, bucket)).allowed).toBe(false);
+        },
+        { timeoutMs: 3000 },
+      );
     });
   });
 
@@ -445,12 +451,15 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       await stores[1]!.calls.transition(answered.id, ['ringing'], 'accepted', { calleeDeviceId: 'd' }, timings);
       expect(await stores[1]!.calls.expireRinging(timings)).toEqual([]);
 
-      const claimed = await eventually(async () => {
-        const batches = await Promise.all(stores.map((store) => store.calls.expireRinging(timings)));
-        const all = batches.flat();
-        expect(all).toHaveLength(1);
-        return all;
-      }, { timeoutMs: 3000 });
+      const claimed = await eventually(
+        async () => {
+          const batches = await Promise.all(stores.map((store) => store.calls.expireRinging(timings)));
+          const all = batches.flat();
+          expect(all).toHaveLength(1);
+          return all;
+        },
+        { timeoutMs: 3000 },
+      );
       expect(claimed[0]).toMatchObject({ id: unanswered.id, state: 'missed', endedBy: null, endedAt: expect.any(Number) });
       expect((await Promise.all(stores.map((store) => store.calls.expireRinging(timings)))).flat()).toEqual([]);
       expect((await stores[2]!.calls.get(answered.id))?.state).toBe('accepted');
@@ -492,11 +501,14 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       expect((await calls.create(newCall(id('x'), kept.calleeId), short)).busy).toBe('callee');
       // Untouched, but still ringing: it outlives its deadline so the ring timeout can claim it.
       expect(await calls.touch([{ callId: ringing.id, deviceId: ringing.callerDeviceId }], short)).toEqual(new Map([[ringing.id, { state: 'ringing', ended: null }]]));
-      const missed = await eventually(async () => {
-        const claimed = (await calls.expireRinging(short)).filter((call) => call.id === ringing.id);
-        expect(claimed).toHaveLength(1);
-        return claimed[0]!;
-      }, { timeoutMs: 5000 });
+      const missed = await eventually(
+        async () => {
+          const claimed = (await calls.expireRinging(short)).filter((call) => call.id === ringing.id);
+          expect(claimed).toHaveLength(1);
+          return claimed[0]!;
+        },
+        { timeoutMs: 5000 },
+      );
       expect(missed).toMatchObject({ id: ringing.id, state: 'missed' });
     });
 
@@ -508,11 +520,17 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       await calls.transition(call.id, ['ringing'], 'accepted', { calleeDeviceId: `callee-of-${call.id}` }, short);
       // The node stalled past liveTtlMs (neither device touched), not past the call's 2 × liveTtlMs TTL.
       await sleep(1400);
-      const touched = await calls.touch([{ callId: call.id, deviceId: call.callerDeviceId }, { callId: call.id, deviceId: `callee-of-${call.id}` }], short);
+      const touched = await calls.touch(
+        [
+          { callId: call.id, deviceId: call.callerDeviceId },
+          { callId: call.id, deviceId: `callee-of-${call.id}` },
+        ],
+        short,
+      );
       expect(touched.get(call.id)).toEqual({ state: 'ended', ended: expect.objectContaining({ id: call.id, state: 'ended', endedBy: null }) });
     });
 
-    it('counts the caller\'s touches while ringing, so a call answered late is not ended as abandoned', async () => {
+    it("counts the caller's touches while ringing, so a call answered late is not ended as abandoned", async () => {
       const [{ calls }] = backend.cluster(1) as [StateStores];
       const call = newCall();
       const short = { ringTimeoutMs: 10_000, liveTtlMs: 1000, finalTtlMs: 5000 };

@@ -102,7 +102,14 @@ export function installCalls(page: PageApi): void {
     pc.addEventListener('connectionstatechange', () => {
       if (active !== current) return;
       const state = pc.connectionState;
-      const text = { new: 'Connecting…', connecting: 'Connecting…', connected: `In a call with ${name(current.call)}`, disconnected: 'Connection interrupted…', failed: 'Connection failed', closed: 'Call ended' }[state];
+      const text = {
+        new: 'Connecting…',
+        connecting: 'Connecting…',
+        connected: `In a call with ${name(current.call)}`,
+        disconnected: 'Connection interrupted…',
+        failed: 'Connection failed',
+        closed: 'Call ended',
+      }[state];
       show(text, state, { hangup: true });
     });
     return pc;

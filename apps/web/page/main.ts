@@ -103,10 +103,13 @@ const page: PageApi & { readonly session: Session | null } = {
   otherMember,
   open: (conversationId) => {
     if (views.has(conversationId)) return openConversation(conversationId);
-    void chat?.request('conversation:get', { conversationId }).then(({ conversation }) => {
-      upsertConversation(conversation);
-      openConversation(conversation.id);
-    }, (error: ChatError) => notice(error.message));
+    void chat?.request('conversation:get', { conversationId }).then(
+      ({ conversation }) => {
+        upsertConversation(conversation);
+        openConversation(conversation.id);
+      },
+      (error: ChatError) => notice(error.message),
+    );
   },
   notice: (text) => notice(text),
   onClient: (hook) => void clientHooks.push(hook),
@@ -260,9 +263,12 @@ async function afterSync(client: ChatClient): Promise<void> {
   }
   if (client.connected) setConnection('online', nodeId ? `Connected · ${nodeId}` : 'Connected');
   // My own status, as another device (or this tab before a reload) may have set it.
-  void client.request('presence:get', { userIds: [client.userId!] }).then(({ presence: [mine] }) => {
-    if (mine && mine.status !== 'offline') ui.myStatus.value = mine.status;
-  }, () => {});
+  void client.request('presence:get', { userIds: [client.userId!] }).then(
+    ({ presence: [mine] }) => {
+      if (mine && mine.status !== 'offline') ui.myStatus.value = mine.status;
+    },
+    () => {},
+  );
   // Presence changes while disconnected were not pushed to us: ask again for everyone we show.
   await refreshPresence([...views.values()].flatMap((view) => view.conversation.members.map((member) => member.userId)));
   if (openId) {
@@ -460,9 +466,7 @@ function renderHeader(): void {
     ui.presence.dataset['status'] = status;
     ui.presence.dataset['user'] = other!;
   }
-  ui.subtitle.textContent = status
-    ? presenceText(other!)
-    : `${view.conversation.members.length} members: ${view.conversation.members.map((m) => m.displayName).join(', ')}`;
+  ui.subtitle.textContent = status ? presenceText(other!) : `${view.conversation.members.length} members: ${view.conversation.members.map((m) => m.displayName).join(', ')}`;
 }
 
 async function loadHistory(view: ConversationView): Promise<void> {
@@ -534,10 +538,13 @@ function onMessage(message: Message): void {
   const view = views.get(message.conversationId);
   if (!view) {
     // A conversation we learn about from its first message: fetch it (members, title) once.
-    void chat?.request('conversation:get', { conversationId: message.conversationId }).then(({ conversation }) => {
-      upsertConversation(conversation);
-      onMessage(message);
-    }, () => {});
+    void chat?.request('conversation:get', { conversationId: message.conversationId }).then(
+      ({ conversation }) => {
+        upsertConversation(conversation);
+        onMessage(message);
+      },
+      () => {},
+    );
     return;
   }
   if (!view.lastMessage || message.seq >= view.lastMessage.seq) view.lastMessage = message;

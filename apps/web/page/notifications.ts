@@ -68,9 +68,7 @@ export function installNotifications(page: PageApi): void {
       'li',
       { class: 'notification', 'data-id': notification.id, 'data-read': String(read), 'data-kind': notification.kind },
       h('p', { class: 'notification-text' }, h('span', {}, text), h('time', { datetime: notification.createdAt }, formatTime(notification.createdAt))),
-      notification.conversationId
-        ? h('button', { type: 'button', class: 'link-button', 'aria-label': `Open: ${text}`, onclick: () => openFrom(notification) }, 'Open')
-        : null,
+      notification.conversationId ? h('button', { type: 'button', class: 'link-button', 'aria-label': `Open: ${text}`, onclick: () => openFrom(notification) }, 'Open') : null,
       read ? null : h('button', { type: 'button', class: 'link-button', 'aria-label': `Mark read: ${text}`, onclick: () => markRead([notification.id]) }, 'Mark read'),
       h('button', { type: 'button', class: 'link-button', 'aria-label': `Delete: ${text}`, onclick: () => remove(notification.id) }, 'Delete'),
     );
@@ -100,11 +98,15 @@ export function installNotifications(page: PageApi): void {
   }
 
   function markRead(ids: string[] | 'all'): void {
-    client()?.markNotificationsRead(ids).then((result) => applyRead(result.all, result.notificationIds, result.readAt, result.unreadCount), failed('mark read'));
+    client()
+      ?.markNotificationsRead(ids)
+      .then((result) => applyRead(result.all, result.notificationIds, result.readAt, result.unreadCount), failed('mark read'));
   }
 
   function remove(id: string): void {
-    client()?.deleteNotification(id).then(({ notificationId, unreadCount }) => applyDeleted(notificationId, unreadCount), failed('delete'));
+    client()
+      ?.deleteNotification(id)
+      .then(({ notificationId, unreadCount }) => applyDeleted(notificationId, unreadCount), failed('delete'));
   }
 
   function openFrom(notification: Notification): void {
@@ -149,10 +151,15 @@ export function installNotifications(page: PageApi): void {
     const conversation = page.openConversation;
     if (!conversation) return;
     const next = !(muted.get(conversation.id) ?? false);
-    client()?.muteConversation(conversation.id, next).then(({ conversationId, muted: now }) => {
-      muted.set(conversationId, now);
-      renderMute(page.openConversation);
-    }, failed(next ? 'mute' : 'unmute'));
+    client()
+      ?.muteConversation(conversation.id, next)
+      .then(
+        ({ conversationId, muted: now }) => {
+          muted.set(conversationId, now);
+          renderMute(page.openConversation);
+        },
+        failed(next ? 'mute' : 'unmute'),
+      );
   });
   page.onOpen(renderMute);
 

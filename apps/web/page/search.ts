@@ -51,10 +51,18 @@ export function installSearch(page: PageApi): void {
       { class: 'search-result', 'data-id': hit.message.id },
       h('p', { class: 'search-meta' }, h('span', {}, `${author} in ${where}`), h('time', { datetime: hit.message.createdAt }, formatTime(hit.message.createdAt))),
       h('p', { class: 'search-snippet' }, ...highlightedSnippet(hit.snippet)),
-      h('button', { type: 'button', class: 'link-button', onclick: () => {
-        dialog.close();
-        page.open(hit.message.conversationId);
-      } }, 'Open'),
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'link-button',
+          onclick: () => {
+            dialog.close();
+            page.open(hit.message.conversationId);
+          },
+        },
+        'Open',
+      ),
     );
   };
 

@@ -70,9 +70,7 @@ export interface WebBuild {
 const dropZodLocales: esbuild.Plugin = {
   name: 'drop-zod-locales',
   setup(build) {
-    build.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
-      /[\\/]zod[\\/]v4[\\/](classic|core|mini)[\\/]/.test(args.importer) ? { path: 'zod-locales', namespace: 'empty' } : undefined,
-    );
+    build.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) => (/[\\/]zod[\\/]v4[\\/](classic|core|mini)[\\/]/.test(args.importer) ? { path: 'zod-locales', namespace: 'empty' } : undefined));
     build.onLoad({ filter: /.*/, namespace: 'empty' }, () => ({ contents: 'export {};', loader: 'js' }));
   },
 };
@@ -164,7 +162,10 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
         ...options(target),
         plugins: [
           dropZodLocales,
-          { name: 'finish', setup: (build) => build.onEnd((result) => void (result.errors.length === 0 && console.log(`web: rebuilt the ${target.name} page (${finish(target, result).scriptBytes} bytes of script)`))) },
+          {
+            name: 'finish',
+            setup: (build) => build.onEnd((result) => void (result.errors.length === 0 && console.log(`web: rebuilt the ${target.name} page (${finish(target, result).scriptBytes} bytes of script)`))),
+          },
         ],
       });
       await context.watch();
@@ -173,6 +174,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   } else {
     const build = await buildWeb();
     const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
-    console.log(`web: built ${build.files.length} files into ${relative(process.cwd(), webDistDir) || '.'} (script before compression: chat page ${kib(build.scriptBytes)}, admin page ${kib(build.adminScriptBytes)})`);
+    console.log(
+      `web: built ${build.files.length} files into ${relative(process.cwd(), webDistDir) || '.'} (script before compression: chat page ${kib(build.scriptBytes)}, admin page ${kib(build.adminScriptBytes)})`,
+    );
   }
 }

@@ -148,10 +148,13 @@ describe.skipIf(SKIP !== '')(`the admin page in Chromium, against 2 nodes behind
     const uptime = row(cluster.nodes[0]!.id).locator('td.uptime');
     const before = await uptime.textContent();
     const refreshed = await page.locator('#nodes-updated').textContent();
-    await eventually(async () => {
-      expect(await uptime.textContent()).not.toBe(before);
-      expect(await page.locator('#nodes-updated').textContent()).not.toBe(refreshed);
-    }, { timeoutMs: 8000, intervalMs: 250 });
+    await eventually(
+      async () => {
+        expect(await uptime.textContent()).not.toBe(before);
+        expect(await page.locator('#nodes-updated').textContent()).not.toBe(refreshed);
+      },
+      { timeoutMs: 8000, intervalMs: 250 },
+    );
 
     await page.reload();
     for (const node of cluster.nodes) await row(node.id).waitFor();
@@ -178,10 +181,13 @@ describe.skipIf(SKIP !== '')(`the admin page in Chromium, against 2 nodes behind
       await carol.send({ conversationId: conversation.id, body: `rate ${i}` }).acked;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    await eventually(async () => {
-      const labels = await page.locator('svg[data-metric="msgs"]').evaluateAll((charts) => charts.map((chart) => chart.getAttribute('aria-label') ?? ''));
-      expect(labels.some((label) => /in: min [\d.]+ msgs\/s, max (?!0 )[\d.]+ msgs\/s/.test(label))).toBe(true);
-    }, { timeoutMs: 10_000, intervalMs: 250 });
+    await eventually(
+      async () => {
+        const labels = await page.locator('svg[data-metric="msgs"]').evaluateAll((charts) => charts.map((chart) => chart.getAttribute('aria-label') ?? ''));
+        expect(labels.some((label) => /in: min [\d.]+ msgs\/s, max (?!0 )[\d.]+ msgs\/s/.test(label))).toBe(true);
+      },
+      { timeoutMs: 10_000, intervalMs: 250 },
+    );
 
     for (const node of cluster.nodes) {
       const group = page.locator(`.node-charts[data-node="${node.id}"]`);
@@ -269,7 +275,9 @@ describe.skipIf(SKIP !== '')(`the admin page in Chromium, against 2 nodes behind
     // Keyboard: Tab from the row above reaches this row's Drain button (named with its node), its focus
     // visible, and Enter opens the dialog.
     const drain = row(target).getByRole('button', { name: `Drain ${target}` });
-    await row(cluster.nodes[0]!.id).getByRole('button', { name: `Drain ${cluster.nodes[0]!.id}` }).focus();
+    await row(cluster.nodes[0]!.id)
+      .getByRole('button', { name: `Drain ${cluster.nodes[0]!.id}` })
+      .focus();
     await page.keyboard.press('Tab');
     expect(await drain.evaluate((button) => button.matches(':focus') && button.matches(':focus-visible'))).toBe(true);
     await page.keyboard.press('Enter');

@@ -180,7 +180,12 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
   it('signs both in on different nodes, into a page with landmarks a screen reader can navigate', async () => {
     expect(alice.node).not.toBe(bob.node);
     for (const person of [alice, bob]) {
-      for (const [role, name] of [['banner', undefined], ['main', undefined], ['navigation', 'Conversations'], ['status', undefined]] as const) {
+      for (const [role, name] of [
+        ['banner', undefined],
+        ['main', undefined],
+        ['navigation', 'Conversations'],
+        ['status', undefined],
+      ] as const) {
         expect(await person.page.getByRole(role, name ? { name } : {}).count(), `${role} ${name ?? ''}`).toBeGreaterThan(0);
       }
     }
@@ -387,7 +392,14 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
       async () =>
         expect(
           Number(await alice.page.locator('#notifications-badge').textContent()),
-          `alice's page said: ${alice.warnings.join(' | ') || 'nothing'}; the nodes' last lines:\n${cluster.nodes.flatMap((node, i) => cluster.logs(i).slice(-10).map((line) => `[${node.id}] ${line}`)).join('\n')}`,
+          `alice's page said: ${alice.warnings.join(' | ') || 'nothing'}; the nodes' last lines:\n${cluster.nodes
+            .flatMap((node, i) =>
+              cluster
+                .logs(i)
+                .slice(-10)
+                .map((line) => `[${node.id}] ${line}`),
+            )
+            .join('\n')}`,
         ).toBeGreaterThanOrEqual(3),
       { timeoutMs: 10_000 },
     );
@@ -412,7 +424,9 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await bob.page.getByRole('button', { name: 'Accept' }).click();
     await alice.page.locator('#call-state[data-state="connected"]').waitFor({ timeout: 20_000 });
     await bob.page.locator('#call-state[data-state="connected"]').waitFor({ timeout: 20_000 });
-    const states = await Promise.all([alice, bob].map((person) => person.page.evaluate(() => (globalThis as unknown as { chatCall(): { connectionState: string } | null }).chatCall()?.connectionState)));
+    const states = await Promise.all(
+      [alice, bob].map((person) => person.page.evaluate(() => (globalThis as unknown as { chatCall(): { connectionState: string } | null }).chatCall()?.connectionState)),
+    );
     expect(states).toEqual(['connected', 'connected']);
     // The media never left this machine: only loopback candidates are signalled (LOOPBACK_ICE_ONLY), but
     // a connectivity check sent from a socket on another local interface to 127.0.0.1 makes that
@@ -430,10 +444,13 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     }
     // Fake camera frames arrive on both sides.
     for (const person of [alice, bob]) {
-      await eventually(async () => {
-        const width = await person.page.locator('#remote-video').evaluate((video) => (video as unknown as { videoWidth: number }).videoWidth);
-        expect(width).toBeGreaterThan(0);
-      }, { timeoutMs: 10_000, intervalMs: 100 });
+      await eventually(
+        async () => {
+          const width = await person.page.locator('#remote-video').evaluate((video) => (video as unknown as { videoWidth: number }).videoWidth);
+          expect(width).toBeGreaterThan(0);
+        },
+        { timeoutMs: 10_000, intervalMs: 100 },
+      );
     }
     await shot(alice, 'desktop-call');
     await shot(bob, 'phone-call');

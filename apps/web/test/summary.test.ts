@@ -21,7 +21,16 @@ suite('sparkline text alternatives', () => {
       'Sockets on node-1, last 10 minutes: min 1 sockets, max 2 sockets, last 2 sockets',
     );
     expect(
-      describe({ title: 'Messages on node-2', unit: 'msgs/s', times, spanMs: 600_000, series: [{ name: 'in', values: [0, 2] }, { name: 'out', values: [1, 3] }] }),
+      describe({
+        title: 'Messages on node-2',
+        unit: 'msgs/s',
+        times,
+        spanMs: 600_000,
+        series: [
+          { name: 'in', values: [0, 2] },
+          { name: 'out', values: [1, 3] },
+        ],
+      }),
     ).toBe('Messages on node-2: in: min 0 msgs/s, max 2 msgs/s, last 2 msgs/s; out: min 1 msgs/s, max 3 msgs/s, last 3 msgs/s');
   });
 });

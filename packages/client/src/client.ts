@@ -887,7 +887,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     // Sending moves the sender's own watermarks to the message (the server does so in the same
     // statement) without a receipt push: the message itself says so. The system sender is no
     // member and has none.
-    if (message.kind !== 'system' && message.senderId !== this.#userId && message.senderId !== SYSTEM_SENDER_ID) this.#applyReceipt({ conversationId: message.conversationId, userId: message.senderId, lastDeliveredSeq: message.seq, lastReadSeq: message.seq });
+    if (message.kind !== 'system' && message.senderId !== this.#userId && message.senderId !== SYSTEM_SENDER_ID)
+      this.#applyReceipt({ conversationId: message.conversationId, userId: message.senderId, lastDeliveredSeq: message.seq, lastReadSeq: message.seq });
   }
 
   #applyHidden(conversationId: string, messageId: string): void {
@@ -1125,4 +1126,3 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 function closedError(): ChatError {
   return new ChatError('closed', 'The client is closed');
 }
-

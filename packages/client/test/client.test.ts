@@ -97,7 +97,11 @@ describe('ChatClient', () => {
       expect(seen.updated).toEqual([]);
     }
     // One coalesced delivered mark from bob's client, then his read.
-    expect(bob.seen.receipts.filter((r) => r.userId === bobId).map((r) => [r.lastDeliveredSeq, r.lastReadSeq])).toEqual([[0, 0], [1, 0], [1, 1]]);
+    expect(bob.seen.receipts.filter((r) => r.userId === bobId).map((r) => [r.lastDeliveredSeq, r.lastReadSeq])).toEqual([
+      [0, 0],
+      [1, 0],
+      [1, 1],
+    ]);
     // Sending moved alice's own watermarks; bob's client knows it from the message alone.
     expect(bob.client.receipts(conversation.id).find((r) => r.userId === aliceId)).toMatchObject({ lastDeliveredSeq: 1, lastReadSeq: 1 });
     for (const { seen } of [alice, alicePhone, bob]) expect(seen.errors).toEqual([]);

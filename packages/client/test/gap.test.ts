@@ -48,11 +48,14 @@ describe('a live fan-out that never arrived', () => {
     const lost = await alice.client.send({ conversationId: conversation.id, body: 'during the outage' }).acked;
     await eventually(async () => expect((await nodeA.app.inject({ url: '/metrics' })).body).toMatch(/^chat_cluster_publish_failures_total\{node="gap-a"\} [1-9]/m), { timeoutMs: 10_000 });
     await redis.start();
-    const after = await eventually(async () => {
-      const message = await alice.client.send({ conversationId: conversation.id, body: `after ${Date.now()}` }).acked;
-      await eventually(() => expect(bob.messages.map((m) => m.id)).toContain(message.id), { timeoutMs: 1500 });
-      return message;
-    }, { timeoutMs: 15_000, intervalMs: 200 });
+    const after = await eventually(
+      async () => {
+        const message = await alice.client.send({ conversationId: conversation.id, body: `after ${Date.now()}` }).acked;
+        await eventually(() => expect(bob.messages.map((m) => m.id)).toContain(message.id), { timeoutMs: 1500 });
+        return message;
+      },
+      { timeoutMs: 15_000, intervalMs: 200 },
+    );
 
     await eventually(() => expect(bob.messages.map((m) => m.id)).toContain(lost.id), { timeoutMs: 10_000 });
     expect(bob.client.connected).toBe(true);

@@ -94,7 +94,10 @@ describe('the published packages', () => {
     for (const name of ['@chat/protocol', '@chat/client']) {
       const files = (tarballs[`${name} files`] ?? '').split('\n');
       expect(files, name).toEqual(expect.arrayContaining(['dist/index.js', 'dist/index.d.ts', 'dist/index.js.map', 'dist/index.d.ts.map', 'README.md', 'LICENSE', 'package.json']));
-      expect(files.filter((file) => /(^|\/)test\//.test(file)), name).toEqual([]);
+      expect(
+        files.filter((file) => /(^|\/)test\//.test(file)),
+        name,
+      ).toEqual([]);
       const manifest = JSON.parse(readFileSync(join(dir, 'node_modules', name, 'package.json'), 'utf8'));
       expect(manifest).toMatchObject({ license: 'MIT', sideEffects: false, type: 'module' });
       expect(manifest.private).toBeUndefined();

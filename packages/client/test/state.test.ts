@@ -154,24 +154,43 @@ describe('ConversationState receipts', () => {
   it('derives delivered/read of a message over the other members', () => {
     const state = new ConversationState('c1', 100);
     expect(state.status(3, 'alice')).toEqual({ state: 'sent', deliveredCount: 0, readCount: 0, of: 0 });
-    state.mergeMembers(conversation([['alice', 3, 3], ['bob', 3, 1], ['carol', 2, 2]]));
+    state.mergeMembers(
+      conversation([
+        ['alice', 3, 3],
+        ['bob', 3, 1],
+        ['carol', 2, 2],
+      ]),
+    );
     expect(state.status(3, 'alice')).toEqual({ state: 'sent', deliveredCount: 1, readCount: 0, of: 2 });
     expect(state.mergeReceipt('carol', 3, 2)).toEqual({ conversationId: 'c1', userId: 'carol', lastDeliveredSeq: 3, lastReadSeq: 2 });
     expect(state.status(3, 'alice').state).toBe('delivered');
     // Watermarks never go back, whatever order receipts and conversation objects arrive in.
     expect(state.mergeReceipt('carol', 1, 1)).toBeNull();
-    state.mergeMembers(conversation([['alice', 3, 3], ['bob', 3, 3]]));
+    state.mergeMembers(
+      conversation([
+        ['alice', 3, 3],
+        ['bob', 3, 3],
+      ]),
+    );
     expect(state.status(3, 'alice')).toEqual({ state: 'read', deliveredCount: 1, readCount: 1, of: 1 });
   });
 
   it('moves own messages through delivered and read once each', () => {
     const state = new ConversationState('c1', 100);
-    state.mergeMembers(conversation([['alice', 0, 0], ['bob', 0, 0]]));
+    state.mergeMembers(
+      conversation([
+        ['alice', 0, 0],
+        ['bob', 0, 0],
+      ]),
+    );
     state.trackOwn({ id: 'm1', clientMsgId: 'x1', seq: 1, state: 'sent' });
     state.trackOwn({ id: 'm2', clientMsgId: 'x2', seq: 2, state: 'sent' });
     expect(state.progressOwn('alice')).toEqual([]);
     state.mergeReceipt('bob', 2, 0);
-    expect(state.progressOwn('alice').map((c) => [c.message.id, c.state])).toEqual([['m1', 'delivered'], ['m2', 'delivered']]);
+    expect(state.progressOwn('alice').map((c) => [c.message.id, c.state])).toEqual([
+      ['m1', 'delivered'],
+      ['m2', 'delivered'],
+    ]);
     expect(state.progressOwn('alice')).toEqual([]);
     state.mergeReceipt('bob', 2, 1);
     expect(state.progressOwn('alice').map((c) => [c.message.id, c.state])).toEqual([['m1', 'read']]);
@@ -213,10 +232,18 @@ describe('types', () => {
   it('derives requests and events from the protocol', () => {
     const client = new ChatClient({ url: 'http://127.0.0.1:9', token: 'unused' });
     expectTypeOf(client.request<'message:send'>).returns.resolves.toEqualTypeOf<ClientEventResults['message:send']>();
-    expectTypeOf(client.request<'history:fetch'>).parameter(1).toHaveProperty('conversationId');
+    expectTypeOf(client.request<'history:fetch'>)
+      .parameter(1)
+      .toHaveProperty('conversationId');
     expectTypeOf(client.send).returns.toEqualTypeOf<OutgoingMessage>();
-    expectTypeOf(client.on<'message'>).parameter(1).parameter(0).toEqualTypeOf<Message>();
-    expectTypeOf(client.on<'error'>).parameter(1).parameter(0).toEqualTypeOf<ChatError>();
+    expectTypeOf(client.on<'message'>)
+      .parameter(1)
+      .parameter(0)
+      .toEqualTypeOf<Message>();
+    expectTypeOf(client.on<'error'>)
+      .parameter(1)
+      .parameter(0)
+      .toEqualTypeOf<ChatError>();
     // @ts-expect-error unknown events do not compile
     void (() => client.request('message:shout', {}));
     client.close();

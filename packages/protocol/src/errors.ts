@@ -11,11 +11,24 @@ export const errorCatalog = {
   unauthorized: { status: 401, retryable: false, description: 'No valid credentials for this request.' },
   token_missing: { status: 401, retryable: false, description: 'No token: send `auth.token` in the Socket.IO handshake or `Authorization: Bearer <token>`.' },
   token_malformed: { status: 401, retryable: false, description: 'The token is not a well-formed JWT.' },
-  token_invalid: { status: 401, retryable: false, description: 'Bad signature, an algorithm other than the configured ones (including `none`), or (JWT_ALGORITHM=JWKS) a `kid` the identity provider\'s key set does not hold.' },
+  token_invalid: {
+    status: 401,
+    retryable: false,
+    description: "Bad signature, an algorithm other than the configured ones (including `none`), or (JWT_ALGORITHM=JWKS) a `kid` the identity provider's key set does not hold.",
+  },
   token_expired: { status: 401, retryable: true, description: 'The token has expired: refresh it and reconnect.' },
   token_inactive: { status: 401, retryable: true, description: 'The token is not valid yet (`nbf` in the future).' },
-  token_revoked: { status: 401, retryable: true, description: 'An operator revoked the user\'s sessions: every token issued before then (`iat`, or `exp - JWT_MAX_LIFETIME_SECONDS` without one) is refused until it expires. Get a new token, then retry.' },
-  token_claims: { status: 401, retryable: false, description: 'Issuer or audience do not match the configured ones, the `sub` claim is missing or invalid, `exp` is missing, or the token lives longer than JWT_MAX_LIFETIME_SECONDS (`exp - iat`).' },
+  token_revoked: {
+    status: 401,
+    retryable: true,
+    description:
+      "An operator revoked the user's sessions: every token issued before then (`iat`, or `exp - JWT_MAX_LIFETIME_SECONDS` without one) is refused until it expires. Get a new token, then retry.",
+  },
+  token_claims: {
+    status: 401,
+    retryable: false,
+    description: 'Issuer or audience do not match the configured ones, the `sub` claim is missing or invalid, `exp` is missing, or the token lives longer than JWT_MAX_LIFETIME_SECONDS (`exp - iat`).',
+  },
   forbidden: { status: 403, retryable: false, description: 'Authenticated, but not allowed to do this.' },
   not_found: { status: 404, retryable: false, description: 'No such resource, or not visible to you.' },
   conflict: { status: 409, retryable: false, description: 'The request conflicts with the current state.' },
@@ -48,8 +61,8 @@ export function wireError(code: ErrorCode, message: string, extra?: { retryAfter
  */
 export const disconnectCatalog = {
   token_expired: { reconnect: 'after-refresh', description: 'The token expired: get a new one, then reconnect.' },
-  token_revoked: { reconnect: 'after-refresh', description: 'An operator revoked the user\'s tokens: get a new one, then reconnect (the old one is refused with `token_revoked`).' },
-  disconnected_by_admin: { reconnect: 'after-backoff', description: 'An operator closed the user\'s sessions; the token stays valid.' },
+  token_revoked: { reconnect: 'after-refresh', description: "An operator revoked the user's tokens: get a new one, then reconnect (the old one is refused with `token_revoked`)." },
+  disconnected_by_admin: { reconnect: 'after-backoff', description: "An operator closed the user's sessions; the token stays valid." },
   server_draining: { reconnect: 'now', description: 'The node is shutting down: reconnect at once (the load balancer picks another node).' },
   rate_limited: { reconnect: 'after-backoff', description: 'The client kept flooding after being rate limited.' },
   slow_consumer: {

@@ -62,10 +62,7 @@ export const syncSchema = z
   })
   .strict();
 
-export const markNotificationsReadSchema = z.union([
-  z.object({ notificationIds: z.array(idSchema).min(1).max(limits.notificationBatch) }).strict(),
-  z.object({ all: z.literal(true) }).strict(),
-]);
+export const markNotificationsReadSchema = z.union([z.object({ notificationIds: z.array(idSchema).min(1).max(limits.notificationBatch) }).strict(), z.object({ all: z.literal(true) }).strict()]);
 
 /**
  * Full-text search over the messages of the conversations the caller is a current member of.
@@ -101,12 +98,8 @@ export const clientEventSchemas = {
   'session:info': z.object({}).strict(),
 
   'conversation:open-direct': z.object({ userId: userIdSchema }).strict(),
-  'conversation:create-group': z
-    .object({ title: titleSchema, memberIds: z.array(userIdSchema).max(limits.groupMembers) })
-    .strict(),
-  'conversation:add-members': z
-    .object({ conversationId: idSchema, userIds: z.array(userIdSchema).min(1).max(limits.groupMembers) })
-    .strict(),
+  'conversation:create-group': z.object({ title: titleSchema, memberIds: z.array(userIdSchema).max(limits.groupMembers) }).strict(),
+  'conversation:add-members': z.object({ conversationId: idSchema, userIds: z.array(userIdSchema).min(1).max(limits.groupMembers) }).strict(),
   'conversation:remove-member': z.object({ conversationId: idSchema, userId: userIdSchema }).strict(),
   'conversation:rename': z.object({ conversationId: idSchema, title: titleSchema }).strict(),
   'conversation:leave': z.object({ conversationId: idSchema }).strict(),
@@ -135,9 +128,7 @@ export const clientEventSchemas = {
   'message:search': searchMessagesSchema,
 
   /** My notifications, newest first, with my unread count. */
-  'notification:list': z
-    .object({ cursor: z.string().max(200).optional(), limit: pageLimit, unreadOnly: z.boolean().optional() })
-    .strict(),
+  'notification:list': z.object({ cursor: z.string().max(200).optional(), limit: pageLimit, unreadOnly: z.boolean().optional() }).strict(),
   /** Mark some (by id) or all of my notifications read; every device of mine gets `notification:read`. */
   'notification:mark-read': markNotificationsReadSchema,
   'notification:delete': z.object({ notificationId: idSchema }).strict(),

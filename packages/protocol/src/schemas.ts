@@ -21,9 +21,17 @@ const CONTROL = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F]|[\uD800-\uDBFF](?![\u
 export const cleanText = (value: string) => value.replace(CONTROL, '').trim();
 
 /** A message body: control characters removed, trimmed, 1..hard-cap characters. Plain text, never HTML. */
-export const bodySchema = z.string().max(limits.messageBodyHard * 2).transform(cleanText).pipe(z.string().min(1, 'must not be empty').max(limits.messageBodyHard));
+export const bodySchema = z
+  .string()
+  .max(limits.messageBodyHard * 2)
+  .transform(cleanText)
+  .pipe(z.string().min(1, 'must not be empty').max(limits.messageBodyHard));
 
-export const titleSchema = z.string().max(limits.groupTitle * 2).transform(cleanText).pipe(z.string().min(1).max(limits.groupTitle));
+export const titleSchema = z
+  .string()
+  .max(limits.groupTitle * 2)
+  .transform(cleanText)
+  .pipe(z.string().min(1).max(limits.groupTitle));
 
 export const emojiSchema = z
   .string()
@@ -35,7 +43,10 @@ export const emojiSchema = z
 export const attachmentSchema = z
   .object({
     url: z.url({ protocol: /^https?$/, hostname: z.regexes.domain }).max(2048),
-    mime: z.string().regex(/^[A-Za-z0-9][\w.+-]*\/[\w.+-]+$/, 'a MIME type such as image/png').max(127),
+    mime: z
+      .string()
+      .regex(/^[A-Za-z0-9][\w.+-]*\/[\w.+-]+$/, 'a MIME type such as image/png')
+      .max(127),
     size: z.number().int().min(0).max(2_147_483_647),
     name: z.string().max(255).transform(cleanText).pipe(z.string().min(1).max(255)),
   })

@@ -32,7 +32,9 @@ describe('notification and call protocol', () => {
     const signal = clientEventSchemas['call:signal'];
     expect(signal.safeParse({ callId, signal: { type: 'offer', sdp: 'v=0\r\n' } }).success).toBe(true);
     // RTCIceCandidate.toJSON(), and the end-of-candidates marker.
-    expect(signal.safeParse({ callId, signal: { type: 'ice', candidate: { candidate: 'candidate:1 1 udp 1 127.0.0.1 9 typ host', sdpMid: '0', sdpMLineIndex: 0, usernameFragment: null } } }).success).toBe(true);
+    expect(
+      signal.safeParse({ callId, signal: { type: 'ice', candidate: { candidate: 'candidate:1 1 udp 1 127.0.0.1 9 typ host', sdpMid: '0', sdpMLineIndex: 0, usernameFragment: null } } }).success,
+    ).toBe(true);
     expect(signal.safeParse({ callId, signal: { type: 'ice', candidate: { candidate: '' } } }).success).toBe(true);
     expect(signal.safeParse({ callId, signal: { type: 'offer', sdp: 'x'.repeat(limits.sdpLength + 1) } }).success).toBe(false);
     expect(signal.safeParse({ callId, signal: { type: 'pranswer', sdp: 'v=0' } }).success).toBe(false);

@@ -142,13 +142,20 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 
   const startNode = async (i: number): Promise<void> => {
     const node = nodes[i]!;
-    const proc = launch(node.id, NODE_BIN, [...(options.nodeArgs?.(i) ?? []), '--conditions=@chat/source', '--import', 'tsx', SERVER_MAIN], {
-      PATH: process.env['PATH'],
-      ...env,
-      NODE_ID: node.id,
-      HOST: '127.0.0.1',
-      PORT: String(node.port),
-    }, verbose, tails[i]!);
+    const proc = launch(
+      node.id,
+      NODE_BIN,
+      [...(options.nodeArgs?.(i) ?? []), '--conditions=@chat/source', '--import', 'tsx', SERVER_MAIN],
+      {
+        PATH: process.env['PATH'],
+        ...env,
+        NODE_ID: node.id,
+        HOST: '127.0.0.1',
+        PORT: String(node.port),
+      },
+      verbose,
+      tails[i]!,
+    );
     procs[i] = proc;
     node.pid = proc.child.pid!;
     await waitFor(`${node.url}/readyz`, proc, readyTimeoutMs);
@@ -206,7 +213,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     nodes,
     nginxPid: nginx.child.pid!,
     dir,
-    logs: (target) => [...(target === 'nginx' ? nginx!.tail : tails[target] ?? [])],
+    logs: (target) => [...(target === 'nginx' ? nginx!.tail : (tails[target] ?? []))],
     killNode: (index, signal = 'SIGKILL') => stopNode(nodeIndex(nodes, index), signal),
     restartNode: async (index) => {
       const i = nodeIndex(nodes, index);
@@ -257,10 +264,7 @@ function makeRunFolder(nodes: readonly ClusterNode[], port: number, accessLog: b
   // A copy, not a symlink: edits to the repository's file during a run reach it only through a restart.
   copyFileSync(join(ROOT, 'nginx.conf'), join(dir, 'nginx.conf'));
   writeFileSync(join(dir, 'cluster/upstream.conf'), nodes.map((node) => `server 127.0.0.1:${node.port} max_fails=1 fail_timeout=5s;\n`).join(''));
-  writeFileSync(
-    join(dir, 'cluster/server.conf'),
-    `listen 127.0.0.1:${port};\n${accessLog ? 'access_log access.log chat buffer=64k flush=1s;' : 'access_log off;'}\n`,
-  );
+  writeFileSync(join(dir, 'cluster/server.conf'), `listen 127.0.0.1:${port};\n${accessLog ? 'access_log access.log chat buffer=64k flush=1s;' : 'access_log off;'}\n`);
   return dir;
 }
 
@@ -307,7 +311,8 @@ function launch(name: string, command: string, args: string[], env: Record<strin
       proc.exit = { code, signal };
       // Later, and only if nobody meant it: a terminal's Ctrl-C reaches nginx before our own handler runs.
       const report = () => {
-        if (proc.ready && !proc.expected) process.stderr.write(`[cluster] ${name} exited unexpectedly (code ${code}, signal ${signal})${verbose ? '' : `; last lines:\n${tail.slice(-20).join('\n')}`}\n`);
+        if (proc.ready && !proc.expected)
+          process.stderr.write(`[cluster] ${name} exited unexpectedly (code ${code}, signal ${signal})${verbose ? '' : `; last lines:\n${tail.slice(-20).join('\n')}`}\n`);
       };
       setTimeout(report, 500).unref();
       resolve(proc.exit);

@@ -95,9 +95,7 @@ export async function spawnNode(env: Record<string, string | undefined>, { timeo
   });
   const logs: Array<Record<string, unknown>> = [];
   const stderr: string[] = [];
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
   const listening = new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {

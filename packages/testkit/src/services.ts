@@ -55,7 +55,9 @@ function onExit(cleanup: () => void): () => void {
 export function findPostgresBin(): string {
   const base = '/usr/lib/postgresql';
   if (existsSync(base)) {
-    const versions = readdirSync(base).filter((name) => existsSync(join(base, name, 'bin/pg_ctl'))).sort((a, b) => Number(b) - Number(a));
+    const versions = readdirSync(base)
+      .filter((name) => existsSync(join(base, name, 'bin/pg_ctl')))
+      .sort((a, b) => Number(b) - Number(a));
     if (versions[0]) return join(base, versions[0], 'bin');
   }
   const which = spawnSync('sh', ['-c', 'command -v pg_ctl'], { encoding: 'utf8' });
@@ -82,7 +84,7 @@ export async function startPrivatePostgres(options: { verbose?: boolean } = {}):
     chmodSync(dir, 0o700);
   }
   const run = (tool: string, args: string[], timeout = 60_000) => {
-    const command = asRoot ? ['runuser', ['-u', 'postgres', '--', join(bin, tool), ...args]] as const : [join(bin, tool), args] as const;
+    const command = asRoot ? (['runuser', ['-u', 'postgres', '--', join(bin, tool), ...args]] as const) : ([join(bin, tool), args] as const);
     const result = spawnSync(command[0], command[1], { encoding: 'utf8', timeout, stdio: ['ignore', 'pipe', 'pipe'] });
     if (result.status !== 0) throw new Error(`${tool} ${args.join(' ')} failed (${result.status ?? result.signal}):\n${result.stdout}${result.stderr}`);
     if (options.verbose) process.stderr.write(result.stdout + result.stderr);
@@ -284,10 +286,14 @@ export async function startPrivatePgBouncer(options: PgBouncerOptions): Promise<
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitUntil(async () => {
-      if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) throw new Error(`pgbouncer exited (${child.exitCode ?? child.signalCode}):\n${tail.join('\n')}`);
-      return pingPostgres(url);
-    }, 15_000, `pgbouncer on port ${port}`);
+    await waitUntil(
+      async () => {
+        if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) throw new Error(`pgbouncer exited (${child.exitCode ?? child.signalCode}):\n${tail.join('\n')}`);
+        return pingPostgres(url);
+      },
+      15_000,
+      `pgbouncer on port ${port}`,
+    );
   } catch (error) {
     await destroy();
     throw error;
@@ -389,11 +395,25 @@ export async function startPrivateRedisCluster(options: { masters?: number; repl
     const child = spawn(
       'redis-server',
       [
-        '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
-        '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
-        '--cluster-node-timeout', String(PRIVATE_CLUSTER_NODE_TIMEOUT_MS),
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        `nodes-${port}.conf`,
+        '--cluster-node-timeout',
+        String(PRIVATE_CLUSTER_NODE_TIMEOUT_MS),
         // A replica whose master died a while ago may still be promoted (tests kill masters on purpose).
-        '--cluster-replica-validity-factor', '0',
+        '--cluster-replica-validity-factor',
+        '0',
       ],
       { stdio: 'ignore' },
     );
@@ -407,10 +427,11 @@ export async function startPrivateRedisCluster(options: { masters?: number; repl
     entry.child.kill('SIGKILL');
     await entry.exited;
   };
-  const running = () => ports.filter((port) => {
-    const entry = children.get(port);
-    return entry && entry.child.exitCode === null && entry.child.signalCode === null;
-  });
+  const running = () =>
+    ports.filter((port) => {
+      const entry = children.get(port);
+      return entry && entry.child.exitCode === null && entry.child.signalCode === null;
+    });
   const clusterCommand = async <T>(port: number, ...args: string[]): Promise<T> => {
     const { Redis } = await import('ioredis');
     const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
@@ -431,10 +452,13 @@ export async function startPrivateRedisCluster(options: { masters?: number; repl
           .filter((fields) => fields[2]!.split(',').includes('master') && !fields[2]!.includes('fail') && fields.length > 8)
           .map((fields) => ({
             port: Number(fields[1]!.split('@')[0]!.split(':')[1]),
-            slots: fields.slice(8).filter((range) => !range.startsWith('[')).map((range) => {
-              const [from, to] = range.split('-').map(Number) as [number, number?];
-              return [from, to ?? from] as [number, number];
-            }),
+            slots: fields
+              .slice(8)
+              .filter((range) => !range.startsWith('['))
+              .map((range) => {
+                const [from, to] = range.split('-').map(Number) as [number, number?];
+                return [from, to ?? from] as [number, number];
+              }),
           }));
       } catch {
         // That node is going away: ask the next one.
@@ -445,7 +469,10 @@ export async function startPrivateRedisCluster(options: { masters?: number; repl
   const replicasOf = async (port: number) => {
     for (const live of running()) {
       try {
-        const lines = (await clusterCommand<string>(live, 'NODES')).trim().split('\n').map((line) => line.split(' '));
+        const lines = (await clusterCommand<string>(live, 'NODES'))
+          .trim()
+          .split('\n')
+          .map((line) => line.split(' '));
         const master = lines.find((fields) => fields[1]!.split('@')[0] === `127.0.0.1:${port}`);
         if (!master) return [];
         return lines.filter((fields) => fields[3] === master[0]).map((fields) => Number(fields[1]!.split('@')[0]!.split(':')[1]));
@@ -459,20 +486,24 @@ export async function startPrivateRedisCluster(options: { masters?: number; repl
     children.get(port)?.child.kill(name);
   };
   const waitHealthy = async (timeoutMs = 30_000) => {
-    await waitUntil(async () => {
-      try {
-        for (const port of running()) {
-          if (!(await clusterCommand<string>(port, 'INFO')).includes('cluster_state:ok')) return false;
+    await waitUntil(
+      async () => {
+        try {
+          for (const port of running()) {
+            if (!(await clusterCommand<string>(port, 'INFO')).includes('cluster_state:ok')) return false;
+          }
+          const live = running();
+          const owners = await readMasters();
+          // A killed master still counts as one until the others flag it failed and promote its replica.
+          if (owners.some((master) => master.slots.length > 0 && !live.includes(master.port))) return false;
+          return owners.flatMap((master) => master.slots).reduce((sum, [from, to]) => sum + to - from + 1, 0) === 16384;
+        } catch {
+          return false;
         }
-        const live = running();
-        const owners = await readMasters();
-        // A killed master still counts as one until the others flag it failed and promote its replica.
-        if (owners.some((master) => master.slots.length > 0 && !live.includes(master.port))) return false;
-        return owners.flatMap((master) => master.slots).reduce((sum, [from, to]) => sum + to - from + 1, 0) === 16384;
-      } catch {
-        return false;
-      }
-    }, timeoutMs, 'Redis Cluster (cluster_state:ok, every slot served)');
+      },
+      timeoutMs,
+      'Redis Cluster (cluster_state:ok, every slot served)',
+    );
   };
 
   try {
@@ -484,10 +515,14 @@ export async function startPrivateRedisCluster(options: { masters?: number; repl
     if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stdout}${created.stderr}`);
     await waitHealthy();
     // Replicas must have synced before a test kills a master, or there is nobody to promote.
-    await waitUntil(async () => {
-      const info = await Promise.all(ports.map((port) => clusterCommand<string>(port, 'NODES')));
-      return info.every((nodes) => nodes.split('\n').filter((line) => line.includes('slave')).length === masters * replicas);
-    }, 30_000, 'Redis Cluster replicas attached');
+    await waitUntil(
+      async () => {
+        const info = await Promise.all(ports.map((port) => clusterCommand<string>(port, 'NODES')));
+        return info.every((nodes) => nodes.split('\n').filter((line) => line.includes('slave')).length === masters * replicas);
+      },
+      30_000,
+      'Redis Cluster replicas attached',
+    );
   } catch (error) {
     for (const port of ports) await kill(port);
     forget();

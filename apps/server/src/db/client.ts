@@ -67,8 +67,7 @@ export async function openDatabase(config: Config['database'], log: FastifyBaseL
     return {
       prisma,
       sql: {
-        query: async <T>(statement: Statement, values: readonly unknown[]) =>
-          (await pool.query<T & pg.QueryResultRow>({ name: nameOf(statement), text: statement.text, values: [...values] })).rows,
+        query: async <T>(statement: Statement, values: readonly unknown[]) => (await pool.query<T & pg.QueryResultRow>({ name: nameOf(statement), text: statement.text, values: [...values] })).rows,
       },
       ping: async () => void (await prisma.$queryRawUnsafe('SELECT 1')),
       close: async () => {

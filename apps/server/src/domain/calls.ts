@@ -114,7 +114,8 @@ export class CallService {
   /** Hangs up: an accepted call ends; a ringing one is cancelled (caller) or rejected (callee). */
   async end(userId: string, callId: string, origin?: string): Promise<Call> {
     const current = await this.#party(userId, callId);
-    if (current.state === 'ringing') return this.#finish(userId, current, current.callerId === userId ? 'caller' : 'callee', ['ringing'], current.callerId === userId ? 'cancelled' : 'rejected', origin);
+    if (current.state === 'ringing')
+      return this.#finish(userId, current, current.callerId === userId ? 'caller' : 'callee', ['ringing'], current.callerId === userId ? 'cancelled' : 'rejected', origin);
     return this.#finish(userId, current, 'either', ['accepted'], 'ended', origin);
   }
 
@@ -155,7 +156,10 @@ export class CallService {
       this.#notifications.system(call.calleeId, `Missed ${call.media} call`, { actorId: call.callerId, payload: { callId: call.id, media: call.media } });
     }
     if (this.#hosted.size === 0) return;
-    const touched = await this.#store.touch([...this.#hosted.values()].map(({ callId, deviceId }) => ({ callId, deviceId })), this.#timings);
+    const touched = await this.#store.touch(
+      [...this.#hosted.values()].map(({ callId, deviceId }) => ({ callId, deviceId })),
+      this.#timings,
+    );
     for (const [id, hosted] of this.#hosted) {
       const result = touched.get(hosted.callId);
       if (!result) continue;

@@ -161,7 +161,10 @@ export class ConversationService {
       include: conversationInclude,
     });
     const page = rows.slice(0, take);
-    const lastMessages = await this.#lastVisibleMessages(actorId, page.map((row) => row.id));
+    const lastMessages = await this.#lastVisibleMessages(
+      actorId,
+      page.map((row) => row.id),
+    );
     const now = new Date();
     const conversations = page.map((row) => {
       const me = row.members.find((member) => member.userId === actorId);

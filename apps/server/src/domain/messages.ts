@@ -198,7 +198,10 @@ export class MessageService {
    * A page of history by seq cursor, in ascending seq order either way: `before` pages back from the
    * newest (or from a seq), `after` pages forward. Tombstones appear as such; messages this user hid do not.
    */
-  async history(actorId: string, query: { conversationId: string; before?: number | undefined; after?: number | undefined; limit?: number | undefined }): Promise<{ messages: Message[]; hasMore: boolean }> {
+  async history(
+    actorId: string,
+    query: { conversationId: string; before?: number | undefined; after?: number | undefined; limit?: number | undefined },
+  ): Promise<{ messages: Message[]; hasMore: boolean }> {
     const member = await requireMember(this.#db, query.conversationId, actorId);
     const take = Math.min(query.limit ?? HISTORY_DEFAULT, 100);
     const forward = query.after !== undefined;

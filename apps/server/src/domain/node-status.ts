@@ -80,10 +80,17 @@ export class NodeStatusSampler {
   }
 
   async #totals(): Promise<Totals> {
-    const [events, requests, frames, acks] = await Promise.all([this.#metrics.socketEvents.get(), this.#metrics.httpRequestDuration.get(), this.#metrics.fanoutFrames.get(), this.#metrics.ackLatency.get()]);
+    const [events, requests, frames, acks] = await Promise.all([
+      this.#metrics.socketEvents.get(),
+      this.#metrics.httpRequestDuration.get(),
+      this.#metrics.fanoutFrames.get(),
+      this.#metrics.ackLatency.get(),
+    ]);
     const socketSends = events.values.filter((v) => v.labels['event'] === 'message:send' && v.labels['outcome'] === 'ok').reduce((sum, v) => sum + v.value, 0);
     const restSends = requests.values
-      .filter((v) => v.metricName === 'chat_http_request_duration_seconds_count' && v.labels['route'] === REST_SEND_ROUTE && v.labels['method'] === 'POST' && String(v.labels['status']).startsWith('2'))
+      .filter(
+        (v) => v.metricName === 'chat_http_request_duration_seconds_count' && v.labels['route'] === REST_SEND_ROUTE && v.labels['method'] === 'POST' && String(v.labels['status']).startsWith('2'),
+      )
       .reduce((sum, v) => sum + v.value, 0);
     const msgsIn = socketSends + restSends;
     const msgsOut = frames.values.filter((v) => v.labels['direction'] === 'local' || v.labels['direction'] === 'received').reduce((sum, v) => sum + v.value, 0);

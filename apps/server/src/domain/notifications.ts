@@ -244,7 +244,10 @@ export class NotificationService {
     for (const intent of directs) if (intent.conversationId) needed.add(intent.conversationId);
     const conversationIds = [...needed];
 
-    const members = conversationIds.length === 0 ? [] : await this.#db.$queryRaw<Array<{ conversationId: string; userId: string; displayName: string; muted: boolean; kind: 'direct' | 'group' }>>`
+    const members =
+      conversationIds.length === 0
+        ? []
+        : await this.#db.$queryRaw<Array<{ conversationId: string; userId: string; displayName: string; muted: boolean; kind: 'direct' | 'group' }>>`
       SELECT cm.conversation_id::text AS "conversationId", cm.user_id AS "userId", u.display_name AS "displayName",
              COALESCE(cm.muted_until > now(), false) AS muted, c.kind::text AS kind
       FROM conversation_members cm
@@ -283,7 +286,17 @@ export class NotificationService {
     for (const intent of directs) {
       for (const recipientId of intent.recipientIds) {
         if (intent.conversationId && muted.has(`${intent.conversationId}|${recipientId}`)) continue;
-        rows.push(row({ recipientId, type: intent.kind, conversationId: intent.conversationId, messageId: intent.messageId, actorId: intent.actorId, preview: intent.preview, ...(intent.payload && { payload: intent.payload }) }));
+        rows.push(
+          row({
+            recipientId,
+            type: intent.kind,
+            conversationId: intent.conversationId,
+            messageId: intent.messageId,
+            actorId: intent.actorId,
+            preview: intent.preview,
+            ...(intent.payload && { payload: intent.payload }),
+          }),
+        );
       }
     }
 

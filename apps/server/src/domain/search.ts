@@ -118,9 +118,7 @@ export function searchStatement(userId: string, input: SearchQuery, limit: numbe
     filters.push(Prisma.sql`AND ${input.hasAttachment ? Prisma.empty : Prisma.sql`NOT`} EXISTS (SELECT 1 FROM attachments a WHERE a.message_id = m.id)`);
   }
   const inConversation = input.conversationId === undefined ? Prisma.empty : Prisma.sql`AND cm.conversation_id = ${input.conversationId}::uuid`;
-  const after = cursor
-    ? Prisma.sql`WHERE (rank, created_at, id) < (${cursor.rank}::float8, ${cursor.createdAt}::timestamptz, ${cursor.id}::uuid)`
-    : Prisma.empty;
+  const after = cursor ? Prisma.sql`WHERE (rank, created_at, id) < (${cursor.rank}::float8, ${cursor.createdAt}::timestamptz, ${cursor.id}::uuid)` : Prisma.empty;
 
   // The tsquery is written out where it is used, not computed once in a CTE: PostgreSQL then folds it
   // into a constant while planning and estimates its selectivity from the column's statistics, so a
@@ -185,7 +183,15 @@ function decodeCursor(value: string): Cursor {
   }
   if (Array.isArray(parsed) && parsed.length === 3) {
     const [rank, createdAt, id] = parsed as unknown[];
-    if (typeof rank === 'number' && Number.isFinite(rank) && typeof createdAt === 'string' && !Number.isNaN(Date.parse(createdAt)) && /^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(createdAt) && typeof id === 'string' && UUID.test(id)) {
+    if (
+      typeof rank === 'number' &&
+      Number.isFinite(rank) &&
+      typeof createdAt === 'string' &&
+      !Number.isNaN(Date.parse(createdAt)) &&
+      /^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(createdAt) &&
+      typeof id === 'string' &&
+      UUID.test(id)
+    ) {
       return { rank, createdAt, id };
     }
   }

@@ -60,9 +60,7 @@ export class SyncService {
     return {
       conversations,
       removedConversationIds: [...known.keys()].filter((id) => !current.has(id)),
-      receipts: memberships.flatMap((membership) =>
-        membership.conversation.members.map((member) => toReceipt(membership.conversationId, member)),
-      ),
+      receipts: memberships.flatMap((membership) => membership.conversation.members.map((member) => toReceipt(membership.conversationId, member))),
     };
   }
 }

@@ -52,7 +52,11 @@ export class TypingService {
       const { changed } = await this.#store.stop(conversationId, actorId);
       if (!changed) continue;
       const members = await this.#db.conversationMember.findMany({ where: { conversationId, leftAt: null }, select: { userId: true } });
-      this.#fanout.toUsers(members.map((m) => m.userId).filter((id) => id !== actorId), 'typing:updated', { conversationId, userId: actorId, typing: false });
+      this.#fanout.toUsers(
+        members.map((m) => m.userId).filter((id) => id !== actorId),
+        'typing:updated',
+        { conversationId, userId: actorId, typing: false },
+      );
     }
   }
 

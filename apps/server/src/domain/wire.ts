@@ -31,9 +31,7 @@ export function toWireMessage(row: MessageRow): Message {
     clientMsgId: row.clientMsgId,
     kind: row.kind,
     body: deleted ? '' : row.body,
-    attachments: deleted
-      ? []
-      : [...row.attachments].sort((a, b) => a.position - b.position).map(({ url, mime, size, name }) => ({ url, mime, size, name })),
+    attachments: deleted ? [] : [...row.attachments].sort((a, b) => a.position - b.position).map(({ url, mime, size, name }) => ({ url, mime, size, name })),
     replyToId: row.replyToId,
     reactions: deleted ? [] : row.reactions.map(({ emoji, userId }) => ({ emoji, userId })),
     createdAt: iso(row.createdAt),

@@ -51,7 +51,7 @@ export class RemoteKeySet {
   readonly getKey: JWTVerifyGetKey = async (header, token) => {
     if (!this.#local || Date.now() - this.#fetchedAt >= this.#options.cacheMaxAgeMs) {
       if (!this.#coolingDown()) await this.#refresh().catch(() => {});
-      if (!this.#local) throw new AppError('unavailable', 'The identity provider\'s key set cannot be fetched; try again');
+      if (!this.#local) throw new AppError('unavailable', "The identity provider's key set cannot be fetched; try again");
     }
     try {
       return await this.#local(header, token);
@@ -59,14 +59,14 @@ export class RemoteKeySet {
       if (!(error instanceof joseErrors.JWKSNoMatchingKey)) throw error;
       if (this.#coolingDown()) {
         // The set in hand may be outdated when the last fetch failed: say so, and the client retries.
-        if (this.#lastFetchFailed) throw new AppError('unavailable', 'The token\'s key is not known and the identity provider\'s key set cannot be fetched; try again');
+        if (this.#lastFetchFailed) throw new AppError('unavailable', "The token's key is not known and the identity provider's key set cannot be fetched; try again");
         throw error;
       }
       // An unknown `kid`: the provider may have rotated. One refetch per cooldown.
       try {
         await this.#refresh();
       } catch {
-        throw new AppError('unavailable', 'The token\'s key is not known and the identity provider\'s key set cannot be fetched; try again');
+        throw new AppError('unavailable', "The token's key is not known and the identity provider's key set cannot be fetched; try again");
       }
       return this.#local!(header, token);
     }

@@ -44,7 +44,7 @@ export class Metrics {
   });
   readonly fanoutFrames = new Counter({
     name: 'chat_fanout_frames_total',
-    help: 'Fan-outs and routed frames: local (fan-outs issued here, written to whichever of this node\'s sockets are in their rooms), sent (frames published to another node), received (frames from another node)',
+    help: "Fan-outs and routed frames: local (fan-outs issued here, written to whichever of this node's sockets are in their rooms), sent (frames published to another node), received (frames from another node)",
     labelNames: ['direction'] as const,
     registers: [this.registry],
   });

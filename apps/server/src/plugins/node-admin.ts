@@ -75,7 +75,7 @@ export default fp<{ config: Config }>(
             failing = false;
           },
           (error: unknown) => {
-            if (!failing) app.log.warn({ err: error }, 'node status: could not publish this node\'s report; retrying every interval');
+            if (!failing) app.log.warn({ err: error }, "node status: could not publish this node's report; retrying every interval");
             failing = true;
           },
         )
@@ -114,7 +114,7 @@ export default fp<{ config: Config }>(
       sampler.stop();
       if (app.redis && app.redis.status !== 'ready') return;
       await publishing;
-      await store.remove(app.nodeId).catch((error: unknown) => app.log.warn({ err: error }, 'node status: could not remove this node\'s report'));
+      await store.remove(app.nodeId).catch((error: unknown) => app.log.warn({ err: error }, "node status: could not remove this node's report"));
     });
 
     app.decorate<NodeAdmin>('nodeAdmin', {

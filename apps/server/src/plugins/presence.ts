@@ -63,7 +63,14 @@ export default fp<{ config: Config }>(
     // The masters as this node's client last learned them (ioredis refreshes its slot map on a
     // redirection, a lost connection and every few seconds); null on a single Redis and until the
     // cluster client is ready (before that ioredis lists its seeds, not the masters).
-    const masters = () => (app.redis && isCluster(app.redis) && app.redis.status === 'ready' ? app.redis.nodes('master').map((node) => `${node.options.host}:${node.options.port}`).sort().join(',') : null);
+    const masters = () =>
+      app.redis && isCluster(app.redis) && app.redis.status === 'ready'
+        ? app.redis
+            .nodes('master')
+            .map((node) => `${node.options.host}:${node.options.port}`)
+            .sort()
+            .join(',')
+        : null;
     let knownMasters = masters();
     const maintain = async () => {
       const current = masters();

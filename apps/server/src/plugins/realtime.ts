@@ -71,7 +71,7 @@ export default fp<{ config: Config }>(
         local.deliver(target, packet);
       });
       app.lifecycle.addCheck('cluster bus', async () => {
-        if (!bus.listening) throw new Error('not subscribed to this node\'s channel');
+        if (!bus.listening) throw new Error("not subscribed to this node's channel");
       });
     } else if (config.redis) {
       const pub = guardFireAndForget(createRedis(config.redis.target, app.log, 'adapter-pub'), ['publish', 'spublish'], onError);

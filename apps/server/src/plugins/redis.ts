@@ -43,12 +43,7 @@ export interface RedisRoleOptions {
 }
 
 /** A Redis (or Redis Cluster) connection that logs its outages instead of throwing them at the process. */
-export function createRedis(
-  target: RedisTarget,
-  log: { warn: (obj: object, msg: string) => void },
-  role: string,
-  options: RedisRoleOptions = {},
-): RedisClient {
+export function createRedis(target: RedisTarget, log: { warn: (obj: object, msg: string) => void }, role: string, options: RedisRoleOptions = {}): RedisClient {
   const maxRetriesPerRequest = options.maxRetriesPerRequest === undefined ? 2 : options.maxRetriesPerRequest;
   const retryStrategy = (attempt: number) => Math.min(attempt * 200, 2000);
   const redis: RedisClient =
@@ -142,7 +137,10 @@ export async function verifyClusterSeeds(target: Extract<RedisTarget, { kind: 'c
         }
         throw new ConfigError(`Invalid configuration: REDIS_CLUSTER_NODES: ${seed} refused CLUSTER NODES: ${message}`);
       }
-      const lines = nodes.trim().split('\n').map((line) => line.split(' '));
+      const lines = nodes
+        .trim()
+        .split('\n')
+        .map((line) => line.split(' '));
       const self = lines.find((fields) => fields[2]?.split(',').includes('myself'));
       members.push({ seed, id: self?.[0] ?? '', known: new Set(lines.map((fields) => fields[0]!)) });
     } finally {

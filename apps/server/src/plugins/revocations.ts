@@ -71,14 +71,17 @@ export default fp<{ config: Config }>(
     let stopped = false;
     const schedule = () => {
       if (stopped) return;
-      timer = setTimeout(() => {
-        reload()
-          .then(() => {
-            if (list.size > 0) for (const listener of reloadListeners) listener();
-          })
-          .catch((error: unknown) => app.log.warn({ err: error }, 'token revocations: reload failed; enforcing the ones in memory'))
-          .finally(schedule);
-      }, loaded ? config.jwt.revocationReloadMs : Math.min(RETRY_MS, config.jwt.revocationReloadMs));
+      timer = setTimeout(
+        () => {
+          reload()
+            .then(() => {
+              if (list.size > 0) for (const listener of reloadListeners) listener();
+            })
+            .catch((error: unknown) => app.log.warn({ err: error }, 'token revocations: reload failed; enforcing the ones in memory'))
+            .finally(schedule);
+        },
+        loaded ? config.jwt.revocationReloadMs : Math.min(RETRY_MS, config.jwt.revocationReloadMs),
+      );
       timer.unref();
     };
     await Promise.race([app.control.subscribed, sleep(SUBSCRIBE_WAIT_MS)]);

@@ -37,7 +37,7 @@ export default fp(
 
     app.revocations.onReload(() => {
       const closed = closeRevokedSessions(app.io, app.revocations.isRevoked);
-      if (closed > 0) app.log.warn({ closed }, 'token revocation: closed sessions the revocation\'s disconnect had not reached');
+      if (closed > 0) app.log.warn({ closed }, "token revocation: closed sessions the revocation's disconnect had not reached");
     });
 
     const incomplete = (action: string, userId: string, outcome: { missing: number; failed: string[] }) => {
@@ -47,9 +47,7 @@ export default fp(
       async devices(userId) {
         const outcome = await app.control.request<Device[]>('user-devices', { userId });
         incomplete('user devices', userId, outcome);
-        return outcome.answers
-          .flatMap((answer) => answer.result)
-          .sort((a, b) => a.nodeId.localeCompare(b.nodeId) || a.connectionId.localeCompare(b.connectionId));
+        return outcome.answers.flatMap((answer) => answer.result).sort((a, b) => a.nodeId.localeCompare(b.nodeId) || a.connectionId.localeCompare(b.connectionId));
       },
       async disconnect(userId, reason) {
         const outcome = await app.control.request<number>('user-disconnect', { userId, reason });

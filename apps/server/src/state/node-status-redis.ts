@@ -95,7 +95,9 @@ export class RedisNodeStatusStore implements NodeStatusStore {
 
   async list(): Promise<NodeStatus[]> {
     const [, rows] = await this.#read(false);
-    return rows.flatMap(([, at, json]) => (json === null ? [] : [{ ...(JSON.parse(json) as NodeReport), lastHeartbeatAt: new Date(Number(at)).toISOString() }])).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return rows
+      .flatMap(([, at, json]) => (json === null ? [] : [{ ...(JSON.parse(json) as NodeReport), lastHeartbeatAt: new Date(Number(at)).toISOString() }]))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   async history(): Promise<Record<string, NodeSample[]>> {

@@ -235,9 +235,7 @@ export class MemoryPresenceStore implements PresenceStore {
   }
 
   async get(userIds: readonly string[], options: PresenceViewpoint = {}): Promise<PresenceView[]> {
-    return userIds.map((userId) =>
-      presenceView(userId, viewerOf(userId, options), this.#byUser.has(userId), this.#statusOf(userId), this.#users.get(userId)?.lastSeenAt ?? null),
-    );
+    return userIds.map((userId) => presenceView(userId, viewerOf(userId, options), this.#byUser.has(userId), this.#statusOf(userId), this.#users.get(userId)?.lastSeenAt ?? null));
   }
 
   /** @returns whether that was the user's last connection. */

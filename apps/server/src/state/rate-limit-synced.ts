@@ -46,10 +46,7 @@ export class SyncedRateLimiter implements RateLimiter {
   #timer: NodeJS.Timeout | undefined;
   #settling: Promise<void> = Promise.resolve();
 
-  constructor(
-    settle: (spends: readonly Spend[]) => Promise<number[]>,
-    options: { syncIntervalMs: number; sweepIntervalMs?: number; now?: () => number; onSettleFailed?: (error: unknown) => void },
-  ) {
+  constructor(settle: (spends: readonly Spend[]) => Promise<number[]>, options: { syncIntervalMs: number; sweepIntervalMs?: number; now?: () => number; onSettleFailed?: (error: unknown) => void }) {
     this.#settle = settle;
     this.#syncIntervalMs = options.syncIntervalMs;
     this.#sweepIntervalMs = options.sweepIntervalMs ?? 60_000;

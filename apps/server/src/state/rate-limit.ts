@@ -85,4 +85,3 @@ export class MemoryRateLimiter implements RateLimiter {
     for (const [key, { fullAt }] of this.#buckets) if (fullAt <= now) this.#buckets.delete(key);
   }
 }
-

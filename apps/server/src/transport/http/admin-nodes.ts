@@ -19,7 +19,7 @@ export const adminNodeRoutes: KeyRoute[] = [
     method: 'GET',
     url: '/v1/admin/nodes/history',
     action: 'nodes.history',
-    summary: 'Each live node\'s samples of the last 10 minutes (one per 2 s, at most 300), oldest first: sockets, messages in and out per second, ack p99',
+    summary: "Each live node's samples of the last 10 minutes (one per 2 s, at most 300), oldest first: sockets, messages in and out per second, ack p99",
     handler: async (app) => ({ result: { intervalMs: app.nodeAdmin.intervalMs, nodes: await app.nodeAdmin.history() } }),
   }),
   keyRoute({

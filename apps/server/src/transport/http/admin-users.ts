@@ -13,7 +13,7 @@ export const adminUserRoutes: readonly KeyRoute[] = [
     method: 'GET',
     url: '/v1/admin/users/:id',
     action: 'user.get',
-    summary: "A user: presence, every connected device on every node, current memberships, active token revocation",
+    summary: 'A user: presence, every connected device on every node, current memberships, active token revocation',
     params: userParams,
     handler: async (app, { params }) => {
       const userId = params.id;

@@ -4,19 +4,25 @@ import { z } from 'zod';
 import { AppError, parseWith } from '../../errors.ts';
 
 const devUser = {
-  userId: z.string().regex(/^[A-Za-z0-9_.:@|-]{1,128}$/, 'letters, digits and _.:@|- only, 1 to 128').optional(),
+  userId: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:@|-]{1,128}$/, 'letters, digits and _.:@|- only, 1 to 128')
+    .optional(),
   displayName: z.string().trim().min(1).max(100).optional(),
 };
-const ttlSeconds = z.number().int().min(1).max(30 * 24 * 3600).optional();
+const ttlSeconds = z
+  .number()
+  .int()
+  .min(1)
+  .max(30 * 24 * 3600)
+  .optional();
 
 export const devTokenRequest = z.object({ ...devUser, ttlSeconds }).strict();
 
 /** Most tokens one `POST /v1/dev/tokens` mints. */
 export const DEV_TOKENS_PER_REQUEST = 1000;
 
-export const devTokensRequest = z
-  .object({ users: z.array(z.object(devUser).strict()).min(1).max(DEV_TOKENS_PER_REQUEST), ttlSeconds })
-  .strict();
+export const devTokensRequest = z.object({ users: z.array(z.object(devUser).strict()).min(1).max(DEV_TOKENS_PER_REQUEST), ttlSeconds }).strict();
 
 /**
  * `POST /v1/dev/token` mints a token for local use; `POST /v1/dev/tokens { users: [{ userId?,

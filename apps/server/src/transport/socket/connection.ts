@@ -133,10 +133,12 @@ async function registerPresence(app: FastifyInstance, socket: ChatSocket): Promi
 
 /** Removes a connection from presence. Tracked: a shutdown right after a client left waits for it before the database closes. */
 function unregisterPresence(app: FastifyInstance, connection: PresenceConnection, log: FastifyBaseLogger): void {
-  app.lifecycle.track(() => app.services.presence.disconnected(connection)).catch((error: unknown) => {
-    app.metrics.presenceFailures.inc();
-    log.warn({ err: error }, 'presence: could not remove connection');
-  });
+  app.lifecycle
+    .track(() => app.services.presence.disconnected(connection))
+    .catch((error: unknown) => {
+      app.metrics.presenceFailures.inc();
+      log.warn({ err: error }, 'presence: could not remove connection');
+    });
 }
 
 /**
@@ -155,8 +157,7 @@ function enforceConnectRate(app: FastifyInstance, address: string): Promise<void
  */
 function addressResolver(trust: Config['trustProxy']): (request: IncomingMessage) => string {
   if (trust === false) return (request) => request.socket.remoteAddress ?? 'unknown';
-  const trusts =
-    typeof trust === 'function' ? trust : trust === true ? () => true : proxyAddr.compile(trust.split(',').map((value) => value.trim()));
+  const trusts = typeof trust === 'function' ? trust : trust === true ? () => true : proxyAddr.compile(trust.split(',').map((value) => value.trim()));
   return (request) => proxyAddr(request, trusts);
 }
 

@@ -30,7 +30,11 @@ export class SocketFanout implements Fanout {
   toDevices<E extends ServerEventName>(devices: ReadonlyArray<{ userId: string; deviceId: string }>, event: E, payload: ServerEventPayload<E>): void {
     if (devices.length === 0) return;
     // Every socket is in the room named by its id, on its node: the adapter reaches it anywhere.
-    this.#emit(devices.map((device) => device.deviceId), event, payload);
+    this.#emit(
+      devices.map((device) => device.deviceId),
+      event,
+      payload,
+    );
   }
 
   #emit(rooms: string[], event: ServerEventName, payload: unknown, except?: string): void {

@@ -181,10 +181,12 @@ export class NodeBus {
     // Its failure is reported through `issued` below, which may only chain it after an earlier
     // fan-out's publishes: until then it must not count as an unhandled rejection.
     lookup.catch(() => {});
-    const issued = this.#issued.then(() => lookup).then((found) => {
-      const frames = framesByNode(userIds, found, { self: this.#nodeId, except, devices, roomPrefix: this.#roomPrefix });
-      return [...frames].map(([nodeId, target]) => (this.#pub as Cluster).spublish(this.#channelOf(nodeId), `${JSON.stringify(target)}\n${packet}`));
-    });
+    const issued = this.#issued
+      .then(() => lookup)
+      .then((found) => {
+        const frames = framesByNode(userIds, found, { self: this.#nodeId, except, devices, roomPrefix: this.#roomPrefix });
+        return [...frames].map(([nodeId, target]) => (this.#pub as Cluster).spublish(this.#channelOf(nodeId), `${JSON.stringify(target)}\n${packet}`));
+      });
     this.#issued = issued.catch(() => {});
     return (await Promise.all(await issued)).length;
   }
