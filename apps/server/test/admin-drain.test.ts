@@ -107,7 +107,12 @@ describe.skipIf(!NGINX)(`draining a node through the admin API${NGINX ? '' : NO_
 
       // Every client is on another node and keeps getting its sends acked.
       const atExit = [...ackedBy];
-      await eventually(() => ackedBy.forEach((count, i) => expect(count, users[i]).toBeGreaterThanOrEqual(atExit[i]! + 2)), { timeoutMs: 30_000, intervalMs: 50 });
+      await eventually(
+        () => {
+          for (const [i, count] of ackedBy.entries()) expect(count, users[i]).toBeGreaterThanOrEqual(atExit[i]! + 2);
+        },
+        { timeoutMs: 30_000, intervalMs: 50 },
+      );
       const after = await Promise.all(clients.map(nodeOf));
       expect(after.filter((id) => id === target)).toEqual([]);
       expect(before.filter((id) => id === target).length).toBeGreaterThan(0);

@@ -31,13 +31,17 @@ afterAll(async () => {
   await b?.close();
 });
 
-async function admin(node: TestNode, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; json: Record<string, any> }> {
+/** An admin route's JSON answer; the assertions read its fields by shape. */
+// biome-ignore lint/suspicious/noExplicitAny: several routes' bodies, read field by field by toMatchObject-style assertions
+type AdminAnswer = Record<string, any>;
+
+async function admin(node: TestNode, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; json: AdminAnswer }> {
   const response = await fetch(`${node.url}${path}`, {
     method,
     headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body !== undefined && { 'content-type': 'application/json' }) },
     ...(body !== undefined && { body: JSON.stringify(body) }),
   });
-  return { status: response.status, json: (await response.json()) as Record<string, any> };
+  return { status: response.status, json: (await response.json()) as AdminAnswer };
 }
 
 /** Resolves with the `session:ending` the device got and Socket.IO's disconnect reason. */

@@ -188,7 +188,7 @@ describe('message:search', () => {
       '😀 👍',
       '%s%s%n',
       "$1 $$ ' || pg_sleep(5) --",
-      '-"' + 'x '.repeat(100) + '"',
+      `-"${'x '.repeat(100)}"`,
     ];
     for (const query of nasty) {
       const ack = await alice.call('message:search', { query });
@@ -196,7 +196,7 @@ describe('message:search', () => {
       else expect(ack.error.code, query).toBe('validation');
     }
     expect(bodies(await search(alice, { query: "o'reilly" }))).toEqual(["o'reilly said 50% of_all \\ backslashes"]);
-    for (const query of ['a'.repeat(10_000), 'word '.repeat(2_000), '"' + 'x '.repeat(5_000) + '"']) {
+    for (const query of ['a'.repeat(10_000), 'word '.repeat(2_000), `"${'x '.repeat(5_000)}"`]) {
       expect(await alice.call('message:search', { query })).toMatchObject({ ok: false, error: { code: 'validation' } });
     }
     for (const payload of [

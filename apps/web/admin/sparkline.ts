@@ -51,7 +51,10 @@ export function sparkline(input: SparklineInput, into?: SVGSVGElement): SVGSVGEl
     };
     series.values.forEach((value, i) => {
       const at = input.times[i]!;
-      if (value === null || !Number.isFinite(value) || at < start) return flush();
+      if (value === null || !Number.isFinite(value) || at < start) {
+        flush();
+        return;
+      }
       run.push(`${x(at).toFixed(1)},${y(value).toFixed(1)}`);
       points++;
     });

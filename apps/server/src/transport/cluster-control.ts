@@ -180,7 +180,8 @@ export class RedisControl implements ClusterControl {
     try {
       reply = JSON.parse(text) as typeof reply;
     } catch (error) {
-      return this.#onError(error);
+      this.#onError(error);
+      return;
     }
     const pending = this.#pending.get(reply.id);
     if (!pending) return;
