@@ -4,61 +4,7 @@
  * the node answered, or a code of the page's own (`network`, `bad_response`) when there was no such answer.
  */
 
-export interface NodeRow {
-  id: string;
-  version: string;
-  startedAt: string;
-  uptimeSeconds: number;
-  ready: boolean;
-  draining: boolean;
-  sockets: number;
-  users: number;
-  eventLoopLagMs: number;
-  heapUsedBytes: number;
-  msgsInPerSecond: number;
-  msgsOutPerSecond: number;
-  ackP99Ms: number | null;
-  lastHeartbeatAt: string;
-}
-
-export interface HistoryPoint {
-  /** Epoch milliseconds. */
-  at: number;
-  sockets: number;
-  msgsInPerSecond: number;
-  msgsOutPerSecond: number;
-  ackP99Ms: number | null;
-}
-
-export interface NodesHistory {
-  intervalMs: number;
-  nodes: Record<string, HistoryPoint[]>;
-}
-
-export interface Device {
-  connectionId: string;
-  nodeId: string;
-  transport: string;
-  connectedAt: string;
-  address?: string;
-}
-
-export interface AdminUser {
-  id: string;
-  /** null for a user the database has no row of (known to presence or a node only). */
-  displayName: string | null;
-  status: string;
-  lastSeenAt: string | null;
-  devices: Device[];
-  conversations: number;
-  revokedBefore: string | null;
-}
-
-export interface DisconnectResult {
-  userId: string;
-  disconnected: number;
-  revokedBefore: string | null;
-}
+import type { AdminDisconnectResult, AdminNodeStatus, AdminNodesHistory, AdminUser } from '@chat/protocol';
 
 export class AdminApiError extends Error {
   readonly code: string;
@@ -81,12 +27,12 @@ export class AdminApi {
     this.#key = key;
   }
 
-  nodes(): Promise<NodeRow[]> {
-    return this.#call<{ nodes: NodeRow[] }>('GET', '/v1/admin/nodes').then((answer) => answer.nodes);
+  nodes(): Promise<AdminNodeStatus[]> {
+    return this.#call<{ nodes: AdminNodeStatus[] }>('GET', '/v1/admin/nodes').then((answer) => answer.nodes);
   }
 
-  history(): Promise<NodesHistory> {
-    return this.#call<NodesHistory>('GET', '/v1/admin/nodes/history');
+  history(): Promise<AdminNodesHistory> {
+    return this.#call<AdminNodesHistory>('GET', '/v1/admin/nodes/history');
   }
 
   drain(nodeId: string): Promise<{ node: string; draining: boolean }> {
@@ -97,7 +43,7 @@ export class AdminApi {
     return this.#call<{ user: AdminUser }>('GET', `/v1/admin/users/${encodeURIComponent(userId)}`).then((answer) => answer.user);
   }
 
-  disconnect(userId: string, revoke: boolean): Promise<DisconnectResult> {
+  disconnect(userId: string, revoke: boolean): Promise<AdminDisconnectResult> {
     return this.#call('POST', `/v1/admin/users/${encodeURIComponent(userId)}/disconnect`, { revoke });
   }
 

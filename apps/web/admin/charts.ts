@@ -1,5 +1,5 @@
 import { h } from '../page/dom.ts';
-import type { HistoryPoint, NodesHistory } from './api.ts';
+import type { AdminNodeSample, AdminNodesHistory } from '@chat/protocol';
 import { sparkline } from './sparkline.ts';
 import { summarize, type Series } from './summary.ts';
 
@@ -10,7 +10,7 @@ interface Metric {
   key: string;
   caption: string;
   unit: string;
-  series: Array<{ name: string; value: (point: HistoryPoint) => number | null }>;
+  series: Array<{ name: string; value: (point: AdminNodeSample) => number | null }>;
 }
 
 const METRICS: Metric[] = [
@@ -46,7 +46,7 @@ export class Charts {
     this.#container = container;
   }
 
-  update(history: NodesHistory): void {
+  update(history: AdminNodesHistory): void {
     const ids = Object.keys(history.nodes).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
     for (const id of ids) {
       const points = [...(history.nodes[id] ?? [])].sort((a, b) => a.at - b.at);

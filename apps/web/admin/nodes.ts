@@ -1,5 +1,5 @@
 import { h } from '../page/dom.ts';
-import type { NodeRow } from './api.ts';
+import type { AdminNodeStatus } from '@chat/protocol';
 import { bytes, count, duration, instant, milliseconds } from './format.ts';
 
 const COLUMNS = ['state', 'version', 'uptime', 'sockets', 'users', 'in', 'out', 'ack', 'lag', 'heap', 'heartbeat'] as const;
@@ -12,13 +12,13 @@ interface Row {
   drain: HTMLButtonElement;
 }
 
-function state(node: NodeRow): { key: string; text: string } {
+function state(node: AdminNodeStatus): { key: string; text: string } {
   if (node.draining) return { key: 'draining', text: 'Draining' };
   if (!node.ready) return { key: 'not-ready', text: 'Not ready' };
   return { key: 'ready', text: 'Ready' };
 }
 
-function text(node: NodeRow, column: Column): string {
+function text(node: AdminNodeStatus, column: Column): string {
   switch (column) {
     case 'state':
       return state(node).text;
@@ -64,7 +64,7 @@ export class NodesTable {
     this.#onDrain = options.onDrain;
   }
 
-  update(nodes: readonly NodeRow[]): void {
+  update(nodes: readonly AdminNodeStatus[]): void {
     const sorted = [...nodes].sort((a, b) => a.id.localeCompare(b.id, 'en', { numeric: true }));
     const seen = new Set<string>();
     let previous: Element | null = null;

@@ -1,5 +1,6 @@
 import { byId, h } from '../page/dom.ts';
-import type { AdminApi, AdminUser } from './api.ts';
+import type { AdminApi } from './api.ts';
+import type { AdminUser } from '@chat/protocol';
 import { confirmAction } from './confirm.ts';
 import { announce, clearError, showError } from './feedback.ts';
 import { count, instant } from './format.ts';

@@ -4,7 +4,7 @@
 // axe-core's WCAG 2.1 A/AA rules run on every state shown, and any violation, whatever its impact,
 // fails the test. Screenshots go to reports/admin/*.png.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -14,22 +14,10 @@ import { ChatClient } from '@chat/client';
 import type { SessionEnding } from '@chat/protocol';
 import { findNginx, startCluster, type Cluster } from '@chat/testkit/cluster';
 import { eventually } from '@chat/testkit/eventually';
+import { findChromium } from '@chat/testkit/executables';
 import { testEnv } from '@chat/testkit/nodes';
 import { signToken } from '@chat/testkit/tokens';
 import { buildWeb } from '../src/build.ts';
-
-function findChromium(): string | undefined {
-  for (const candidate of [process.env['CHROMIUM_PATH'], '/usr/bin/chromium', '/usr/bin/chromium-browser']) {
-    if (!candidate) continue;
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // next
-    }
-  }
-  return undefined;
-}
 
 const NGINX = findNginx();
 const CHROMIUM = findChromium();

@@ -2,7 +2,7 @@
 // a different node of a real 2-node cluster behind the repository's nginx, driven only through the
 // page — what a person sees and clicks. Screenshots go to reports/web/*.png.
 import { randomUUID } from 'node:crypto';
-import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { networkInterfaces } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -13,23 +13,10 @@ import { ChatClient } from '@chat/client';
 import type { Ack, ClientEventResults } from '@chat/protocol';
 import { findNginx, startCluster, type Cluster } from '@chat/testkit/cluster';
 import { eventually } from '@chat/testkit/eventually';
+import { findChromium } from '@chat/testkit/executables';
 import { testEnv } from '@chat/testkit/nodes';
 import { signToken } from '@chat/testkit/tokens';
 import { buildWeb } from '../src/build.ts';
-
-/** Debian's Chromium (`apt-get install -y chromium`), or CHROMIUM_PATH. */
-function findChromium(): string | undefined {
-  for (const candidate of [process.env['CHROMIUM_PATH'], '/usr/bin/chromium', '/usr/bin/chromium-browser']) {
-    if (!candidate) continue;
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // next
-    }
-  }
-  return undefined;
-}
 
 const NGINX = findNginx();
 const CHROMIUM = findChromium();

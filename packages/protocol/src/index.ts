@@ -3,3 +3,4 @@ export * from './ack.ts';
 export * from './limits.ts';
 export * from './schemas.ts';
 export * from './events.ts';
+export type * from './admin.ts';

@@ -18,3 +18,17 @@ export function findExecutable(name: string): string | undefined {
   }
   return undefined;
 }
+
+/** Debian's Chromium (`apt-get install -y chromium`), or CHROMIUM_PATH; undefined when there is none. */
+export function findChromium(): string | undefined {
+  for (const candidate of [process.env['CHROMIUM_PATH'], '/usr/bin/chromium', '/usr/bin/chromium-browser']) {
+    if (!candidate) continue;
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // next
+    }
+  }
+  return undefined;
+}

@@ -1,3 +1,5 @@
+import type { AdminNodeSample, AdminNodeStatus } from '@chat/protocol';
+
 /**
  * What each node reports about itself for the operator's console (GET /v1/admin/nodes): one status
  * snapshot per node, replaced every interval, and the last samples of it for the sparklines. A node
@@ -5,36 +7,10 @@
  * the next read. Report times are the store's clock (Redis `TIME` in a cluster), so nodes with skewed
  * clocks are judged alike.
  */
-export interface NodeReport {
-  id: string;
-  version: string;
-  /** ISO 8601. */
-  startedAt: string;
-  uptimeSeconds: number;
-  ready: boolean;
-  draining: boolean;
-  sockets: number;
-  users: number;
-  eventLoopLagMs: number;
-  heapUsedBytes: number;
-  msgsInPerSecond: number;
-  msgsOutPerSecond: number;
-  ackP99Ms: number;
-}
-
-export interface NodeStatus extends NodeReport {
-  /** ISO 8601: when the store received the node's last report. */
-  lastHeartbeatAt: string;
-}
-
-export interface NodeSample {
-  /** Epoch ms, the store's clock. */
-  at: number;
-  sockets: number;
-  msgsInPerSecond: number;
-  msgsOutPerSecond: number;
-  ackP99Ms: number;
-}
+/** What a node reports; the store adds when it received it (`lastHeartbeatAt`). */
+export type NodeReport = Omit<AdminNodeStatus, 'lastHeartbeatAt'>;
+export type NodeStatus = AdminNodeStatus;
+export type NodeSample = AdminNodeSample;
 
 export interface NodeStatusStore {
   /** Records `report` as its node's current status, and appends its sample to the node's history. */

@@ -1,4 +1,4 @@
-import { userIdSchema } from '@chat/protocol';
+import { type AdminDisconnectResult, type AdminUser, userIdSchema } from '@chat/protocol';
 import { z } from 'zod';
 import { AppError } from '../../errors.ts';
 import { keyRoute, type KeyRoute } from './key-routes.ts';
@@ -37,7 +37,7 @@ export const adminUserRoutes: readonly KeyRoute[] = [
             devices,
             conversations,
             revokedBefore: app.revocations.revokedBefore(userId)?.toISOString() ?? null,
-          },
+          } satisfies AdminUser,
         },
       };
     },
@@ -58,7 +58,7 @@ export const adminUserRoutes: readonly KeyRoute[] = [
       const revoked = body.revoke ? await app.revocations.revoke(userId) : null;
       const disconnected = await app.userSessions.disconnect(userId, revoked ? 'token_revoked' : 'disconnected_by_admin');
       const revokedBefore = revoked ?? app.revocations.revokedBefore(userId);
-      return { result: { userId, disconnected, revokedBefore: revokedBefore?.toISOString() ?? null } };
+      return { result: { userId, disconnected, revokedBefore: revokedBefore?.toISOString() ?? null } satisfies AdminDisconnectResult };
     },
   }),
 ];

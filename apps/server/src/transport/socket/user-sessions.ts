@@ -1,17 +1,9 @@
-import type { DisconnectReason } from '@chat/protocol';
+import type { AdminDevice, DisconnectReason } from '@chat/protocol';
 import { userRoom } from './connection.ts';
 import type { ChatServer, ChatSocket } from './types.ts';
 
 /** One connected device of a user, as an operator sees it. */
-export interface Device {
-  connectionId: string;
-  nodeId: string;
-  transport: 'websocket' | 'polling';
-  /** ISO time of the Socket.IO handshake. */
-  connectedAt: string;
-  /** The client's address as the node resolved it (TRUST_PROXY). */
-  address?: string;
-}
+export type Device = AdminDevice;
 
 /** Why an operator ends a user's sessions: the `session:ending` reason each socket receives. */
 export type AdminEnding = Extract<DisconnectReason, 'token_revoked' | 'disconnected_by_admin'>;
