@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ChatClient } from '@chat/client';
 import type { Message } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { checkDatabase } from '../../chaos/src/verify.ts';
+import { checkDatabase } from '@chat/chaos/verify';
 import { startCluster, type Cluster } from '@chat/testkit/cluster';
 import { NGINX, NO_NGINX } from '@chat/testkit/cluster-client';
 import { eventually } from '@chat/testkit/eventually';
