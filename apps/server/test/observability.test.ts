@@ -3,16 +3,19 @@
 // that every expression parses with Prometheus's own PromQL grammar (@prometheus-io/lezer-promql),
 // the Prometheus and Grafana provisioning files and their wiring in docker-compose.yml; and the node's
 // side of it: chat_http_request_duration_seconds by route pattern, readiness/drain gauges, X-Request-Id.
-import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parser } from '@prometheus-io/lezer-promql';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
+import { findExecutable } from '@chat/testkit/executables';
 import { startNode, testEnv, type TestNode } from '@chat/testkit/nodes';
 import { signToken } from '@chat/testkit/tokens';
 import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
@@ -396,5 +399,33 @@ describe('readiness and drain as gauges, and X-Request-Id in the request log', (
     expect(after).toMatch(/^chat_node_ready\{node="request-id-node"\} 0$/m);
     expect(after).toMatch(/^chat_node_draining\{node="request-id-node"\} 1$/m);
     expect((await fetch(`${url}/readyz`)).status).toBe(503);
+  });
+});
+
+const PROMTOOL = findExecutable('promtool');
+
+describe.skipIf(!PROMTOOL)(`the alert rules under Prometheus's own promtool${PROMTOOL ? '' : ' (skipped: no promtool; `apt-get install prometheus`)'}`, () => {
+  const promtool = (args: string[], cwd?: string) => spawnSync(PROMTOOL!, args, { cwd, encoding: 'utf8', timeout: 60_000 });
+
+  it('accepts alerts.yml: every expression, duration and annotation template', () => {
+    const result = promtool(['check', 'rules', join(ROOT, ALERTS_PATH)]);
+    expect(result.stdout + result.stderr, 'promtool check rules').toMatch(/SUCCESS: \d+ rules found/);
+    expect(result.status).toBe(0);
+  });
+
+  it('fires each tested alert when its case says, and keeps it silent otherwise (alerts.test.yml)', () => {
+    // The cases name labels only: they run against the rules without their annotations.
+    const rules = parse(read(ALERTS_PATH)) as { groups: Array<{ rules: Dict[] }> };
+    for (const group of rules.groups) for (const rule of group.rules) delete rule['annotations'];
+    const dir = mkdtempSync(join(tmpdir(), 'chat-alerts-'));
+    try {
+      writeFileSync(join(dir, 'alerts.yml'), stringify(rules));
+      copyFileSync(join(ROOT, 'infra/observability/prometheus/alerts.test.yml'), join(dir, 'alerts.test.yml'));
+      const result = promtool(['test', 'rules', 'alerts.test.yml'], dir);
+      expect(result.stdout + result.stderr, 'promtool test rules').toMatch(/SUCCESS/);
+      expect(result.status).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
