@@ -3,7 +3,7 @@
 // that every expression parses with Prometheus's own PromQL grammar (@prometheus-io/lezer-promql),
 // the Prometheus and Grafana provisioning files and their wiring in docker-compose.yml; and the node's
 // side of it: chat_http_request_duration_seconds by route pattern, readiness/drain gauges, X-Request-Id.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
+import { freePort } from '@chat/testkit/cluster';
+import { eventually } from '@chat/testkit/eventually';
 import { findExecutable } from '@chat/testkit/executables';
 import { startNode, testEnv, type TestNode } from '@chat/testkit/nodes';
 import { signToken } from '@chat/testkit/tokens';
@@ -30,6 +32,8 @@ const ALERTS_PATH = 'infra/observability/prometheus/alerts.yml';
 const PROMETHEUS_PATH = 'infra/observability/prometheus/prometheus.yml';
 
 /** Series Prometheus makes itself for every target, which no node exposes. */
+const PROMTOOL = findExecutable('promtool');
+const PROMETHEUS = findExecutable('prometheus');
 const SCRAPE_SERIES = new Set(['up', 'scrape_duration_seconds', 'scrape_samples_scraped']);
 
 /**
@@ -296,6 +300,50 @@ describe('every metric the dashboard and the alerts query is one a real node exp
     await node?.close();
   });
 
+  it.skipIf(!PROMETHEUS)(
+    `evaluates every dashboard and alert expression on a real Prometheus that scraped the node${PROMETHEUS ? '' : ' (skipped: no prometheus binary; `apt-get install prometheus`)'}`,
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'chat-prometheus-'));
+      const port = await freePort();
+      const target = new URL(node.url).host;
+      writeFileSync(
+        join(dir, 'prometheus.yml'),
+        stringify({ global: { scrape_interval: '1s', evaluation_interval: '1s' }, scrape_configs: [{ job_name: 'chat', static_configs: [{ targets: [target] }] }] }),
+      );
+      const server = spawn(PROMETHEUS!, [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=error'], {
+        stdio: 'ignore',
+      });
+      const query = async (expr: string) =>
+        (await (await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(expr)}`)).json()) as { status: string; error?: string; data?: { result: unknown[] } };
+      try {
+        // Three scrapes at least, so every rate() has two samples in its window.
+        await eventually(async () => expect((await query('count_over_time(up{job="chat"}[1m])')).data?.result[0]).toMatchObject({ value: [expect.anything(), '3'] }), {
+          timeoutMs: 30_000,
+          intervalMs: 250,
+        });
+        const failed: string[] = [];
+        const empty: string[] = [];
+        for (const { panel, expr } of dashboardExprs) {
+          const answer = await query(substituteGrafana(expr));
+          if (answer.status !== 'success') failed.push(`${panel}: ${answer.error}`);
+          else if (answer.data!.result.length === 0) empty.push(panel);
+        }
+        for (const rule of rules) {
+          const answer = await query(rule.expr ?? '');
+          if (answer.status !== 'success') failed.push(`alert ${rule.alert}: ${answer.error}`);
+        }
+        expect(failed).toEqual([]);
+        // Empty is right only for what this healthy, quiet node never has: Redis and PostgreSQL errors,
+        // rate limiting, slow consumers, webhooks. Every other panel shows data.
+        expect(empty.sort()).toEqual(['Rate limited /s', 'Redis and PostgreSQL errors /s', 'Redis and PostgreSQL errors /s', 'Slow-consumer disconnects', 'Webhook deliveries /s']);
+      } finally {
+        server.kill('SIGKILL');
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    60_000,
+  );
+
   it('produced samples for the histograms the dashboard takes quantiles of', () => {
     expect(text).toMatch(/^chat_ack_latency_seconds_bucket\{[^}]*event="message:send"/m);
     expect(text).toMatch(/^chat_write_batch_size_bucket\{[^}]*writer="messages"/m);
@@ -401,8 +449,6 @@ describe('readiness and drain as gauges, and X-Request-Id in the request log', (
     expect((await fetch(`${url}/readyz`)).status).toBe(503);
   });
 });
-
-const PROMTOOL = findExecutable('promtool');
 
 describe.skipIf(!PROMTOOL)(`the alert rules under Prometheus's own promtool${PROMTOOL ? '' : ' (skipped: no promtool; `apt-get install prometheus`)'}`, () => {
   const promtool = (args: string[], cwd?: string) => spawnSync(PROMTOOL!, args, { cwd, encoding: 'utf8', timeout: 60_000 });
