@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { z } from 'zod';
 import type { ApiCaller, ApiScope } from '../../plugins/api-keys.ts';
+import { routeSchema } from './route-schema.ts';
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 type Shape = z.ZodObject | undefined;
@@ -48,14 +49,7 @@ export function registerKeyRoutes(app: FastifyInstance, routes: readonly KeyRout
     typed.route({
       method: route.method,
       url: route.url,
-      schema: {
-        summary: route.summary,
-        tags: [route.scope],
-        security: [{ [`${route.scope}Key`]: [] }],
-        ...(route.params && { params: route.params }),
-        ...(route.querystring && { querystring: route.querystring }),
-        ...(route.body && { body: route.body }),
-      },
+      schema: routeSchema({ ...route, tag: route.scope, security: `${route.scope}Key` }),
       // onRequest, not preHandler: authentication comes before body parsing and schema validation.
       onRequest: route.scope === 'admin' ? app.authenticateAdmin : app.authenticateServer,
       handler: async (request, reply) => {

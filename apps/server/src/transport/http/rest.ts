@@ -2,6 +2,7 @@ import { clientEventSchemas, idSchema, limits, userIdSchema, emojiSchema, type C
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { routeSchema } from './route-schema.ts';
 import { runOperation } from '../operations.ts';
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -183,14 +184,7 @@ export async function restRoutes(app: FastifyInstance): Promise<void> {
     typed.route({
       method: route.method,
       url: route.url,
-      schema: {
-        summary: route.summary,
-        tags: [route.url.split('/')[2] ?? 'v1'],
-        security: [{ bearer: [] }],
-        ...(route.params && { params: route.params }),
-        ...(route.querystring && { querystring: route.querystring }),
-        ...(route.body && { body: route.body }),
-      },
+      schema: routeSchema({ ...route, tag: route.url.split('/')[2] ?? 'v1', security: 'bearer' }),
       preHandler: app.authenticate,
       handler: async (request, reply) => {
         const principal = request.principal!;
