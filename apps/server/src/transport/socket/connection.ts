@@ -107,28 +107,39 @@ export function handleConnections(app: FastifyInstance, io: ChatServer): void {
  * that leaves before the handshake completed is unregistered.
  */
 async function registerPresence(app: FastifyInstance, socket: ChatSocket): Promise<void> {
-  // Right after start: frames for this socket can arrive only once the node's channel is subscribed.
-  // While Redis is unreachable the wait is bounded, as the registration below fails open.
-  const bus = app.nodeRouting?.bus;
-  if (bus && !bus.listening) await Promise.race([bus.subscribed, sleep(BUS_WAIT_MS)]);
+  // A client that left while its token and user were checked: nothing to register, and no close
+  // event would come to take a registration back.
+  if (socket.conn.readyState !== 'open') return;
   const connection = { userId: socket.data.principal.userId, connectionId: socket.id, nodeId: app.nodeId };
   const room = userRoom(connection.userId);
-  app.nodeRouting?.local.hold(room, socket.id);
+  let left = false;
   const connecting = {
     announce: () => Promise.resolve(),
     closed: () => {
+      left = true;
       app.nodeRouting?.local.drop(room, socket.id);
       unregisterPresence(app, connection, app.log.child({ socketId: socket.id }));
     },
   };
   socket.data.connecting = connecting;
+  // Listening before any wait: a client that leaves from here on is unregistered whatever step the
+  // registration is at.
   socket.conn.once('close', connecting.closed);
+  // Right after start: frames for this socket can arrive only once the node's channel is subscribed.
+  // While Redis is unreachable the wait is bounded, as the registration below fails open.
+  const bus = app.nodeRouting?.bus;
+  if (bus && !bus.listening) await Promise.race([bus.subscribed, sleep(BUS_WAIT_MS)]);
+  if (left) return;
+  app.nodeRouting?.local.hold(room, socket.id);
   try {
     connecting.announce = (await app.services.presence.connected(connection)).announce;
   } catch (error) {
     app.metrics.presenceFailures.inc();
     app.log.warn({ err: error, socketId: socket.id }, 'presence: could not register connection');
   }
+  // The client left while it was being registered: the removal its close issued may have reached
+  // the store before the registration did, so it is issued again, now after it.
+  if (left) unregisterPresence(app, connection, app.log.child({ socketId: socket.id }));
 }
 
 /** Removes a connection from presence. Tracked: a shutdown right after a client left waits for it before the database closes. */
