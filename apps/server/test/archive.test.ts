@@ -113,6 +113,24 @@ describe('archive', () => {
     expect(await listed(bobA, true)).toEqual([]);
   });
 
+  it('an archiver sending beside another member: their own watermark moves and the other message unarchives', async () => {
+    const { alice, bobA, bobB, conversationId, otherId } = await setUp();
+    await bobA.ok('conversation:archive', { conversationId, archived: true });
+    // The filler holds the node's one statement in flight, so the next two usually share one.
+    const [, fromAlice, fromBob] = await Promise.all([send(alice, otherId, 'filler'), send(alice, conversationId, 'from alice'), send(bobA, conversationId, 'from bob')]);
+    const member = await nodeA.app.db.conversationMember.findUniqueOrThrow({ where: { conversationId_userId: { conversationId, userId: bobA.userId } } });
+    expect(member.archivedAt).toBeNull();
+    expect(member.lastReadSeq).toBeGreaterThanOrEqual(fromBob.message.seq);
+    expect(member.lastDeliveredSeq).toBeGreaterThanOrEqual(fromBob.message.seq);
+    expect(fromAlice.message.seq).not.toBe(fromBob.message.seq);
+    await eventually(() =>
+      expect(bobB.of('conversation:archived')).toEqual([
+        { conversationId, archived: true },
+        { conversationId, archived: false },
+      ]),
+    );
+  });
+
   it('a stranger and a missing id get the same not_found, over the socket and REST alike', async () => {
     const { bobA, conversationId } = await setUp();
     const stranger = await testDevice(nodeB.url, uniqueUser('stranger'));
