@@ -36,8 +36,10 @@ export interface WrittenMessage {
  * possibly into many conversations, in one round trip and one transaction: per message it checks
  * membership (the system sender needs none), idempotency and the reply target; per conversation it
  * takes the row lock once and reserves as many seqs and versions as it has messages, numbering them
- * in arrival order; it inserts the messages and their attachments and moves the senders' own
- * watermarks. One statement per conversation in flight means this node learns (and fans out) each
+ * in arrival order; it inserts the messages and their attachments, moves the senders' own
+ * watermarks and unarchives the conversation for its archived, unmuted members who got a message
+ * from someone else (reading the conversation's member rows by primary key, as the member list it
+ * answers already does; writing only those members' rows). One statement per conversation in flight means this node learns (and fans out) each
  * conversation's messages in seq order.
  *
  * Guarantees: a message resolves with its seq only after the statement committed; `null` means it
