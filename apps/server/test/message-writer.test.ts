@@ -46,6 +46,61 @@ describe('MessageWriter', () => {
     }
   });
 
+  it("in one statement, moves an archived sender's watermarks and unarchives them for the other sender's message, but not a muted archiver", async () => {
+    const alice = await connectDevice(node.url, uniqueUser('alice'));
+    const bob = await connectDevice(node.url, uniqueUser('bob'));
+    const carol = await connectDevice(node.url, uniqueUser('carol'));
+    try {
+      const { conversation } = await alice.ok('conversation:create-group', { title: 'batch', memberIds: [bob.userId, carol.userId] });
+      await bob.ok('conversation:archive', { conversationId: conversation.id, archived: true });
+      await carol.ok('conversation:archive', { conversationId: conversation.id, archived: true });
+      await carol.ok('conversation:mute', { conversationId: conversation.id, muted: true });
+      const batches: number[] = [];
+      const writer = new MessageWriter(node.app.sql, (size) => batches.push(size));
+      const message = (senderId: string, text: string): NewMessage => ({
+        id: randomUUID(),
+        conversationId: conversation.id,
+        senderId,
+        clientMsgId: `writer-archive-${randomUUID()}`,
+        kind: 'text',
+        body: text,
+        replyToId: null,
+        attachments: [],
+      });
+      // The first keeps the node's statement slot busy, so the next two share one statement.
+      const first = writer.write(message(alice.userId, 'first'));
+      const fromBob = writer.write(message(bob.userId, 'bob'));
+      const fromAlice = writer.write(message(alice.userId, 'alice'));
+      const written = await Promise.all([first, fromBob, fromAlice]);
+      expect(batches).toEqual([1, 2]);
+      expect(written[0]?.unarchivedIds).toEqual([bob.userId]);
+      // Bob was unarchived by the first statement; nothing left to unarchive in the second.
+      expect([written[1]?.unarchivedIds, written[2]?.unarchivedIds]).toEqual([[], []]);
+
+      // Again with Bob archived before a shared statement carrying his message and Alice's; the filler
+      // goes to another conversation, so only that shared statement can unarchive him.
+      await bob.ok('conversation:archive', { conversationId: conversation.id, archived: true });
+      const { conversation: elsewhere } = await alice.ok('conversation:open-direct', { userId: carol.userId });
+      const again = await Promise.all([
+        writer.write({ ...message(alice.userId, 'filler'), conversationId: elsewhere.id }),
+        writer.write(message(bob.userId, 'bob 2')),
+        writer.write(message(alice.userId, 'alice 2')),
+      ]);
+      expect(batches).toEqual([1, 2, 1, 2]);
+      expect(again[1]?.unarchivedIds).toEqual([bob.userId]);
+      expect(again[2]?.unarchivedIds).toEqual([]);
+      const rows = await node.app.db.conversationMember.findMany({ where: { conversationId: conversation.id }, orderBy: { userId: 'asc' } });
+      const byUser = new Map(rows.map((row) => [row.userId, row]));
+      expect(byUser.get(bob.userId)).toMatchObject({ archivedAt: null, lastReadSeq: again[1]!.seq, lastDeliveredSeq: again[1]!.seq });
+      expect(byUser.get(carol.userId)?.archivedAt).not.toBeNull();
+      expect(byUser.get(alice.userId)).toMatchObject({ archivedAt: null, lastReadSeq: again[2]!.seq });
+    } finally {
+      alice.close();
+      bob.close();
+      carol.close();
+    }
+  });
+
   it(`runs its batch as ${viaPgBouncer() ? 'an unnamed statement (behind PgBouncer)' : 'a named prepared statement'} on the pool Prisma uses, and reports batch sizes`, async () => {
     // One connection: whatever Prisma runs next is on the connection the writer prepared its statement
     // on (directly; behind PgBouncer, on whichever server connection it gets, where nothing is named).
@@ -59,7 +114,7 @@ describe('MessageWriter', () => {
       await bob.ok('receipt:mark', { conversationId: conversation.id, read: 3 });
       const prepared = await single.app.db.$queryRawUnsafe<Array<{ name: string }>>('SELECT name FROM pg_prepared_statements ORDER BY name');
       const ours = prepared.map((row) => row.name).filter((name) => name.startsWith('chat_'));
-      expect(ours).toEqual(viaPgBouncer() ? [] : expect.arrayContaining(['chat_insert_messages_v2', 'chat_update_watermarks_v1']));
+      expect(ours).toEqual(viaPgBouncer() ? [] : expect.arrayContaining(['chat_insert_messages_v3', 'chat_update_watermarks_v1']));
       const metrics = (await single.app.inject({ url: '/metrics' })).body;
       const value = (name: string) => Number(new RegExp(`^${name}\\{[^}]*writer="messages"[^}]*\\} (\\d+)$`, 'm').exec(metrics)?.[1]);
       expect(value('chat_write_batch_size_sum')).toBe(3);

@@ -166,6 +166,7 @@ const matrix: { [E in ClientEventName]: Entry<E> } = {
   'notification:mark-read': { kind: 'own', payload: (f) => ({ notificationIds: [f.notificationId] }), leaks: (r) => expect(r).toMatchObject({ notificationIds: [] }) },
   'notification:delete': { kind: 'hidden', payload: (_f, id) => ({ notificationId: id.notificationId }) },
   'conversation:mute': { kind: 'hidden', payload: (_f, id) => ({ conversationId: id.conversationId, muted: true }) },
+  'conversation:archive': { kind: 'hidden', payload: (_f, id) => ({ conversationId: id.conversationId, archived: true }) },
   // Ringing the insider, whom the caller shares no conversation with, answers like ringing nobody.
   'call:invite': { kind: 'hidden', payload: (_f, id) => ({ calleeId: id.userId, media: 'audio' }) },
   'call:accept': { kind: 'hidden', payload: (_f, id) => ({ callId: id.callId }) },

@@ -19,4 +19,6 @@ export interface PageApi {
   onClient(hook: (client: ChatClient) => void): void;
   /** Called whenever the open conversation changes (null: none) or is updated. */
   onOpen(hook: (conversation: Conversation | null) => void): void;
+  /** Shows only the conversations `keep` accepts in the list (all by default); call again to re-render with it. */
+  filterList(keep: (conversationId: string) => boolean, empty: string): void;
 }

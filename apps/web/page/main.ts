@@ -8,6 +8,7 @@ import { limits, type Conversation, type ConversationSummary, type Message, type
 import { byId, formatTime, h } from './dom.ts';
 import type { PageApi } from './api.ts';
 import { installCalls } from './calls.ts';
+import { installArchive } from './archive.ts';
 import { installNotifications } from './notifications.ts';
 import { installSearch } from './search.ts';
 import { clearSession, freshToken, loadSession, signIn, stickyId, userIdFor, type Session } from './session.ts';
@@ -83,6 +84,7 @@ let tokenRefusals = 0;
 
 const clientHooks: Array<(client: ChatClient) => void> = [];
 const openHooks: Array<(conversation: Conversation | null) => void> = [];
+let listFilter: (conversationId: string) => boolean = () => true;
 
 /** What the feature modules (notifications, calls) use of the page. */
 const page: PageApi & { readonly session: Session | null } = {
@@ -114,6 +116,11 @@ const page: PageApi & { readonly session: Session | null } = {
   notice: (text) => notice(text),
   onClient: (hook) => void clientHooks.push(hook),
   onOpen: (hook) => void openHooks.push(hook),
+  filterList: (keep, empty) => {
+    listFilter = keep;
+    ui.noConversations.textContent = empty;
+    renderConversationList();
+  },
 };
 
 // For diagnostics from the console and for the browser tests (e.g. `chatPage.client.receipts(id)`).
@@ -351,7 +358,9 @@ function sortedViews(): ConversationView[] {
 }
 
 function renderConversationList(): void {
-  const items = sortedViews().map((view) => conversationItem(view));
+  const items = sortedViews()
+    .filter((view) => listFilter(view.conversation.id))
+    .map((view) => conversationItem(view));
   ui.conversations.replaceChildren(...items);
   ui.noConversations.hidden = items.length > 0;
 }
@@ -960,6 +969,7 @@ document.addEventListener('click', (event) => {
 });
 
 installNotifications(page);
+installArchive(page);
 installCalls(page);
 installSearch(page);
 

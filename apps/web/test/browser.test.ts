@@ -334,6 +334,27 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await bob.page.locator('#mute-button[aria-pressed="false"]').waitFor();
   });
 
+  it('archives a conversation out of the list, shows it under Archived, and a new message from the other brings it back', async () => {
+    const archive = bob.page.getByRole('button', { name: 'Archive', exact: true });
+    const archivedView = bob.page.getByRole('button', { name: 'Archived', exact: true });
+    const item = bob.page.locator('.conversation-item').filter({ hasText: alice.name });
+    await archive.click();
+    await bob.page.locator('#archive-button[aria-pressed="true"]').waitFor();
+    await bob.page.locator('#back').click();
+    await item.waitFor({ state: 'detached' });
+    await archivedView.click();
+    await item.waitFor();
+    await archivedView.click();
+    await item.waitFor({ state: 'detached' });
+    // Alice's side is unaffected, and her message unarchives it for bob (he has not muted it).
+    await alice.page.locator('#archive-button[aria-pressed="false"]').waitFor();
+    await send(alice, 'Archived? Not any more');
+    await item.waitFor();
+    await item.click();
+    await bodies(bob, 'Archived\\? Not any more').waitFor();
+    await bob.page.locator('#archive-button[aria-pressed="false"]').waitFor();
+  });
+
   it('replaces a stored token the server refuses with a fresh one, staying signed in', async () => {
     await bob.page.evaluate(() => {
       const session = JSON.parse(localStorage.getItem('chat.session')!) as { token: string };

@@ -9,7 +9,9 @@ import type {
   ClientPayload,
   ClientToServerEvents,
   Conversation,
+  ConversationArchived,
   ConversationMilestone,
+  ConversationSummary,
   Message,
   Notification,
   NotificationDeleted,
@@ -169,6 +171,11 @@ export interface ChatClientEvents {
   notificationDeleted: [event: NotificationDeleted];
   /** I muted or unmuted a conversation (on any device). */
   conversationMuted: [event: { conversationId: string; muted: boolean }];
+  /**
+   * A conversation's archived state changed for me: I archived or unarchived it on any device, a new
+   * message from another member unarchived it, or a list or resync showed a different state.
+   */
+  conversationArchived: [event: ConversationArchived];
   /** A direct conversation reached the message count that unlocks calls (once per conversation). */
   milestone: [event: ConversationMilestone];
 
@@ -228,6 +235,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   #userId: string | null = null;
   #unreadNotifications: number | null = null;
+  /** Conversations I archived, as last heard (list, resync, pushes, acks). */
+  readonly #archived = new Set<string>();
   #connected = false;
   #closed = false;
   #everConnected = false;
@@ -301,6 +310,16 @@ export class ChatClient extends Emitter<ChatClientEvents> {
    */
   get deviceId(): string | null {
     return this.socket.id ?? null;
+  }
+
+  /** Whether I archived this conversation, as last heard from the server. */
+  isArchived(conversationId: string): boolean {
+    return this.#archived.has(conversationId);
+  }
+
+  /** The conversations I archived, as last heard from the server. */
+  archivedConversationIds(): string[] {
+    return [...this.#archived];
   }
 
   /** My unread notification count as last heard from the server; null before the first list or event. */
@@ -504,6 +523,19 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     return this.request('conversation:mute', { conversationId, muted });
   }
 
+  /**
+   * Archives (or unarchives) a conversation for me on all my devices: it leaves my default list. A
+   * new message from another member unarchives it, unless I muted it.
+   */
+  archive(conversationId: string, archived = true): Promise<ConversationArchived> {
+    return this.request('conversation:archive', { conversationId, archived });
+  }
+
+  /** One page of my conversations by last activity; the archived ones with `archived: true`, the others without. */
+  listConversations(options: { cursor?: string; limit?: number; archived?: boolean } = {}): Promise<{ conversations: ConversationSummary[]; nextCursor: string | null }> {
+    return this.request('conversation:list', options);
+  }
+
   // -------------------------------------------------------------------------------------------
   // Calls (signaling only: the media flows between the browsers over WebRTC)
   // -------------------------------------------------------------------------------------------
@@ -580,6 +612,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       this.emit('notificationDeleted', event);
     });
     socket.on('conversation:muted', (event) => this.emit('conversationMuted', event));
+    socket.on('conversation:archived', (event) => this.#live(() => this.#setArchived(event.conversationId, event.archived)));
     socket.on('conversation:milestone', (event) => this.emit('milestone', event));
     socket.on('call:ringing', (call) => this.emit('callRinging', call));
     socket.on('call:updated', (call) => this.emit('callUpdated', call));
@@ -733,15 +766,17 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   /** First connect without state: every conversation starts at its current version, history is history. */
   async #baseline(): Promise<void> {
-    let cursor: string | null = null;
-    do {
-      const page: ClientEventResults['conversation:list'] = await this.request('conversation:list', { ...(cursor !== null && { cursor }), limit: LIST_PAGE });
-      for (const conversation of page.conversations) {
-        this.#state.ensure(conversation.id).baseline(conversation.version, conversation.lastSeq);
-        this.#applyConversation(conversation, true);
-      }
-      cursor = page.nextCursor;
-    } while (cursor !== null);
+    for (const archived of [false, true]) {
+      let cursor: string | null = null;
+      do {
+        const page: ClientEventResults['conversation:list'] = await this.request('conversation:list', { ...(cursor !== null && { cursor }), limit: LIST_PAGE, archived });
+        for (const conversation of page.conversations) {
+          this.#state.ensure(conversation.id).baseline(conversation.version, conversation.lastSeq);
+          this.#applyConversation(conversation, true);
+        }
+        cursor = page.nextCursor;
+      } while (cursor !== null);
+    }
   }
 
   /**
@@ -755,6 +790,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     const collected = new Map<string, { conversation: Conversation; messages: Map<string, Message>; hidden: Set<string>; upTo: number }>();
     const removed = new Set<string>();
     let receipts: Receipt[] = [];
+    let archived: string[] | null = null;
     let failure: unknown = null;
     try {
       for (let more = true; more; ) {
@@ -762,6 +798,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         const sinceList = [...since].slice(0, SYNC_SINCE_MAX).map(([conversationId, version]) => ({ conversationId, version }));
         const answer = await this.request('sync:changes', { since: sinceList });
         receipts = answer.receipts;
+        archived = answer.archivedConversationIds;
         for (const id of answer.removedConversationIds) removed.add(id);
         for (const changes of answer.conversations) {
           const id = changes.conversation.id;
@@ -801,6 +838,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       if (state && failure === null) for (const message of state.release(entry.conversation.lastSeq)) this.#reportNew(state, message);
     }
     for (const receipt of receipts) this.#applyReceipt(receipt);
+    if (archived !== null) {
+      const now = new Set<string>(archived);
+      for (const conversationId of [...this.#archived]) if (!now.has(conversationId)) this.#setArchived(conversationId, false);
+      for (const conversationId of now) this.#setArchived(conversationId, true);
+    }
     for (const conversationId of removed) this.#removeConversation(conversationId);
     if (failure !== null) throw failure;
   }
@@ -833,8 +875,16 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         this.#applyConversation((result as { conversation: Conversation }).conversation, false);
         break;
       case 'conversation:list':
-        for (const conversation of (result as ClientEventResults['conversation:list']).conversations) this.#applyConversation(conversation, false);
+        for (const conversation of (result as ClientEventResults['conversation:list']).conversations) {
+          this.#applyConversation(conversation, false);
+          this.#setArchived(conversation.id, conversation.archived);
+        }
         break;
+      case 'conversation:archive': {
+        const { conversationId, archived } = result as ClientEventResults['conversation:archive'];
+        this.#setArchived(conversationId, archived);
+        break;
+      }
       case 'conversation:leave':
         this.#removeConversation((result as ClientEventResults['conversation:leave']).conversationId);
         break;
@@ -913,8 +963,16 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#progressOwn(state);
   }
 
+  #setArchived(conversationId: string, archived: boolean): void {
+    if (this.#archived.has(conversationId) === archived) return;
+    if (archived) this.#archived.add(conversationId);
+    else this.#archived.delete(conversationId);
+    this.emit('conversationArchived', { conversationId, archived });
+  }
+
   #removeConversation(conversationId: string): void {
     this.#pendingDelivered.delete(conversationId);
+    this.#archived.delete(conversationId);
     if (this.#state.remove(conversationId)) this.emit('conversationRemoved', { conversationId });
   }
 

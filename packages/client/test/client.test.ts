@@ -380,6 +380,42 @@ describe('ChatClient: notifications, presence and calls', () => {
     expect((await muted)[0]).toEqual({ conversationId: conversation.id, muted: true });
   });
 
+  it('archives on one device, the other follows; a message from the other member unarchives; a fresh client knows it from its baseline', async () => {
+    const aliceId = uniqueUser('alice');
+    const bobId = uniqueUser('bob');
+    const alice = chatClient(nodeA, aliceId);
+    const bobPhone = chatClient(nodeB, bobId);
+    const bobLaptop = chatClient(nodeA, bobId);
+    await Promise.all([alice.client.connect(), bobPhone.client.connect(), bobLaptop.client.connect()]);
+    const conversation = await direct(alice.client, bobId);
+
+    const phoneHears = next(bobPhone.client, 'conversationArchived');
+    expect(await bobLaptop.client.archive(conversation.id)).toEqual({ conversationId: conversation.id, archived: true });
+    expect((await phoneHears)[0]).toEqual({ conversationId: conversation.id, archived: true });
+    expect([bobLaptop.client.isArchived(conversation.id), bobPhone.client.isArchived(conversation.id), alice.client.isArchived(conversation.id)]).toEqual([true, true, false]);
+    expect((await bobPhone.client.listConversations()).conversations.map((c) => c.id)).not.toContain(conversation.id);
+    expect((await bobPhone.client.listConversations({ archived: true })).conversations.map((c) => c.id)).toEqual([conversation.id]);
+
+    // A client that connects now learns the archived conversation from its baseline.
+    const bobTablet = chatClient(nodeB, bobId);
+    await bobTablet.client.connect();
+    expect(bobTablet.client.archivedConversationIds()).toEqual([conversation.id]);
+    expect(bobTablet.client.cursors().map((c) => c.conversationId)).toContain(conversation.id);
+
+    const unarchived = Promise.all([bobPhone, bobLaptop, bobTablet].map(({ client }) => next(client, 'conversationArchived')));
+    alice.client.send({ conversationId: conversation.id, body: 'come back' });
+    for (const [event] of await unarchived) expect(event).toEqual({ conversationId: conversation.id, archived: false });
+    expect(bobPhone.client.isArchived(conversation.id)).toBe(false);
+
+    // Resync carries the state: archived while the tablet was away.
+    bobTablet.client.disconnect();
+    await bobLaptop.client.archive(conversation.id);
+    const resynced = next(bobTablet.client, 'synced');
+    await bobTablet.client.connect();
+    await resynced;
+    expect(bobTablet.client.isArchived(conversation.id)).toBe(true);
+  });
+
   it('searches my conversations with highlight ranges, paging with the cursor', async () => {
     const aliceId = uniqueUser('alice');
     const bobId = uniqueUser('bob');

@@ -104,7 +104,8 @@ export const clientEventSchemas = {
   'conversation:rename': z.object({ conversationId: idSchema, title: titleSchema }).strict(),
   'conversation:leave': z.object({ conversationId: idSchema }).strict(),
   'conversation:get': z.object({ conversationId: idSchema }).strict(),
-  'conversation:list': z.object({ cursor: z.string().max(200).optional(), limit: pageLimit }).strict(),
+  /** My conversations; archived ones only with `archived: true`, the others only without it. */
+  'conversation:list': z.object({ cursor: z.string().max(200).optional(), limit: pageLimit, archived: z.boolean().optional() }).strict(),
 
   'message:send': sendMessageSchema,
   'message:edit': z.object({ messageId: idSchema, body: bodySchema }).strict(),
@@ -134,6 +135,11 @@ export const clientEventSchemas = {
   'notification:delete': z.object({ notificationId: idSchema }).strict(),
   /** Mute or unmute a conversation for me: a muted conversation produces no notifications. */
   'conversation:mute': z.object({ conversationId: idSchema, muted: z.boolean() }).strict(),
+  /**
+   * Archive or unarchive a conversation for me, on all my devices: it leaves my default list. A new
+   * message from another member unarchives it, unless I muted it.
+   */
+  'conversation:archive': z.object({ conversationId: idSchema, archived: z.boolean() }).strict(),
 
   /** Place a call from this device: every device of the callee gets `call:ringing`. */
   'call:invite': z.object({ calleeId: userIdSchema, media: callMediaSchema }).strict(),
@@ -193,12 +199,15 @@ export interface ClientEventResults {
     removedConversationIds: string[];
     /** Current watermarks of every member of every conversation of the user. */
     receipts: Receipt[];
+    /** Every conversation the user has archived now (state, like the receipts: not limited to changed ones). */
+    archivedConversationIds: string[];
   };
 
   'notification:list': NotificationPage;
   'notification:mark-read': NotificationsRead;
   'notification:delete': NotificationDeleted;
   'conversation:mute': { conversationId: string; muted: boolean };
+  'conversation:archive': ConversationArchived;
   /** `call.state` is `busy` (already final) when the callee is in another call. */
   'call:invite': { call: Call };
   'call:accept': { call: Call };
@@ -238,6 +247,12 @@ export interface NotificationsRead {
 export interface NotificationDeleted {
   notificationId: string;
   unreadCount: number;
+}
+
+/** A conversation's archived state for one user, as the ack answers and as `conversation:archived` tells their devices. */
+export interface ConversationArchived {
+  conversationId: string;
+  archived: boolean;
 }
 
 /** Sent once per direct conversation, to both members, when its message count reaches the call threshold. */
@@ -291,6 +306,11 @@ export interface ServerToClientEvents {
   'notification:deleted': (payload: NotificationDeleted) => void;
   /** To my own devices: I muted or unmuted a conversation. */
   'conversation:muted': (payload: { conversationId: string; muted: boolean }) => void;
+  /**
+   * To my own devices: I archived or unarchived a conversation on another device, or a new message
+   * from another member unarchived it (`archived: false`, sent before that message's `message:new`).
+   */
+  'conversation:archived': (payload: ConversationArchived) => void;
   /** To both members of a direct conversation, once, when it reaches the call threshold. */
   'conversation:milestone': (payload: ConversationMilestone) => void;
 

@@ -112,6 +112,8 @@ export const conversationSummarySchema = conversationSchema.extend({
   unreadCount: z.number().int(),
   /** I muted it (`conversation:mute`): it produces no notifications for me. */
   muted: z.boolean(),
+  /** I archived it (`conversation:archive`): it is listed only with `archived: true`. */
+  archived: z.boolean(),
 });
 
 export const presenceSchema = z.object({

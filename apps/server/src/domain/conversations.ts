@@ -1,4 +1,4 @@
-import type { Conversation, ConversationSummary } from '@chat/protocol';
+import type { Conversation, ConversationArchived, ConversationSummary } from '@chat/protocol';
 import { v7 as uuidv7 } from 'uuid';
 import type { Db } from '../db/client.ts';
 import { AppError } from '../errors.ts';
@@ -142,16 +142,32 @@ export class ConversationService {
   }
 
   /**
-   * The user's conversations by last activity, newest first, each with its last visible message and
-   * the unread count (latest seq minus the user's read watermark). Keyset-paged: the cursor is the
-   * last row's (activity time, id), so pages stay stable while new messages arrive.
+   * Archives or unarchives the conversation for the caller only, and tells their other devices
+   * (`conversation:archived`). Idempotent. Members only: a stranger gets `not_found`, as for a missing id.
    */
-  async list(actorId: string, cursor: string | undefined, limit = 30): Promise<{ conversations: ConversationSummary[]; nextCursor: string | null }> {
+  async archive(actorId: string, conversationId: string, archived: boolean, origin?: string): Promise<ConversationArchived> {
+    const { count } = await this.#db.conversationMember.updateMany({
+      where: { conversationId, userId: actorId, leftAt: null },
+      data: { archivedAt: archived ? new Date() : null },
+    });
+    if (count === 0) throw new AppError('not_found', 'Conversation not found');
+    const result = { conversationId, archived };
+    this.#fanout.toUsers([actorId], 'conversation:archived', result, { except: origin });
+    return result;
+  }
+
+  /**
+   * The user's conversations by last activity, newest first, each with its last visible message and
+   * the unread count (latest seq minus the user's read watermark); the archived ones only when
+   * `archived` is true, the others otherwise. Keyset-paged: the cursor is the last row's (activity
+   * time, id), so pages stay stable while new messages arrive.
+   */
+  async list(actorId: string, cursor: string | undefined, limit = 30, archived = false): Promise<{ conversations: ConversationSummary[]; nextCursor: string | null }> {
     const take = Math.min(limit, MAX_LIST);
     const after = cursor ? decodeCursor(cursor) : null;
     const rows = await this.#db.conversation.findMany({
       where: {
-        members: { some: { userId: actorId, leftAt: null } },
+        members: { some: { userId: actorId, leftAt: null, archivedAt: archived ? { not: null } : null } },
         ...(after && {
           OR: [{ lastActivityAt: { lt: after.at } }, { lastActivityAt: after.at, id: { lt: after.id } }],
         }),
@@ -173,6 +189,7 @@ export class ConversationService {
         lastMessage: lastMessages.get(row.id) ?? null,
         unreadCount: Math.max(0, row.lastSeq - (me?.lastReadSeq ?? 0)),
         muted: me?.mutedUntil != null && me.mutedUntil > now,
+        archived: me?.archivedAt != null,
       };
     });
     const last = page.at(-1);

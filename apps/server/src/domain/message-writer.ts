@@ -24,6 +24,11 @@ export interface WrittenMessage {
   createdAt: Date;
   /** Current members of the conversation, to fan the message out to. */
   memberIds: string[];
+  /**
+   * Members this statement unarchived (archived, not muted, and the message is from someone else).
+   * Given on one message per conversation and statement, so each member is told once; empty elsewhere.
+   */
+  unarchivedIds: string[];
 }
 
 /**
@@ -31,8 +36,10 @@ export interface WrittenMessage {
  * possibly into many conversations, in one round trip and one transaction: per message it checks
  * membership (the system sender needs none), idempotency and the reply target; per conversation it
  * takes the row lock once and reserves as many seqs and versions as it has messages, numbering them
- * in arrival order; it inserts the messages and their attachments and moves the senders' own
- * watermarks. One statement per conversation in flight means this node learns (and fans out) each
+ * in arrival order; it inserts the messages and their attachments, moves the senders' own
+ * watermarks and unarchives the conversation for its archived, unmuted members who got a message
+ * from someone else (reading the conversation's member rows by primary key, as the member list it
+ * answers already does; writing only those members' rows). One statement per conversation in flight means this node learns (and fans out) each
  * conversation's messages in seq order.
  *
  * Guarantees: a message resolves with its seq only after the statement committed; `null` means it
@@ -108,13 +115,15 @@ export class MessageWriter {
       messages.map((m) => JSON.stringify(m.attachments)),
       messages.map((m) => m.systemSender === true),
     ]);
-    return new Map(rows.map((row) => [Number(row.ord), { seq: Number(row.seq), version: Number(row.version), createdAt: row.createdAt, memberIds: row.memberIds }]));
+    return new Map(
+      rows.map((row) => [Number(row.ord), { seq: Number(row.seq), version: Number(row.version), createdAt: row.createdAt, memberIds: row.memberIds, unarchivedIds: row.unarchivedIds ?? [] }]),
+    );
   }
 }
 
 /** The batch insert; its parameters are one array per column, in the `ord` order of the batch. */
 const INSERT_MESSAGES: Statement = {
-  name: 'chat_insert_messages_v2',
+  name: 'chat_insert_messages_v3',
   text: `
   WITH input AS (
     SELECT * FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[], $9::jsonb[], $10::bool[])
@@ -148,22 +157,36 @@ const INSERT_MESSAGES: Statement = {
     FROM numbered n CROSS JOIN jsonb_to_recordset(n.attachments) AS a(position int, url text, mime text, size int, name text)
   ), senders AS (
     SELECT conversation_id, sender_id, max(seq) AS seq FROM numbered GROUP BY conversation_id, sender_id
-  ), sender_rows AS (
-    -- Member rows are locked in (conversation, user) order here and in receipt batches, so the
-    -- two kinds of statement cannot deadlock on them.
-    SELECT m.conversation_id, m.user_id, s.seq FROM conversation_members m
-    JOIN senders s ON m.conversation_id = s.conversation_id AND m.user_id = s.sender_id
+  ), member_rows AS (
+    -- The member rows this statement changes: each sender's (their own watermarks move) and each
+    -- archived, unmuted member's who got a message from someone else (it unarchives). Locked in
+    -- (conversation, user) order here and in receipt batches, so the two kinds of statement cannot
+    -- deadlock on them; other members' rows are neither locked nor written.
+    SELECT m.conversation_id, m.user_id, s.seq, u.unarchive FROM conversation_members m
+    JOIN counts k ON k.conversation_id = m.conversation_id
+    LEFT JOIN senders s ON s.conversation_id = m.conversation_id AND s.sender_id = m.user_id
+    CROSS JOIN LATERAL (SELECT m.archived_at IS NOT NULL AND m.left_at IS NULL
+        AND (m.muted_until IS NULL OR m.muted_until <= now())
+        AND EXISTS (SELECT 1 FROM numbered o WHERE o.conversation_id = m.conversation_id AND o.sender_id <> m.user_id) AS unarchive) u
+    WHERE s.sender_id IS NOT NULL OR u.unarchive
     ORDER BY m.conversation_id, m.user_id FOR UPDATE OF m
   ), mine AS (
     UPDATE conversation_members m
-       SET last_read_seq = GREATEST(m.last_read_seq, s.seq), last_delivered_seq = GREATEST(m.last_delivered_seq, s.seq)
-      FROM sender_rows s
-     WHERE m.conversation_id = s.conversation_id AND m.user_id = s.user_id
+       SET last_read_seq = GREATEST(m.last_read_seq, COALESCE(r.seq, 0)),
+           last_delivered_seq = GREATEST(m.last_delivered_seq, COALESCE(r.seq, 0)),
+           archived_at = CASE WHEN r.unarchive THEN NULL ELSE m.archived_at END
+      FROM member_rows r
+     WHERE m.conversation_id = r.conversation_id AND m.user_id = r.user_id
+    RETURNING m.conversation_id, m.user_id, r.unarchive
   )
   SELECT n.ord, msg.seq::int AS seq, msg.version::int AS version, msg.created_at AS "createdAt",
          (SELECT array_agg(cm.user_id) FROM conversation_members cm
-           WHERE cm.conversation_id = n.conversation_id AND cm.left_at IS NULL) AS "memberIds"
-  FROM msg JOIN numbered n ON n.id = msg.id`,
+           WHERE cm.conversation_id = n.conversation_id AND cm.left_at IS NULL) AS "memberIds",
+         -- On the conversation's first message of the batch only, so each is told once.
+         CASE WHEN n.seq = conv.last_seq - conv.n + 1 THEN
+           (SELECT array_agg(u.user_id) FROM mine u WHERE u.conversation_id = n.conversation_id AND u.unarchive)
+         END AS "unarchivedIds"
+  FROM msg JOIN numbered n ON n.id = msg.id JOIN conv ON conv.id = n.conversation_id`,
 };
 
 /** PostgreSQL's unique_violation, however the driver adapter wraps it. */

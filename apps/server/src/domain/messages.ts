@@ -98,6 +98,8 @@ export class MessageService {
       editedAt: null,
       deletedAt: null,
     };
+    // Before the message, so a device that shows only unarchived conversations has it listed when it arrives.
+    if (row.unarchivedIds.length > 0) this.#fanout.toUsers(row.unarchivedIds, 'conversation:archived', { conversationId: input.conversationId, archived: false });
     this.#fanout.toUsers(row.memberIds, 'message:new', message, { except: input.origin });
     this.#listener?.sent(message, row.memberIds);
     return { message, duplicate: false };

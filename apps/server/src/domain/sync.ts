@@ -9,7 +9,8 @@ const SYNC_DEFAULT = 100;
  * membership, delete-for-me) takes the next conversation version under the conversation's row lock,
  * and every message carries the version of its last change. So "what did I miss" is exact: for each
  * conversation, the messages whose version is above the one the device holds, each in its latest
- * state, once. Receipts are state, not events: the current watermarks come with every answer.
+ * state, once. Receipts and the user's archived conversations are state, not events: their current
+ * values come with every answer.
  */
 export class SyncService {
   readonly #db: Db;
@@ -61,6 +62,7 @@ export class SyncService {
       conversations,
       removedConversationIds: [...known.keys()].filter((id) => !current.has(id)),
       receipts: memberships.flatMap((membership) => membership.conversation.members.map((member) => toReceipt(membership.conversationId, member))),
+      archivedConversationIds: memberships.flatMap((membership) => (membership.archivedAt === null ? [] : [membership.conversationId])),
     };
   }
 }

@@ -56,7 +56,7 @@ export const operations: Operations = {
   'conversation:get': async ({ app, principal }, { conversationId }) => ({
     conversation: await app.services.conversations.get(principal.userId, conversationId),
   }),
-  'conversation:list': ({ app, principal }, { cursor, limit }) => app.services.conversations.list(principal.userId, cursor, limit),
+  'conversation:list': ({ app, principal }, { cursor, limit, archived }) => app.services.conversations.list(principal.userId, cursor, limit, archived),
 
   'message:send': async ({ app, principal, socket }, payload) => {
     const result = await app.services.messages.send(principal.userId, { ...payload, origin: socket?.id });
@@ -94,6 +94,7 @@ export const operations: Operations = {
   'notification:mark-read': ({ app, principal, socket }, which) => app.services.notifications.markRead(principal.userId, which, socket?.id),
   'notification:delete': ({ app, principal, socket }, { notificationId }) => app.services.notifications.delete(principal.userId, notificationId, socket?.id),
   'conversation:mute': ({ app, principal, socket }, { conversationId, muted }) => app.services.notifications.mute(principal.userId, conversationId, muted, socket?.id),
+  'conversation:archive': ({ app, principal, socket }, { conversationId, archived }) => app.services.conversations.archive(principal.userId, conversationId, archived, socket?.id),
 
   'call:invite': async ({ app, principal, socket }, { calleeId, media }) => ({
     call: await app.services.calls.invite(principal.userId, deviceOf(socket), calleeId, media),

@@ -31,6 +31,7 @@ export const eventClasses: Record<ClientEventName, RateLimitClass> = {
   'notification:mark-read': 'receipt',
   'notification:delete': 'receipt',
   'conversation:mute': 'conversation',
+  'conversation:archive': 'conversation',
   'call:invite': 'call',
   'call:accept': 'call',
   'call:reject': 'call',

@@ -137,7 +137,7 @@ export const validExamples: { [E in ClientEventName]: (f: FuzzFixture) => Client
   'conversation:rename': (f) => ({ conversationId: f.groupId, title: 'renamed by fuzz' }),
   'conversation:leave': (f) => ({ conversationId: f.leaveGroupId }),
   'conversation:get': (f) => ({ conversationId: f.groupId }),
-  'conversation:list': () => ({ limit: 10 }),
+  'conversation:list': () => ({ limit: 10, archived: false }),
   'message:send': (f) => ({
     conversationId: f.groupId,
     clientMsgId: 'fuzz-msg-0001',
@@ -168,6 +168,7 @@ export const validExamples: { [E in ClientEventName]: (f: FuzzFixture) => Client
   'notification:mark-read': () => ({ all: true }),
   'notification:delete': () => ({ notificationId: UNKNOWN_ID }),
   'conversation:mute': (f) => ({ conversationId: f.groupId, muted: true }),
+  'conversation:archive': (f) => ({ conversationId: f.groupId, archived: true }),
   'call:invite': (f) => ({ calleeId: f.peerId, media: 'video' }),
   'call:accept': () => ({ callId: UNKNOWN_ID }),
   'call:reject': () => ({ callId: UNKNOWN_ID }),

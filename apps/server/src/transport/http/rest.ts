@@ -43,8 +43,14 @@ export const routes: readonly RestRoute[] = [
     method: 'GET',
     url: '/v1/conversations',
     event: 'conversation:list',
-    summary: 'My conversations by last activity, with last message and unread count',
-    querystring: pageQuery.extend({ cursor: z.string().max(200).optional() }),
+    summary: 'My conversations by last activity, with last message and unread count; ?archived=true for the archived ones',
+    querystring: pageQuery.extend({
+      cursor: z.string().max(200).optional(),
+      archived: z
+        .enum(['true', 'false'])
+        .transform((v) => v === 'true')
+        .optional(),
+    }),
   },
   {
     method: 'POST',
@@ -153,6 +159,14 @@ export const routes: readonly RestRoute[] = [
     summary: 'Mute or unmute a conversation for me (no notifications while muted)',
     params: conversationParams,
     body: bodyOf('conversation:mute', 'conversationId'),
+  },
+  {
+    method: 'PUT',
+    url: '/v1/conversations/:conversationId/archive',
+    event: 'conversation:archive',
+    summary: 'Archive or unarchive a conversation for me (out of my default list until a new message, unless muted)',
+    params: conversationParams,
+    body: bodyOf('conversation:archive', 'conversationId'),
   },
   {
     method: 'GET',
