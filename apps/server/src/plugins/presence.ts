@@ -29,8 +29,13 @@ export default fp<{ config: Config }>(
       for (let i = 0; i < sockets.length; i += REREGISTER_BATCH) {
         await Promise.all(
           sockets.slice(i, i + REREGISTER_BATCH).map(async (socket) => {
-            const { announce } = await app.services.presence.connected({ userId: socket.data.principal.userId, connectionId: socket.id, nodeId: app.nodeId });
-            await announce();
+            const connection = { userId: socket.data.principal.userId, connectionId: socket.id, nodeId: app.nodeId };
+            const { announce } = await app.services.presence.connected(connection);
+            // A registration and a removal of one connection are several store steps each, and
+            // interleaved they can leave the connection registered: a socket that left while it was
+            // being registered again is removed again, now after the registration.
+            if (socket.disconnected) await app.services.presence.disconnected(connection);
+            else await announce();
           }),
         );
       }

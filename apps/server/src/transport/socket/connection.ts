@@ -137,8 +137,9 @@ async function registerPresence(app: FastifyInstance, socket: ChatSocket): Promi
     app.metrics.presenceFailures.inc();
     app.log.warn({ err: error, socketId: socket.id }, 'presence: could not register connection');
   }
-  // The client left while it was being registered: the removal its close issued may have reached
-  // the store before the registration did, so it is issued again, now after it.
+  // The client left while it was being registered: a registration and a removal are several store
+  // steps each, and interleaved they can leave the connection registered, so the removal is issued
+  // again, now after the registration.
   if (left) unregisterPresence(app, connection, app.log.child({ socketId: socket.id }));
 }
 
