@@ -8,7 +8,7 @@ import { ChatClient } from '@chat/client';
 import type { Message } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { checkDatabase } from '@chat/chaos/verify';
-import { startCluster, type Cluster } from '@chat/testkit/cluster';
+import { startCluster, type Cluster, processAlive } from '@chat/testkit/cluster';
 import { NGINX, NO_NGINX } from '@chat/testkit/cluster-client';
 import { eventually } from '@chat/testkit/eventually';
 import { testEnv } from '@chat/testkit/nodes';
@@ -20,15 +20,6 @@ const GROUPS = 3;
 const PER_GROUP = 10;
 /** Load pacing only (each client sends, awaits its ack, waits this long): nothing waits on it for correctness. */
 const PACE_MS = 100;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe.skipIf(!NGINX)(`draining a node through the admin API${NGINX ? '' : NO_NGINX}`, () => {
   let cluster: Cluster;
@@ -98,7 +89,7 @@ describe.skipIf(!NGINX)(`draining a node through the admin API${NGINX ? '' : NO_
       expect(await api(`/v1/admin/nodes/${target}/drain`, 'POST')).toEqual({ status: 202, body: { ok: true, node: target, draining: true } });
 
       // The process drains and exits 0 by itself.
-      await eventually(() => expect(alive(pid)).toBe(false), { timeoutMs: 30_000, intervalMs: 100 });
+      await eventually(() => expect(processAlive(pid)).toBe(false), { timeoutMs: 30_000, intervalMs: 100 });
       expect(await cluster.killNode(index)).toEqual({ code: 0, signal: null });
       await eventually(async () => expect((await api('/v1/admin/nodes')).body['nodes']).toEqual(others.map((id) => expect.objectContaining({ id, draining: false }))), {
         timeoutMs: 15_000,

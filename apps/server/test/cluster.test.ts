@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { freePort, startCluster, type Cluster } from '@chat/testkit/cluster';
+import { freePort, startCluster, type Cluster, processAlive } from '@chat/testkit/cluster';
 import { connectClient, NGINX, NO_NGINX, type Client } from '@chat/testkit/cluster-client';
 import { eventually } from '@chat/testkit/eventually';
 import { testEnv, type ClientSocket } from '@chat/testkit/nodes';
@@ -27,15 +27,6 @@ function connect(url: string, userId: string, options: { transports?: string[]; 
 }
 
 const nodeOf = async (client: Client): Promise<string> => (await client.ok('session:info', {})).nodeId;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe.skipIf(!NGINX)(`a local cluster: 2 nodes behind nginx${NGINX ? '' : NO_NGINX}`, () => {
   let cluster: Cluster;
@@ -89,7 +80,7 @@ describe.skipIf(!NGINX)(`a local cluster: 2 nodes behind nginx${NGINX ? '' : NO_
 
     const reconnected = new Promise<void>((resolve) => carol.socket.io.once('reconnect', () => resolve()));
     expect(await cluster.killNode(victim)).toEqual({ code: null, signal: 'SIGKILL' });
-    expect(alive(oldPid)).toBe(false);
+    expect(processAlive(oldPid)).toBe(false);
     const startedAt = Date.now();
     await reconnected;
     expect(Date.now() - startedAt).toBeLessThan(5000);
@@ -110,10 +101,10 @@ describe.skipIf(!NGINX)(`a local cluster: 2 nodes behind nginx${NGINX ? '' : NO_
       return existsSync(path) ? readFileSync(path, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number) : [];
     })();
     const pids = [...cluster.nodes.map((node) => node.pid), cluster.nginxPid, ...nginxWorkers];
-    expect(pids.every(alive)).toBe(true);
+    expect(pids.every(processAlive)).toBe(true);
 
     await cluster.stop();
-    await eventually(() => expect(pids.filter(alive)).toEqual([]), { timeoutMs: 2000 });
+    await eventually(() => expect(pids.filter(processAlive)).toEqual([]), { timeoutMs: 2000 });
     expect(existsSync(cluster.dir)).toBe(false);
   });
 });

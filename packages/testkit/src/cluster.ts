@@ -401,3 +401,13 @@ function untrack(child: ChildProcess): void {
   process.removeListener('exit', killAll);
   for (const signal of SIGNALS) process.removeListener(signal, onSignal);
 }
+
+/** Whether a process with this pid exists (signal 0 checks without sending anything). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
