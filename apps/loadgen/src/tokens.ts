@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffDelay } from '@chat/protocol';
 import { createSigner } from 'fast-jwt';
 import type { Options } from './options.ts';
 
@@ -47,7 +48,7 @@ export function tokenMinter(options: Pick<Options, 'url' | 'jwtSecret' | 'jwtIss
         response = await fetch(endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(payload), signal: AbortSignal.timeout(15_000) });
       } catch (error) {
         if (attempt >= 4) throw new TokenError('unavailable', `POST ${endpoint}: ${error instanceof Error ? error.message : String(error)}`);
-        await sleep(250 * 2 ** attempt);
+        await sleep(backoffDelay(attempt + 1, { initialMs: 250, maxMs: 5000 }));
         continue;
       }
       const body = (await response.json().catch(() => null)) as {

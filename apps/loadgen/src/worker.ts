@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ChatClient, ChatError } from '@chat/client';
-import type { Message, PresenceStatus } from '@chat/protocol';
+import { backoffDelay, type Message, type PresenceStatus } from '@chat/protocol';
 import { audit, type AuditEntry, SeqWindow } from './accounting.ts';
 import { clock, decodeBody, encodeBody } from './body.ts';
 import type { PlannedDevice, PlannedUser } from './plan.ts';
@@ -351,7 +351,7 @@ async function createOne(task: CreateTask, deadline: number): Promise<Results['c
     } catch (error) {
       failure('create', error);
       if (!(error instanceof ChatError) || !error.retryable) return null;
-      await sleep(Math.max(error.retryAfterMs ?? 0, Math.min(5000, 250 * 2 ** attempt)));
+      await sleep(backoffDelay(attempt + 1, { initialMs: 250, maxMs: 5000 }, error.retryAfterMs));
     }
   }
   return null;

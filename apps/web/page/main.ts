@@ -4,7 +4,7 @@
  * counts, the open conversation's messages, typing and presence — and turns clicks into requests.
  */
 import { ChatClient, type ChatError, type OutgoingMessage } from '@chat/client';
-import { limits, type Conversation, type ConversationSummary, type Message, type Presence } from '@chat/protocol';
+import { backoffDelay, limits, type Conversation, type ConversationSummary, type Message, type Presence } from '@chat/protocol';
 import { byId, formatTime, h } from './dom.ts';
 import type { PageApi } from './api.ts';
 import { installCalls } from './calls.ts';
@@ -239,7 +239,7 @@ function signOutLocally(reason: string): void {
 /** The SDK stops after a failed connect() or a refusal it cannot retry; the page keeps trying, with back-off. */
 function scheduleReconnect(): void {
   if (reconnectTimer || wantOffline) return;
-  const delay = Math.min(10_000, 500 * 2 ** reconnectAttempts++) * (0.5 + Math.random() / 2);
+  const delay = backoffDelay(++reconnectAttempts, { initialMs: 500, maxMs: 10_000 });
   reconnectTimer = setTimeout(() => {
     reconnectTimer = null;
     connect();

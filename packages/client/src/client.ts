@@ -23,14 +23,14 @@ import type {
   ServerToClientEvents,
   SessionEnding,
 } from '@chat/protocol';
-import { disconnectCatalog, SYSTEM_SENDER_ID } from '@chat/protocol';
+import { type BackoffPolicy, backoffDelay, disconnectCatalog, SYSTEM_SENDER_ID } from '@chat/protocol';
 import { io, type Socket } from 'socket.io-client';
 import { v4 as uuidv4, v7 as uuidv7 } from 'uuid';
 import { Emitter } from './emitter.ts';
 import { ChatError } from './errors.ts';
 import { Outgoing, type OutgoingMessage, type SendInput } from './outgoing.ts';
 import { ClientState, SETTLE_MS, type ConversationState, type MessageState, type MessageStatus, type Source } from './state.ts';
-import { backoff, type RetryOptions, type Timer } from './timers.ts';
+import { type RetryOptions, retryPolicy, type Timer } from './timers.ts';
 import { TypingTracker, type TypingEvent } from './typing.ts';
 
 export type ChatSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -202,6 +202,9 @@ const LIST_PAGE = 100;
 /** How long a new message waits for a missing earlier one before the gap is fetched. */
 const GAP_WAIT_MS = 500;
 
+/** Back-off of a connection's set-up (identity, resync) after a retryable failure. */
+const SETUP_RETRY: BackoffPolicy = { initialMs: 250, maxMs: 10_000 };
+
 /**
  * A typed chat client over socket.io-client: requests with typed acks, an outbox that retries sends
  * idempotently, deduplicated events, automatic resync after reconnects, receipts and typing helpers.
@@ -214,10 +217,6 @@ const GAP_WAIT_MS = 500;
  * const outgoing = client.send({ conversationId: conversation.id, body: 'hi' });
  * await outgoing.acked;
  */
-/** Back-off of a connection's set-up (identity, resync) after a retryable failure. */
-const SETUP_RETRY_MS = 250;
-const SETUP_RETRY_MAX_MS = 10_000;
-
 export class ChatClient extends Emitter<ChatClientEvents> {
   /** The underlying socket, for diagnostics and tests; the SDK owns its lifecycle. */
   readonly socket: ChatSocket;
@@ -226,7 +225,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   ackTimeoutMs: number;
 
   readonly #token: TokenSource;
-  readonly #retry: Required<RetryOptions>;
+  readonly #retry: BackoffPolicy;
   readonly #autoDelivered: boolean;
   readonly #receiptDelayMs: number;
   readonly #validate: SendValidator | undefined;
@@ -266,7 +265,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     super();
     this.#token = options.token;
     this.ackTimeoutMs = options.ackTimeoutMs ?? 10_000;
-    this.#retry = { initialDelayMs: options.retry?.initialDelayMs ?? 250, maxDelayMs: options.retry?.maxDelayMs ?? 10_000 };
+    this.#retry = retryPolicy(options.retry);
     this.#autoDelivered = options.autoDeliveredReceipts ?? true;
     this.#receiptDelayMs = options.receiptDelayMs ?? 100;
     this.#validate = options.validate;
@@ -288,8 +287,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       autoConnect: false,
       query: { sticky: this.sticky },
       auth: (callback) => this.#auth(callback),
-      reconnectionDelay: this.#retry.initialDelayMs,
-      reconnectionDelayMax: this.#retry.maxDelayMs,
+      reconnectionDelay: this.#retry.initialMs,
+      reconnectionDelayMax: this.#retry.maxMs,
       randomizationFactor: 0.5,
     });
     this.#bindSocket();
@@ -667,8 +666,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         const error = ChatError.from(thrown);
         if (!this.#closed && error.code !== 'disconnected') this.emit('error', error);
         if (!error.retryable || this.#closed || generation !== this.#generation || !this.#connected) break;
-        const delay = Math.min(SETUP_RETRY_MAX_MS, SETUP_RETRY_MS * 2 ** attempt) * (0.5 + Math.random() / 2);
-        await new Promise((resolve) => setTimeout(resolve, Math.max(delay, error.retryAfterMs ?? 0)));
+        const delay = backoffDelay(attempt + 1, SETUP_RETRY, error.retryAfterMs);
+        await new Promise((resolve) => setTimeout(resolve, delay));
         if (this.#closed || generation !== this.#generation || !this.#connected) break;
       }
     }
@@ -698,7 +697,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       // auth callback fetches a new token. Anything else (rate_limited, disconnected_by_admin, or no
       // reason given) waits a back-off first.
       const refresh = ending !== null && disconnectCatalog[ending.reason]?.reconnect === 'after-refresh';
-      this.#scheduleReconnect(refresh ? 0 : backoff(++this.#refusals, this.#retry));
+      this.#scheduleReconnect(refresh ? 0 : backoffDelay(++this.#refusals, this.#retry));
     }
     this.emit('disconnected', { reason, willReconnect, ending });
   }
@@ -718,7 +717,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.emit('error', chat);
     const refreshable = typeof this.#token === 'function' && chat.code.startsWith('token_');
     const hopeless = chat.code.startsWith('token_') && !refreshable;
-    if (refreshable || (chat.retryable && !hopeless)) this.#scheduleReconnect(backoff(++this.#refusals, this.#retry, chat.retryAfterMs));
+    if (refreshable || (chat.retryable && !hopeless)) this.#scheduleReconnect(backoffDelay(++this.#refusals, this.#retry, chat.retryAfterMs));
   }
 
   #scheduleReconnect(delayMs: number): void {
@@ -1020,7 +1019,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         if (!error.retryable) return this.#fail(entry, error);
         failures += 1;
         // A dropped connection is waited out above; everything else backs off before the next try.
-        if (error.code !== 'disconnected') await this.#sleep(backoff(failures, this.#retry, error.retryAfterMs));
+        if (error.code !== 'disconnected') await this.#sleep(backoffDelay(failures, this.#retry, error.retryAfterMs));
       }
     }
   }

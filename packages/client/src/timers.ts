@@ -1,3 +1,5 @@
+import type { BackoffPolicy } from '@chat/protocol';
+
 // Timers typed without Node's `Timeout` so the SDK compiles and runs the same in browsers.
 export type Timer = ReturnType<typeof setTimeout>;
 
@@ -15,12 +17,7 @@ export interface RetryOptions {
   maxDelayMs?: number;
 }
 
-/**
- * Capped exponential back-off with jitter: attempt n waits between half and all of
- * min(max, initial·2^(n-1)), so thousands of clients failing together do not retry in lockstep;
- * never less than what the server asked for (`retryAfterMs`).
- */
-export function backoff(attempt: number, options: Required<RetryOptions>, retryAfterMs = 0): number {
-  const ceiling = Math.min(options.maxDelayMs, options.initialDelayMs * 2 ** Math.min(attempt - 1, 30));
-  return Math.max(retryAfterMs, Math.round(ceiling * (0.5 + Math.random() * 0.5)));
+/** The SDK's retry options as the protocol's back-off policy (defaults: 250 ms doubling up to 10 s). */
+export function retryPolicy(options: RetryOptions = {}): BackoffPolicy {
+  return { initialMs: options.initialDelayMs ?? 250, maxMs: options.maxDelayMs ?? 10_000 };
 }

@@ -1,8 +1,8 @@
-import type { ClientEventResults, Conversation, Message } from '@chat/protocol';
+import { backoffDelay, type ClientEventResults, type Conversation, type Message } from '@chat/protocol';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import { ChatClient, Emitter, type ChatError, type OutgoingMessage } from '../src/index.ts';
 import { ClientState, ConversationState, SETTLE_MS } from '../src/state.ts';
-import { backoff } from '../src/timers.ts';
+import { retryPolicy } from '../src/timers.ts';
 
 // The client's bookkeeping rules on their own, without a server: dedupe, cursors, receipts.
 
@@ -200,12 +200,13 @@ describe('ConversationState receipts', () => {
 
 describe('helpers', () => {
   it('backs off exponentially with jitter, capped, never below retryAfterMs', () => {
-    const options = { initialDelayMs: 100, maxDelayMs: 1000 };
+    const options = retryPolicy({ initialDelayMs: 100, maxDelayMs: 1000 });
+    expect(retryPolicy()).toEqual({ initialMs: 250, maxMs: 10_000 });
     for (let i = 0; i < 50; i++) {
-      expect(backoff(1, options)).toBeGreaterThanOrEqual(50);
-      expect(backoff(1, options)).toBeLessThanOrEqual(100);
-      expect(backoff(10, options)).toBeLessThanOrEqual(1000);
-      expect(backoff(1, options, 5000)).toBe(5000);
+      expect(backoffDelay(1, options)).toBeGreaterThanOrEqual(50);
+      expect(backoffDelay(1, options)).toBeLessThanOrEqual(100);
+      expect(backoffDelay(10, options)).toBeLessThanOrEqual(1000);
+      expect(backoffDelay(1, options, 5000)).toBe(5000);
     }
   });
 

@@ -1,5 +1,6 @@
 export * from './errors.ts';
 export * from './ack.ts';
+export * from './backoff.ts';
 export * from './limits.ts';
 export * from './schemas.ts';
 export * from './events.ts';

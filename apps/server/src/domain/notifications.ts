@@ -1,4 +1,14 @@
-import { SYSTEM_SENDER_ID, type ClientPayload, type Message, type Notification, type NotificationDeleted, type NotificationKind, type NotificationPage, type NotificationsRead } from '@chat/protocol';
+import {
+  backoffDelay,
+  SYSTEM_SENDER_ID,
+  type ClientPayload,
+  type Message,
+  type Notification,
+  type NotificationDeleted,
+  type NotificationKind,
+  type NotificationPage,
+  type NotificationsRead,
+} from '@chat/protocol';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { v7 as uuidv7, validate as isUuid } from 'uuid';
 import type { Db } from '../db/client.ts';
@@ -223,7 +233,7 @@ export class NotificationService {
             break;
           }
           this.#options.log.warn({ err: error, attempt }, 'notifications: batch failed; retrying');
-          await sleep(100 * 2 ** attempt);
+          await sleep(backoffDelay(attempt + 1, { initialMs: 100, maxMs: 5000 }));
         }
       }
     }

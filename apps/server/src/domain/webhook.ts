@@ -1,5 +1,6 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffDelay } from '@chat/protocol';
 
 export interface WebhookOptions {
   url: string;
@@ -105,7 +106,7 @@ export class WebhookSender {
         if (final) return this.#hooks.onOutcome?.('failed');
       }
       this.#hooks.onOutcome?.('retried');
-      const delay = Math.min(retryMaxMs, retryBaseMs * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+      const delay = backoffDelay(attempt, { initialMs: retryBaseMs, maxMs: retryMaxMs });
       try {
         await sleep(delay, undefined, { signal: this.#stop.signal });
       } catch {
