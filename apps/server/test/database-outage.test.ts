@@ -93,4 +93,29 @@ describe('PostgreSQL down under a node', () => {
     await eventually(() => expect(bob.of('message:new').map((m) => m.id)).toEqual([message.id]));
     expect(await node.app.db.message.count({ where: { conversationId: conversation.id } })).toBe(1);
   });
+
+  it('announces a user who left during the outage as offline once PostgreSQL is back (the contacts query had failed)', async () => {
+    const alice = await device(uniqueUser('alice'));
+    const bob = await device(uniqueUser('bob'));
+    await alice.ok('conversation:open-direct', { userId: bob.userId });
+    const bobOffline = () => alice.of('presence:updated').filter((presence) => presence.userId === bob.userId && !presence.online);
+
+    await postgres.stop();
+    try {
+      bob.close();
+      // Gone from the store at once; its announcement waits for PostgreSQL.
+      await eventually(() => expect(node.app.services.presence.deferredCount).toBeGreaterThanOrEqual(1), { timeoutMs: 10_000 });
+      expect(bobOffline()).toEqual([]);
+      const [view] = await node.app.state.presence.get([bob.userId]);
+      expect(view?.online).toBe(false);
+    } finally {
+      await postgres.start();
+    }
+    // The presence tick (every PRESENCE_NODE_TTL_MS / 4) makes it once PostgreSQL answers.
+    await eventually(() => expect(bobOffline()).toHaveLength(1), { timeoutMs: 20_000, intervalMs: 200 });
+    expect(bobOffline()[0]!.lastSeenAt).not.toBeNull();
+    const row = await node.app.db.user.findUnique({ where: { id: bob.userId } });
+    expect(row?.lastSeenAt).not.toBeNull();
+    expect(node.app.services.presence.deferredCount).toBe(0);
+  }, 45_000);
 });

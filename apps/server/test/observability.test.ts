@@ -179,6 +179,7 @@ describe('Grafana dashboard (chat-cluster.json)', () => {
       'chat_cluster_publish_failures_total',
       'chat_rate_limiter_failures_total',
       'chat_presence_failures_total',
+      'chat_presence_deferred_users',
       'outcome="unavailable"',
       'chat_rate_limited_total',
       'chat_slow_consumer_disconnects_total',

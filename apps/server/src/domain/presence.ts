@@ -11,6 +11,16 @@ import type { Fanout } from './fanout.ts';
 export const REPLAY_WINDOW_MS = 120_000;
 /** Bounds the replay memory under a disconnect storm (about 150 bytes each). */
 const REPLAY_MAX_DISCONNECTS = 100_000;
+/** Bounds the users whose announcement waits for PostgreSQL (one id each). */
+const DEFERRED_MAX_USERS = 100_000;
+
+export interface PresenceServiceOptions {
+  /**
+   * A transition's announcement (or its `last_seen_at` record) failed, PostgreSQL being unreachable
+   * for the contacts query; {@link PresenceService.retryDeferred} announces it later.
+   */
+  onDeferred?: (error: unknown, pending: number) => void;
+}
 
 /**
  * Who is online, as the users who share a conversation with someone see it. The store (Redis in a
@@ -19,6 +29,13 @@ const REPLAY_MAX_DISCONNECTS = 100_000;
  *
  * An invisible user's transitions are not announced (they look offline all along); turning invisible
  * is announced as going offline, and turning visible again as coming online.
+ *
+ * The store change and its announcement are separate steps: a transition always reaches the store,
+ * and an announcement that fails (PostgreSQL unreachable: the contacts are read from it) is kept and
+ * made again by {@link retryDeferred}, with the user's state as it is then, so contacts never keep
+ * seeing a user online who left during a database outage. What a deferred announcement costs is
+ * its delay (until PostgreSQL answers and the next retry), and, if this node dies meanwhile, the
+ * announcement itself: the contacts see the change on their next presence fetch.
  */
 export class PresenceService {
   readonly #db: Db;
@@ -26,11 +43,40 @@ export class PresenceService {
   readonly #fanout: Fanout;
   /** This node's disconnects of the last {@link REPLAY_WINDOW_MS}, oldest first, for {@link replayDisconnects}. */
   readonly #recentDisconnects: Array<{ connection: PresenceConnection; at: number }> = [];
+  /** Users whose last transition was not announced, oldest first. */
+  readonly #deferred = new Set<string>();
+  readonly #onDeferred: NonNullable<PresenceServiceOptions['onDeferred']>;
 
-  constructor(db: Db, store: PresenceStore, fanout: Fanout) {
+  constructor(db: Db, store: PresenceStore, fanout: Fanout, options: PresenceServiceOptions = {}) {
     this.#db = db;
     this.#store = store;
     this.#fanout = fanout;
+    this.#onDeferred = options.onDeferred ?? (() => {});
+  }
+
+  /** How many users' announcements wait for {@link retryDeferred}. */
+  get deferredCount(): number {
+    return this.#deferred.size;
+  }
+
+  /**
+   * Announces the deferred transitions, each as its user's state is now (a user who came back online
+   * meanwhile is announced online), and records `last_seen_at` of those now offline. Stops at the
+   * first failure, which keeps the rest for the next call: PostgreSQL is then still away.
+   */
+  async retryDeferred(): Promise<void> {
+    if (this.#deferred.size === 0) return;
+    const views = await this.#store.get([...this.#deferred]);
+    for (const view of views) {
+      try {
+        if (!view.online && view.lastSeenAt !== null) await this.#recordLastSeen(view.userId, view.lastSeenAt);
+        await this.#announceNow(view);
+      } catch (error) {
+        this.#onDeferred(error, this.#deferred.size);
+        return;
+      }
+      this.#deferred.delete(view.userId);
+    }
   }
 
   /**
@@ -106,13 +152,35 @@ export class PresenceService {
   }
 
   async #wentOffline(user: WentOffline): Promise<void> {
-    if (user.lastSeenAt !== null) {
-      await this.#db.user.updateMany({ where: { id: user.userId }, data: { lastSeenAt: new Date(user.lastSeenAt) } });
+    try {
+      if (user.lastSeenAt !== null) await this.#recordLastSeen(user.userId, user.lastSeenAt);
+      if (user.status !== 'invisible') await this.#announceNow({ userId: user.userId, online: false, status: 'offline', lastSeenAt: user.lastSeenAt });
+    } catch (error) {
+      this.#defer(user.userId, error);
     }
-    if (user.status !== 'invisible') await this.#announce({ userId: user.userId, online: false, status: 'offline', lastSeenAt: user.lastSeenAt });
+  }
+
+  async #recordLastSeen(userId: string, lastSeenAt: number): Promise<void> {
+    await this.#db.user.updateMany({ where: { id: userId }, data: { lastSeenAt: new Date(lastSeenAt) } });
   }
 
   async #announce(view: PresenceView): Promise<void> {
+    try {
+      await this.#announceNow(view);
+    } catch (error) {
+      this.#defer(view.userId, error);
+    }
+  }
+
+  #defer(userId: string, error: unknown): void {
+    // Re-inserted, so the set stays oldest first and the bound drops the oldest.
+    this.#deferred.delete(userId);
+    this.#deferred.add(userId);
+    if (this.#deferred.size > DEFERRED_MAX_USERS) this.#deferred.delete(this.#deferred.values().next().value as string);
+    this.#onDeferred(error, this.#deferred.size);
+  }
+
+  async #announceNow(view: PresenceView): Promise<void> {
     const contacts = await this.#contacts(view.userId);
     // The user's own other devices learn it too (multi-device: the status picker stays in sync).
     this.#fanout.toUsers([...contacts, view.userId], 'presence:updated', toWire(view));

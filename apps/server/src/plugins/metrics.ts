@@ -81,6 +81,11 @@ export class Metrics {
     help: 'Presence updates that could not reach the store',
     registers: [this.registry],
   });
+  readonly presenceDeferred = new Gauge({
+    name: 'chat_presence_deferred_users',
+    help: 'Users whose presence change is not yet announced because PostgreSQL (the contacts query) did not answer; retried every presence tick',
+    registers: [this.registry],
+  });
   readonly webhookDeliveries = new Counter({
     name: 'chat_webhook_deliveries_total',
     help: 'Notification webhook deliveries by outcome: delivered, retried (an attempt failed, another follows), failed (gave up), dropped (queue full or node stopping)',

@@ -11,7 +11,8 @@ import { isCluster } from '../state/index.ts';
  * Redis lost its data (restart without persistence), its sockets are registered again. On a Redis
  * Cluster, when the set of masters changes (a failover), the node registers its sockets again and
  * replays its recent disconnects, which the failover may have lost: no user it holds goes missing,
- * and no user who left stays shown online.
+ * and no user who left stays shown online. Each tick also makes again the announcements that
+ * PostgreSQL being away deferred (PresenceService.retryDeferred).
  */
 const REREGISTER_BATCH = 200;
 
@@ -90,6 +91,8 @@ export default fp<{ config: Config }>(
       const { deadNodes, wentOffline } = await app.state.presence.reapDeadNodes({ spare: app.nodeId });
       if (deadNodes.length > 0) app.log.info({ deadNodes, users: wentOffline.length }, 'presence: reaped dead nodes');
       await app.services.presence.reaped(wentOffline);
+      await app.services.presence.retryDeferred();
+      app.metrics.presenceDeferred.set(app.services.presence.deferredCount);
     };
 
     // A previous process under this NODE_ID (a restart within the TTL of its death) left connections

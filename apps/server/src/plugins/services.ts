@@ -75,7 +75,12 @@ export default fp<{ config: Config }>(
       receipts: new ReceiptService(app.db, app.sql, fanout, { onBatch: (reports) => app.metrics.writeBatchSize.observe({ writer: 'receipts' }, reports) }),
       sync: new SyncService(app.db),
       search: new SearchService(app.db),
-      presence: new PresenceService(app.db, app.state.presence, fanout),
+      presence: new PresenceService(app.db, app.state.presence, fanout, {
+        // Once per outage, not per user: the rest wait in the same queue.
+        onDeferred: (error, pending) => {
+          if (pending === 1) app.log.warn({ err: error }, 'presence: announcements wait for PostgreSQL (the contacts query failed); the presence tick retries them');
+        },
+      }),
       typing: new TypingService(app.db, app.state.typing, fanout, { ttlMs: config.typing.ttlMs }),
       notifications,
       calls,
