@@ -1,7 +1,7 @@
 import type { ChatClient } from '@chat/client';
 import type { Conversation } from '@chat/protocol';
 
-/** What the chat page (main.ts) offers the feature modules (notifications, calls). */
+/** What the chat page (page.ts) offers the feature modules (notifications, archive, calls, search). */
 export interface PageApi {
   readonly client: ChatClient | null;
   readonly userId: string | null;
