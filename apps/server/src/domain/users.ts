@@ -1,5 +1,5 @@
 import type { Sql, Statement } from '../db/client.ts';
-import type { Principal } from '../plugins/auth.ts';
+import type { Principal } from '../identity/principal.ts';
 
 /**
  * Users exist because a trusted token says so: the first connect creates the row from the claims,

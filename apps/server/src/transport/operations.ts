@@ -1,8 +1,8 @@
 import { clientEventSchemas, type ClientEventName, type ClientEventResults, type ParsedPayload } from '@chat/protocol';
 import type { FastifyInstance } from 'fastify';
 import { AppError, parseWith } from '../errors.ts';
-import type { ApiCaller } from '../plugins/api-keys.ts';
-import type { Principal } from '../plugins/auth.ts';
+import type { ApiCaller } from '../identity/api-caller.ts';
+import type { Principal } from '../identity/principal.ts';
 import { enforceRateLimit } from './rate-limits.ts';
 import type { ChatSocket } from './socket/types.ts';
 
