@@ -1,4 +1,5 @@
 import type { Db } from '../db/client.ts';
+import { BackgroundDrain } from './background-drain.ts';
 import type { Fanout } from './fanout.ts';
 
 export interface CallMilestoneOptions {
@@ -27,7 +28,10 @@ export class CallMilestones {
   readonly #settled = new Set<string>();
   /** Conversations that reached the count since the last check. */
   #pending = new Set<string>();
-  #running: Promise<void> | null = null;
+  readonly #loop = new BackgroundDrain(
+    () => this.#drain(),
+    () => this.#pending.size > 0,
+  );
 
   constructor(db: Db, fanout: Fanout, options: CallMilestoneOptions) {
     this.#db = db;
@@ -40,23 +44,12 @@ export class CallMilestones {
     const { minMessages } = this.#options;
     if (minMessages <= 0 || message.seq < minMessages || this.#settled.has(message.conversationId)) return;
     this.#pending.add(message.conversationId);
-    this.#start();
+    this.#loop.kick();
   }
 
   /** Resolves once every conversation reported so far is checked and announced (shutdown, tests). */
-  async idle(): Promise<void> {
-    while (this.#running) await this.#running;
-  }
-
-  #start(): void {
-    if (this.#running) return;
-    // setImmediate: the ack of the send goes out first, and a turn's messages share one query.
-    this.#running = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => this.#drain())
-      .finally(() => {
-        this.#running = null;
-        if (this.#pending.size > 0) this.#start();
-      });
+  idle(): Promise<void> {
+    return this.#loop.idle();
   }
 
   async #drain(): Promise<void> {

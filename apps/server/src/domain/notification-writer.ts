@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { v7 as uuidv7 } from 'uuid';
 import type { Db } from '../db/client.ts';
 import type { PresenceStore } from '../state/presence.ts';
+import { BackgroundDrain } from './background-drain.ts';
 import type { Fanout } from './fanout.ts';
 import { type NotificationRow as Row, toWireNotification } from './notification-rows.ts';
 import type { PushPublisher } from './push.ts';
@@ -52,7 +53,10 @@ export class NotificationWriter {
   readonly #fanout: Fanout;
   readonly #options: NotificationOptions;
   #queue: Intent[] = [];
-  #running: Promise<void> | null = null;
+  readonly #loop = new BackgroundDrain(
+    () => this.#drain(),
+    () => this.#queue.length > 0,
+  );
   #dropped = 0;
 
   constructor(db: Db, presence: PresenceStore, fanout: Fanout, options: NotificationOptions) {
@@ -97,8 +101,8 @@ export class NotificationWriter {
   }
 
   /** Resolves once everything reported so far is written and announced (shutdown, tests). */
-  async idle(): Promise<void> {
-    while (this.#running) await this.#running;
+  idle(): Promise<void> {
+    return this.#loop.idle();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -111,19 +115,7 @@ export class NotificationWriter {
       return;
     }
     this.#queue.push(intent);
-    this.#start();
-  }
-
-  #start(): void {
-    if (this.#running) return;
-    // setImmediate: the ack of the request that reported this goes out first, and everything
-    // reported in the same turn of the event loop lands in one batch.
-    this.#running = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => this.#drain())
-      .finally(() => {
-        this.#running = null;
-        if (this.#queue.length > 0) this.#start();
-      });
+    this.#loop.kick();
   }
 
   async #drain(): Promise<void> {
