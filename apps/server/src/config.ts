@@ -262,7 +262,7 @@ export interface Config {
     audience: string | undefined;
     /** Tokens whose `exp - iat` (or `exp - now` without `iat`) is longer are refused (`token_claims`). */
     maxLifetimeSeconds: number;
-    /** JWT_ALGORITHM=JWKS: the remote key set (see plugins/jwks.ts). */
+    /** JWT_ALGORITHM=JWKS: the remote key set (see identity/jwks.ts). */
     jwks: { url: string; cacheMaxAgeMs: number; cooldownMs: number } | null;
     /** How often a node reloads token revocations from the database (the backstop for a missed notice). */
     revocationReloadMs: number;
@@ -306,7 +306,7 @@ export interface Config {
   /** Where notifications for users without a connected device are POSTed; null: nowhere. */
   notifyWebhook: { url: string; secret: string; maxAttempts: number; retryBaseMs: number; retryMaxMs: number; timeoutMs: number } | null;
   /**
-   * Credentials of the two key-authenticated APIs (plugins/api-keys.ts): operators on `/v1/admin/*`,
+   * Credentials of the two key-authenticated APIs (identity/api-caller.ts, plugins/api-keys.ts): operators on `/v1/admin/*`,
    * a customer's backend on `/v1/server/*`. Separate lists, so a backend's key cannot drain a node or
    * revoke a user. Empty: that API answers every request `unauthorized`.
    */

@@ -271,7 +271,7 @@ describe('message threshold policy', () => {
     }
     // More messages from both nodes do not send it again.
     await Promise.all([send(alice), send(bob), send(bobOther)]);
-    await Promise.all([p.app.services.notifications.idle(), q.app.services.notifications.idle()]);
+    await Promise.all([p.app.services.callMilestones.idle(), q.app.services.callMilestones.idle()]);
     await send(alice);
     await eventually(() => expect(bob.of('message:new')).toHaveLength(5));
     for (const d of [alice, bob, bobOther]) expect(d.of('conversation:milestone')).toHaveLength(1);

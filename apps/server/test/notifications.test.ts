@@ -2,7 +2,7 @@ import { createServer, type IncomingHttpHeaders, type Server, type ServerRespons
 import type { AddressInfo } from 'node:net';
 import type { Notification } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signWebhook, WebhookSender, webhookHeaders, type WebhookOutcome } from '../src/domain/webhook.ts';
+import { signWebhook, WebhookSender, webhookHeaders, type WebhookOutcome } from '../src/transport/webhook.ts';
 import { eventually } from '@chat/testkit/eventually';
 import { startNode, type TestNode } from '@chat/testkit/nodes';
 import { signToken } from '@chat/testkit/tokens';

@@ -153,6 +153,8 @@ export type Reaction = z.infer<typeof reactionSchema>;
 export type Message = z.infer<typeof messageSchema>;
 export type Member = z.infer<typeof memberSchema>;
 export type Conversation = z.infer<typeof conversationSchema>;
+/** A conversation between exactly two users, or a group with a title and roles. */
+export type ConversationKind = Conversation['kind'];
 export type ConversationSummary = z.infer<typeof conversationSummarySchema>;
 export type Receipt = z.infer<typeof receiptSchema>;
 export type Presence = z.infer<typeof presenceSchema>;

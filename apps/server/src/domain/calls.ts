@@ -5,8 +5,8 @@ import { AppError } from '../errors.ts';
 import type { CallRecord, CallState, CallStore, CallTimings } from '../state/calls.ts';
 import type { PresenceStore } from '../state/presence.ts';
 import type { Fanout } from './fanout.ts';
-import type { NotificationService } from './notifications.ts';
-import type { WebhookSender } from './webhook.ts';
+import type { NotificationWriter } from './notification-writer.ts';
+import type { PushPublisher } from './push.ts';
 
 export interface CallOptions {
   ringTimeoutMs: number;
@@ -18,8 +18,6 @@ export interface CallOptions {
 
 /** How long a finished call can still be read (`call:get`; a late accept learns it is over). */
 const FINAL_TTL_MS = 60_000;
-/** Conversations known to be past the milestone, remembered so their messages need no query; bounded. */
-const MAX_SETTLED = 50_000;
 
 interface Hosted {
   callId: string;
@@ -43,22 +41,24 @@ export class CallService {
   readonly #store: CallStore;
   readonly #presence: PresenceStore;
   readonly #fanout: Fanout;
-  readonly #notifications: NotificationService;
-  readonly #webhook: WebhookSender | null;
+  readonly #notifications: Pick<NotificationWriter, 'system'>;
+  readonly #push: PushPublisher | null;
   readonly #options: CallOptions;
   readonly #timings: CallTimings;
   /** Calls a device on this node is in, by `${callId}|${deviceId}`. */
   readonly #hosted = new Map<string, Hosted>();
-  /** Conversations whose milestone this node already checked past CALL_MIN_MESSAGES: nothing more to do. */
-  readonly #settled = new Set<string>();
 
-  constructor(db: Db, store: CallStore, presence: PresenceStore, fanout: Fanout, notifications: NotificationService, webhook: WebhookSender | null, options: CallOptions) {
+  /**
+   * @param notifications where missed calls are noted for the callee.
+   * @param push where a callee with no connected device is told of the ringing call; none without one.
+   */
+  constructor(db: Db, store: CallStore, presence: PresenceStore, fanout: Fanout, notifications: Pick<NotificationWriter, 'system'>, push: PushPublisher | null, options: CallOptions) {
     this.#db = db;
     this.#store = store;
     this.#presence = presence;
     this.#fanout = fanout;
     this.#notifications = notifications;
-    this.#webhook = webhook;
+    this.#push = push;
     this.#options = options;
     this.#timings = { ringTimeoutMs: options.ringTimeoutMs, liveTtlMs: options.stateTtlMs, finalTtlMs: FINAL_TTL_MS };
   }
@@ -85,7 +85,7 @@ export class CallService {
     this.#host(created.call, deviceId);
     this.#fanout.toUsers([calleeId], 'call:ringing', call);
     this.#fanout.toUsers([callerId], 'call:updated', call, { except: deviceId });
-    if (this.#webhook) void this.#pushIfOffline(calleeId, call);
+    if (this.#push) void this.#pushIfOffline(calleeId, call);
     return call;
   }
 
@@ -176,33 +176,6 @@ export class CallService {
     }
   }
 
-  /**
-   * Called after messages were written: a direct conversation whose message count reached
-   * CALL_MIN_MESSAGES gets `conversation:milestone`, to both members, once (the conditional update
-   * that records it is what makes it once, across nodes and retries). Only conversations whose seq
-   * reached the count are asked about, each once per node: a seq never goes back, so after one check
-   * past the count the milestone is recorded (here or by another node) or the conversation is a group.
-   */
-  async checkMilestones(messages: ReadonlyArray<{ conversationId: string; seq: number }>): Promise<void> {
-    if (this.#options.minMessages <= 0) return;
-    const conversationIds = [...new Set(messages.filter((m) => m.seq >= this.#options.minMessages && !this.#settled.has(m.conversationId)).map((m) => m.conversationId))];
-    if (conversationIds.length === 0) return;
-    const reached = await this.#db.$queryRaw<Array<{ id: string; lowId: string; highId: string; at: Date }>>`
-      UPDATE conversations SET calls_unlocked_at = now()
-      WHERE id = ANY(${conversationIds}::uuid[]) AND kind = 'direct' AND last_seq >= ${this.#options.minMessages} AND calls_unlocked_at IS NULL
-      RETURNING id::text AS id, direct_low_id AS "lowId", direct_high_id AS "highId", calls_unlocked_at AS at`;
-    if (this.#settled.size + conversationIds.length > MAX_SETTLED) this.#settled.clear();
-    for (const id of conversationIds) this.#settled.add(id);
-    for (const row of reached) {
-      this.#fanout.toUsers([row.lowId, row.highId], 'conversation:milestone', {
-        conversationId: row.id,
-        kind: 'calls_unlocked',
-        messageCount: this.#options.minMessages,
-        reachedAt: new Date(row.at).toISOString(),
-      });
-    }
-  }
-
   async #checkPolicy(callerId: string, calleeId: string): Promise<void> {
     const needed = this.#options.minMessages;
     if (needed <= 0) return;
@@ -243,7 +216,7 @@ export class CallService {
   async #pushIfOffline(calleeId: string, call: Call): Promise<void> {
     try {
       const [view] = await this.#presence.get([calleeId], { viewerId: calleeId });
-      if (!view?.online) this.#webhook?.send({ type: 'call', recipientId: calleeId, call });
+      if (!view?.online) this.#push?.send({ type: 'call', recipientId: calleeId, call });
     } catch {
       // No presence, no push: the call still rings on any device that connects.
     }

@@ -21,14 +21,14 @@ export interface SendInput {
 const HISTORY_DEFAULT = 50;
 
 /**
- * Told about committed changes that may notify someone, after the commit. Implementations must
- * return at once and never throw: this runs on the send path.
+ * Told about each new message after its commit, in the order this node learned the commits (a
+ * conversation's in seq order). Runs on the send path: it must return at once and never throw.
+ * @param memberIds the conversation's members when it was written, sender included.
  */
-export interface MessageListener {
-  /** @param memberIds the conversation's members when it was written, sender included. */
-  sent(message: Message, memberIds: readonly string[]): void;
-  reacted(message: Message, actorId: string, emoji: string): void;
-}
+export type CommittedListener = (message: Message, memberIds: readonly string[]) => void;
+
+/** Told about each added reaction after its commit; the same rules as CommittedListener. */
+export type ReactedListener = (message: Message, actorId: string, emoji: string) => void;
 
 /** Sending, editing, deleting and reacting to messages, and reading history. */
 export class MessageService {
@@ -36,17 +36,26 @@ export class MessageService {
   readonly #fanout: Fanout;
   readonly #maxBodyLength: number;
   readonly #writer: MessageWriter;
-  readonly #listener: MessageListener | undefined;
+  readonly #committed: CommittedListener[] = [];
+  readonly #reacted: ReactedListener[] = [];
   /** The system sender's user row (messages reference their sender), created once per service. */
   #systemUser: Promise<void> | null = null;
 
   /** @param options.onBatch told how many messages each insert statement carried (a metric). */
-  constructor(db: Db, sql: Sql, fanout: Fanout, options: { maxBodyLength: number; listener?: MessageListener; onBatch?: (messages: number) => void }) {
+  constructor(db: Db, sql: Sql, fanout: Fanout, options: { maxBodyLength: number; onBatch?: (messages: number) => void }) {
     this.#db = db;
     this.#writer = new MessageWriter(sql, options.onBatch);
     this.#fanout = fanout;
     this.#maxBodyLength = options.maxBodyLength;
-    this.#listener = options.listener;
+  }
+
+  /** The write path's one "messages committed" hook: every subscriber is told of every new message. */
+  onCommitted(listener: CommittedListener): void {
+    this.#committed.push(listener);
+  }
+
+  onReacted(listener: ReactedListener): void {
+    this.#reacted.push(listener);
   }
 
   /**
@@ -101,7 +110,7 @@ export class MessageService {
     // Before the message, so a device that shows only unarchived conversations has it listed when it arrives.
     if (row.unarchivedIds.length > 0) this.#fanout.toUsers(row.unarchivedIds, 'conversation:archived', { conversationId: input.conversationId, archived: false });
     this.#fanout.toUsers(row.memberIds, 'message:new', message, { except: input.origin });
-    this.#listener?.sent(message, row.memberIds);
+    for (const listener of this.#committed) listener(message, row.memberIds);
     return { message, duplicate: false };
   }
 
@@ -191,7 +200,7 @@ export class MessageService {
     const wire = toWireMessage(message);
     if (memberIds) {
       this.#fanout.toUsers(memberIds, 'message:updated', wire);
-      if (action === 'add') this.#listener?.reacted(wire, actorId, emoji);
+      if (action === 'add') for (const listener of this.#reacted) listener(wire, actorId, emoji);
     }
     return wire;
   }

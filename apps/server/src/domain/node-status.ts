@@ -1,5 +1,4 @@
 import { monitorEventLoopDelay, type ELDHistogram } from 'node:perf_hooks';
-import type { Metrics } from '../plugins/metrics.ts';
 import type { NodeReport } from '../state/node-status.ts';
 
 /** What the sampler reads from the node besides its metrics. */
@@ -14,36 +13,42 @@ export interface NodeProbe {
   connections(): { sockets: number; users: number };
 }
 
-/** The REST twin of message:send (transport/http/rest.ts). */
-const REST_SEND_ROUTE = '/v1/conversations/:conversationId/messages';
-
-interface Totals {
-  at: number;
+/** The node's cumulative counters since it started; the sampler reports their differences. */
+export interface NodeCounterTotals {
+  /** Sends this node accepted, over sockets and REST. */
   msgsIn: number;
+  /** Fan-out frames written to this node's sockets. */
   msgsOut: number;
-  /** Cumulative ack count per bucket upper bound (seconds), over every event. */
+  /** Ack count per bucket upper bound (seconds, `Infinity` for the last), over every event. */
   acks: Map<number, number>;
+}
+
+/** Where the sampler reads the counters (the node's Prometheus metrics). */
+export interface NodeCounters {
+  nodeCounters(): Promise<NodeCounterTotals>;
+}
+
+interface Totals extends NodeCounterTotals {
+  at: number;
 }
 
 /**
  * One node's status report, each call covering the interval since the previous one. Rates and the
- * ack p99 are differences of the node's own Prometheus counters between two calls, so sampling adds
+ * ack p99 are differences of the node's own cumulative counters between two calls, so sampling adds
  * no work to the message path:
- * - msgs in: sends this node accepted: message:send acked ok on a socket
- *   (chat_socket_events_total) or answered 2xx over REST (chat_http_request_duration_seconds count);
- * - msgs out: fan-outs written to this node's sockets (chat_fanout_frames_total local + received);
- * - ack p99: the upper bound of the chat_ack_latency_seconds bucket holding the 99th percentile of
- *   the interval's acks (0 when there were none; the last finite bound when it lies beyond it);
+ * - msgs in / msgs out: see NodeCounterTotals;
+ * - ack p99: the upper bound of the ack latency bucket holding the 99th percentile of the
+ *   interval's acks (0 when there were none; the last finite bound when it lies beyond it);
  * - event-loop lag: p99 of perf_hooks' event-loop delay over the interval.
  */
 export class NodeStatusSampler {
-  readonly #metrics: Metrics;
+  readonly #counters: NodeCounters;
   readonly #probe: NodeProbe;
   readonly #loop: ELDHistogram;
   #last: Totals | null = null;
 
-  constructor(metrics: Metrics, probe: NodeProbe) {
-    this.#metrics = metrics;
+  constructor(counters: NodeCounters, probe: NodeProbe) {
+    this.#counters = counters;
     this.#probe = probe;
     this.#loop = monitorEventLoopDelay({ resolution: 10 });
     this.#loop.enable();
@@ -80,28 +85,8 @@ export class NodeStatusSampler {
   }
 
   async #totals(): Promise<Totals> {
-    const [events, requests, frames, acks] = await Promise.all([
-      this.#metrics.socketEvents.get(),
-      this.#metrics.httpRequestDuration.get(),
-      this.#metrics.fanoutFrames.get(),
-      this.#metrics.ackLatency.get(),
-    ]);
-    const socketSends = events.values.filter((v) => v.labels['event'] === 'message:send' && v.labels['outcome'] === 'ok').reduce((sum, v) => sum + v.value, 0);
-    const restSends = requests.values
-      .filter(
-        (v) => v.metricName === 'chat_http_request_duration_seconds_count' && v.labels['route'] === REST_SEND_ROUTE && v.labels['method'] === 'POST' && String(v.labels['status']).startsWith('2'),
-      )
-      .reduce((sum, v) => sum + v.value, 0);
-    const msgsIn = socketSends + restSends;
-    const msgsOut = frames.values.filter((v) => v.labels['direction'] === 'local' || v.labels['direction'] === 'received').reduce((sum, v) => sum + v.value, 0);
-    const buckets = new Map<number, number>();
-    for (const v of acks.values) {
-      if (v.metricName !== 'chat_ack_latency_seconds_bucket') continue;
-      const bound = (v.labels as Record<string, string | number | undefined>)['le'];
-      const le = bound === '+Inf' ? Infinity : Number(bound);
-      buckets.set(le, (buckets.get(le) ?? 0) + v.value);
-    }
-    return { at: performance.now(), msgsIn, msgsOut, acks: buckets };
+    const counters = await this.#counters.nodeCounters();
+    return { at: performance.now(), ...counters };
   }
 }
 

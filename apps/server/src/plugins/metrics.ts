@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { NodeCounterTotals, NodeCounters } from '../domain/node-status.ts';
 
 /** What the node-state gauges read at scrape time. */
 export interface NodeState {
@@ -7,8 +8,11 @@ export interface NodeState {
   dependencies(): Promise<Record<string, 'up' | 'down'>>;
 }
 
+/** The REST twin of message:send (transport/http/rest.ts). */
+const REST_SEND_ROUTE = '/v1/conversations/:conversationId/messages';
+
 /** The node's Prometheus metrics. One registry per app instance, so tests can run several nodes in one process. */
-export class Metrics {
+export class Metrics implements NodeCounters {
   readonly registry = new Registry();
   readonly connectedSockets = new Gauge({ name: 'chat_connected_sockets', help: 'Sockets connected to this node', registers: [this.registry] });
   readonly socketEvents = new Counter({
@@ -137,6 +141,32 @@ export class Metrics {
     this.registry.setDefaultLabels({ node: nodeId });
     // Includes process CPU/memory, GC, and event-loop lag (nodejs_eventloop_lag_seconds).
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /**
+   * The node status sampler's counters:
+   * - msgs in: message:send acked ok on a socket (chat_socket_events_total) or answered 2xx over
+   *   REST (chat_http_request_duration_seconds count);
+   * - msgs out: chat_fanout_frames_total, local + received;
+   * - acks: the chat_ack_latency_seconds buckets, summed over events.
+   */
+  async nodeCounters(): Promise<NodeCounterTotals> {
+    const [events, requests, frames, acks] = await Promise.all([this.socketEvents.get(), this.httpRequestDuration.get(), this.fanoutFrames.get(), this.ackLatency.get()]);
+    const socketSends = events.values.filter((v) => v.labels['event'] === 'message:send' && v.labels['outcome'] === 'ok').reduce((sum, v) => sum + v.value, 0);
+    const restSends = requests.values
+      .filter(
+        (v) => v.metricName === 'chat_http_request_duration_seconds_count' && v.labels['route'] === REST_SEND_ROUTE && v.labels['method'] === 'POST' && String(v.labels['status']).startsWith('2'),
+      )
+      .reduce((sum, v) => sum + v.value, 0);
+    const msgsOut = frames.values.filter((v) => v.labels['direction'] === 'local' || v.labels['direction'] === 'received').reduce((sum, v) => sum + v.value, 0);
+    const buckets = new Map<number, number>();
+    for (const v of acks.values) {
+      if (v.metricName !== 'chat_ack_latency_seconds_bucket') continue;
+      const bound = (v.labels as Record<string, string | number | undefined>)['le'];
+      const le = bound === '+Inf' ? Infinity : Number(bound);
+      buckets.set(le, (buckets.get(le) ?? 0) + v.value);
+    }
+    return { msgsIn: socketSends + restSends, msgsOut, acks: buckets };
   }
 }
 

@@ -1,19 +1,21 @@
 import fp from 'fastify-plugin';
 import type { Config } from '../config.ts';
+import { CallMilestones } from '../domain/call-milestones.ts';
 import { CallService } from '../domain/calls.ts';
 import { ConversationService } from '../domain/conversations.ts';
 import { MessageService } from '../domain/messages.ts';
-import { NotificationService } from '../domain/notifications.ts';
+import { NotificationInbox } from '../domain/notification-inbox.ts';
+import { NotificationWriter } from '../domain/notification-writer.ts';
 import { PresenceService } from '../domain/presence.ts';
 import { ReceiptService } from '../domain/receipts.ts';
 import { SearchService } from '../domain/search.ts';
 import { SyncService } from '../domain/sync.ts';
 import { TypingService } from '../domain/typing.ts';
 import { UserService } from '../domain/users.ts';
-import { WebhookSender } from '../domain/webhook.ts';
 import type { Fanout } from '../domain/fanout.ts';
 import { SocketFanout } from '../transport/socket/fanout.ts';
 import { RoutedFanout } from '../transport/socket/routed-fanout.ts';
+import { WebhookSender } from '../transport/webhook.ts';
 
 /** The transport-free domain services; REST routes and socket handlers both call these. */
 export interface Services {
@@ -25,8 +27,13 @@ export interface Services {
   search: SearchService;
   typing: TypingService;
   presence: PresenceService;
-  notifications: NotificationService;
+  /** Writes notifications in the background (what producers report; `idle()` for shutdown and tests). */
+  notifications: NotificationWriter;
+  /** The recipient's notifications: list, mark read, delete, mute. */
+  notificationInbox: NotificationInbox;
   calls: CallService;
+  /** The calls_unlocked milestone, checked in the background after messages commit. */
+  callMilestones: CallMilestones;
 }
 
 declare module 'fastify' {
@@ -53,25 +60,19 @@ export default fp<{ config: Config }>(
           onError: (error, context) => app.log.warn({ err: error, ...context }, 'notification webhook attempt failed'),
         })
       : null;
-    // The milestone check needs the call service, which needs the notifications: tied through a closure.
-    let calls: CallService | undefined;
-    const notifications = new NotificationService(app.db, app.state.presence, fanout, {
-      webhook,
-      afterMessages: (messages) => calls?.checkMilestones(messages) ?? Promise.resolve(),
-      log: app.log,
+    const notifications = new NotificationWriter(app.db, app.state.presence, fanout, { push: webhook, log: app.log });
+    const callMilestones = new CallMilestones(app.db, fanout, { minMessages: config.calls.minMessages, log: app.log });
+    const messages = new MessageService(app.db, app.sql, fanout, {
+      maxBodyLength: config.limits.messageBodyLength,
+      onBatch: (count) => app.metrics.writeBatchSize.observe({ writer: 'messages' }, count),
     });
-    calls = new CallService(app.db, app.state.calls, app.state.presence, fanout, notifications, webhook, config.calls);
+    messages.onCommitted((message, memberIds) => notifications.messageSent(message, memberIds));
+    messages.onCommitted((message) => callMilestones.committed(message));
+    messages.onReacted((message, actorId, emoji) => notifications.reacted(message, actorId, emoji));
     app.decorate('services', {
       users: new UserService(app.sql),
       conversations: new ConversationService(app.db, fanout, notifications),
-      messages: new MessageService(app.db, app.sql, fanout, {
-        maxBodyLength: config.limits.messageBodyLength,
-        listener: {
-          sent: (message, memberIds) => notifications.messageSent(message, memberIds),
-          reacted: (message, actorId, emoji) => notifications.reacted(message, actorId, emoji),
-        },
-        onBatch: (messages) => app.metrics.writeBatchSize.observe({ writer: 'messages' }, messages),
-      }),
+      messages,
       receipts: new ReceiptService(app.db, app.sql, fanout, { onBatch: (reports) => app.metrics.writeBatchSize.observe({ writer: 'receipts' }, reports) }),
       sync: new SyncService(app.db),
       search: new SearchService(app.db),
@@ -83,12 +84,15 @@ export default fp<{ config: Config }>(
       }),
       typing: new TypingService(app.db, app.state.typing, fanout, { ttlMs: config.typing.ttlMs }),
       notifications,
-      calls,
+      notificationInbox: new NotificationInbox(app.db, fanout),
+      calls: new CallService(app.db, app.state.calls, app.state.presence, fanout, notifications, webhook, config.calls),
+      callMilestones,
     });
-    // Before the database closes: notifications reported by the last requests are written, then
-    // webhook attempts in flight finish (each bounded by its timeout); queued retries are dropped.
+    // Before the database closes: notifications and milestones reported by the last requests are
+    // written, then webhook attempts in flight finish (each bounded by its timeout); queued retries
+    // are dropped.
     app.addHook('preClose', async () => {
-      await notifications.idle();
+      await Promise.all([notifications.idle(), callMilestones.idle()]);
       await webhook?.close();
     });
   },

@@ -1,8 +1,8 @@
 import { clientEventSchemas, type ClientEventName, type ClientEventResults, type ParsedPayload } from '@chat/protocol';
 import type { FastifyInstance } from 'fastify';
 import { AppError, parseWith } from '../errors.ts';
-import type { ApiCaller } from '../plugins/api-keys.ts';
-import type { Principal } from '../plugins/auth.ts';
+import type { ApiCaller } from '../identity/api-caller.ts';
+import type { Principal } from '../identity/principal.ts';
 import { enforceRateLimit } from './rate-limits.ts';
 import type { ChatSocket } from './socket/types.ts';
 
@@ -90,10 +90,10 @@ export const operations: Operations = {
   'sync:changes': ({ app, principal }, payload) => app.services.sync.changes(principal.userId, payload),
   'message:search': ({ app, principal }, query) => app.services.search.search(principal.userId, query),
 
-  'notification:list': ({ app, principal }, query) => app.services.notifications.list(principal.userId, query),
-  'notification:mark-read': ({ app, principal, socket }, which) => app.services.notifications.markRead(principal.userId, which, socket?.id),
-  'notification:delete': ({ app, principal, socket }, { notificationId }) => app.services.notifications.delete(principal.userId, notificationId, socket?.id),
-  'conversation:mute': ({ app, principal, socket }, { conversationId, muted }) => app.services.notifications.mute(principal.userId, conversationId, muted, socket?.id),
+  'notification:list': ({ app, principal }, query) => app.services.notificationInbox.list(principal.userId, query),
+  'notification:mark-read': ({ app, principal, socket }, which) => app.services.notificationInbox.markRead(principal.userId, which, socket?.id),
+  'notification:delete': ({ app, principal, socket }, { notificationId }) => app.services.notificationInbox.delete(principal.userId, notificationId, socket?.id),
+  'conversation:mute': ({ app, principal, socket }, { conversationId, muted }) => app.services.notificationInbox.mute(principal.userId, conversationId, muted, socket?.id),
   'conversation:archive': ({ app, principal, socket }, { conversationId, archived }) => app.services.conversations.archive(principal.userId, conversationId, archived, socket?.id),
 
   'call:invite': async ({ app, principal, socket }, { calleeId, media }) => ({

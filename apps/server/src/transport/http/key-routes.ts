@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { z } from 'zod';
-import type { ApiCaller, ApiScope } from '../../plugins/api-keys.ts';
+import type { ApiCaller, ApiScope } from '../../identity/api-caller.ts';
 import { routeSchema } from './route-schema.ts';
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';

@@ -1,7 +1,7 @@
 import { clientEventSchemas, idSchema, SYSTEM_SENDER_ID, userIdSchema, type ClientEventName, type ClientEventResults, type ClientPayload } from '@chat/protocol';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import type { ApiCaller } from '../../plugins/api-keys.ts';
+import type { ApiCaller } from '../../identity/api-caller.ts';
 import { runOperation } from '../operations.ts';
 import { keyRoute, type KeyRoute } from './key-routes.ts';
 

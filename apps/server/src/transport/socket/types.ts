@@ -1,6 +1,6 @@
 import type { ClientToServerEvents, ServerToClientEvents } from '@chat/protocol';
 import type { Server, Socket } from 'socket.io';
-import type { Principal } from '../../plugins/auth.ts';
+import type { Principal } from '../../identity/principal.ts';
 
 /** Events between nodes, through the adapter (none of our own yet). */
 export type InterServerEvents = Record<string, never>;

@@ -1,22 +1,12 @@
-import {
-  backoffDelay,
-  SYSTEM_SENDER_ID,
-  type ClientPayload,
-  type Message,
-  type Notification,
-  type NotificationDeleted,
-  type NotificationKind,
-  type NotificationPage,
-  type NotificationsRead,
-} from '@chat/protocol';
+import { backoffDelay, SYSTEM_SENDER_ID, type ConversationKind, type Message, type Notification, type NotificationKind } from '@chat/protocol';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { v7 as uuidv7, validate as isUuid } from 'uuid';
+import { v7 as uuidv7 } from 'uuid';
 import type { Db } from '../db/client.ts';
-import { AppError } from '../errors.ts';
 import type { PresenceStore } from '../state/presence.ts';
-import { requireMember } from './access.ts';
+import { BackgroundDrain } from './background-drain.ts';
 import type { Fanout } from './fanout.ts';
-import type { WebhookSender } from './webhook.ts';
+import { type NotificationRow as Row, toWireNotification } from './notification-rows.ts';
+import type { PushPublisher } from './push.ts';
 
 /** What producers report; turned into notification rows by the background writer. */
 type Intent =
@@ -32,23 +22,9 @@ type Intent =
       payload?: Record<string, unknown>;
     };
 
-interface Row {
-  id: string;
-  recipientId: string;
-  type: NotificationKind;
-  conversationId: string | null;
-  messageId: string | null;
-  actorId: string | null;
-  preview: string;
-  payload: Record<string, unknown>;
-  createdAt: Date;
-  readAt: Date | null;
-}
-
 export interface NotificationOptions {
-  webhook: WebhookSender | null;
-  /** Called with each written batch of messages (the call milestone check). */
-  afterMessages?: (messages: ReadonlyArray<{ conversationId: string; seq: number }>) => Promise<void>;
+  /** Where notifications for recipients without a connected device go; none without one. */
+  push: PushPublisher | null;
   log: { warn(object: object, message: string): void; error(object: object, message: string): void };
 }
 
@@ -57,30 +33,30 @@ const BATCH = 256;
 /** Reports waiting beyond this (the database far behind) are dropped, so memory stays bounded. */
 const MAX_QUEUE = 100_000;
 const WRITE_ATTEMPTS = 3;
-const LIST_DEFAULT = 30;
-/** `conversation:mute` mutes until unmuted; the column also allows timed mutes. */
-const MUTED_FOREVER = new Date('9999-12-31T00:00:00Z');
 
 /**
- * Notifications per recipient: a message while the recipient has no connected device, a mention in
- * a group, a reaction to one's message, being added to a group, system notices. Muted conversations
- * produce none.
+ * Writes notifications per recipient: a message while the recipient has no connected device, a
+ * mention in a group, a reaction to one's message, being added to a group, system notices. Muted
+ * conversations produce none. Reading them is NotificationInbox's.
  *
  * Producers (message sends, reactions, membership) report after their own commit and never wait:
  * the reports queue here and one background loop handles them in batches — one presence lookup, a
  * member query only for conversations where a mention or an offline recipient may notify, one insert
  * and one unread count query — then tells every device of each
- * recipient (`notification:new`) and POSTs the ones for recipients without a connected device to
- * the webhook. The send path pays one array push. The price: a node that dies between a message's
+ * recipient (`notification:new`) and pushes the ones for recipients without a connected device
+ * (PushPublisher). The send path pays one array push. The price: a node that dies between a message's
  * commit and this write loses that message's notifications (the message itself is safe).
  */
-export class NotificationService {
+export class NotificationWriter {
   readonly #db: Db;
   readonly #presence: PresenceStore;
   readonly #fanout: Fanout;
   readonly #options: NotificationOptions;
   #queue: Intent[] = [];
-  #running: Promise<void> | null = null;
+  readonly #loop = new BackgroundDrain(
+    () => this.#drain(),
+    () => this.#queue.length > 0,
+  );
   #dropped = 0;
 
   constructor(db: Db, presence: PresenceStore, fanout: Fanout, options: NotificationOptions) {
@@ -125,74 +101,8 @@ export class NotificationService {
   }
 
   /** Resolves once everything reported so far is written and announced (shutdown, tests). */
-  async idle(): Promise<void> {
-    while (this.#running) await this.#running;
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // The recipient's operations
-  // -------------------------------------------------------------------------------------------
-
-  async list(userId: string, query: ClientPayload<'notification:list'>): Promise<NotificationPage> {
-    const take = Math.min(query.limit ?? LIST_DEFAULT, 100);
-    if (query.cursor !== undefined && !isUuid(query.cursor)) throw new AppError('validation', 'cursor: not a cursor this server handed out');
-    const rows = await this.#db.notification.findMany({
-      where: {
-        recipientId: userId,
-        ...(query.unreadOnly && { readAt: null }),
-        ...(query.cursor !== undefined && { id: { lt: query.cursor } }),
-      },
-      orderBy: { id: 'desc' },
-      take: take + 1,
-    });
-    const page = rows.slice(0, take);
-    return {
-      notifications: page.map((row) => toWire(row as Row)),
-      nextCursor: rows.length > take ? page.at(-1)!.id : null,
-      unreadCount: await this.#unread(userId),
-    };
-  }
-
-  /** Marks some or all read; ids that are not the user's (or already read) are left out of the answer. */
-  async markRead(userId: string, which: { notificationIds: string[] } | { all: true }, origin?: string): Promise<NotificationsRead> {
-    const readAt = new Date();
-    let notificationIds: string[] = [];
-    if ('all' in which) {
-      await this.#db.notification.updateMany({ where: { recipientId: userId, readAt: null, createdAt: { lte: readAt } }, data: { readAt } });
-    } else {
-      const rows = await this.#db.$queryRaw<Array<{ id: string }>>`
-        UPDATE notifications SET read_at = ${readAt}
-        WHERE recipient_id = ${userId} AND id = ANY(${which.notificationIds}::uuid[]) AND read_at IS NULL
-        RETURNING id::text AS id`;
-      notificationIds = rows.map((row) => row.id);
-    }
-    const result: NotificationsRead = { all: 'all' in which, notificationIds, readAt: readAt.toISOString(), unreadCount: await this.#unread(userId) };
-    if (result.all || notificationIds.length > 0) this.#fanout.toUsers([userId], 'notification:read', result, { except: origin });
-    return result;
-  }
-
-  async delete(userId: string, notificationId: string, origin?: string): Promise<NotificationDeleted> {
-    const { count } = await this.#db.notification.deleteMany({ where: { id: notificationId, recipientId: userId } });
-    // Someone else's notification looks exactly like a missing one.
-    if (count === 0) throw new AppError('not_found', 'Notification not found');
-    const result = { notificationId, unreadCount: await this.#unread(userId) };
-    this.#fanout.toUsers([userId], 'notification:deleted', result, { except: origin });
-    return result;
-  }
-
-  async mute(userId: string, conversationId: string, muted: boolean, origin?: string): Promise<{ conversationId: string; muted: boolean }> {
-    await requireMember(this.#db, conversationId, userId);
-    await this.#db.conversationMember.update({
-      where: { conversationId_userId: { conversationId, userId } },
-      data: { mutedUntil: muted ? MUTED_FOREVER : null },
-    });
-    const result = { conversationId, muted };
-    this.#fanout.toUsers([userId], 'conversation:muted', result, { except: origin });
-    return result;
-  }
-
-  async #unread(userId: string): Promise<number> {
-    return this.#db.notification.count({ where: { recipientId: userId, readAt: null } });
+  idle(): Promise<void> {
+    return this.#loop.idle();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -205,19 +115,7 @@ export class NotificationService {
       return;
     }
     this.#queue.push(intent);
-    this.#start();
-  }
-
-  #start(): void {
-    if (this.#running) return;
-    // setImmediate: the ack of the request that reported this goes out first, and everything
-    // reported in the same turn of the event loop lands in one batch.
-    this.#running = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => this.#drain())
-      .finally(() => {
-        this.#running = null;
-        if (this.#queue.length > 0) this.#start();
-      });
+    this.#loop.kick();
   }
 
   async #drain(): Promise<void> {
@@ -257,7 +155,7 @@ export class NotificationService {
     const members =
       conversationIds.length === 0
         ? []
-        : await this.#db.$queryRaw<Array<{ conversationId: string; userId: string; displayName: string; muted: boolean; kind: 'direct' | 'group' }>>`
+        : await this.#db.$queryRaw<Array<{ conversationId: string; userId: string; displayName: string; muted: boolean; kind: ConversationKind }>>`
       SELECT cm.conversation_id::text AS "conversationId", cm.user_id AS "userId", u.display_name AS "displayName",
              COALESCE(cm.muted_until > now(), false) AS muted, c.kind::text AS kind
       FROM conversation_members cm
@@ -318,13 +216,12 @@ export class NotificationService {
     // Written: from here on a failure must not make the drain loop write the batch again.
     try {
       if (rows.length > 0) await this.#announce(rows, online);
-      if (messages.length > 0 && this.#options.afterMessages) await this.#options.afterMessages(messages);
     } catch (error) {
       this.#options.log.warn({ err: error }, 'notifications: written, but announcing them failed');
     }
   }
 
-  /** `notification:new` to every device of each recipient, and the webhook for those with none connected. */
+  /** `notification:new` to every device of each recipient, and a push for those with none connected. */
   async #announce(rows: Row[], online: Set<string>): Promise<void> {
     const recipients = [...new Set(rows.map((r) => r.recipientId))];
     const counts = await this.#db.notification.groupBy({ by: ['recipientId'], where: { recipientId: { in: recipients }, readAt: null }, _count: { _all: true } });
@@ -336,11 +233,11 @@ export class NotificationService {
       const entry = rows[i]!;
       const after = later.get(entry.recipientId) ?? 0;
       later.set(entry.recipientId, after + 1);
-      events.push([entry.recipientId, { notification: toWire(entry), unreadCount: Math.max(0, (unread.get(entry.recipientId) ?? 0) - after) }]);
+      events.push([entry.recipientId, { notification: toWireNotification(entry), unreadCount: Math.max(0, (unread.get(entry.recipientId) ?? 0) - after) }]);
     }
     for (const [recipientId, event] of events.reverse()) {
       this.#fanout.toUsers([recipientId], 'notification:new', event);
-      if (!online.has(recipientId)) this.#options.webhook?.send({ type: 'notification', recipientId, ...event });
+      if (!online.has(recipientId)) this.#options.push?.send({ type: 'notification', recipientId, ...event });
     }
   }
 
@@ -369,18 +266,4 @@ function escapeRegExp(text: string): string {
 
 function clip(text: string): string {
   return text.length <= PREVIEW_LENGTH ? text : `${text.slice(0, PREVIEW_LENGTH - 1)}…`;
-}
-
-function toWire(row: Row): Notification {
-  return {
-    id: row.id,
-    kind: row.type,
-    conversationId: row.conversationId,
-    messageId: row.messageId,
-    actorId: row.actorId,
-    preview: row.preview,
-    data: row.payload ?? {},
-    createdAt: row.createdAt.toISOString(),
-    readAt: row.readAt === null ? null : row.readAt.toISOString(),
-  };
 }

@@ -1,4 +1,3 @@
-import type { FastifyBaseLogger } from 'fastify';
 import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import { AppError } from '../errors.ts';
 
@@ -8,6 +7,11 @@ export const JWKS_ALGORITHMS = ['RS256', 'PS256', 'ES256'] as const;
 /** A JWKS larger than this is refused: an identity provider publishes a handful of keys. */
 const MAX_JWKS_BYTES = 256 * 1024;
 const FETCH_TIMEOUT_MS = 5000;
+
+/** Where a failed fetch is reported. */
+export interface WarnLog {
+  warn(object: object, message: string): void;
+}
 
 export interface JwksOptions {
   url: string;
@@ -40,9 +44,9 @@ export class RemoteKeySet {
   /** Fetches made (successful or not); for metrics and tests. */
   fetches = 0;
   readonly #options: JwksOptions;
-  readonly #log: FastifyBaseLogger;
+  readonly #log: WarnLog;
 
-  constructor(options: JwksOptions, log: FastifyBaseLogger) {
+  constructor(options: JwksOptions, log: WarnLog) {
     this.#options = options;
     this.#log = log;
   }

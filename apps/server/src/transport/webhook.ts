@@ -1,6 +1,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { backoffDelay } from '@chat/protocol';
+import type { PushPublisher } from '../domain/push.ts';
 
 export interface WebhookOptions {
   url: string;
@@ -42,16 +43,17 @@ export function signWebhook(secret: string, timestamp: string, body: string): st
 }
 
 /**
- * POSTs events (notifications for users with no connected device) to an operator's endpoint, which
- * can turn them into push notifications. Entirely in the background: `send` queues and returns at
- * once, so a slow or failing receiver never delays a request. Each delivery is retried on network
- * errors, timeouts, 429 and 5xx with capped exponential back-off; other 4xx answers are final.
+ * The PushPublisher over HTTP: POSTs events (notifications and calls for users with no connected
+ * device) to an operator's endpoint, which can turn them into push notifications. Entirely in the
+ * background: `send` queues and returns at once, so a slow or failing receiver never delays a
+ * request. Each delivery is retried on network errors, timeouts, 429 and 5xx with capped
+ * exponential back-off; other 4xx answers are final.
  *
  * At most once per node and best effort: a queue that is full drops its oldest entry, and what is
  * queued when the node stops is dropped (the notifications themselves are in PostgreSQL).
  * Written by hand: a loop around fetch; the retry libraries on npm add little over these lines.
  */
-export class WebhookSender {
+export class WebhookSender implements PushPublisher {
   readonly #options: Required<WebhookOptions>;
   readonly #hooks: WebhookHooks;
   readonly #waiting: Array<{ id: string; body: string }> = [];
