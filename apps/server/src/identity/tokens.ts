@@ -1,5 +1,5 @@
 import { SYSTEM_SENDER_ID, userIdSchema } from '@chat/protocol';
-import { createSigner, createVerifier } from 'fast-jwt';
+import { createVerifier } from 'fast-jwt';
 import { errors as joseErrors, jwtVerify } from 'jose';
 import type { Config } from '../config.ts';
 import { AppError } from '../errors.ts';
@@ -11,6 +11,35 @@ export interface TokenService {
   verify(token: unknown): Promise<Principal>;
   /** Mints a token (HS256 only; used by the dev token endpoint). */
   sign(claims: { sub: string; name: string }, ttlSeconds: number): string;
+}
+
+/**
+ * HS256 or RS256 tokens with the configured key, the pinned algorithm and the claim checks of
+ * {@link jwtPluginOptions}: the auth plugin passes @fastify/jwt's `app.jwt`.
+ */
+export interface JwtCodec {
+  /** The verified claims; throws fast-jwt's errors (`FAST_JWT_*` codes). */
+  verify(token: string): Record<string, unknown>;
+  sign(claims: Record<string, unknown>, ttlSeconds: number): string;
+}
+
+/** The options @fastify/jwt is registered with (its `secret`, `sign` and `verify`). */
+export function jwtPluginOptions(jwt: Config['jwt']) {
+  return {
+    // In JWKS mode fast-jwt is not used to verify (jose is); it keeps a key only so the plugin loads.
+    secret: jwt.algorithm === 'RS256' ? { public: jwt.publicKey! } : jwt.secret,
+    sign: { algorithm: jwt.algorithm === 'RS256' ? ('RS256' as const) : ('HS256' as const), ...(jwt.issuer && { iss: jwt.issuer }), ...(jwt.audience && { aud: jwt.audience }) },
+    // Pinning the algorithm is what defeats `alg: none` and HS/RS key confusion.
+    verify: { algorithms: [jwt.algorithm === 'RS256' ? ('RS256' as const) : ('HS256' as const)], ...claimChecks(jwt) },
+  };
+}
+
+function claimChecks(jwt: Config['jwt']) {
+  return {
+    requiredClaims: ['sub', 'exp'],
+    ...(jwt.issuer && { allowedIss: jwt.issuer }),
+    ...(jwt.audience && { allowedAud: jwt.audience }),
+  };
 }
 
 /** Refuses a token issued before its user's revocation: throws an AppError (`token_revoked`, or `unavailable`). */
@@ -58,18 +87,10 @@ function joseErrorCode(error: unknown): AppError['code'] {
  * algorithms (what defeats `alg: none` and HS/RS key confusion), requires `sub` and `exp`, checks
  * issuer and audience when configured, bounds the lifetime and consults the revocations.
  */
-export function createTokenService(jwt: Config['jwt'], revocations: RevocationCheck, log: WarnLog): TokenService {
+export function createTokenService(jwt: Config['jwt'], codec: JwtCodec, revocations: RevocationCheck, log: WarnLog): TokenService {
   const keySet = jwt.algorithm === 'JWKS' ? new RemoteKeySet(jwt.jwks!, log) : null;
-  const claimChecks = {
-    requiredClaims: ['sub', 'exp'],
-    ...(jwt.issuer && { allowedIss: jwt.issuer }),
-    ...(jwt.audience && { allowedAud: jwt.audience }),
-  };
-  // In JWKS mode this verifier is not used (jose is).
-  const verifier =
-    jwt.algorithm === 'RS256' ? createVerifier({ key: jwt.publicKey!, algorithms: ['RS256'], ...claimChecks }) : createVerifier({ key: jwt.secret, algorithms: ['HS256'], ...claimChecks });
   // The retired HS256 secret of a rotation, with the same pinned algorithm and claim checks.
-  const previousVerifier = jwt.previousSecret ? createVerifier({ key: jwt.previousSecret, algorithms: ['HS256'], ...claimChecks }) : null;
+  const previousVerifier = jwt.previousSecret ? createVerifier({ key: jwt.previousSecret, algorithms: ['HS256'], ...claimChecks(jwt) }) : null;
 
   async function verifyClaims(token: string): Promise<Record<string, unknown>> {
     if (keySet) {
@@ -88,7 +109,7 @@ export function createTokenService(jwt: Config['jwt'], revocations: RevocationCh
       }
     }
     try {
-      return verifier(token) as Record<string, unknown>;
+      return codec.verify(token);
     } catch (error) {
       let code = tokenErrorCodes[(error as { code?: string }).code ?? ''] ?? 'token_invalid';
       // Only a signature the current secret refuses is tried against the retired one.
@@ -132,15 +153,7 @@ export function createTokenService(jwt: Config['jwt'], revocations: RevocationCh
     },
     sign(claims, ttlSeconds) {
       if (jwt.algorithm !== 'HS256') throw new AppError('internal', 'Only HS256 tokens can be minted');
-      // fast-jwt counts expiresIn in milliseconds.
-      const signer = createSigner({
-        key: jwt.secret,
-        algorithm: 'HS256',
-        expiresIn: ttlSeconds * 1000,
-        ...(jwt.issuer && { iss: jwt.issuer }),
-        ...(jwt.audience && { aud: jwt.audience }),
-      });
-      return signer(claims);
+      return codec.sign(claims, ttlSeconds);
     },
   };
 }

@@ -1,9 +1,10 @@
+import fastifyJwt from '@fastify/jwt';
 import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../config.ts';
 import { AppError } from '../errors.ts';
 import type { Principal } from '../identity/principal.ts';
-import { createTokenService, type TokenService } from '../identity/tokens.ts';
+import { createTokenService, jwtPluginOptions, type TokenService } from '../identity/tokens.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -16,10 +17,19 @@ declare module 'fastify' {
   }
 }
 
-/** The token service (identity/tokens.ts) as `app.tokens`, and the `Authorization: Bearer` preHandler of REST routes. */
+/**
+ * The token service (identity/tokens.ts) over @fastify/jwt as `app.tokens`, and the
+ * `Authorization: Bearer` preHandler of REST routes.
+ */
 export default fp<{ config: Config }>(
   async (app, { config }) => {
-    const tokens = createTokenService(config.jwt, app.revocations, app.log);
+    await app.register(fastifyJwt, jwtPluginOptions(config.jwt));
+    const codec = {
+      verify: (token: string) => app.jwt.verify<Record<string, unknown>>(token),
+      // @fastify/jwt reads a numeric expiresIn as seconds (and converts it for fast-jwt).
+      sign: (claims: Record<string, unknown>, ttlSeconds: number) => app.jwt.sign(claims, { expiresIn: ttlSeconds }),
+    };
+    const tokens = createTokenService(config.jwt, codec, app.revocations, app.log);
     app.decorate('tokens', tokens);
     app.decorateRequest('principal', null);
     app.decorate('authenticate', async (request: FastifyRequest) => {
