@@ -7,7 +7,7 @@ import type { Timer } from './timers.ts';
 const SYNC_SINCE_MAX = 10_000;
 const LIST_PAGE = 100;
 /** How long a new message waits for a missing earlier one before the gap is fetched. */
-const GAP_WAIT_MS = 500;
+export const GAP_WAIT_MS = 500;
 
 /**
  * Catching up with the server: the baseline of a fresh client, the resync after a reconnect, and
