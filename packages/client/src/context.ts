@@ -5,7 +5,7 @@ import type { ClientConfig } from './options.ts';
 import { ClientState } from './state.ts';
 
 /** Emits a protocol event and resolves with its ok-result (`ChatClient.request`). */
-export type Request = <E extends ClientEventName>(event: E, payload: ClientPayload<E>, options?: { timeoutMs?: number }) => Promise<ClientEventResults[E]>;
+export type Requester = <E extends ClientEventName>(event: E, payload: ClientPayload<E>, options?: { timeoutMs?: number }) => Promise<ClientEventResults[E]>;
 
 /**
  * What the client's modules share: the resolved options, what is known of the conversations, the
@@ -17,7 +17,7 @@ export class ClientContext {
   readonly config: ClientConfig;
   readonly state: ClientState;
   readonly emit: Emit;
-  readonly request: Request;
+  readonly request: Requester;
 
   /** The authenticated user, known once connected. */
   userId: string | null = null;
@@ -32,7 +32,7 @@ export class ClientContext {
 
   #connectedSignal: { promise: Promise<void>; resolve: () => void } | null = null;
 
-  constructor(config: ClientConfig, emit: Emit, request: Request) {
+  constructor(config: ClientConfig, emit: Emit, request: Requester) {
     this.config = config;
     this.emit = emit;
     this.request = request;

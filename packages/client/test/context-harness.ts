@@ -2,7 +2,7 @@
 // the test instead of a socket: the outbox, change and gap logic run without a server.
 import type { ClientEventName, Conversation, Message } from '@chat/protocol';
 import { Changes } from '../src/changes.ts';
-import { ClientContext, closedError, type Request } from '../src/context.ts';
+import { ClientContext, closedError, type Requester } from '../src/context.ts';
 import type { ChatClientEvents } from '../src/events.ts';
 import { type ChatClientOptions, resolveOptions } from '../src/options.ts';
 import { Outbox } from '../src/outbox.ts';
@@ -44,7 +44,7 @@ export function harness(server: Server, options: Partial<ChatClientOptions> = {}
     }
     changes.live(() => changes.absorb(event, result, Date.now()));
     return result;
-  }) as Request;
+  }) as Requester;
   const ctx = new ClientContext(resolveOptions({ url: 'http://server.invalid', token: 'token', ...options }), (event, ...args) => events.push({ event, args }), request);
   ctx.userId = 'me';
   ctx.connected = true;
