@@ -165,7 +165,7 @@ const TEST_SECRETS: Record<string, string> = {
 };
 
 /** The query parameter the SDK sends on every Socket.IO request, and the one nginx.conf hashes on. */
-const SDK_STICKY_PARAMETER = /query:\s*\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:/.exec(read('packages/client/src/client.ts'))?.[1];
+const SDK_STICKY_PARAMETER = /query:\s*\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:/.exec(read('packages/client/src/connection.ts'))?.[1];
 const NGINX_STICKY_PARAMETER = /map \$arg_([A-Za-z0-9_]+) \$sticky_key/.exec(read('nginx.conf'))?.[1];
 /** Socket.IO's path on the node. */
 const SOCKET_IO_PATH = /path:\s*'([^']+)'/.exec(read('apps/server/src/plugins/realtime.ts'))?.[1];

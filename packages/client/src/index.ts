@@ -1,4 +1,7 @@
-export { ChatClient, type ChatClientEvents, type ChatClientOptions, type ChatSocket, type SendValidator, type StatusEvent, type TokenSource } from './client.ts';
+export { ChatClient } from './client.ts';
+export type { ChatSocket } from './connection.ts';
+export type { ChatClientEvents, StatusEvent } from './events.ts';
+export type { ChatClientOptions, SendValidator, TokenSource } from './options.ts';
 export { Emitter, type EventMap } from './emitter.ts';
 export { ChatError, type ClientErrorCode } from './errors.ts';
 export type { OutgoingMessage, SendInput } from './outgoing.ts';

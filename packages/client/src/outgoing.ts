@@ -1,11 +1,11 @@
-import type { Attachment, ClientPayload, Message } from '@chat/protocol';
+import type { Attachment, ClientPayload, Message, MessageKind } from '@chat/protocol';
 import type { ChatError } from './errors.ts';
 
 /** What `send()` takes. */
 export interface SendInput {
   conversationId: string;
   body: string;
-  kind?: 'text' | 'image' | 'file';
+  kind?: MessageKind;
   attachments?: Attachment[];
   replyToId?: string;
   /**

@@ -8,7 +8,7 @@
  * does not bundle zod (the server checks every message anyway).
  */
 import { sendMessageSchema, type ClientPayload } from '@chat/protocol';
-import type { SendValidator } from './client.ts';
+import type { SendValidator } from './options.ts';
 
 /** Null when the message matches the schema, else every issue as `path: message`, joined by `; `. */
 export const validateSend: SendValidator = (payload: ClientPayload<'message:send'>) => {

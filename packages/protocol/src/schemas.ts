@@ -150,6 +150,8 @@ export const searchHitSchema = z.object({
 export type Attachment = z.infer<typeof attachmentSchema>;
 export type User = z.infer<typeof userSchema>;
 export type Reaction = z.infer<typeof reactionSchema>;
+/** The kinds a client may send: `system` messages are the server's own. */
+export type MessageKind = z.infer<typeof messageKindSchema>;
 export type Message = z.infer<typeof messageSchema>;
 export type Member = z.infer<typeof memberSchema>;
 export type Conversation = z.infer<typeof conversationSchema>;
