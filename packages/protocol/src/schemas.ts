@@ -153,6 +153,7 @@ export type Reaction = z.infer<typeof reactionSchema>;
 export type Message = z.infer<typeof messageSchema>;
 export type Member = z.infer<typeof memberSchema>;
 export type Conversation = z.infer<typeof conversationSchema>;
+export type ConversationKind = Conversation['kind'];
 export type ConversationSummary = z.infer<typeof conversationSummarySchema>;
 export type Receipt = z.infer<typeof receiptSchema>;
 export type Presence = z.infer<typeof presenceSchema>;
