@@ -9,19 +9,10 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { parseDatabaseUrl } from '@chat/server/db/url';
 import { freePort } from './cluster.ts';
-import { onExit, waitUntil } from './service-lifetime.ts';
+import { onExit, waitUntil, type RestartableService } from './service-lifetime.ts';
 
-export interface PrivatePostgres {
-  /** postgresql://postgres@127.0.0.1:PORT/postgres */
-  readonly url: string;
-  readonly port: number;
-  /** Fast shutdown (`pg_ctl stop -m fast`): connections are cut, committed data stays. */
-  stop(): Promise<void>;
-  /** Starts it again on the same port and data folder; resolves when it accepts connections. */
-  start(): Promise<void>;
-  /** Stops it for good and removes its folder. Idempotent. */
-  destroy(): Promise<void>;
-}
+/** `url`: postgresql://postgres@127.0.0.1:PORT/postgres. `stop()` is a fast shutdown (`pg_ctl stop -m fast`): connections are cut, committed data stays. */
+export type PrivatePostgres = RestartableService;
 
 /** The newest PostgreSQL server binaries installed (Debian: /usr/lib/postgresql/N/bin), else PATH. */
 export function findPostgresBin(): string {

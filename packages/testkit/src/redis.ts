@@ -5,17 +5,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort } from './cluster.ts';
-import { onExit, terminate, waitUntil } from './service-lifetime.ts';
+import { onExit, terminate, waitUntil, type RestartableService } from './service-lifetime.ts';
 
-export interface PrivateRedis {
-  /** redis://127.0.0.1:PORT */
-  readonly url: string;
-  readonly port: number;
-  /** SIGTERM, then wait for the exit. Without persistence every key is gone. */
-  stop(): Promise<void>;
-  start(): Promise<void>;
-  destroy(): Promise<void>;
-}
+/** `url`: redis://127.0.0.1:PORT. `stop()` is SIGTERM, then the wait for the exit; without persistence every key is gone. */
+export type PrivateRedis = RestartableService;
 
 /** redis-server on a free port, no persistence, as a child process of ours. */
 export async function startPrivateRedis(): Promise<PrivateRedis> {

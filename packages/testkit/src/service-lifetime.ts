@@ -6,6 +6,19 @@
 import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+/** A private service that a test stops and starts again (an outage) on the same port. */
+export interface RestartableService {
+  /** How a client reaches it (the service's own URL scheme). */
+  readonly url: string;
+  readonly port: number;
+  /** Stops it; resolves once it is down. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port (and data folder); resolves when it accepts connections. */
+  start(): Promise<void>;
+  /** Stops it for good and removes what it left behind. Idempotent. */
+  destroy(): Promise<void>;
+}
+
 const cleanups = new Set<() => void>();
 let exitHooked = false;
 /** Runs `cleanup` (synchronously) when the process exits, unless the returned function was called first. */

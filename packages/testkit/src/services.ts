@@ -9,4 +9,4 @@ export { findPgBouncer, startPrivatePgBouncer, type PgBouncerOptions, type Priva
 export { findPostgresBin, startPrivatePostgres, type PrivatePostgres } from './postgres.ts';
 export { deleteRedisKeys, startPrivateRedis, type PrivateRedis } from './redis.ts';
 export { PRIVATE_CLUSTER_NODE_TIMEOUT_MS, startPrivateRedisCluster, type PrivateRedisCluster } from './redis-cluster.ts';
-export { waitUntil } from './service-lifetime.ts';
+export { waitUntil, type RestartableService } from './service-lifetime.ts';
