@@ -7,7 +7,8 @@ import { dirname, resolve } from 'node:path';
 import { UsageError } from '@chat/loadgen/options';
 import { formatSummary } from '@chat/loadgen/summary';
 import { helpText, parseChaosArgs } from './options.ts';
-import { formatChecks, runChaos } from './run.ts';
+import { formatChecks } from './report.ts';
+import { runChaos } from './run.ts';
 
 async function main(): Promise<number> {
   let parsed: ReturnType<typeof parseChaosArgs>;

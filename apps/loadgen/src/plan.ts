@@ -1,3 +1,4 @@
+import type { ConversationKind } from '@chat/protocol';
 import { UsageError, type Options } from './options.ts';
 import { Random } from './random.ts';
 
@@ -17,7 +18,7 @@ export interface PlannedUser {
 
 export interface PlannedConversation {
   index: number;
-  kind: 'direct' | 'group';
+  kind: ConversationKind;
   /** User indexes; the first creates the conversation. */
   members: number[];
 }

@@ -1,3 +1,4 @@
+import type { ConversationKind } from '@chat/protocol';
 import type { AuditResult } from './accounting.ts';
 import type { Options } from './options.ts';
 import type { PlannedUser } from './plan.ts';
@@ -12,7 +13,7 @@ export interface WorkerInit {
 
 export interface CreateTask {
   index: number;
-  kind: 'direct' | 'group';
+  kind: ConversationKind;
   /** Local user index of the creator (the conversation's first member). */
   creator: number;
   /** The other members' user ids. */
