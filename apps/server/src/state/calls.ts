@@ -1,14 +1,13 @@
+import type { CallMedia, CallState } from '@chat/protocol';
 import type { RedisClient } from './redis-client.ts';
 import { assertNoClientKeyPrefix, defineScript, LUA_NOW_MS, type RedisScript } from './redis-script.ts';
-
-export type CallState = 'ringing' | 'accepted' | 'rejected' | 'cancelled' | 'ended' | 'missed' | 'busy';
 
 /** A call as the store keeps it. Times are epoch ms on the store's clock. */
 export interface CallRecord {
   id: string;
   callerId: string;
   calleeId: string;
-  media: 'audio' | 'video';
+  media: CallMedia;
   state: CallState;
   callerDeviceId: string;
   calleeDeviceId: string | null;
