@@ -1,3 +1,4 @@
+import type { MessageKind } from '@chat/protocol';
 import type { Sql, Statement } from '../db/client.ts';
 import { isDatabaseUnavailable } from '../errors.ts';
 import { GroupCommit } from './group-commit.ts';
@@ -12,7 +13,7 @@ export interface NewMessage {
    */
   systemSender?: boolean;
   clientMsgId: string;
-  kind: 'text' | 'image' | 'file';
+  kind: MessageKind;
   body: string;
   replyToId: string | null;
   attachments: Array<{ position: number; url: string; mime: string; size: number; name: string }>;

@@ -1,4 +1,4 @@
-import { SYSTEM_SENDER_ID, type Attachment, type Message } from '@chat/protocol';
+import { SYSTEM_SENDER_ID, type Attachment, type Message, type MessageKind } from '@chat/protocol';
 import { v7 as uuidv7 } from 'uuid';
 import type { Db, Sql } from '../db/client.ts';
 import { AppError } from '../errors.ts';
@@ -11,7 +11,7 @@ export interface SendInput {
   conversationId: string;
   clientMsgId: string;
   body: string;
-  kind?: 'text' | 'image' | 'file' | undefined;
+  kind?: MessageKind | undefined;
   attachments?: Attachment[] | undefined;
   replyToId?: string | undefined;
   /** The connection the message came from; it gets the message in its ack, not again as an event. */
