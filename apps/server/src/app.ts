@@ -29,7 +29,7 @@ import { devTokenRoutes } from './transport/http/dev-token.ts';
 import { healthRoutes } from './transport/http/health.ts';
 import { keyApiRoutes } from './transport/http/key-apis.ts';
 import { meRoutes } from './transport/http/me.ts';
-import { restRateLimit } from './transport/http/rate-limit.ts';
+import { restAddressLimit } from './transport/http/address-limit.ts';
 import { restRoutes } from './transport/http/rest.ts';
 import { webRoutes } from './transport/http/web.ts';
 
@@ -196,7 +196,7 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   });
 
   await app.register(docs);
-  await app.register(restRateLimit);
+  await app.register(restAddressLimit);
   await app.register(healthRoutes);
   await app.register(meRoutes);
   await app.register(restRoutes);

@@ -2,18 +2,18 @@ import { MemoryCallStore, RedisCallStore, type CallStore } from './calls.ts';
 import { MemoryPresenceStore, type PresenceOptions, type PresenceStore } from './presence.ts';
 import { RedisPresenceStore } from './presence-redis.ts';
 import type { RedisClient } from './redis-client.ts';
-import { MemoryRateLimiter, type RateLimiter } from './rate-limit.ts';
-import { RedisBucketLedger } from './rate-limit-redis.ts';
-import { SyncedRateLimiter } from './rate-limit-synced.ts';
+import { MemoryRateLimiter, type RateLimiter } from './token-buckets.ts';
+import { RedisBucketLedger } from './token-buckets-redis.ts';
+import { SyncedRateLimiter } from './token-buckets-synced.ts';
 import { MemoryTypingStore, RedisTypingStore, type TypingStore } from './typing.ts';
 
 export * from './calls.ts';
 export * from './presence.ts';
 export { connectionsKeyParts, RedisPresenceStore } from './presence-redis.ts';
 export { groupBySlot, hashTag, isCluster, type RedisClient } from './redis-client.ts';
-export * from './rate-limit.ts';
-export { RedisBucketLedger } from './rate-limit-redis.ts';
-export { SyncedRateLimiter } from './rate-limit-synced.ts';
+export * from './token-buckets.ts';
+export { RedisBucketLedger } from './token-buckets-redis.ts';
+export { SyncedRateLimiter } from './token-buckets-synced.ts';
 export * from './typing.ts';
 
 /** Cluster state that may be lost and rebuilt. Each store's interface documents its guarantees. */

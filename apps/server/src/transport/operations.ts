@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { AppError, parseWith } from '../errors.ts';
 import type { ApiCaller } from '../plugins/api-keys.ts';
 import type { Principal } from '../plugins/auth.ts';
-import { enforceRateLimit } from './rate-limits.ts';
+import { enforceRateLimit } from './budgets.ts';
 import type { ChatSocket } from './socket/types.ts';
 
 export interface OperationContext {
