@@ -1,4 +1,5 @@
-import { MemoryCallStore, RedisCallStore, type CallStore } from './calls.ts';
+import { MemoryCallStore, type CallStore } from './calls.ts';
+import { RedisCallStore } from './calls-redis.ts';
 import { MemoryPresenceStore, type PresenceOptions, type PresenceStore } from './presence.ts';
 import { RedisPresenceStore } from './presence-redis.ts';
 import type { RedisClient } from './redis-client.ts';
@@ -8,6 +9,7 @@ import { SyncedRateLimiter } from './token-buckets-synced.ts';
 import { MemoryTypingStore, RedisTypingStore, type TypingStore } from './typing.ts';
 
 export * from './calls.ts';
+export { RedisCallStore } from './calls-redis.ts';
 export * from './presence.ts';
 export { connectionsKeyParts, RedisPresenceStore } from './presence-redis.ts';
 export { groupBySlot, hashTag, isCluster, type RedisClient } from './redis-client.ts';
