@@ -101,7 +101,8 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
     bodyLimit: config.limits.bodyBytes,
     forceCloseConnections: 'idle',
     // Fastify gives each plugin 10 s to start by default; the embedded PGlite database (WebAssembly,
-    // migrations on first start) took longer than that on a busy 2-core machine, and the node exited 1.
+    // migrations on first start) can need longer on a busy machine, and a plugin past its timeout
+    // stops the node.
     pluginTimeout: 60_000,
     return503OnClosing: true,
     // Behind nginx every request comes from the proxy: without this, per-address limits would count

@@ -292,9 +292,9 @@ export interface ServerToClientEvents {
   /** To a user who left or was removed. */
   'conversation:removed': (payload: { conversationId: string }) => void;
   'receipt:updated': (receipt: Receipt) => void;
-  /** To the other members only. `typing: false` when the user stopped, sent, disconnected or timed out. */
   /** To the users who share a conversation with this user: came online, went offline, changed status. */
   'presence:updated': (presence: Presence) => void;
+  /** To the other members only. `typing: false` when the user stopped, sent, disconnected or timed out. */
   'typing:updated': (payload: { conversationId: string; userId: string; typing: boolean }) => void;
   /** Sent right before the server closes the socket, saying why and whether to reconnect. */
   'session:ending': (payload: SessionEnding) => void;

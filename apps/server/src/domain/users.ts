@@ -33,8 +33,8 @@ export class UserService {
 }
 
 // Every connect of a user this node has not seen runs this, so a burst of new connections runs it
-// thousands of times: a prepared statement, not a Prisma upsert, whose allocations grew the node's
-// committed heap by 27 KB per new socket against 18 KB with this (3,000 sockets, after a full GC).
+// thousands of times: a prepared statement, which allocates far less per call than a Prisma upsert
+// (README, Benchmarks, memory per idle socket).
 const UPSERT_USER: Statement = {
   name: 'chat_upsert_user_v1',
   text: `
