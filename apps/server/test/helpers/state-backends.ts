@@ -4,7 +4,7 @@ import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { eventually } from '@chat/testkit/eventually';
 import { deleteRedisKeys, startPrivateRedisCluster, type PrivateRedisCluster } from '@chat/testkit/services';
-import { createStateStores, type StateStores } from '../../src/state/index.ts';
+import { createStateStores, type RedisClient, type StateStores } from '../../src/state/index.ts';
 
 /**
  * The backends the state contract suites run against: memory, one Redis, and a private Redis
@@ -72,7 +72,7 @@ export interface StateBackends {
   redisCluster: Backend;
   /** The `i`th connection to the one Redis, shared by the stores `redis.cluster` created. */
   redisClient(i: number): Redis;
-  /** The key prefix of stores `redis.cluster` created. */
+  /** The key prefix of stores a Redis backend created. */
   prefixOf(stores: StateStores): string;
 }
 
@@ -97,43 +97,37 @@ export function stateBackends(): StateBackends {
     },
   };
 
-  const redisClients: Redis[] = [];
   const prefixes = new WeakMap<StateStores, string>();
-  const redisClient = (i: number): Redis => {
-    while (redisClients.length <= i) redisClients.push(new Redis(REDIS_URL, { connectionName: 'state-contract-test' }));
-    return redisClients[i]!;
-  };
-  const redis: Backend = {
-    name: 'redis',
+  const redisBackend = (name: string, client: (i: number) => RedisClient): Backend => ({
+    name,
     clock: realClock,
     cluster(count) {
       const keyPrefix = nextPrefix();
       return Array.from({ length: count }, (_, i) => {
-        const stores = createStateStores({ redis: redisClient(i), keyPrefix, presence: { nodeTtlMs: NODE_TTL_MS } });
+        const stores = createStateStores({ redis: client(i), keyPrefix, presence: { nodeTtlMs: NODE_TTL_MS } });
         prefixes.set(stores, keyPrefix);
         return stores;
       });
     },
+  });
+
+  const redisClients: Redis[] = [];
+  const redisClient = (i: number): Redis => {
+    while (redisClients.length <= i) redisClients.push(new Redis(REDIS_URL, { connectionName: 'state-contract-test' }));
+    return redisClients[i]!;
   };
+  const redis = redisBackend('redis', redisClient);
 
   /** A private Redis Cluster (3 masters, 3 replicas): the stores' scripts must keep to one slot each. */
   let privateCluster: PrivateRedisCluster | undefined;
   const clusterClients: Cluster[] = [];
-  const clusterClient = (i: number): Cluster => {
+  const redisCluster = redisBackend('redis-cluster', (i) => {
     while (clusterClients.length <= i) {
       const nodes = privateCluster!.ports.map((port) => ({ host: '127.0.0.1', port }));
       clusterClients.push(new Cluster(nodes, { redisOptions: { connectionName: 'state-contract-test' }, enableAutoPipelining: true }));
     }
     return clusterClients[i]!;
-  };
-  const redisCluster: Backend = {
-    name: 'redis-cluster',
-    clock: realClock,
-    cluster(count) {
-      const keyPrefix = nextPrefix();
-      return Array.from({ length: count }, (_, i) => createStateStores({ redis: clusterClient(i), keyPrefix, presence: { nodeTtlMs: NODE_TTL_MS } }));
-    },
-  };
+  });
 
   beforeAll(async () => {
     privateCluster = await startPrivateRedisCluster();
