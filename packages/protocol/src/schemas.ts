@@ -64,6 +64,14 @@ export const presenceStatusSchema = z.enum(['online', 'away', 'dnd', 'invisible'
 
 export const conversationKindSchema = z.enum(['direct', 'group']);
 
+/** `everyone`: the sender leaves a tombstone for all members; `me`: hidden for the caller only. */
+export const deleteScopeSchema = z.enum(['everyone', 'me']);
+
+export const reactionActionSchema = z.enum(['add', 'remove']);
+
+/** An opaque page cursor: the `nextCursor` of the previous page of the same query. */
+export const cursorSchema = z.string().max(200);
+
 export const memberRoleSchema = z.enum(['owner', 'admin', 'member']);
 
 // ---------------------------------------------------------------------------------------------
@@ -161,6 +169,8 @@ export type Attachment = z.infer<typeof attachmentSchema>;
 export type MessageKind = z.infer<typeof messageKindSchema>;
 export type ConversationKind = z.infer<typeof conversationKindSchema>;
 export type MemberRole = z.infer<typeof memberRoleSchema>;
+export type DeleteScope = z.infer<typeof deleteScopeSchema>;
+export type ReactionAction = z.infer<typeof reactionActionSchema>;
 export type User = z.infer<typeof userSchema>;
 export type Reaction = z.infer<typeof reactionSchema>;
 export type Message = z.infer<typeof messageSchema>;
