@@ -438,7 +438,7 @@ const LIMIT_OF: Record<string, string> = {
   presence: 'RATE_LIMIT_TYPING (per user; presence:set-status draws on it) is below --presence; raise it or lower --presence',
 };
 
-/** The per-user budget of each event class a refusal names (transport/rate-limits.ts on the server). */
+/** The per-user budget of each event class a refusal names (transport/budgets.ts on the server). */
 const LIMIT_OF_CLASS: Record<string, string> = {
   message: LIMIT_OF['send']!,
   receipt: LIMIT_OF['read']!,

@@ -9,12 +9,13 @@
  *   PORT=3999 node --import tsx apps/server/bench/bare-relay.ts
  */
 import { randomUUID } from 'node:crypto';
+import type { ConversationKind } from '@chat/protocol';
 import { createServer } from 'node:http';
 import { Server } from 'socket.io';
 
 interface Conversation {
   id: string;
-  kind: 'direct' | 'group';
+  kind: ConversationKind;
   title: string | null;
   members: Map<string, { delivered: number; read: number }>;
   lastSeq: number;

@@ -29,7 +29,7 @@ import { devTokenRoutes } from './transport/http/dev-token.ts';
 import { healthRoutes } from './transport/http/health.ts';
 import { keyApiRoutes } from './transport/http/key-apis.ts';
 import { meRoutes } from './transport/http/me.ts';
-import { restRateLimit } from './transport/http/rate-limit.ts';
+import { restAddressLimit } from './transport/http/address-limit.ts';
 import { restRoutes } from './transport/http/rest.ts';
 import { webRoutes } from './transport/http/web.ts';
 
@@ -101,7 +101,8 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
     bodyLimit: config.limits.bodyBytes,
     forceCloseConnections: 'idle',
     // Fastify gives each plugin 10 s to start by default; the embedded PGlite database (WebAssembly,
-    // migrations on first start) took longer than that on a busy 2-core machine, and the node exited 1.
+    // migrations on first start) can need longer on a busy machine, and a plugin past its timeout
+    // stops the node.
     pluginTimeout: 60_000,
     return503OnClosing: true,
     // Behind nginx every request comes from the proxy: without this, per-address limits would count
@@ -196,7 +197,7 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   });
 
   await app.register(docs);
-  await app.register(restRateLimit);
+  await app.register(restAddressLimit);
   await app.register(healthRoutes);
   await app.register(meRoutes);
   await app.register(restRoutes);

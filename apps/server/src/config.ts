@@ -321,7 +321,7 @@ export interface ApiKey {
 /** One Redis server (REDIS_URL), or the seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES). */
 export type RedisTarget = { kind: 'single'; url: string } | { kind: 'cluster'; nodes: Array<{ host: string; port: number }>; username?: string; password?: string; tls: boolean };
 
-/** Event classes with their own per-user budget (see transport/rate-limits.ts). */
+/** Event classes with their own per-user budget (see transport/budgets.ts). */
 export type RateLimitClass = 'message' | 'typing' | 'conversation' | 'receipt' | 'read' | 'call';
 
 export class ConfigError extends Error {

@@ -3,10 +3,11 @@
 // killed with SIGKILL, a node without Redis, and nodes on a private Redis Cluster.
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
+import type { AdminNodeSample, AdminNodeStatus } from '@chat/protocol';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { startPrivateRedisCluster, type PrivateRedisCluster } from '@chat/testkit/services';
 import serverPackage from '../package.json' with { type: 'json' };
-import { MemoryNodeStatusStore, type NodeReport, type NodeSample, type NodeStatus, type NodeStatusStore } from '../src/state/node-status.ts';
+import { MemoryNodeStatusStore, type NodeReport, type NodeStatusStore } from '../src/state/node-status.ts';
 import { RedisNodeStatusStore } from '../src/state/node-status-redis.ts';
 import { eventually } from '@chat/testkit/eventually';
 import { spawnNode, testEnv, testNode, type TestNode } from '@chat/testkit/nodes';
@@ -24,9 +25,9 @@ async function admin<T>(node: { url: string }, path: string, method = 'GET'): Pr
   const response = await fetch(`${node.url}${path}`, { method, headers: { authorization: `Bearer ${ADMIN_KEY}` } });
   return { status: response.status, body: (await response.json()) as T };
 }
-const listed = async (node: { url: string }) => (await admin<{ ok: boolean; nodes: NodeStatus[] }>(node, '/v1/admin/nodes')).body.nodes;
+const listed = async (node: { url: string }) => (await admin<{ ok: boolean; nodes: AdminNodeStatus[] }>(node, '/v1/admin/nodes')).body.nodes;
 const ids = async (node: { url: string }) => (await listed(node)).map((n) => n.id);
-const history = async (node: { url: string }) => (await admin<{ ok: boolean; intervalMs: number; nodes: Record<string, NodeSample[]> }>(node, '/v1/admin/nodes/history')).body;
+const history = async (node: { url: string }) => (await admin<{ ok: boolean; intervalMs: number; nodes: Record<string, AdminNodeSample[]> }>(node, '/v1/admin/nodes/history')).body;
 
 /** Two nodes, a group with a member on each, one message sent from `a`. */
 async function twoNodesWithTraffic(overrides: Record<string, string | undefined> = {}) {
@@ -41,7 +42,7 @@ async function twoNodesWithTraffic(overrides: Record<string, string | undefined>
   return { a, b, idA, idB, alice, bob, conversation };
 }
 
-function expectSane(status: NodeStatus, id: string): void {
+function expectSane(status: AdminNodeStatus, id: string): void {
   expect(status).toEqual({
     id,
     version: serverPackage.version,

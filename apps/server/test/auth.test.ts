@@ -2,6 +2,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
+import { userIdSchema } from '@chat/protocol';
 import { createSigner } from 'fast-jwt';
 import { exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -175,7 +176,7 @@ describe('dev token endpoint', () => {
   it('mints a working token when DEV_TOKENS is on, and validates its body', async () => {
     const node = await startNode({ DEV_TOKENS: 'true' });
     try {
-      for (const payload of [{ userId: 'has spaces' }, { userId: 'too-long', ttlSeconds: DAY + 1 }]) {
+      for (const payload of [{ userId: 'has spaces' }, { userId: 'system' }, { userId: 'too-long', ttlSeconds: DAY + 1 }]) {
         const bad = await node.app.inject({ method: 'POST', url: '/v1/dev/token', payload });
         expect(bad.statusCode).toBe(400);
         expect(bad.json()).toMatchObject({ ok: false, error: { code: 'validation', retryable: false } });
@@ -227,7 +228,7 @@ describe('dev token endpoint', () => {
         { users: [{}], other: true },
         ...fc
           .sample(fc.record({ users: fc.array(fc.record({ userId: fc.string(), displayName: fc.anything() }), { maxLength: 5 }) }), 20)
-          .filter((body) => body.users.length === 0 || body.users.some((u) => !/^[A-Za-z0-9_.:@|-]{1,128}$/.test(u.userId) || typeof u.displayName !== 'string' || u.displayName.trim() === '')),
+          .filter((body) => body.users.length === 0 || body.users.some((u) => !userIdSchema.safeParse(u.userId).success || typeof u.displayName !== 'string' || u.displayName.trim() === '')),
       ];
       for (const payload of malformed) {
         const response = await node.app.inject({ method: 'POST', url: '/v1/dev/tokens', payload: payload as object });

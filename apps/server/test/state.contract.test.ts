@@ -1,90 +1,17 @@
-import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { Cluster, Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { deleteRedisKeys, startPrivateRedisCluster, type PrivateRedisCluster } from '@chat/testkit/services';
-import { createStateStores, MemoryCallStore, MemoryPresenceStore, MemoryRateLimiter, MemoryTypingStore, type StateStores, type WentOffline } from '../src/state/index.ts';
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
 import { eventually } from '@chat/testkit/eventually';
+import { createStateStores, MemoryCallStore, MemoryPresenceStore, MemoryRateLimiter, MemoryTypingStore, type StateStores, type WentOffline } from '../src/state/index.ts';
+import { CLOCK_SLACK_MS, id, NODE_TTL_MS, REDIS_URL, stateBackends } from './helpers/state-backends.ts';
 
-const NODE_TTL_MS = 300;
-const REDIS_URL = process.env.REDIS_URL ?? inject('redisUrl') ?? 'redis://127.0.0.1:6379';
-// Unique per run and deleted afterwards: other suites and runs share this Redis.
-const RUN_PREFIX = `${inject('redisPrefix') ?? 'test:'}state:${randomUUID()}:`;
+// The presence, typing and rate-limit stores' contract, run against memory, one Redis and a Redis
+// Cluster (calls: calls-state.contract.test.ts). The memory stores run on a clock the tests move.
+const { memory, redis, redisCluster, redisClient, prefixOf } = stateBackends();
 
-/**
- * A backend hands out `count` views of one fresh, empty state, as separate nodes would see it:
- * the same object for memory, separate connections for Redis so races are real.
- */
-interface Backend {
-  name: string;
-  cluster(count: number): StateStores[];
-}
-
-const memory: Backend = {
-  name: 'memory',
-  cluster(count) {
-    const stores = createStateStores({ keyPrefix: 'unused:', presence: { nodeTtlMs: NODE_TTL_MS } });
-    return Array.from({ length: count }, () => stores);
-  },
-};
-
-const redisClients: Redis[] = [];
-const prefixes = new WeakMap<StateStores, string>();
-let states = 0;
-function redisClient(i: number): Redis {
-  while (redisClients.length <= i) redisClients.push(new Redis(REDIS_URL, { connectionName: 'state-contract-test' }));
-  return redisClients[i]!;
-}
-
-const redis: Backend = {
-  name: 'redis',
-  cluster(count) {
-    const keyPrefix = `${RUN_PREFIX}${states++}:`;
-    return Array.from({ length: count }, (_, i) => {
-      const stores = createStateStores({ redis: redisClient(i), keyPrefix, presence: { nodeTtlMs: NODE_TTL_MS } });
-      prefixes.set(stores, keyPrefix);
-      return stores;
-    });
-  },
-};
-
-/** A private Redis Cluster (3 masters, 3 replicas): the stores' scripts must keep to one slot each. */
-let privateCluster: PrivateRedisCluster;
-const clusterClients: Cluster[] = [];
-function clusterClient(i: number): Cluster {
-  while (clusterClients.length <= i) {
-    const nodes = privateCluster.ports.map((port) => ({ host: '127.0.0.1', port }));
-    clusterClients.push(new Cluster(nodes, { redisOptions: { connectionName: 'state-contract-test' }, enableAutoPipelining: true }));
-  }
-  return clusterClients[i]!;
-}
-
-const redisCluster: Backend = {
-  name: 'redis-cluster',
-  cluster(count) {
-    const keyPrefix = `${RUN_PREFIX}${states++}:`;
-    return Array.from({ length: count }, (_, i) => createStateStores({ redis: clusterClient(i), keyPrefix, presence: { nodeTtlMs: NODE_TTL_MS } }));
-  },
-};
-
-beforeAll(async () => {
-  privateCluster = await startPrivateRedisCluster();
-});
-
-afterAll(async () => {
-  await Promise.all(clusterClients.map((c) => c.quit()));
-  await privateCluster?.destroy();
-  if (redisClients.length === 0) return;
-  await deleteRedisKeys(REDIS_URL, RUN_PREFIX);
-  await Promise.all(redisClients.map((c) => c.quit()));
-});
-
-const id = (kind: string) => `${kind}-${randomUUID()}`;
 const node = (nodeId: string, userId: string, connectionId = id('conn')) => ({ nodeId, userId, connectionId });
-/** The store clock may be Redis' own; on one machine it agrees with ours to well within this. */
-const CLOCK_SLACK_MS = 250;
 
 describe.each([memory, redis, redisCluster])('state stores: $name', (backend) => {
+  const { clock } = backend;
   describe('presence', () => {
     it('brings a user online with the first device and offline with the last', async () => {
       const [{ presence }] = backend.cluster(1) as [StateStores];
@@ -98,11 +25,11 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       expect(await presence.get([user])).toEqual([{ userId: user, online: true, status: 'online', lastSeenAt: null }]);
 
       expect(await presence.disconnect(phone)).toEqual({ wentOffline: false, lastSeenAt: null, status: 'online' });
-      const before = Date.now();
+      const before = clock.now();
       const last = await presence.disconnect(laptop);
       expect(last.wentOffline).toBe(true);
       expect(last.lastSeenAt).toBeGreaterThanOrEqual(before - CLOCK_SLACK_MS);
-      expect(last.lastSeenAt).toBeLessThanOrEqual(Date.now() + CLOCK_SLACK_MS);
+      expect(last.lastSeenAt).toBeLessThanOrEqual(clock.now() + CLOCK_SLACK_MS);
       expect((await presence.disconnect(laptop)).wentOffline).toBe(false);
       expect(await presence.get([user])).toEqual([{ userId: user, online: false, status: 'offline', lastSeenAt: last.lastSeenAt }]);
     });
@@ -151,13 +78,13 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       await a.presence.connect(node('node-a', moved));
       // A device of `moved` reconnected on node B before anyone reaped node A.
       await b.presence.connect(node('node-b', moved));
-      const lastSignOfA = Date.now();
+      const lastSignOfA = clock.now();
 
       expect((await b.presence.reapDeadNodes()).deadNodes).toEqual([]);
 
       const reported: WentOffline[] = [];
       const deadNodes: string[] = [];
-      await eventually(
+      await clock.eventually(
         async () => {
           await b.presence.heartbeat('node-b');
           const reaped = await b.presence.reapDeadNodes();
@@ -167,7 +94,7 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
         },
         { timeoutMs: NODE_TTL_MS * 4, intervalMs: 20 },
       );
-      const elapsed = Date.now() - lastSignOfA;
+      const elapsed = clock.now() - lastSignOfA;
       expect(elapsed).toBeGreaterThanOrEqual(NODE_TTL_MS - CLOCK_SLACK_MS);
       expect(elapsed).toBeLessThanOrEqual(NODE_TTL_MS + 200);
 
@@ -205,7 +132,7 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       const user = id('user');
       await presence.heartbeat('busy');
       await presence.connect(node('busy', user));
-      await sleep(NODE_TTL_MS * 1.5);
+      await clock.advance(NODE_TTL_MS * 1.5);
       expect(await presence.reapDeadNodes({ spare: 'busy' })).toEqual({ deadNodes: [], wentOffline: [] });
       expect((await presence.get([user]))[0]!.online).toBe(true);
       expect((await presence.reapDeadNodes()).deadNodes).toEqual(['busy']);
@@ -226,7 +153,7 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
 
       const reported: string[] = [];
       const deadNodes: string[] = [];
-      await eventually(
+      await clock.eventually(
         async () => {
           await live.presence.heartbeat('live');
           const rounds = await Promise.all(nodes.map((stores) => stores.presence.reapDeadNodes()));
@@ -249,7 +176,7 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       const device = node('n1', ghost);
       await presence.connect(device);
 
-      const before = Date.now();
+      const before = clock.now();
       expect(await presence.setStatus(ghost, 'invisible')).toEqual({ previous: 'online', online: true });
       const [seen] = await presence.get([ghost], { viewerId: other });
       expect(seen).toMatchObject({ online: false, status: 'offline' });
@@ -294,7 +221,7 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       await typing.start(conversation, bob, 5000);
       expect((await typing.list(conversation)).toSorted()).toEqual([ann, bob].toSorted());
 
-      await eventually(async () => expect(await typing.list(conversation)).toEqual([bob]), { timeoutMs: 2000 });
+      await clock.eventually(async () => expect(await typing.list(conversation)).toEqual([bob]), { timeoutMs: 2000 });
       expect(await typing.stop(conversation, ann)).toEqual({ changed: false });
       expect(await typing.start(conversation, ann, 150)).toEqual({ changed: true });
     });
@@ -322,9 +249,9 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       // Another key has its own budget.
       expect((await rateLimiter.consume(id('user'), bucket)).allowed).toBe(true);
 
-      const refusedAt = Date.now();
-      await eventually(async () => expect((await rateLimiter.consume(key, bucket)).allowed).toBe(true), { timeoutMs: 1000, intervalMs: 10 });
-      expect(Date.now() - refusedAt).toBeGreaterThanOrEqual(refused.retryAfterMs - 50);
+      const refusedAt = clock.now();
+      await clock.eventually(async () => expect((await rateLimiter.consume(key, bucket)).allowed).toBe(true), { timeoutMs: 1000, intervalMs: 10 });
+      expect(clock.now() - refusedAt).toBeGreaterThanOrEqual(refused.retryAfterMs - 50);
     });
 
     it('refills up to capacity and no further', async () => {
@@ -337,9 +264,9 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       expect(refused.retryAfterMs).toBeGreaterThan(100);
       expect(refused.retryAfterMs).toBeLessThanOrEqual(200);
 
-      await eventually(async () => expect((await rateLimiter.consume(key, bucket, 0)).remaining).toBe(3), { timeoutMs: 2000 });
+      await clock.eventually(async () => expect((await rateLimiter.consume(key, bucket, 0)).remaining).toBe(3), { timeoutMs: 2000 });
       // Long enough to hold six tokens if the bucket overflowed.
-      await sleep(300);
+      await clock.advance(300);
       expect((await rateLimiter.consume(key, bucket, 3)).allowed).toBe(true);
       expect((await rateLimiter.consume(key, bucket, 1)).allowed).toBe(false);
       await expect(rateLimiter.consume(key, bucket, 4)).rejects.toThrow(RangeError);
@@ -357,7 +284,7 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       expect(granted).toBeLessThanOrEqual(bucket.capacity * nodes.length);
       expect(results.filter((r) => !r.allowed).every((r) => r.retryAfterMs > 0)).toBe(true);
       // Once the nodes settled, what they spent is debt in the shared bucket: every node refuses.
-      await eventually(
+      await clock.eventually(
         async () => {
           for (const store of nodes) expect((await store.rateLimiter.consume(key, bucket, 0)).remaining).toBe(0);
           for (const store of nodes) expect((await store.rateLimiter.consume(key, bucket)).allowed).toBe(false);
@@ -372,17 +299,17 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       const nodes = backend.cluster(3);
       const key = id('user');
       const bucket = { capacity: 5, refillPerSecond: 20 };
-      const started = Date.now();
+      const started = clock.now();
       let granted = 0;
       await Promise.all(
         nodes.map(async (store) => {
-          while (Date.now() - started < 1000) {
+          while (clock.now() - started < 1000) {
             if ((await store.rateLimiter.consume(key, bucket)).allowed) granted++;
-            await sleep(2);
+            await clock.advance(2);
           }
         }),
       );
-      const t = (Date.now() - started) / 1000;
+      const t = (clock.now() - started) / 1000;
       // T: the 50 ms settle interval plus a round trip, with room for a loaded machine's lag.
       const T = 0.5;
       const bound = bucket.capacity + bucket.refillPerSecond * t + (nodes.length - 1) * (bucket.capacity + bucket.refillPerSecond * T);
@@ -393,178 +320,13 @@ describe.each([memory, redis, redisCluster])('state stores: $name', (backend) =>
       expect(granted).toBeGreaterThanOrEqual(bucket.refillPerSecond * t * 0.5);
     });
   });
-
-  describe('calls', () => {
-    const timings = { ringTimeoutMs: 300, liveTtlMs: 600, finalTtlMs: 5000 };
-    const newCall = (callerId = id('caller'), calleeId = id('callee')) => ({ id: randomUUID(), callerId, calleeId, media: 'audio' as const, callerDeviceId: id('dev') });
-
-    it('rings a new call and marks both parties busy: a second call to or from either is busy', async () => {
-      const [{ calls }] = backend.cluster(1) as [StateStores];
-      const first = newCall();
-      const created = await calls.create(first, timings);
-      expect(created.busy).toBeNull();
-      expect(created.call).toMatchObject({ ...first, state: 'ringing', calleeDeviceId: null, acceptedAt: null, endedAt: null, endedBy: null });
-      expect(created.call!.ringDeadline - created.call!.createdAt).toBe(300);
-      expect(Math.abs(created.call!.createdAt - Date.now())).toBeLessThan(CLOCK_SLACK_MS);
-      expect(await calls.get(first.id)).toEqual(created.call);
-
-      // The callee is in a call: stored as already finished, `busy`.
-      const toBusy = newCall(id('third'), first.calleeId);
-      const busy = await calls.create(toBusy, timings);
-      expect(busy).toMatchObject({ busy: 'callee', call: { id: toBusy.id, state: 'busy', endedAt: expect.any(Number) } });
-      // The caller is in a call: nothing stored.
-      const fromBusy = newCall(first.callerId, id('fourth'));
-      expect(await calls.create(fromBusy, timings)).toEqual({ call: null, busy: 'caller' });
-      expect(await calls.get(fromBusy.id)).toBeNull();
-      // The callee calling out is busy too.
-      expect((await calls.create(newCall(first.calleeId), timings)).busy).toBe('caller');
-
-      await calls.transition(first.id, ['ringing'], 'cancelled', { endedBy: first.callerId }, timings);
-      expect((await calls.create(newCall(first.callerId, first.calleeId), timings)).busy).toBeNull();
-    });
-
-    it('lets exactly one of many racing accepts win, then ends the call and frees both parties', async () => {
-      const stores = backend.cluster(4);
-      const call = newCall();
-      await stores[0]!.calls.create(call, timings);
-      const results = await Promise.all(stores.map((store, i) => store.calls.transition(call.id, ['ringing'], 'accepted', { calleeDeviceId: `device-${i}` }, timings)));
-      const winners = results.filter((result) => result.changed);
-      expect(winners).toHaveLength(1);
-      const accepted = winners[0]!.call!;
-      expect(accepted).toMatchObject({ state: 'accepted', calleeDeviceId: expect.stringMatching(/^device-/), acceptedAt: expect.any(Number) });
-      for (const loser of results.filter((result) => !result.changed)) expect(loser.call).toEqual(accepted);
-
-      // Not ringing any more: a late reject changes nothing.
-      expect(await stores[1]!.calls.transition(call.id, ['ringing'], 'rejected', { endedBy: call.calleeId }, timings)).toEqual({ call: accepted, changed: false });
-      const ended = await stores[2]!.calls.transition(call.id, ['accepted'], 'ended', { endedBy: call.calleeId }, timings);
-      expect(ended).toMatchObject({ changed: true, call: { state: 'ended', endedBy: call.calleeId, endedAt: expect.any(Number), calleeDeviceId: accepted.calleeDeviceId } });
-      expect((await stores[3]!.calls.create(newCall(call.calleeId, call.callerId), timings)).busy).toBeNull();
-      expect(await stores[0]!.calls.transition(randomUUID(), ['ringing'], 'accepted', {}, timings)).toEqual({ call: null, changed: false });
-    });
-
-    it('expires unanswered calls as missed exactly once across nodes, and not accepted ones', async () => {
-      const stores = backend.cluster(3);
-      const unanswered = newCall();
-      const answered = newCall();
-      await stores[0]!.calls.create(unanswered, timings);
-      await stores[0]!.calls.create(answered, timings);
-      await stores[1]!.calls.transition(answered.id, ['ringing'], 'accepted', { calleeDeviceId: 'd' }, timings);
-      expect(await stores[1]!.calls.expireRinging(timings)).toEqual([]);
-
-      const claimed = await eventually(
-        async () => {
-          const batches = await Promise.all(stores.map((store) => store.calls.expireRinging(timings)));
-          const all = batches.flat();
-          expect(all).toHaveLength(1);
-          return all;
-        },
-        { timeoutMs: 3000 },
-      );
-      expect(claimed[0]).toMatchObject({ id: unanswered.id, state: 'missed', endedBy: null, endedAt: expect.any(Number) });
-      expect((await Promise.all(stores.map((store) => store.calls.expireRinging(timings)))).flat()).toEqual([]);
-      expect((await stores[2]!.calls.get(answered.id))?.state).toBe('accepted');
-      // The missed call's parties are free again.
-      expect((await stores[2]!.calls.create(newCall(unanswered.calleeId), timings)).busy).toBeNull();
-    });
-
-    it('ends an accepted call whose other device stopped being touched (its node died), once, and keeps ringing ones past their deadline', async () => {
-      const stores = backend.cluster(2);
-      const [{ calls }, other] = stores as [StateStores, StateStores];
-      const abandoned = newCall();
-      const kept = newCall();
-      const ringing = newCall();
-      // Generous against a loaded machine: a touch every 100 ms, silence declared after 1 s.
-      const short = { ringTimeoutMs: 3000, liveTtlMs: 1000, finalTtlMs: 10_000 };
-      for (const call of [abandoned, kept, ringing]) await calls.create(call, short);
-      for (const call of [abandoned, kept]) await calls.transition(call.id, ['ringing'], 'accepted', { calleeDeviceId: `callee-of-${call.id}` }, short);
-      const touches = () => [
-        { callId: kept.id, deviceId: kept.callerDeviceId },
-        { callId: abandoned.id, deviceId: abandoned.callerDeviceId },
-      ];
-      // Both devices of `kept` are touched; only the caller's device of `abandoned` is.
-      const ended: unknown[] = [];
-      const deadline = Date.now() + 2500;
-      while (Date.now() < deadline) {
-        const [mine, theirs] = await Promise.all([calls.touch(touches(), short), other.calls.touch([{ callId: kept.id, deviceId: `callee-of-${kept.id}` }], short)]);
-        expect(mine.get(kept.id)).toEqual({ state: 'accepted', ended: null });
-        expect(theirs.get(kept.id)).toEqual({ state: 'accepted', ended: null });
-        const result = mine.get(abandoned.id)!;
-        if (result.ended) ended.push(result.ended);
-        else expect(result.state).toBe(ended.length > 0 ? 'ended' : 'accepted');
-        await sleep(100);
-      }
-      expect(ended).toEqual([expect.objectContaining({ id: abandoned.id, state: 'ended', endedBy: null, endedAt: expect.any(Number) })]);
-      expect((await calls.get(abandoned.id))?.state).toBe('ended');
-      expect((await calls.get(kept.id))?.state).toBe('accepted');
-      // The ended call's parties are free again; the kept call's are not.
-      expect((await calls.create(newCall(abandoned.callerId, abandoned.calleeId), short)).busy).toBeNull();
-      expect((await calls.create(newCall(id('x'), kept.calleeId), short)).busy).toBe('callee');
-      // Untouched, but still ringing: it outlives its deadline so the ring timeout can claim it.
-      expect(await calls.touch([{ callId: ringing.id, deviceId: ringing.callerDeviceId }], short)).toEqual(new Map([[ringing.id, { state: 'ringing', ended: null }]]));
-      const missed = await eventually(
-        async () => {
-          const claimed = (await calls.expireRinging(short)).filter((call) => call.id === ringing.id);
-          expect(claimed).toHaveLength(1);
-          return claimed[0]!;
-        },
-        { timeoutMs: 5000 },
-      );
-      expect(missed).toMatchObject({ id: ringing.id, state: 'missed' });
-    });
-
-    it('reports the end of a call whose two devices, both on one stalled node, are touched in one batch', async () => {
-      const [{ calls }] = backend.cluster(1) as [StateStores];
-      const call = newCall();
-      const short = { ringTimeoutMs: 10_000, liveTtlMs: 1000, finalTtlMs: 5000 };
-      await calls.create(call, short);
-      await calls.transition(call.id, ['ringing'], 'accepted', { calleeDeviceId: `callee-of-${call.id}` }, short);
-      // The node stalled past liveTtlMs (neither device touched), not past the call's 2 × liveTtlMs TTL.
-      await sleep(1400);
-      const touched = await calls.touch(
-        [
-          { callId: call.id, deviceId: call.callerDeviceId },
-          { callId: call.id, deviceId: `callee-of-${call.id}` },
-        ],
-        short,
-      );
-      expect(touched.get(call.id)).toEqual({ state: 'ended', ended: expect.objectContaining({ id: call.id, state: 'ended', endedBy: null }) });
-    });
-
-    it("counts the caller's touches while ringing, so a call answered late is not ended as abandoned", async () => {
-      const [{ calls }] = backend.cluster(1) as [StateStores];
-      const call = newCall();
-      const short = { ringTimeoutMs: 10_000, liveTtlMs: 1000, finalTtlMs: 5000 };
-      await calls.create(call, short);
-      // Rings for longer than liveTtlMs, touched by the caller's node all along.
-      const deadline = Date.now() + 1500;
-      while (Date.now() < deadline) {
-        expect(await calls.touch([{ callId: call.id, deviceId: call.callerDeviceId }], short)).toEqual(new Map([[call.id, { state: 'ringing', ended: null }]]));
-        await sleep(50);
-      }
-      await calls.transition(call.id, ['ringing'], 'accepted', { calleeDeviceId: 'late' }, short);
-      expect(await calls.touch([{ callId: call.id, deviceId: 'late' }], short)).toEqual(new Map([[call.id, { state: 'accepted', ended: null }]]));
-      // The ring deadline still stands for the record's TTL while ringing (KEEPTTL): touching never shortened it.
-      expect((await calls.get(call.id))?.state).toBe('accepted');
-    });
-
-    it('lets a call nobody touches at all (both nodes died) disappear with its busy markers', async () => {
-      const [{ calls }] = backend.cluster(1) as [StateStores];
-      const call = newCall();
-      const short = { ringTimeoutMs: 200, liveTtlMs: 300, finalTtlMs: 5000 };
-      await calls.create(call, short);
-      await calls.transition(call.id, ['ringing'], 'accepted', { calleeDeviceId: 'd' }, short);
-      await eventually(async () => expect(await calls.get(call.id)).toBeNull(), { timeoutMs: 3000 });
-      expect(await calls.touch([{ callId: call.id, deviceId: 'd' }], short)).toEqual(new Map([[call.id, { state: null, ended: null }]]));
-      expect((await calls.create(newCall(call.callerId, call.calleeId), short)).busy).toBeNull();
-    });
-  });
 });
 
 describe('redis key layout', () => {
   it('writes only under the prefix, with TTLs on what may be abandoned', async () => {
     const [stores] = redis.cluster(1) as [StateStores];
     const client = redisClient(0);
-    const prefix = prefixes.get(stores)!;
+    const prefix = prefixOf(stores);
     const [user, conversation, limited] = [id('user'), id('conv'), id('user')];
     await stores.presence.connect(node('n1', user));
     await stores.typing.start(conversation, user, 2000);

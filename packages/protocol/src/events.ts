@@ -9,10 +9,13 @@ import {
   callMediaSchema,
   callSignalSchema,
   clientMsgIdSchema,
+  cursorSchema,
+  deleteScopeSchema,
   emojiSchema,
   idSchema,
   messageKindSchema,
   presenceStatusSchema,
+  reactionActionSchema,
   seqSchema,
   titleSchema,
   userIdSchema,
@@ -83,7 +86,7 @@ export const searchMessagesSchema = z
     after: z.iso.datetime({ offset: true }).optional(),
     hasAttachment: z.boolean().optional(),
     limit: z.number().int().min(1).max(limits.searchPage).optional(),
-    cursor: z.string().max(200).optional(),
+    cursor: cursorSchema.optional(),
   })
   .strict();
 
@@ -105,12 +108,12 @@ export const clientEventSchemas = {
   'conversation:leave': z.object({ conversationId: idSchema }).strict(),
   'conversation:get': z.object({ conversationId: idSchema }).strict(),
   /** My conversations; archived ones only with `archived: true`, the others only without it. */
-  'conversation:list': z.object({ cursor: z.string().max(200).optional(), limit: pageLimit, archived: z.boolean().optional() }).strict(),
+  'conversation:list': z.object({ cursor: cursorSchema.optional(), limit: pageLimit, archived: z.boolean().optional() }).strict(),
 
   'message:send': sendMessageSchema,
   'message:edit': z.object({ messageId: idSchema, body: bodySchema }).strict(),
-  'message:delete': z.object({ messageId: idSchema, scope: z.enum(['everyone', 'me']) }).strict(),
-  'message:react': z.object({ messageId: idSchema, emoji: emojiSchema, action: z.enum(['add', 'remove']) }).strict(),
+  'message:delete': z.object({ messageId: idSchema, scope: deleteScopeSchema }).strict(),
+  'message:react': z.object({ messageId: idSchema, emoji: emojiSchema, action: reactionActionSchema }).strict(),
 
   /** Typing state of the caller in a conversation; expires on its own ~6 s after the last `true`. */
   'typing:set': z.object({ conversationId: idSchema, typing: z.boolean() }).strict(),
@@ -129,7 +132,7 @@ export const clientEventSchemas = {
   'message:search': searchMessagesSchema,
 
   /** My notifications, newest first, with my unread count. */
-  'notification:list': z.object({ cursor: z.string().max(200).optional(), limit: pageLimit, unreadOnly: z.boolean().optional() }).strict(),
+  'notification:list': z.object({ cursor: cursorSchema.optional(), limit: pageLimit, unreadOnly: z.boolean().optional() }).strict(),
   /** Mark some (by id) or all of my notifications read; every device of mine gets `notification:read`. */
   'notification:mark-read': markNotificationsReadSchema,
   'notification:delete': z.object({ notificationId: idSchema }).strict(),
@@ -292,9 +295,9 @@ export interface ServerToClientEvents {
   /** To a user who left or was removed. */
   'conversation:removed': (payload: { conversationId: string }) => void;
   'receipt:updated': (receipt: Receipt) => void;
-  /** To the other members only. `typing: false` when the user stopped, sent, disconnected or timed out. */
   /** To the users who share a conversation with this user: came online, went offline, changed status. */
   'presence:updated': (presence: Presence) => void;
+  /** To the other members only. `typing: false` when the user stopped, sent, disconnected or timed out. */
   'typing:updated': (payload: { conversationId: string; userId: string; typing: boolean }) => void;
   /** Sent right before the server closes the socket, saying why and whether to reconnect. */
   'session:ending': (payload: SessionEnding) => void;

@@ -6,9 +6,13 @@ import { limits, SYSTEM_SENDER_ID } from './limits.ts';
 // described by the entity schemas below (used for types and for the OpenAPI document).
 // ---------------------------------------------------------------------------------------------
 
+/** What a user id may look like: 1-128 of A-Z a-z 0-9 _ . : @ | - (a token's `sub`, a URL segment, a Redis key part). */
+export const USER_ID_PATTERN = /^[A-Za-z0-9_.:@|-]{1,128}$/;
+
+/** A user's id: {@link USER_ID_PATTERN}, and never the system sender's id. */
 export const userIdSchema = z
   .string()
-  .regex(/^[A-Za-z0-9_.:@|-]{1,128}$/, 'a user id: 1-128 of A-Z a-z 0-9 _ . : @ | -')
+  .regex(USER_ID_PATTERN, 'a user id: 1-128 of A-Z a-z 0-9 _ . : @ | -')
   .refine((id) => id !== SYSTEM_SENDER_ID, `"${SYSTEM_SENDER_ID}" is reserved for the system sender`);
 export const idSchema = z.uuid();
 export const seqSchema = z.number().int().min(0).max(2_147_483_647);
@@ -52,9 +56,23 @@ export const attachmentSchema = z
   })
   .strict();
 
+/** What a client may send; stored messages may also be `system` notices (see messageSchema). */
 export const messageKindSchema = z.enum(['text', 'image', 'file']);
 
+/** What a user chose to show. It persists across reconnects until changed. @default 'online' */
 export const presenceStatusSchema = z.enum(['online', 'away', 'dnd', 'invisible']);
+
+export const conversationKindSchema = z.enum(['direct', 'group']);
+
+/** `everyone`: the sender leaves a tombstone for all members; `me`: hidden for the caller only. */
+export const deleteScopeSchema = z.enum(['everyone', 'me']);
+
+export const reactionActionSchema = z.enum(['add', 'remove']);
+
+/** An opaque page cursor: the `nextCursor` of the previous page of the same query. */
+export const cursorSchema = z.string().max(200);
+
+export const memberRoleSchema = z.enum(['owner', 'admin', 'member']);
 
 // ---------------------------------------------------------------------------------------------
 // Entities as the server sends them.
@@ -73,7 +91,7 @@ export const messageSchema = z.object({
   version: z.number().int(),
   senderId: z.string(),
   clientMsgId: z.string(),
-  kind: z.enum(['text', 'image', 'file', 'system']),
+  kind: z.enum([...messageKindSchema.options, 'system']),
   /** Empty on a tombstone. */
   body: z.string(),
   attachments: z.array(attachmentSchema.extend({ name: z.string() })),
@@ -87,7 +105,7 @@ export const messageSchema = z.object({
 export const memberSchema = z.object({
   userId: z.string(),
   displayName: z.string(),
-  role: z.enum(['owner', 'admin', 'member']),
+  role: memberRoleSchema,
   joinedAt: z.string(),
   lastDeliveredSeq: z.number().int(),
   lastReadSeq: z.number().int(),
@@ -95,7 +113,7 @@ export const memberSchema = z.object({
 
 export const conversationSchema = z.object({
   id: z.string(),
-  kind: z.enum(['direct', 'group']),
+  kind: conversationKindSchema,
   title: z.string().nullable(),
   ownerId: z.string().nullable(),
   /** Current members (those who left are not listed). */
@@ -120,7 +138,7 @@ export const presenceSchema = z.object({
   userId: z.string(),
   /** False while none of the user's devices is connected, and for an invisible user (except to themself). */
   online: z.boolean(),
-  status: z.enum(['online', 'away', 'dnd', 'invisible', 'offline']),
+  status: z.enum([...presenceStatusSchema.options, 'offline']),
   /** When others last saw the user online; null while online or never seen. */
   lastSeenAt: z.string().nullable(),
 });
@@ -148,15 +166,18 @@ export const searchHitSchema = z.object({
 });
 
 export type Attachment = z.infer<typeof attachmentSchema>;
-export type User = z.infer<typeof userSchema>;
-export type Reaction = z.infer<typeof reactionSchema>;
 /** The kinds a client may send: `system` messages are the server's own. */
 export type MessageKind = z.infer<typeof messageKindSchema>;
+/** A conversation between exactly two users, or a group with a title and roles. */
+export type ConversationKind = z.infer<typeof conversationKindSchema>;
+export type MemberRole = z.infer<typeof memberRoleSchema>;
+export type DeleteScope = z.infer<typeof deleteScopeSchema>;
+export type ReactionAction = z.infer<typeof reactionActionSchema>;
+export type User = z.infer<typeof userSchema>;
+export type Reaction = z.infer<typeof reactionSchema>;
 export type Message = z.infer<typeof messageSchema>;
 export type Member = z.infer<typeof memberSchema>;
 export type Conversation = z.infer<typeof conversationSchema>;
-/** A conversation between exactly two users, or a group with a title and roles. */
-export type ConversationKind = Conversation['kind'];
 export type ConversationSummary = z.infer<typeof conversationSummarySchema>;
 export type Receipt = z.infer<typeof receiptSchema>;
 export type Presence = z.infer<typeof presenceSchema>;

@@ -18,8 +18,8 @@ const CONNECT_TIMEOUT_MS = 3000;
  * A statement of a hot path (the message and receipt batches, the connect-time user upsert), written
  * once with `$1…` placeholders. On PostgreSQL it runs as a named prepared statement: each connection
  * parses, analyzes and plans it once and then only binds and executes it, where Prisma's raw queries
- * are unnamed and planned anew every time. For the message batch, planning cost PostgreSQL more CPU
- * than executing (0.49 ms against 0.29 ms for one message; `npm run bench` shows the saving).
+ * are unnamed and planned anew every time. The message batch costs PostgreSQL more to plan than to
+ * execute (README, Benchmarks).
  * `name` is the statement's identity on each connection: one name, one text.
  *
  * Behind PgBouncer in transaction mode (`DATABASE_URL` with `pgbouncer=true`) it runs unnamed, with the

@@ -1,8 +1,8 @@
-import type { Call, CallMedia, CallSignal } from '@chat/protocol';
+import type { Call, CallMedia, CallSignal, CallState } from '@chat/protocol';
 import { v7 as uuidv7 } from 'uuid';
 import type { Db } from '../db/client.ts';
 import { AppError } from '../errors.ts';
-import type { CallRecord, CallState, CallStore, CallTimings } from '../state/calls.ts';
+import type { CallRecord, CallStore, CallTimings } from '../state/calls.ts';
 import type { PresenceStore } from '../state/presence.ts';
 import type { Fanout } from './fanout.ts';
 import type { NotificationWriter } from './notification-writer.ts';

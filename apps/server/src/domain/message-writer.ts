@@ -1,3 +1,4 @@
+import type { MessageKind } from '@chat/protocol';
 import type { Sql, Statement } from '../db/client.ts';
 import { isDatabaseUnavailable } from '../errors.ts';
 import { GroupCommit } from './group-commit.ts';
@@ -12,7 +13,7 @@ export interface NewMessage {
    */
   systemSender?: boolean;
   clientMsgId: string;
-  kind: 'text' | 'image' | 'file';
+  kind: MessageKind;
   body: string;
   replyToId: string | null;
   attachments: Array<{ position: number; url: string; mime: string; size: number; name: string }>;
@@ -58,13 +59,11 @@ export class MessageWriter {
     this.#commit = new GroupCommit({
       ...(onBatch && { onFlush: onBatch }),
       key: (message) => message.conversationId,
-      // One statement per node in flight; what arrives meanwhile rides the next one. More did not
-      // buy throughput, only contention: on 2 cores with 3 nodes, 4 per node made PostgreSQL spend
-      // 345-400 µs of CPU per message (2.1 per statement) against 217-244 µs with 1 (2.4-3.6 per
-      // statement), and end-to-end p99 fell from 127-174 ms to 53-61 ms in most runs
-      // (`npm run bench -- --receipts none --typing 0`). It also leaves the pool to reads. The price:
-      // a statement waiting on a row lock (an edit's transaction holding the conversation row) holds
-      // back this node's other sends until it commits; such waits last milliseconds.
+      // One statement per node in flight; what arrives meanwhile rides the next one. More statements
+      // add contention, not throughput (README, Benchmarks: "one statement in flight per node"), and
+      // one leaves the pool to reads. The price: a statement waiting on a row lock (an edit's
+      // transaction holding the conversation row) holds back this node's other sends until it
+      // commits; such waits last milliseconds.
       maxInFlight: 1,
       maxBatch: 128,
       flush: (messages) => this.#insertBatch(messages),

@@ -1,4 +1,4 @@
-import { SYSTEM_SENDER_ID, type Attachment, type Message } from '@chat/protocol';
+import { SYSTEM_SENDER_ID, type Attachment, type DeleteScope, type Message, type MessageKind, type ReactionAction } from '@chat/protocol';
 import { v7 as uuidv7 } from 'uuid';
 import type { Db, Sql } from '../db/client.ts';
 import { AppError } from '../errors.ts';
@@ -11,7 +11,7 @@ export interface SendInput {
   conversationId: string;
   clientMsgId: string;
   body: string;
-  kind?: 'text' | 'image' | 'file' | undefined;
+  kind?: MessageKind | undefined;
   attachments?: Attachment[] | undefined;
   replyToId?: string | undefined;
   /** The connection the message came from; it gets the message in its ack, not again as an event. */
@@ -156,7 +156,7 @@ export class MessageService {
    * `everyone` (sender only): the row stays as a tombstone so seqs stay gap-free; body, attachments and
    * reactions are erased. `me` (any member): hidden for this user on all their devices only.
    */
-  async delete(actorId: string, messageId: string, scope: 'everyone' | 'me'): Promise<Message | null> {
+  async delete(actorId: string, messageId: string, scope: DeleteScope): Promise<Message | null> {
     if (scope === 'me') {
       const conversationId = await this.#db.$transaction(async (tx) => {
         const current = await this.#visibleMessage(tx, actorId, messageId);
@@ -184,7 +184,7 @@ export class MessageService {
   }
 
   /** One reaction per user, message and emoji; adding twice or removing an absent one changes nothing. */
-  async react(actorId: string, messageId: string, emoji: string, action: 'add' | 'remove'): Promise<Message> {
+  async react(actorId: string, messageId: string, emoji: string, action: ReactionAction): Promise<Message> {
     const { message, memberIds } = await this.#db.$transaction(async (tx) => {
       const current = await this.#visibleMessage(tx, actorId, messageId);
       if (current.deletedAt) throw new AppError('conflict', 'The message was deleted');

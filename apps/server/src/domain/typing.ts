@@ -1,13 +1,7 @@
 import type { Db } from '../db/client.ts';
 import { AppError } from '../errors.ts';
+import type { TypingStore } from '../state/typing.ts';
 import type { Fanout } from './fanout.ts';
-
-/** The part of the typing store (state/typing.ts) this service needs. */
-export interface TypingState {
-  start(conversationId: string, userId: string, ttlMs: number): Promise<{ changed: boolean }>;
-  stop(conversationId: string, userId: string): Promise<{ changed: boolean }>;
-  list(conversationId: string): Promise<string[]>;
-}
 
 /**
  * Typing indicators. State lives in the shared store with a TTL, so a typing user who vanishes (closed
@@ -16,11 +10,11 @@ export interface TypingState {
  */
 export class TypingService {
   readonly #db: Db;
-  readonly #store: TypingState;
+  readonly #store: TypingStore;
   readonly #fanout: Fanout;
   readonly #ttlMs: number;
 
-  constructor(db: Db, store: TypingState, fanout: Fanout, options: { ttlMs: number }) {
+  constructor(db: Db, store: TypingStore, fanout: Fanout, options: { ttlMs: number }) {
     this.#db = db;
     this.#store = store;
     this.#fanout = fanout;

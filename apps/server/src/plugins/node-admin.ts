@@ -1,9 +1,10 @@
+import type { AdminNodeSample, AdminNodeStatus } from '@chat/protocol';
 import fp from 'fastify-plugin';
 import serverPackage from '../../package.json' with { type: 'json' };
 import type { Config } from '../config.ts';
 import { NodeStatusSampler } from '../domain/node-status.ts';
 import { AppError } from '../errors.ts';
-import { MemoryNodeStatusStore, type NodeSample, type NodeStatus, type NodeStatusStore } from '../state/node-status.ts';
+import { MemoryNodeStatusStore, type NodeStatusStore } from '../state/node-status.ts';
 import { RedisNodeStatusStore } from '../state/node-status-redis.ts';
 import type { DrainRequest } from './lifecycle.ts';
 
@@ -19,9 +20,9 @@ export function nodeStatusIntervalMs(ttlMs: number): number {
 export interface NodeAdmin {
   readonly intervalMs: number;
   /** Every live node's last report, sorted by id (without Redis: this node alone). */
-  list(): Promise<NodeStatus[]>;
+  list(): Promise<AdminNodeStatus[]>;
   /** Each live node's samples of the last 10 minutes, oldest first. */
-  history(): Promise<Record<string, NodeSample[]>>;
+  history(): Promise<Record<string, AdminNodeSample[]>>;
   /**
    * Asks a live node (this one included) to drain as on SIGTERM. Throws `not_found` for a node that
    * is not live, `unavailable` when the node is listed but no subscriber received the request.

@@ -1,19 +1,21 @@
-import { MemoryCallStore, RedisCallStore, type CallStore } from './calls.ts';
+import { MemoryCallStore, type CallStore } from './calls.ts';
+import { RedisCallStore } from './calls-redis.ts';
 import { MemoryPresenceStore, type PresenceOptions, type PresenceStore } from './presence.ts';
 import { RedisPresenceStore } from './presence-redis.ts';
 import type { RedisClient } from './redis-client.ts';
-import { MemoryRateLimiter, type RateLimiter } from './rate-limit.ts';
-import { RedisBucketLedger } from './rate-limit-redis.ts';
-import { SyncedRateLimiter } from './rate-limit-synced.ts';
+import { MemoryRateLimiter, type RateLimiter } from './token-buckets.ts';
+import { RedisBucketLedger } from './token-buckets-redis.ts';
+import { SyncedRateLimiter } from './token-buckets-synced.ts';
 import { MemoryTypingStore, RedisTypingStore, type TypingStore } from './typing.ts';
 
 export * from './calls.ts';
+export { RedisCallStore } from './calls-redis.ts';
 export * from './presence.ts';
 export { connectionsKeyParts, RedisPresenceStore } from './presence-redis.ts';
 export { groupBySlot, hashTag, isCluster, type RedisClient } from './redis-client.ts';
-export * from './rate-limit.ts';
-export { RedisBucketLedger } from './rate-limit-redis.ts';
-export { SyncedRateLimiter } from './rate-limit-synced.ts';
+export * from './token-buckets.ts';
+export { RedisBucketLedger } from './token-buckets-redis.ts';
+export { SyncedRateLimiter } from './token-buckets-synced.ts';
 export * from './typing.ts';
 
 /** Cluster state that may be lost and rebuilt. Each store's interface documents its guarantees. */
@@ -43,6 +45,12 @@ export interface StateStoreOptions {
   rateLimitSyncMs?: number;
   /** Told when a settle could not reach Redis (a metric). */
   onRateLimitSettleFailed?: (error: unknown) => void;
+  /**
+   * The memory stores' clock, epoch ms: a test passes its own to move time without waiting. The Redis
+   * stores ignore it: their clock is Redis `TIME`, so nodes with skewed clocks agree.
+   * @default Date.now
+   */
+  now?: () => number;
 }
 
 /**
@@ -52,7 +60,13 @@ export interface StateStoreOptions {
 export function createStateStores(options: StateStoreOptions): StateStores {
   const { redis, keyPrefix } = options;
   if (!redis) {
-    return { presence: new MemoryPresenceStore(options.presence), typing: new MemoryTypingStore(), rateLimiter: new MemoryRateLimiter(), calls: new MemoryCallStore() };
+    const clock = options.now && { now: options.now };
+    return {
+      presence: new MemoryPresenceStore({ ...options.presence, ...clock }),
+      typing: new MemoryTypingStore(clock),
+      rateLimiter: new MemoryRateLimiter(clock),
+      calls: new MemoryCallStore(clock),
+    };
   }
   const ledger = new RedisBucketLedger(redis, { keyPrefix });
   return {

@@ -1,4 +1,5 @@
-import { HISTORY_LIMIT, HISTORY_MS, sampleOf, type NodeReport, type NodeSample, type NodeStatus, type NodeStatusOptions, type NodeStatusStore } from './node-status.ts';
+import type { AdminNodeSample, AdminNodeStatus } from '@chat/protocol';
+import { HISTORY_LIMIT, HISTORY_MS, sampleOf, type NodeReport, type NodeStatusOptions, type NodeStatusStore } from './node-status.ts';
 import type { RedisClient } from './redis-client.ts';
 import { assertNoClientKeyPrefix, defineScript, LUA_NOW_MS, type RedisScript } from './redis-script.ts';
 
@@ -93,14 +94,14 @@ export class RedisNodeStatusStore implements NodeStatusStore {
     await this.#publish(this.#nodes, this.#status, this.#history(report.id), report.id, JSON.stringify(report), JSON.stringify(sample), this.#historyLimit, this.#historyMs);
   }
 
-  async list(): Promise<NodeStatus[]> {
+  async list(): Promise<AdminNodeStatus[]> {
     const [, rows] = await this.#read(false);
     return rows
       .flatMap(([, at, json]) => (json === null ? [] : [{ ...(JSON.parse(json) as NodeReport), lastHeartbeatAt: new Date(Number(at)).toISOString() }]))
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
-  async history(): Promise<Record<string, NodeSample[]>> {
+  async history(): Promise<Record<string, AdminNodeSample[]>> {
     const [now, rows] = await this.#read(true);
     const since = now - this.#historyMs;
     return Object.fromEntries(
@@ -109,7 +110,7 @@ export class RedisNodeStatusStore implements NodeStatusStore {
         (entries ?? [])
           .map((entry) => {
             const split = entry.indexOf(' ');
-            return { at: Number(entry.slice(0, split)), ...(JSON.parse(entry.slice(split + 1)) as Omit<NodeSample, 'at'>) };
+            return { at: Number(entry.slice(0, split)), ...(JSON.parse(entry.slice(split + 1)) as Omit<AdminNodeSample, 'at'>) };
           })
           .filter((sample) => sample.at >= since)
           .reverse(),

@@ -1,5 +1,8 @@
 import type { AdminNodeSample, AdminNodeStatus } from '@chat/protocol';
 
+/** What a node reports; the store adds when it received it (`lastHeartbeatAt`). */
+export type NodeReport = Omit<AdminNodeStatus, 'lastHeartbeatAt'>;
+
 /**
  * What each node reports about itself for the operator's console (GET /v1/admin/nodes): one status
  * snapshot per node, replaced every interval, and the last samples of it for the sparklines. A node
@@ -7,18 +10,13 @@ import type { AdminNodeSample, AdminNodeStatus } from '@chat/protocol';
  * the next read. Report times are the store's clock (Redis `TIME` in a cluster), so nodes with skewed
  * clocks are judged alike.
  */
-/** What a node reports; the store adds when it received it (`lastHeartbeatAt`). */
-export type NodeReport = Omit<AdminNodeStatus, 'lastHeartbeatAt'>;
-export type NodeStatus = AdminNodeStatus;
-export type NodeSample = AdminNodeSample;
-
 export interface NodeStatusStore {
   /** Records `report` as its node's current status, and appends its sample to the node's history. */
   publish(report: NodeReport): Promise<void>;
   /** Every live node's last status, sorted by id. */
-  list(): Promise<NodeStatus[]>;
+  list(): Promise<AdminNodeStatus[]>;
   /** Each live node's samples of the last `historyMs`, oldest first, at most `historyLimit`. */
-  history(): Promise<Record<string, NodeSample[]>>;
+  history(): Promise<Record<string, AdminNodeSample[]>>;
   /** Forgets a node at once (a node that stops cleanly). */
   remove(nodeId: string): Promise<void>;
 }
@@ -35,7 +33,7 @@ export interface NodeStatusOptions {
 export const HISTORY_LIMIT = 300;
 export const HISTORY_MS = 10 * 60_000;
 
-export function sampleOf(report: NodeReport, at: number): NodeSample {
+export function sampleOf(report: NodeReport, at: number): AdminNodeSample {
   return { at, sockets: report.sockets, msgsInPerSecond: report.msgsInPerSecond, msgsOutPerSecond: report.msgsOutPerSecond, ackP99Ms: report.ackP99Ms };
 }
 
@@ -45,7 +43,7 @@ export class MemoryNodeStatusStore implements NodeStatusStore {
   readonly #ttlMs: number;
   readonly #historyLimit: number;
   readonly #historyMs: number;
-  readonly #nodes = new Map<string, { report: NodeReport; at: number; samples: NodeSample[] }>();
+  readonly #nodes = new Map<string, { report: NodeReport; at: number; samples: AdminNodeSample[] }>();
 
   constructor(options: NodeStatusOptions & { now?: () => number }) {
     this.#now = options.now ?? Date.now;
@@ -62,13 +60,13 @@ export class MemoryNodeStatusStore implements NodeStatusStore {
     this.#nodes.set(report.id, { report, at, samples });
   }
 
-  async list(): Promise<NodeStatus[]> {
+  async list(): Promise<AdminNodeStatus[]> {
     return this.#live()
       .map(([, { report, at }]) => ({ ...report, lastHeartbeatAt: new Date(at).toISOString() }))
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
-  async history(): Promise<Record<string, NodeSample[]>> {
+  async history(): Promise<Record<string, AdminNodeSample[]>> {
     const since = this.#now() - this.#historyMs;
     return Object.fromEntries(this.#live().map(([id, { samples }]) => [id, samples.filter((sample) => sample.at >= since)]));
   }

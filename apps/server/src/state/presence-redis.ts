@@ -1,3 +1,4 @@
+import type { PresenceStatus } from '@chat/protocol';
 import {
   assertStatus,
   presenceView,
@@ -5,7 +6,6 @@ import {
   viewerOf,
   type PresenceConnection,
   type PresenceOptions,
-  type PresenceStatus,
   type PresenceStore,
   type PresenceView,
   type PresenceViewpoint,

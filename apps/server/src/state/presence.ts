@@ -1,7 +1,4 @@
-/** What a user chose to show. It persists across reconnects until changed. @default 'online' */
-export type PresenceStatus = 'online' | 'away' | 'dnd' | 'invisible';
-
-export const presenceStatuses = ['online', 'away', 'dnd', 'invisible'] as const satisfies readonly PresenceStatus[];
+import { presenceStatusSchema, type Presence, type PresenceStatus } from '@chat/protocol';
 
 /** One device's socket. `connectionId` is unique cluster-wide (a Socket.IO socket id is). */
 export interface PresenceConnection {
@@ -16,7 +13,7 @@ export interface PresenceView {
   /** False while no connection is alive, and for an invisible user unless the viewer is that user. */
   online: boolean;
   /** The chosen status while `online`, otherwise `'offline'`. */
-  status: PresenceStatus | 'offline';
+  status: Presence['status'];
   /**
    * Epoch ms of the last moment others could see the user online: when their last connection went,
    * or when they turned invisible. Null while `online`, and for a user never seen.
@@ -129,7 +126,7 @@ export function presenceView(userId: string, viewerId: string | undefined, conne
 
 /** Statuses arrive from clients; a typo must not be persisted as a fifth status. */
 export function assertStatus(status: string): asserts status is PresenceStatus {
-  if (!(presenceStatuses as readonly string[]).includes(status)) throw new RangeError(`Unknown presence status: ${status}`);
+  if (!presenceStatusSchema.safeParse(status).success) throw new RangeError(`Unknown presence status: ${status}`);
 }
 
 interface UserRecord {

@@ -20,7 +20,7 @@ export function hashTag(id: string): string {
 /**
  * Splits `items` into groups whose keys share one hash slot, in first-seen order, so each group
  * can be one script call (Redis Cluster refuses a script whose keys span slots). A single Redis is
- * one group: one call, as before there was a cluster.
+ * one group: one call.
  */
 export function groupBySlot<T>(redis: RedisClient, items: readonly T[], keyOf: (item: T) => string): T[][] {
   if (!isCluster(redis)) return items.length > 0 ? [[...items]] : [];

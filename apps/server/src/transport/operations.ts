@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { AppError, parseWith } from '../errors.ts';
 import type { ApiCaller } from '../identity/api-caller.ts';
 import type { Principal } from '../identity/principal.ts';
-import { enforceRateLimit } from './rate-limits.ts';
+import { enforceRateLimit } from './budgets.ts';
 import type { ChatSocket } from './socket/types.ts';
 
 export interface OperationContext {

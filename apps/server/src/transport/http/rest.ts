@@ -1,4 +1,4 @@
-import { clientEventSchemas, idSchema, limits, userIdSchema, emojiSchema, type ClientEventName } from '@chat/protocol';
+import { clientEventSchemas, cursorSchema, deleteScopeSchema, idSchema, limits, userIdSchema, emojiSchema, type ClientEventName } from '@chat/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -24,7 +24,7 @@ export interface RestRoute {
 
 const conversationParams = z.object({ conversationId: idSchema });
 const messageParams = z.object({ messageId: idSchema });
-const pageQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).optional() });
+const pageQuery = z.object({ limit: z.coerce.number().int().min(1).max(limits.pageSize).optional() });
 
 /** The event's payload schema without the fields the URL carries, for the body's documentation and first check. */
 function bodyOf(event: ClientEventName, ...urlFields: string[]): z.ZodObject {
@@ -45,7 +45,7 @@ export const routes: readonly RestRoute[] = [
     event: 'conversation:list',
     summary: 'My conversations by last activity, with last message and unread count; ?archived=true for the archived ones',
     querystring: pageQuery.extend({
-      cursor: z.string().max(200).optional(),
+      cursor: cursorSchema.optional(),
       archived: z
         .enum(['true', 'false'])
         .transform((v) => v === 'true')
@@ -120,7 +120,7 @@ export const routes: readonly RestRoute[] = [
     event: 'message:delete',
     summary: 'Delete for everyone (sender; leaves a tombstone) or for me',
     params: messageParams,
-    querystring: z.object({ scope: z.enum(['everyone', 'me']).default('everyone') }),
+    querystring: z.object({ scope: deleteScopeSchema.default('everyone') }),
   },
   {
     method: 'PUT',
@@ -174,7 +174,7 @@ export const routes: readonly RestRoute[] = [
     event: 'notification:list',
     summary: 'My notifications, newest first, with my unread count',
     querystring: pageQuery.extend({
-      cursor: z.string().max(200).optional(),
+      cursor: cursorSchema.optional(),
       unreadOnly: z
         .enum(['true', 'false'])
         .transform((v) => v === 'true')

@@ -6,7 +6,7 @@ import type { ExtendedError } from 'socket.io';
 import type { Config } from '../../config.ts';
 import { AppError, toAppError } from '../../errors.ts';
 import type { PresenceConnection } from '../../state/presence.ts';
-import { consumeBudget } from '../rate-limits.ts';
+import { consumeBudget } from '../budgets.ts';
 import { bindClientEvents } from './dispatch.ts';
 import { boundOutboundBuffer } from './slow-consumer.ts';
 import type { ChatServer, ChatSocket } from './types.ts';

@@ -2,7 +2,7 @@ import type { ClientEventName } from '@chat/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { RateLimitClass } from '../config.ts';
 import { AppError } from '../errors.ts';
-import type { RateLimitResult, TokenBucket } from '../state/rate-limit.ts';
+import type { RateLimitResult, TokenBucket } from '../state/token-buckets.ts';
 
 /** Which budget each event draws from. Every event has one: a missing entry does not compile. */
 export const eventClasses: Record<ClientEventName, RateLimitClass> = {

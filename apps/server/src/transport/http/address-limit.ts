@@ -4,11 +4,13 @@ import fp from 'fastify-plugin';
 import { AppError } from '../../errors.ts';
 
 /**
- * Applies to every route of the app (hence fastify-plugin: not encapsulated). A coarse per-address guard for the REST API (REST_RATE_LIMIT_PER_MINUTE), counted in the same Redis
- * as everything else so all nodes share one budget per address. The per-user, per-class budgets that
- * sockets have apply to REST too: both transports go through `runOperation`. Probes and metrics are exempt.
+ * A coarse per-address guard for the REST API (REST_RATE_LIMIT_PER_MINUTE), counted in the same
+ * Redis as everything else so all nodes share one budget per address. It applies to every route of
+ * the app (hence fastify-plugin: not encapsulated); probes and metrics are exempt. The per-user,
+ * per-class budgets that sockets have (transport/budgets.ts) apply to REST too: both transports go
+ * through `runOperation`.
  */
-export const restRateLimit = fp(
+export const restAddressLimit = fp(
   async (app: FastifyInstance): Promise<void> => {
     await app.register(fastifyRateLimit, {
       max: app.config.rateLimits.restPerMinute,

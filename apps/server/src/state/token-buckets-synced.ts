@@ -1,5 +1,5 @@
-import { EPSILON, validate, type RateLimiter, type RateLimitResult, type TokenBucket } from './rate-limit.ts';
-import type { Spend } from './rate-limit-redis.ts';
+import { EPSILON, validate, type RateLimiter, type RateLimitResult, type TokenBucket } from './token-buckets.ts';
+import type { Spend } from './token-buckets-redis.ts';
 
 interface Local {
   bucket: TokenBucket;

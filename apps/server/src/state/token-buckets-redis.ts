@@ -1,4 +1,4 @@
-import { EPSILON } from './rate-limit.ts';
+import { EPSILON } from './token-buckets.ts';
 import { groupBySlot, hashTag, type RedisClient } from './redis-client.ts';
 import { assertNoClientKeyPrefix, defineScript, LUA_NOW_MS, type RedisScript } from './redis-script.ts';
 
