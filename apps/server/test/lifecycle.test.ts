@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { WASM_ENGINE_TIMEOUT_MS } from '@chat/testkit/timeouts';
 import { eventually } from '@chat/testkit/eventually';
 import { connectError, connectSocket, spawnNode, startNode, testEnv } from '@chat/testkit/nodes';
 import { signToken } from '@chat/testkit/tokens';
@@ -91,36 +92,42 @@ describe('the node process', () => {
     expect(Date.now() - signalledAt).toBeLessThan(4000);
   });
 
-  it('boots in embedded mode from an empty folder with no DATABASE_URL or REDIS_URL and serves an authenticated socket', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'chat-embedded-'));
-    onTestFinished(() => rmSync(dataDir, { recursive: true, force: true }));
-    const node = await spawnNode(testEnv({ DATABASE_URL: undefined, REDIS_URL: undefined, DATA_DIR: dataDir, DEV_TOKENS: 'true', LOG_LEVEL: 'info' }), { timeoutMs: 60_000 });
-    onTestFinished(() => node.kill('SIGKILL'));
-    expect(String(node.logs[0]?.['msg'])).toMatch(/^embedded mode: PGlite database in /);
-
-    const mint = async (userId: string) => {
-      const minted = await fetch(`${node.url}/v1/dev/token`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ userId, displayName: userId }),
+  it(
+    'boots in embedded mode from an empty folder with no DATABASE_URL or REDIS_URL and serves an authenticated socket',
+    async () => {
+      const dataDir = mkdtempSync(join(tmpdir(), 'chat-embedded-'));
+      onTestFinished(() => rmSync(dataDir, { recursive: true, force: true }));
+      const node = await spawnNode(testEnv({ DATABASE_URL: undefined, REDIS_URL: undefined, DATA_DIR: dataDir, DEV_TOKENS: 'true', LOG_LEVEL: 'info' }), {
+        timeoutMs: WASM_ENGINE_TIMEOUT_MS - 30_000,
       });
-      return ((await minted.json()) as { token: string }).token;
-    };
-    const socket = await connectSocket(node.url, await mint('embedded-user'));
-    const peer = await connectSocket(node.url, await mint('embedded-peer'));
-    expect(await socket.emitWithAck('session:info', {})).toMatchObject({ ok: true, user: { id: 'embedded-user', displayName: 'embedded-user' } });
-    // The hot path's batch statements (messages, receipts) on PGlite as well.
-    const opened = await socket.emitWithAck('conversation:open-direct', { userId: 'embedded-peer' });
-    const conversationId = (opened as { conversation: { id: string } }).conversation.id;
-    const arrived = new Promise((resolve) => peer.once('message:new', resolve));
-    expect(await socket.emitWithAck('message:send', { conversationId, clientMsgId: 'embedded-1', body: 'hello' })).toMatchObject({ ok: true, message: { seq: 1, body: 'hello' } });
-    await expect(arrived).resolves.toMatchObject({ seq: 1, senderId: 'embedded-user' });
-    expect(await peer.emitWithAck('receipt:mark', { conversationId, read: 1 })).toMatchObject({ ok: true, receipt: { userId: 'embedded-peer', lastDeliveredSeq: 1, lastReadSeq: 1 } });
-    socket.close();
-    peer.close();
-    const ready = (await (await fetch(`${node.url}/readyz`)).json()) as Record<string, unknown>;
-    expect(ready).toMatchObject({ ok: true, dependencies: { database: 'up' } });
-    node.kill('SIGTERM');
-    expect((await node.exited).code).toBe(0);
-  });
+      onTestFinished(() => node.kill('SIGKILL'));
+      expect(String(node.logs[0]?.['msg'])).toMatch(/^embedded mode: PGlite database in /);
+
+      const mint = async (userId: string) => {
+        const minted = await fetch(`${node.url}/v1/dev/token`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ userId, displayName: userId }),
+        });
+        return ((await minted.json()) as { token: string }).token;
+      };
+      const socket = await connectSocket(node.url, await mint('embedded-user'));
+      const peer = await connectSocket(node.url, await mint('embedded-peer'));
+      expect(await socket.emitWithAck('session:info', {})).toMatchObject({ ok: true, user: { id: 'embedded-user', displayName: 'embedded-user' } });
+      // The hot path's batch statements (messages, receipts) on PGlite as well.
+      const opened = await socket.emitWithAck('conversation:open-direct', { userId: 'embedded-peer' });
+      const conversationId = (opened as { conversation: { id: string } }).conversation.id;
+      const arrived = new Promise((resolve) => peer.once('message:new', resolve));
+      expect(await socket.emitWithAck('message:send', { conversationId, clientMsgId: 'embedded-1', body: 'hello' })).toMatchObject({ ok: true, message: { seq: 1, body: 'hello' } });
+      await expect(arrived).resolves.toMatchObject({ seq: 1, senderId: 'embedded-user' });
+      expect(await peer.emitWithAck('receipt:mark', { conversationId, read: 1 })).toMatchObject({ ok: true, receipt: { userId: 'embedded-peer', lastDeliveredSeq: 1, lastReadSeq: 1 } });
+      socket.close();
+      peer.close();
+      const ready = (await (await fetch(`${node.url}/readyz`)).json()) as Record<string, unknown>;
+      expect(ready).toMatchObject({ ok: true, dependencies: { database: 'up' } });
+      node.kill('SIGTERM');
+      expect((await node.exited).code).toBe(0);
+    },
+    WASM_ENGINE_TIMEOUT_MS,
+  );
 });

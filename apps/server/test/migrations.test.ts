@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import { describe, expect, inject, it, onTestFinished } from 'vitest';
+import { WASM_ENGINE_TIMEOUT_MS } from '@chat/testkit/timeouts';
 import { applyMigrations, createMigration, MIGRATION_LOCK_KEY, migrationStatus } from '../src/db/migrations.ts';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
@@ -135,36 +136,48 @@ describe('migrations on PostgreSQL', () => {
 });
 
 describe('migrations on PGlite', () => {
-  it('apply to a fresh in-memory database, once', async () => {
-    const pglite = new PGlite();
-    onTestFinished(() => pglite.close());
-    const target = { kind: 'pglite', pglite } as const;
-    expect(await applyMigrations(target)).toEqual(LOCAL_MIGRATIONS);
-    const { rows } = await pglite.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`);
-    expect(rows.map((r) => r.table_name)).toEqual(expect.arrayContaining(TABLES));
-    expect(await applyMigrations(target)).toEqual([]);
-    expect(await migrationStatus(target)).toMatchObject({ applied: LOCAL_MIGRATIONS, pending: [] });
-  });
+  it(
+    'apply to a fresh in-memory database, once',
+    async () => {
+      const pglite = new PGlite();
+      onTestFinished(() => pglite.close());
+      const target = { kind: 'pglite', pglite } as const;
+      expect(await applyMigrations(target)).toEqual(LOCAL_MIGRATIONS);
+      const { rows } = await pglite.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`);
+      expect(rows.map((r) => r.table_name)).toEqual(expect.arrayContaining(TABLES));
+      expect(await applyMigrations(target)).toEqual([]);
+      expect(await migrationStatus(target)).toMatchObject({ applied: LOCAL_MIGRATIONS, pending: [] });
+    },
+    WASM_ENGINE_TIMEOUT_MS,
+  );
 });
 
 describe('createMigration', () => {
-  it('finds nothing to write: schema.prisma and the migrations agree, and the hand-written CHECK survives', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'migrations-'));
-    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
-    cpSync(MIGRATIONS_DIR, dir, { recursive: true });
-    expect(await createMigration('check', { migrationsDir: dir })).toBeNull();
-    expect(readdirSync(dir).sort()).toEqual([...LOCAL_MIGRATIONS, 'migration_lock.toml'].sort());
-  });
+  it(
+    'finds nothing to write: schema.prisma and the migrations agree, and the hand-written CHECK survives',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'migrations-'));
+      onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+      cpSync(MIGRATIONS_DIR, dir, { recursive: true });
+      expect(await createMigration('check', { migrationsDir: dir })).toBeNull();
+      expect(readdirSync(dir).sort()).toEqual([...LOCAL_MIGRATIONS, 'migration_lock.toml'].sort());
+    },
+    WASM_ENGINE_TIMEOUT_MS,
+  );
 
-  it('writes the whole schema as a first migration into an empty folder, with the lockfile', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'migrations-'));
-    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
-    const file = await createMigration('init', { migrationsDir: dir, now: new Date('2030-01-02T03:04:05Z') });
-    expect(file).toBe(join(dir, '20300102030405_init', 'migration.sql'));
-    const sql = readFileSync(file!, 'utf8');
-    expect(sql).toContain('CREATE TABLE "conversations"');
-    expect(sql).not.toContain('CHECK');
-    expect(existsSync(join(dir, 'migration_lock.toml'))).toBe(true);
-    expect(readFileSync(join(dir, 'migration_lock.toml'), 'utf8')).toContain('provider = "postgresql"');
-  });
+  it(
+    'writes the whole schema as a first migration into an empty folder, with the lockfile',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'migrations-'));
+      onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+      const file = await createMigration('init', { migrationsDir: dir, now: new Date('2030-01-02T03:04:05Z') });
+      expect(file).toBe(join(dir, '20300102030405_init', 'migration.sql'));
+      const sql = readFileSync(file!, 'utf8');
+      expect(sql).toContain('CREATE TABLE "conversations"');
+      expect(sql).not.toContain('CHECK');
+      expect(existsSync(join(dir, 'migration_lock.toml'))).toBe(true);
+      expect(readFileSync(join(dir, 'migration_lock.toml'), 'utf8')).toContain('provider = "postgresql"');
+    },
+    WASM_ENGINE_TIMEOUT_MS,
+  );
 });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { ClientEventResults, ClientPayload, SearchHit } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WASM_ENGINE_TIMEOUT_MS } from '@chat/testkit/timeouts';
 import { startNode, type TestNode } from '@chat/testkit/nodes';
 import { signToken } from '@chat/testkit/tokens';
 import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
@@ -215,23 +216,27 @@ describe('message:search', () => {
 });
 
 describe('message:search on the embedded PGlite database', () => {
-  it('finds, highlights and filters like PostgreSQL', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'chat-search-embedded-'));
-    const embedded = await startNode({ DATABASE_URL: undefined, REDIS_URL: undefined, DATA_DIR: dataDir });
-    try {
-      const [me, peer] = await Promise.all([connectDevice(embedded.url, 'embedded-me'), connectDevice(embedded.url, 'embedded-peer')]);
-      devices.push(me, peer);
-      const { conversation } = await me.ok('conversation:open-direct', { userId: peer.userId });
-      await me.ok('message:send', { conversationId: conversation.id, clientMsgId: 'embedded-search-1', body: 'embedded <b>lighthouse</b> keeper' });
-      await peer.ok('message:send', { conversationId: conversation.id, clientMsgId: 'embedded-search-2', body: 'lighthouse' });
-      const page = await peer.ok('message:search', { query: 'lighthouse keeper' });
-      expect(page.results.map((hit) => [hit.snippet.text, highlighted(hit)])).toEqual([['embedded <b>lighthouse</b> keeper', ['lighthouse', 'keeper']]]);
-      expect((await peer.ok('message:search', { query: 'lighthouse', senderId: peer.userId })).results).toHaveLength(1);
-      expect((await peer.ok('message:search', { query: 'lighthouse -keeper' })).results.map((hit) => hit.message.body)).toEqual(['lighthouse']);
-    } finally {
-      await embedded.close();
-      rmSync(dataDir, { recursive: true, force: true });
-    }
-    // Booting migrates a fresh PGlite through the wasm schema engine: seconds alone, much more on a busy machine.
-  }, 180_000);
+  it(
+    'finds, highlights and filters like PostgreSQL',
+    async () => {
+      const dataDir = mkdtempSync(join(tmpdir(), 'chat-search-embedded-'));
+      const embedded = await startNode({ DATABASE_URL: undefined, REDIS_URL: undefined, DATA_DIR: dataDir });
+      try {
+        const [me, peer] = await Promise.all([connectDevice(embedded.url, 'embedded-me'), connectDevice(embedded.url, 'embedded-peer')]);
+        devices.push(me, peer);
+        const { conversation } = await me.ok('conversation:open-direct', { userId: peer.userId });
+        await me.ok('message:send', { conversationId: conversation.id, clientMsgId: 'embedded-search-1', body: 'embedded <b>lighthouse</b> keeper' });
+        await peer.ok('message:send', { conversationId: conversation.id, clientMsgId: 'embedded-search-2', body: 'lighthouse' });
+        const page = await peer.ok('message:search', { query: 'lighthouse keeper' });
+        expect(page.results.map((hit) => [hit.snippet.text, highlighted(hit)])).toEqual([['embedded <b>lighthouse</b> keeper', ['lighthouse', 'keeper']]]);
+        expect((await peer.ok('message:search', { query: 'lighthouse', senderId: peer.userId })).results).toHaveLength(1);
+        expect((await peer.ok('message:search', { query: 'lighthouse -keeper' })).results.map((hit) => hit.message.body)).toEqual(['lighthouse']);
+      } finally {
+        await embedded.close();
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+      // Booting migrates a fresh PGlite through the wasm schema engine.
+    },
+    WASM_ENGINE_TIMEOUT_MS,
+  );
 });

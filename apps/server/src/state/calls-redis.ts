@@ -1,5 +1,5 @@
 import type { CallState } from '@chat/protocol';
-import { byCall, type CallRecord, type CallStore, type CallTimings, type NewCall, type Touched } from './calls.ts';
+import { byCall, type CallPatch, type CallRecord, type CallStore, type CallTimings, type CallTransition, type NewCall, type Touched } from './calls.ts';
 import type { RedisClient } from './redis-client.ts';
 import { assertNoClientKeyPrefix, defineScript, LUA_NOW_MS, type RedisScript } from './redis-script.ts';
 
@@ -199,13 +199,7 @@ export class RedisCallStore implements CallStore {
     return raw === null ? null : parse(raw);
   }
 
-  async transition(
-    callId: string,
-    from: readonly CallState[],
-    to: CallState,
-    patch: { calleeDeviceId?: string; endedBy?: string | null },
-    timings: CallTimings,
-  ): Promise<{ call: CallRecord | null; changed: boolean }> {
+  async transition(callId: string, from: readonly CallState[], to: CallState, patch: CallPatch, timings: CallTimings): Promise<CallTransition> {
     const [changed, json] = (await this.#transition(this.#ringing, this.#prefix, callId, from.join(','), to, JSON.stringify(patch), timings.liveTtlMs, timings.finalTtlMs)) as [number, string?];
     return { call: json === undefined ? null : parse(json), changed: changed === 1 };
   }

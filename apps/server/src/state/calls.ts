@@ -54,6 +54,18 @@ export interface CallTimings {
  * A user is busy while a marker names a live call of theirs. Markers live exactly as long as the call
  * (same TTL, refreshed together) and are removed when it reaches a final state.
  */
+/** What a transition sets besides the state. */
+export interface CallPatch {
+  calleeDeviceId?: string;
+  endedBy?: string | null;
+}
+
+/** The call as a transition left it (null if unknown or expired), and whether that transition changed it. */
+export interface CallTransition {
+  call: CallRecord | null;
+  changed: boolean;
+}
+
 export interface CallStore {
   /**
    * Creates a ringing call whose ring deadline is `ringTimeoutMs` from now, unless a party is busy:
@@ -69,13 +81,7 @@ export interface CallStore {
    * stamps `acceptedAt`; a final state stamps `endedAt`, drops the busy markers and shortens the TTL.
    * @returns the call as it now is (null if unknown or expired) and whether this call changed it.
    */
-  transition(
-    callId: string,
-    from: readonly CallState[],
-    to: CallState,
-    patch: { calleeDeviceId?: string; endedBy?: string | null },
-    timings: CallTimings,
-  ): Promise<{ call: CallRecord | null; changed: boolean }>;
+  transition(callId: string, from: readonly CallState[], to: CallState, patch: CallPatch, timings: CallTimings): Promise<CallTransition>;
 
   /** Claims ringing calls past their deadline as `missed` (each returned once, to one caller). */
   expireRinging(timings: CallTimings, limit?: number): Promise<CallRecord[]>;
@@ -138,13 +144,7 @@ export class MemoryCallStore implements CallStore {
     return entry ? { ...entry.call } : null;
   }
 
-  async transition(
-    callId: string,
-    from: readonly CallState[],
-    to: CallState,
-    patch: { calleeDeviceId?: string; endedBy?: string | null },
-    timings: CallTimings,
-  ): Promise<{ call: CallRecord | null; changed: boolean }> {
+  async transition(callId: string, from: readonly CallState[], to: CallState, patch: CallPatch, timings: CallTimings): Promise<CallTransition> {
     const now = this.#now();
     this.#prune(now);
     const entry = this.#calls.get(callId);
@@ -202,7 +202,7 @@ export class MemoryCallStore implements CallStore {
     return byCall(results);
   }
 
-  #apply(entry: { call: CallRecord; expiresAt: number }, to: CallState, patch: { calleeDeviceId?: string; endedBy?: string | null }, now: number, timings: CallTimings): void {
+  #apply(entry: { call: CallRecord; expiresAt: number }, to: CallState, patch: CallPatch, now: number, timings: CallTimings): void {
     const call = entry.call;
     call.state = to;
     if (patch.calleeDeviceId !== undefined) call.calleeDeviceId = patch.calleeDeviceId;
