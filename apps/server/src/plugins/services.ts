@@ -6,6 +6,7 @@ import { MessageService } from '../domain/messages.ts';
 import { NotificationService } from '../domain/notifications.ts';
 import { PresenceService } from '../domain/presence.ts';
 import { ReceiptService } from '../domain/receipts.ts';
+import { ScheduledMessageService } from '../domain/scheduled-messages.ts';
 import { SearchService } from '../domain/search.ts';
 import { SyncService } from '../domain/sync.ts';
 import { TypingService } from '../domain/typing.ts';
@@ -23,6 +24,7 @@ export interface Services {
   receipts: ReceiptService;
   sync: SyncService;
   search: SearchService;
+  scheduled: ScheduledMessageService;
   typing: TypingService;
   presence: PresenceService;
   notifications: NotificationService;
@@ -75,6 +77,7 @@ export default fp<{ config: Config }>(
       receipts: new ReceiptService(app.db, app.sql, fanout, { onBatch: (reports) => app.metrics.writeBatchSize.observe({ writer: 'receipts' }, reports) }),
       sync: new SyncService(app.db),
       search: new SearchService(app.db),
+      scheduled: new ScheduledMessageService(app.db, fanout, { maxAheadDays: config.scheduler.maxAheadDays, maxBodyLength: config.limits.messageBodyLength }),
       presence: new PresenceService(app.db, app.state.presence, fanout),
       typing: new TypingService(app.db, app.state.typing, fanout, { ttlMs: config.typing.ttlMs }),
       notifications,
