@@ -5,17 +5,23 @@ import { eventually } from '@chat/testkit/eventually';
 import { startNode, type TestNode } from '@chat/testkit/nodes';
 import { signToken } from '@chat/testkit/tokens';
 import { testDevice, uniqueUser, type Device } from '@chat/testkit/users';
+import { ownDatabase, type OwnDatabase } from './helpers/own-database.ts';
 
-// Two real nodes sharing this run's PostgreSQL and Redis; the sender's second device sits on the other
-// node. Both nodes poll (as does every node of this run), so any of them may send a due message.
+// Two real nodes on a database of their own and this run's Redis; the sender's second device sits on
+// the other node. Both poll, so either may send a due message. (On the run's shared database the
+// nodes of other files would send some, and fan them out in their own files' Redis scope.)
+let db: OwnDatabase;
 let nodeA: TestNode;
 let nodeB: TestNode;
 
 beforeAll(async () => {
-  [nodeA, nodeB] = await Promise.all([startNode({ NODE_ID: 'scheduled-a', SCHEDULER_POLL_MS: '100' }), startNode({ NODE_ID: 'scheduled-b', SCHEDULER_POLL_MS: '100' })]);
+  db = await ownDatabase('scheduled');
+  const env = { DATABASE_URL: db.url, SCHEDULER_POLL_MS: '100' };
+  [nodeA, nodeB] = await Promise.all([startNode({ ...env, NODE_ID: 'scheduled-a' }), startNode({ ...env, NODE_ID: 'scheduled-b' })]);
 });
 afterAll(async () => {
   await Promise.all([nodeA?.close(), nodeB?.close()]);
+  await db?.drop();
 });
 
 const inMs = (ms: number) => new Date(Date.now() + ms).toISOString();

@@ -34,8 +34,9 @@ export interface SchedulerOptions {
  * (sender, clientMsgId). A node killed between the send and the finish leaves the row `sending`;
  * when the lease ends another node sends it again, finds the message already there and records it.
  *
- * Order: one round sends a conversation's rows one after the other in `sendAt` order; different
- * conversations go concurrently (the writer batches them into shared statements).
+ * Order: a round's rows get their seqs in `sendAt` order within each conversation (the writer keeps
+ * the order sends start in). Rows due at nearly the same time but claimed by two nodes' concurrent
+ * rounds may interleave.
  */
 export class Scheduler {
   readonly #store: ScheduledStore;
@@ -75,17 +76,9 @@ export class Scheduler {
     const claimed = await this.#store.claim(this.#options.batch, this.#options.leaseMs ?? SCHEDULER_LEASE_MS);
     if (claimed.length === 0) return 0;
     this.#options.onRound?.(claimed.length);
-    const byConversation = new Map<string, ClaimedRow[]>();
-    for (const row of claimed) byConversation.set(row.conversationId, [...(byConversation.get(row.conversationId) ?? []), row]);
-    const outcomes: Outcome[] = [];
-    await Promise.all(
-      [...byConversation.values()].map(async (rows) => {
-        for (const row of rows) {
-          const outcome = await this.#send(row);
-          if (outcome) outcomes.push(outcome);
-        }
-      }),
-    );
+    // Started in sendAt order, all at once: the writer applies one conversation's messages in the
+    // order their sends started (see MessageWriter), and batches the round into few statements.
+    const outcomes = (await Promise.all(claimed.map((row) => this.#send(row)))).filter((outcome) => outcome !== null);
     const finished = await this.#store.finish(outcomes);
     const rows = new Map(claimed.map((row) => [row.id, row]));
     for (const outcome of outcomes) {
