@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '@chat/testkit/eventually';
 import { spawnNode, testEnv, type SpawnedNode } from '@chat/testkit/nodes';
 import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
-import { ownDatabase, type OwnDatabase } from './helpers/own-database.ts';
+import { ownDatabase, type OwnDatabase } from '@chat/testkit/own-database';
 
 // Three real node processes on a database of their own: they are the only pollers, so who sends
 // what is theirs alone to decide. One of them is SIGKILLed while the messages fall due.

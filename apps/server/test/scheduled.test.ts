@@ -5,7 +5,7 @@ import { eventually } from '@chat/testkit/eventually';
 import { startNode, type TestNode } from '@chat/testkit/nodes';
 import { signToken } from '@chat/testkit/tokens';
 import { testDevice, uniqueUser, type Device } from '@chat/testkit/users';
-import { ownDatabase, type OwnDatabase } from './helpers/own-database.ts';
+import { ownDatabase, type OwnDatabase } from '@chat/testkit/own-database';
 
 // Two real nodes on a database of their own and this run's Redis; the sender's second device sits on
 // the other node. Both poll, so either may send a due message. (On the run's shared database the

@@ -19,6 +19,8 @@ import type {
   NotificationsRead,
   Presence,
   Receipt,
+  ScheduledMessage,
+  ScheduledPage,
   SearchPage,
   ServerToClientEvents,
   SessionEnding,
@@ -29,6 +31,7 @@ import { v4 as uuidv4, v7 as uuidv7 } from 'uuid';
 import { Emitter } from './emitter.ts';
 import { ChatError } from './errors.ts';
 import { Outgoing, type OutgoingMessage, type SendInput } from './outgoing.ts';
+import { ScheduledMessages, type ScheduleInput } from './scheduled.ts';
 import { ClientState, SETTLE_MS, type ConversationState, type MessageState, type MessageStatus, type Source } from './state.ts';
 import { type RetryOptions, retryPolicy, type Timer } from './timers.ts';
 import { TypingTracker, type TypingEvent } from './typing.ts';
@@ -176,6 +179,8 @@ export interface ChatClientEvents {
    * message from another member unarchived it, or a list or resync showed a different state.
    */
   conversationArchived: [event: ConversationArchived];
+  /** A scheduled message of mine changed: created or edited or canceled on another device, or sent or failed by the server. */
+  scheduledUpdated: [scheduled: ScheduledMessage];
   /** A direct conversation reached the message count that unlocks calls (once per conversation). */
   milestone: [event: ConversationMilestone];
 
@@ -231,6 +236,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   readonly #validate: SendValidator | undefined;
   readonly #state: ClientState;
   readonly #typing: TypingTracker;
+  readonly #scheduled = new ScheduledMessages((event, payload) => this.request(event, payload));
 
   #userId: string | null = null;
   #unreadNotifications: number | null = null;
@@ -535,6 +541,26 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     return this.request('conversation:list', options);
   }
 
+  /** Stores a message for the server to send at `sendAt`, exactly once, even with this device offline then. */
+  schedule(input: ScheduleInput): Promise<{ scheduled: ScheduledMessage; duplicate: boolean }> {
+    return this.#scheduled.schedule(input);
+  }
+
+  /** One page of my pending scheduled messages, soonest first. */
+  listScheduled(options: { conversationId?: string; cursor?: string; limit?: number } = {}): Promise<ScheduledPage> {
+    return this.#scheduled.list(options);
+  }
+
+  /** Changes a pending scheduled message; `scheduled_not_pending` once the server has started sending it. */
+  editScheduled(scheduledId: string, change: { body?: string; sendAt?: Date | string }): Promise<ScheduledMessage> {
+    return this.#scheduled.edit(scheduledId, change);
+  }
+
+  /** Cancels a pending scheduled message: it is never sent. */
+  cancelScheduled(scheduledId: string): Promise<ScheduledMessage> {
+    return this.#scheduled.cancel(scheduledId);
+  }
+
   // -------------------------------------------------------------------------------------------
   // Calls (signaling only: the media flows between the browsers over WebRTC)
   // -------------------------------------------------------------------------------------------
@@ -613,6 +639,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     socket.on('conversation:muted', (event) => this.emit('conversationMuted', event));
     socket.on('conversation:archived', (event) => this.#live(() => this.#setArchived(event.conversationId, event.archived)));
     socket.on('conversation:milestone', (event) => this.emit('milestone', event));
+    socket.on('message:scheduled-updated', (scheduled) => this.emit('scheduledUpdated', scheduled));
     socket.on('call:ringing', (call) => this.emit('callRinging', call));
     socket.on('call:updated', (call) => this.emit('callUpdated', call));
     socket.on('call:signal', (event) => this.emit('callSignal', event));

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { adminQuery, withDatabase } from '../../src/db/admin.ts';
-import { applyMigrations } from '../../src/db/migrations.ts';
+import { adminQuery, withDatabase } from '@chat/server/db/admin';
+import { applyMigrations } from '@chat/server/db/migrations';
 
 export interface OwnDatabase {
   url: string;

@@ -1,0 +1,60 @@
+import type { Attachment, ClientEventName, ClientEventResults, ClientPayload, ScheduledMessage, ScheduledPage } from '@chat/protocol';
+import { v7 as uuidv7 } from 'uuid';
+
+/** How the scheduled-message calls reach the server: the client's own `request`. */
+export type Requester = <E extends ClientEventName>(event: E, payload: ClientPayload<E>) => Promise<ClientEventResults[E]>;
+
+export interface ScheduleInput {
+  conversationId: string;
+  body: string;
+  /** When to send it: at most 1 s in the past, at most SCHEDULE_MAX_AHEAD_DAYS ahead. */
+  sendAt: Date | string;
+  attachments?: Attachment[];
+  /**
+   * The message's id on this device; generated when absent. Pass the same one to retry a schedule
+   * whose answer was lost (a timeout, a disconnect): the server answers the stored one.
+   */
+  clientMsgId?: string;
+}
+
+const iso = (value: Date | string) => (value instanceof Date ? value.toISOString() : value);
+
+/**
+ * Messages to be sent later by the server, exactly once, whether or not this device is online then.
+ * Every change (here, on another device of mine, or the server sending or failing one) arrives as the
+ * client's `scheduledUpdated` event.
+ */
+export class ScheduledMessages {
+  readonly #request: Requester;
+
+  constructor(request: Requester) {
+    this.#request = request;
+  }
+
+  /** Rejects with `send_at_out_of_range` for a time in the past or too far ahead, `not_found` for a conversation I am not in. */
+  schedule(input: ScheduleInput): Promise<{ scheduled: ScheduledMessage; duplicate: boolean }> {
+    return this.#request('message:schedule', {
+      conversationId: input.conversationId,
+      clientMsgId: input.clientMsgId ?? uuidv7(),
+      body: input.body,
+      sendAt: iso(input.sendAt),
+      ...(input.attachments && { attachments: input.attachments }),
+    });
+  }
+
+  /** One page of my pending scheduled messages (in one conversation, or all), soonest first. */
+  list(options: { conversationId?: string; cursor?: string; limit?: number } = {}): Promise<ScheduledPage> {
+    return this.#request('message:scheduled-list', options);
+  }
+
+  /** Changes body and/or time; `scheduled_not_pending` once the server has started sending it. */
+  async edit(scheduledId: string, change: { body?: string; sendAt?: Date | string }): Promise<ScheduledMessage> {
+    const payload = { scheduledId, ...(change.body !== undefined && { body: change.body }), ...(change.sendAt !== undefined && { sendAt: iso(change.sendAt) }) };
+    return (await this.#request('message:scheduled-edit', payload)).scheduled;
+  }
+
+  /** It is never sent; `scheduled_not_pending` once the server has started sending it. */
+  async cancel(scheduledId: string): Promise<ScheduledMessage> {
+    return (await this.#request('message:scheduled-cancel', { scheduledId })).scheduled;
+  }
+}
