@@ -179,7 +179,7 @@ export interface ChatClientEvents {
    * message from another member unarchived it, or a list or resync showed a different state.
    */
   conversationArchived: [event: ConversationArchived];
-  /** A scheduled message of mine changed: created or edited or canceled on another device, or sent or failed by the server. */
+  /** A scheduled message of mine changed: created, edited or canceled (here or on another device of mine), or sent or failed by the server. */
   scheduledUpdated: [scheduled: ScheduledMessage];
   /** A direct conversation reached the message count that unlocks calls (once per conversation). */
   milestone: [event: ConversationMilestone];
@@ -236,7 +236,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   readonly #validate: SendValidator | undefined;
   readonly #state: ClientState;
   readonly #typing: TypingTracker;
-  readonly #scheduled = new ScheduledMessages((event, payload) => this.request(event, payload));
+  readonly #scheduled = new ScheduledMessages(
+    (event, payload) => this.request(event, payload),
+    (scheduled) => this.emit('scheduledUpdated', scheduled),
+  );
 
   #userId: string | null = null;
   #unreadNotifications: number | null = null;

@@ -21,25 +21,29 @@ const iso = (value: Date | string) => (value instanceof Date ? value.toISOString
 
 /**
  * Messages to be sent later by the server, exactly once, whether or not this device is online then.
- * Every change (here, on another device of mine, or the server sending or failing one) arrives as the
- * client's `scheduledUpdated` event.
+ * Every change (made here, on another device of mine, or the server sending or failing one) reaches
+ * `onChange`: the server pushes the others' to this device, and this device's own come from the acks.
  */
 export class ScheduledMessages {
   readonly #request: Requester;
+  readonly #onChange: (scheduled: ScheduledMessage) => void;
 
-  constructor(request: Requester) {
+  constructor(request: Requester, onChange: (scheduled: ScheduledMessage) => void) {
     this.#request = request;
+    this.#onChange = onChange;
   }
 
   /** Rejects with `send_at_out_of_range` for a time in the past or too far ahead, `not_found` for a conversation I am not in. */
-  schedule(input: ScheduleInput): Promise<{ scheduled: ScheduledMessage; duplicate: boolean }> {
-    return this.#request('message:schedule', {
+  async schedule(input: ScheduleInput): Promise<{ scheduled: ScheduledMessage; duplicate: boolean }> {
+    const result = await this.#request('message:schedule', {
       conversationId: input.conversationId,
       clientMsgId: input.clientMsgId ?? uuidv7(),
       body: input.body,
       sendAt: iso(input.sendAt),
       ...(input.attachments && { attachments: input.attachments }),
     });
+    if (!result.duplicate) this.#onChange(result.scheduled);
+    return result;
   }
 
   /** One page of my pending scheduled messages (in one conversation, or all), soonest first. */
@@ -50,11 +54,16 @@ export class ScheduledMessages {
   /** Changes body and/or time; `scheduled_not_pending` once the server has started sending it. */
   async edit(scheduledId: string, change: { body?: string; sendAt?: Date | string }): Promise<ScheduledMessage> {
     const payload = { scheduledId, ...(change.body !== undefined && { body: change.body }), ...(change.sendAt !== undefined && { sendAt: iso(change.sendAt) }) };
-    return (await this.#request('message:scheduled-edit', payload)).scheduled;
+    return this.#changed((await this.#request('message:scheduled-edit', payload)).scheduled);
   }
 
   /** It is never sent; `scheduled_not_pending` once the server has started sending it. */
   async cancel(scheduledId: string): Promise<ScheduledMessage> {
-    return (await this.#request('message:scheduled-cancel', { scheduledId })).scheduled;
+    return this.#changed((await this.#request('message:scheduled-cancel', { scheduledId })).scheduled);
+  }
+
+  #changed(scheduled: ScheduledMessage): ScheduledMessage {
+    this.#onChange(scheduled);
+    return scheduled;
   }
 }

@@ -47,17 +47,19 @@ describe('ChatClient: scheduled messages', () => {
 
     const { scheduled: later } = await phone.client.schedule({ conversationId: conversation.id, body: 'draft', sendAt: new Date(Date.now() + 60_000) });
     const { scheduled: never } = await phone.client.schedule({ conversationId: conversation.id, body: 'never', sendAt: new Date(Date.now() + 60_000) });
+    // Mine from the acks, the other device's from the server.
+    expect(phone.updates.map((s) => s.id)).toEqual([later.id, never.id]);
     await eventually(() => expect(laptop.updates.map((s) => s.id)).toEqual([later.id, never.id]));
 
     const sendAt = new Date(Date.now() + 1000);
     expect(await laptop.client.editScheduled(later.id, { body: 'on time', sendAt })).toMatchObject({ id: later.id, body: 'on time', sendAt: sendAt.toISOString(), status: 'pending' });
     expect(await laptop.client.cancelScheduled(never.id)).toMatchObject({ id: never.id, status: 'canceled' });
-    await eventually(() =>
-      expect(phone.updates.map((s) => [s.id, s.status])).toEqual([
-        [later.id, 'pending'],
-        [never.id, 'canceled'],
-      ]),
-    );
+    const changes = [
+      [later.id, 'pending', 'on time'],
+      [never.id, 'canceled', 'never'],
+    ];
+    expect(laptop.updates.slice(2).map((s) => [s.id, s.status, s.body])).toEqual(changes);
+    await eventually(() => expect(phone.updates.slice(2).map((s) => [s.id, s.status, s.body])).toEqual(changes));
     expect((await phone.client.listScheduled({ conversationId: conversation.id })).scheduled.map((s) => s.id)).toEqual([later.id]);
 
     await eventually(() => expect(bob.messages.map((m) => m.body)).toEqual(['on time']), { timeoutMs: 5000 });
