@@ -10,6 +10,7 @@ import type { PageApi } from './api.ts';
 import { installCalls } from './calls.ts';
 import { installArchive } from './archive.ts';
 import { installNotifications } from './notifications.ts';
+import { installScheduled } from './scheduled.ts';
 import { installSearch } from './search.ts';
 import { clearSession, freshToken, loadSession, signIn, stickyId, userIdFor, type Session } from './session.ts';
 
@@ -972,6 +973,7 @@ installNotifications(page);
 installArchive(page);
 installCalls(page);
 installSearch(page);
+installScheduled(page);
 
 const saved = loadSession();
 if (saved) start(saved);
