@@ -1,10 +1,13 @@
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { ScheduledMessage } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '@chat/testkit/eventually';
 import { startNode, type TestNode } from '@chat/testkit/nodes';
 import { signToken } from '@chat/testkit/tokens';
-import { testDevice, uniqueUser, type Device } from '@chat/testkit/users';
+import { connectDevice, testDevice, uniqueUser, type Device } from '@chat/testkit/users';
 import { ownDatabase, type OwnDatabase } from '@chat/testkit/own-database';
 
 // Two real nodes on a database of their own and this run's Redis; the sender's second device sits on
@@ -211,4 +214,26 @@ describe('scheduled messages', () => {
     expect(metrics).toMatch(/^chat_scheduler_rounds_total\{[^}]*\} [1-9]/m);
     expect(metrics).toMatch(/^chat_scheduler_lag_seconds_count\{[^}]*\} [1-9]/m);
   });
+});
+
+describe('scheduled messages on the embedded PGlite database', () => {
+  it('claims, sends and records them like PostgreSQL', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'chat-scheduled-embedded-'));
+    const embedded = await startNode({ DATABASE_URL: undefined, REDIS_URL: undefined, DATA_DIR: dataDir, SCHEDULER_POLL_MS: '100' });
+    const devices: Device[] = [];
+    try {
+      const [me, peer] = await Promise.all([connectDevice(embedded.url, 'embedded-me'), connectDevice(embedded.url, 'embedded-peer')]);
+      devices.push(me, peer);
+      const { conversation } = await me.ok('conversation:open-direct', { userId: peer.userId });
+      const attachments = [{ url: 'https://files.example/a.png', mime: 'image/png', size: 10, name: 'a.png' }];
+      const { scheduled } = await me.ok('message:schedule', { conversationId: conversation.id, clientMsgId: 'embedded-later-1', body: 'from the embedded node', attachments, sendAt: inMs(500) });
+      await eventually(() => expect(peer.of('message:new').map((m) => [m.body, m.attachments])).toEqual([['from the embedded node', attachments]]), { timeoutMs: 10_000 });
+      await eventually(() => expect(me.of('message:scheduled-updated').at(-1)).toMatchObject({ id: scheduled.id, status: 'sent', messageId: peer.of('message:new')[0]!.id }));
+    } finally {
+      for (const device of devices) device.close();
+      await embedded.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+    // Booting migrates a fresh PGlite through the wasm schema engine: seconds alone, much more on a busy machine.
+  }, 180_000);
 });
