@@ -12,6 +12,7 @@ CREATE TABLE "scheduled_messages" (
     "send_at" TIMESTAMPTZ(3) NOT NULL,
     "status" "ScheduledStatus" NOT NULL DEFAULT 'pending',
     "lease_until" TIMESTAMPTZ(3),
+    "claimed_by" TEXT,
     "attempts" INTEGER NOT NULL DEFAULT 0,
     "message_id" UUID,
     "error" TEXT,

@@ -22,13 +22,13 @@ export interface ClaimedRow {
 export type Outcome = { id: string; status: 'sent'; messageId: string } | { id: string; status: 'failed'; error: string };
 
 /**
- * Claims up to `$1` due rows for `$2` milliseconds: pending ones whose time has come, and ones
+ * Claims up to `$1` due rows for `$2` milliseconds for node `$3`: pending ones whose time has come, and ones
  * another node claimed but did not finish before its lease ran out (it died, or lost the database).
  * `SKIP LOCKED` lets every node claim at once without waiting on each other: each row goes to one
  * node. `MATERIALIZED` keeps the locking subquery from being inlined and run more than once.
  */
 const CLAIM: Statement = {
-  name: 'chat_claim_scheduled_v1',
+  name: 'chat_claim_scheduled_v2',
   text: `
   WITH due AS MATERIALIZED (
     SELECT id FROM scheduled_messages
@@ -38,7 +38,7 @@ const CLAIM: Statement = {
      FOR UPDATE SKIP LOCKED
   )
   UPDATE scheduled_messages s
-     SET status = 'sending', lease_until = now() + make_interval(secs => $2::int / 1000.0), attempts = s.attempts + 1, updated_at = now()
+     SET status = 'sending', lease_until = now() + make_interval(secs => $2::int / 1000.0), attempts = s.attempts + 1, claimed_by = $3, updated_at = now()
     FROM due
    WHERE s.id = due.id
   RETURNING s.id::text AS id, s.conversation_id::text AS "conversationId", s.sender_id AS "senderId", s.client_msg_id AS "clientMsgId",
@@ -69,9 +69,9 @@ export class ScheduledStore {
     this.#sql = sql;
   }
 
-  /** Up to `batch` due rows, now `sending` for `leaseMs`, soonest first. */
-  async claim(batch: number, leaseMs: number): Promise<ClaimedRow[]> {
-    const rows = await this.#sql.query<ClaimedRow>(CLAIM, [batch, leaseMs]);
+  /** Up to `batch` due rows, now `sending` for `leaseMs` on behalf of `nodeId`, soonest first. */
+  async claim(batch: number, leaseMs: number, nodeId: string): Promise<ClaimedRow[]> {
+    const rows = await this.#sql.query<ClaimedRow>(CLAIM, [batch, leaseMs, nodeId]);
     return rows.map((row) => ({ ...row, attempts: Number(row.attempts) })).sort((a, b) => time(a.sendAt) - time(b.sendAt) || (a.id < b.id ? -1 : 1));
   }
 

@@ -13,6 +13,8 @@ export const SCHEDULER_LEASE_MS = 15_000;
 const MAX_ATTEMPTS = 10;
 
 export interface SchedulerOptions {
+  /** Recorded on each claimed row (`claimed_by`). */
+  nodeId: string;
   pollMs: number;
   batch: number;
   leaseMs?: number;
@@ -73,7 +75,7 @@ export class Scheduler {
    * means more may be due). Exposed for tests that drive the scheduler by hand.
    */
   async runOnce(): Promise<number> {
-    const claimed = await this.#store.claim(this.#options.batch, this.#options.leaseMs ?? SCHEDULER_LEASE_MS);
+    const claimed = await this.#store.claim(this.#options.batch, this.#options.leaseMs ?? SCHEDULER_LEASE_MS, this.#options.nodeId);
     if (claimed.length === 0) return 0;
     this.#options.onRound?.(claimed.length);
     // Started in sendAt order, all at once: the writer applies one conversation's messages in the

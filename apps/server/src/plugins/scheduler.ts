@@ -17,6 +17,7 @@ declare module 'fastify' {
 export default fp<{ config: Config }>(
   async (app, { config }) => {
     const scheduler = new Scheduler(new ScheduledStore(app.sql), app.services.messages, app.services.scheduled, {
+      nodeId: config.nodeId,
       pollMs: config.scheduler.pollMs,
       batch: config.scheduler.batch,
       log: app.log,
