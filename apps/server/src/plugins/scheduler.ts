@@ -30,7 +30,12 @@ export default fp<{ config: Config }>(
     });
     app.decorate('scheduler', scheduler);
     app.addHook('onReady', async () => scheduler.start());
-    app.addHook('preClose', () => scheduler.stop());
+    // The services' own preClose ran first (registration order): the notifications of the last
+    // round's messages are written here.
+    app.addHook('preClose', async () => {
+      await scheduler.stop();
+      await app.services.notifications.idle();
+    });
   },
   { name: 'scheduler', dependencies: ['services', 'metrics', 'database'] },
 );
