@@ -22,6 +22,7 @@ import realtime from './plugins/realtime.ts';
 import redis from './plugins/redis.ts';
 import revocations from './plugins/revocations.ts';
 import services from './plugins/services.ts';
+import scheduler from './plugins/scheduler.ts';
 import userSessions from './plugins/user-sessions.ts';
 import state from './plugins/state.ts';
 import { drainAndClose } from './shutdown.ts';
@@ -172,6 +173,7 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   await app.register(services, { config });
   await app.register(presence, { config });
   await app.register(calls, { config });
+  await app.register(scheduler, { config });
   await app.register(userSessions);
   await app.register(nodeAdmin, { config });
   // A drain requested through the admin API; main.ts replaces this with its SIGTERM path.

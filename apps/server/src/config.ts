@@ -157,6 +157,9 @@ export const envSchema = z
     CALL_RING_TIMEOUT_MS: int(1000, 600_000).default(30_000),
     CALL_STATE_TTL_MS: int(1000, 600_000).default(30_000),
     CALL_MIN_MESSAGES: int(0, 1_000_000).default(0),
+    SCHEDULER_POLL_MS: int(10, 60_000).default(250),
+    SCHEDULER_BATCH: int(1, 10_000).default(200),
+    SCHEDULE_MAX_AHEAD_DAYS: int(1, 3650).default(30),
     NOTIFY_WEBHOOK_URL: z.url({ protocol: /^https?$/ }).optional(),
     NOTIFY_WEBHOOK_SECRET: z.string().min(16, 'at least 16 characters').optional(),
     NOTIFY_WEBHOOK_MAX_ATTEMPTS: int(1, 100).default(6),
@@ -303,6 +306,11 @@ export interface Config {
     /** Messages a direct conversation needs before its members may call each other (0: no rule). */
     minMessages: number;
   };
+  /**
+   * Scheduled messages: how often every node looks for due ones, how many it claims per round, and
+   * how far ahead one may be scheduled.
+   */
+  scheduler: { pollMs: number; batch: number; maxAheadDays: number };
   /** Where notifications for users without a connected device are POSTed; null: nowhere. */
   notifyWebhook: { url: string; secret: string; maxAttempts: number; retryBaseMs: number; retryMaxMs: number; timeoutMs: number } | null;
   /**
@@ -388,6 +396,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
     presence: { nodeTtlMs: env.PRESENCE_NODE_TTL_MS },
     calls: { ringTimeoutMs: env.CALL_RING_TIMEOUT_MS, stateTtlMs: env.CALL_STATE_TTL_MS, minMessages: env.CALL_MIN_MESSAGES },
+    scheduler: { pollMs: env.SCHEDULER_POLL_MS, batch: env.SCHEDULER_BATCH, maxAheadDays: env.SCHEDULE_MAX_AHEAD_DAYS },
     notifyWebhook: env.NOTIFY_WEBHOOK_URL
       ? {
           url: env.NOTIFY_WEBHOOK_URL,

@@ -335,8 +335,15 @@ describe('every metric the dashboard and the alerts query is one a real node exp
         }
         expect(failed).toEqual([]);
         // Empty is right only for what this healthy, quiet node never has: Redis and PostgreSQL errors,
-        // rate limiting, slow consumers, webhooks. Every other panel shows data.
-        expect(empty.sort()).toEqual(['Rate limited /s', 'Redis and PostgreSQL errors /s', 'Redis and PostgreSQL errors /s', 'Slow-consumer disconnects', 'Webhook deliveries /s']);
+        // rate limiting, slow consumers, webhooks, scheduled messages sent or failed. Every other panel shows data.
+        expect(empty.sort()).toEqual([
+          'Rate limited /s',
+          'Redis and PostgreSQL errors /s',
+          'Redis and PostgreSQL errors /s',
+          'Scheduled messages /s',
+          'Slow-consumer disconnects',
+          'Webhook deliveries /s',
+        ]);
       } finally {
         server.kill('SIGKILL');
         rmSync(dir, { recursive: true, force: true });

@@ -108,6 +108,8 @@ interface Ids {
   notificationId: string;
   /** The insider. */
   userId: string;
+  /** A scheduled message of the insider's, in the conversation. */
+  scheduledId: string;
 }
 
 interface Fixture extends Ids {
@@ -167,6 +169,21 @@ const matrix: { [E in ClientEventName]: Entry<E> } = {
   'notification:delete': { kind: 'hidden', payload: (_f, id) => ({ notificationId: id.notificationId }) },
   'conversation:mute': { kind: 'hidden', payload: (_f, id) => ({ conversationId: id.conversationId, muted: true }) },
   'conversation:archive': { kind: 'hidden', payload: (_f, id) => ({ conversationId: id.conversationId, archived: true }) },
+  'message:schedule': {
+    kind: 'hidden',
+    payload: (_f, id) => ({ conversationId: id.conversationId, clientMsgId: `intrude-${randomUUID()}`, body: 'later', sendAt: new Date(Date.now() + 60_000).toISOString() }),
+  },
+  // Only the caller's own scheduled messages are listed, whichever conversation is named.
+  'message:scheduled-list': {
+    kind: 'own',
+    payload: (f) => ({ conversationId: f.conversationId }),
+    leaks: (r, f) => {
+      expect(r).toMatchObject({ scheduled: [] });
+      expect(JSON.stringify(r)).not.toContain(f.scheduledId);
+    },
+  },
+  'message:scheduled-edit': { kind: 'hidden', payload: (_f, id) => ({ scheduledId: id.scheduledId, body: 'pwned' }) },
+  'message:scheduled-cancel': { kind: 'hidden', payload: (_f, id) => ({ scheduledId: id.scheduledId }) },
   // Ringing the insider, whom the caller shares no conversation with, answers like ringing nobody.
   'call:invite': { kind: 'hidden', payload: (_f, id) => ({ calleeId: id.userId, media: 'audio' }) },
   'call:accept': { kind: 'hidden', payload: (_f, id) => ({ callId: id.callId }) },
@@ -200,8 +217,10 @@ describe('authorization matrix: every socket event and REST route, as a non-memb
       expect(notifications.length).toBeGreaterThan(0);
       return notifications[0]!.id;
     });
-    const missing = { conversationId: randomUUID(), messageId: randomUUID(), callId: randomUUID(), notificationId: randomUUID(), userId: uniqueUser('nobody') };
-    f = { conversationId, messageId, callId, notificationId, userId: insider.userId, insiderId: insider.userId, missing };
+    const scheduledId = (await insider.ok('message:schedule', { conversationId, clientMsgId: `later-${randomUUID()}`, body: 'secret later', sendAt: new Date(Date.now() + 3600_000).toISOString() }))
+      .scheduled.id;
+    const missing = { conversationId: randomUUID(), messageId: randomUUID(), callId: randomUUID(), notificationId: randomUUID(), userId: uniqueUser('nobody'), scheduledId: randomUUID() };
+    f = { conversationId, messageId, callId, notificationId, userId: insider.userId, insiderId: insider.userId, scheduledId, missing };
   });
 
   it('has an entry for every client event', () => {

@@ -15,6 +15,7 @@ import { installMessages } from './messages.ts';
 import { installNotifications } from './notifications.ts';
 import { createPage } from './page.ts';
 import { installPresence } from './presence.ts';
+import { installScheduled } from './scheduled.ts';
 import { installSearch } from './search.ts';
 import { loadSession } from './session.ts';
 import { PageState } from './state.ts';
@@ -36,6 +37,7 @@ installNotifications(page);
 installArchive(page);
 installCalls(page);
 installSearch(page);
+installScheduled(page);
 
 const saved = loadSession();
 if (saved) page.connection.start(saved);

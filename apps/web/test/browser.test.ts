@@ -355,6 +355,45 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await bob.page.locator('#archive-button[aria-pressed="false"]').waitFor();
   });
 
+  it('schedules the composer text for later, lists it above the composer on every tab, and cancels it', async () => {
+    // Bob's conversation with Alice is open. The default time is an hour ahead: nothing is sent here.
+    await composer(bob).fill('See you tomorrow');
+    await bob.page.getByRole('button', { name: 'Send later', exact: true }).click();
+    await bob.page.getByLabel('Send at').waitFor();
+    expect(await bob.page.getByLabel('Send at').inputValue()).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/);
+    expect(await accessibilityViolations(bob.page), 'send-later panel').toEqual([]);
+    await bob.page.getByRole('button', { name: 'Schedule', exact: true }).click();
+    const item = bob.page.locator('#scheduled-list .scheduled-item').filter({ hasText: 'See you tomorrow' });
+    await item.waitFor();
+    expect(await composer(bob).inputValue()).toBe('');
+    await bob.page.locator('#send-later-panel').waitFor({ state: 'hidden' });
+    expect(await accessibilityViolations(bob.page), 'scheduled list').toEqual([]);
+    // Bob's second tab follows through the SDK's scheduledUpdated.
+    const tab = await bob.context.newPage();
+    await tab.goto(bob.page.url());
+    await tab.locator('#connection[data-state="online"]').waitFor();
+    // The page reopens the conversation it had open.
+    const mirrored = tab.locator('#scheduled-list .scheduled-item').filter({ hasText: 'See you tomorrow' });
+    await mirrored.waitFor();
+    // A time in the past is refused with the reason, and the text stays.
+    await composer(bob).fill('Yesterday');
+    await bob.page.getByRole('button', { name: 'Send later', exact: true }).click();
+    await bob.page.getByLabel('Send at').fill('2020-01-01T10:00');
+    await bob.page.getByRole('button', { name: 'Schedule', exact: true }).click();
+    await bob.page.locator('#history-status').filter({ hasText: 'Pick a time from now on' }).waitFor();
+    expect(await composer(bob).inputValue()).toBe('Yesterday');
+    await composer(bob).fill('');
+    await bob.page.getByRole('button', { name: 'Send later', exact: true }).click();
+
+    await bob.page.getByRole('button', { name: 'Cancel scheduled message: See you tomorrow' }).click();
+    await item.waitFor({ state: 'detached' });
+    await mirrored.waitFor({ state: 'detached' });
+    await bob.page.locator('#scheduled').waitFor({ state: 'hidden' });
+    await tab.close();
+    // Never sent: Alice has no such message.
+    expect(await bodies(alice, 'See you tomorrow').count()).toBe(0);
+  });
+
   it('replaces a stored token the server refuses with a fresh one, staying signed in', async () => {
     await bob.page.evaluate(() => {
       const session = JSON.parse(localStorage.getItem('chat.session')!) as { token: string };

@@ -13,6 +13,8 @@ import type {
   NotificationPage,
   NotificationsRead,
   Receipt,
+  ScheduledMessage,
+  ScheduledPage,
   SearchPage,
 } from '@chat/protocol';
 import { Changes } from './changes.ts';
@@ -25,6 +27,7 @@ import { type ChatClientOptions, resolveOptions } from './options.ts';
 import { Outbox } from './outbox.ts';
 import type { OutgoingMessage, SendInput } from './outgoing.ts';
 import { Receipts } from './receipts.ts';
+import { ScheduledMessages, type ScheduleInput } from './scheduled.ts';
 import { type MessageStatus, SETTLE_MS } from './state.ts';
 import { Sync } from './sync.ts';
 
@@ -56,6 +59,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   readonly #changes: Changes;
   readonly #sync: Sync;
   readonly #connection: Connection;
+  readonly #scheduled: ScheduledMessages;
 
   constructor(options: ChatClientOptions) {
     super();
@@ -73,6 +77,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#changes = new Changes(ctx, { outbox: this.#outbox, receipts: this.#receipts, gapOpened: () => this.#sync.scheduleGapFill() });
     this.#sync = new Sync(ctx, this.#changes);
     this.#connection = new Connection(ctx, { sync: this.#sync, changes: this.#changes, receipts: this.#receipts });
+    this.#scheduled = new ScheduledMessages(ctx);
     this.socket = this.#connection.socket;
     this.#changes.listen(this.socket);
   }
@@ -267,6 +272,26 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   /** One page of my conversations by last activity; the archived ones with `archived: true`, the others without. */
   listConversations(options: { cursor?: string; limit?: number; archived?: boolean } = {}): Promise<{ conversations: ConversationSummary[]; nextCursor: string | null }> {
     return this.request('conversation:list', options);
+  }
+
+  /** Stores a message for the server to send at `sendAt`, exactly once, even with this device offline then. */
+  schedule(input: ScheduleInput): Promise<{ scheduled: ScheduledMessage; duplicate: boolean }> {
+    return this.#scheduled.schedule(input);
+  }
+
+  /** One page of my pending scheduled messages, soonest first. */
+  listScheduled(options: { conversationId?: string; cursor?: string; limit?: number } = {}): Promise<ScheduledPage> {
+    return this.#scheduled.list(options);
+  }
+
+  /** Changes a pending scheduled message; `scheduled_not_pending` once the server has started sending it. */
+  editScheduled(scheduledId: string, change: { body?: string; sendAt?: Date | string }): Promise<ScheduledMessage> {
+    return this.#scheduled.edit(scheduledId, change);
+  }
+
+  /** Cancels a pending scheduled message: it is never sent. */
+  cancelScheduled(scheduledId: string): Promise<ScheduledMessage> {
+    return this.#scheduled.cancel(scheduledId);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import type {
   NotificationsRead,
   Presence,
   Receipt,
+  ScheduledMessage,
   SessionEnding,
 } from '@chat/protocol';
 import type { ChatError } from './errors.ts';
@@ -69,6 +70,8 @@ export interface ChatClientEvents {
    * message from another member unarchived it, or a list or resync showed a different state.
    */
   conversationArchived: [event: ConversationArchived];
+  /** A scheduled message of mine changed: created, edited or canceled (here or on another device of mine), or sent or failed by the server. */
+  scheduledUpdated: [scheduled: ScheduledMessage];
   /** A direct conversation reached the message count that unlocks calls (once per conversation). */
   milestone: [event: ConversationMilestone];
 

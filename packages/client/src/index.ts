@@ -5,6 +5,7 @@ export type { ChatClientOptions, SendValidator, TokenSource } from './options.ts
 export { Emitter, type EventMap } from './emitter.ts';
 export { ChatError, type ClientErrorCode } from './errors.ts';
 export type { OutgoingMessage, SendInput } from './outgoing.ts';
+export type { ScheduleInput } from './scheduled.ts';
 export type { MessageState, MessageStatus } from './state.ts';
 export type { RetryOptions } from './timers.ts';
 export type { TypingEvent } from './typing.ts';

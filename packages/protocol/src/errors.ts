@@ -32,6 +32,16 @@ export const errorCatalog = {
   forbidden: { status: 403, retryable: false, description: 'Authenticated, but not allowed to do this.' },
   not_found: { status: 404, retryable: false, description: 'No such resource, or not visible to you.' },
   conflict: { status: 409, retryable: false, description: 'The request conflicts with the current state.' },
+  send_at_out_of_range: {
+    status: 400,
+    retryable: false,
+    description: '`sendAt` of a scheduled message is more than 1 s in the past or further ahead than SCHEDULE_MAX_AHEAD_DAYS (default 30).',
+  },
+  scheduled_not_pending: {
+    status: 409,
+    retryable: false,
+    description: 'The scheduled message is no longer pending (being sent, sent, canceled or failed): it cannot be edited or canceled any more.',
+  },
   payload_too_large: { status: 413, retryable: false, description: 'The request (headers or body) or event payload exceeds the size cap.' },
   request_timeout: { status: 408, retryable: true, description: 'The request did not arrive in time (HTTP_HEADERS_TIMEOUT_MS, HTTP_REQUEST_TIMEOUT_MS); the connection is closed.' },
   rate_limited: { status: 429, retryable: true, description: 'Too many requests: wait `retryAfterMs` and try again.' },

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { AckFn } from './ack.ts';
 import type { DisconnectReason } from './errors.ts';
 import { limits } from './limits.ts';
+import { scheduledCancelSchema, scheduledEditSchema, scheduledListSchema, scheduleMessageSchema, type ScheduledMessage, type ScheduledPage } from './scheduled.ts';
 import {
   attachmentSchema,
   bodySchema,
@@ -144,6 +145,15 @@ export const clientEventSchemas = {
    */
   'conversation:archive': z.object({ conversationId: idSchema, archived: z.boolean() }).strict(),
 
+  /** Send a message later (`sendAt`), exactly once, by whichever node is up then; members only. */
+  'message:schedule': scheduleMessageSchema,
+  /** My pending scheduled messages, soonest first. */
+  'message:scheduled-list': scheduledListSchema,
+  /** Change a pending scheduled message of mine; `scheduled_not_pending` once it is being sent or done. */
+  'message:scheduled-edit': scheduledEditSchema,
+  /** Cancel a pending scheduled message of mine: it is never sent. */
+  'message:scheduled-cancel': scheduledCancelSchema,
+
   /** Place a call from this device: every device of the callee gets `call:ringing`. */
   'call:invite': z.object({ calleeId: userIdSchema, media: callMediaSchema }).strict(),
   /** Answer a ringing call on this device; the first accept wins, the other devices get `call:updated`. */
@@ -211,6 +221,11 @@ export interface ClientEventResults {
   'notification:delete': NotificationDeleted;
   'conversation:mute': { conversationId: string; muted: boolean };
   'conversation:archive': ConversationArchived;
+  /** `duplicate`: a retry with the same clientMsgId; the stored one is returned unchanged. */
+  'message:schedule': { scheduled: ScheduledMessage; duplicate: boolean };
+  'message:scheduled-list': ScheduledPage;
+  'message:scheduled-edit': { scheduled: ScheduledMessage };
+  'message:scheduled-cancel': { scheduled: ScheduledMessage };
   /** `call.state` is `busy` (already final) when the callee is in another call. */
   'call:invite': { call: Call };
   'call:accept': { call: Call };
@@ -314,6 +329,11 @@ export interface ServerToClientEvents {
    * from another member unarchived it (`archived: false`, sent before that message's `message:new`).
    */
   'conversation:archived': (payload: ConversationArchived) => void;
+  /**
+   * To my own devices: a scheduled message of mine was created, edited or canceled on another
+   * device, or was sent or failed (to every device of mine). Carries the scheduled message as it now is.
+   */
+  'message:scheduled-updated': (scheduled: ScheduledMessage) => void;
   /** To both members of a direct conversation, once, when it reaches the call threshold. */
   'conversation:milestone': (payload: ConversationMilestone) => void;
 

@@ -109,6 +109,28 @@ export class Metrics implements NodeCounters {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
+  readonly scheduledOutcomes = new Counter({
+    name: 'chat_scheduled_messages_total',
+    help: 'Scheduled messages this node finished, by outcome: sent, failed (final, e.g. the sender left), retry (a retryable error: tried again after the lease)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly schedulerRounds = new Counter({
+    name: 'chat_scheduler_rounds_total',
+    help: 'Scheduler rounds on this node that claimed at least one due scheduled message',
+    registers: [this.registry],
+  });
+  readonly schedulerClaimed = new Counter({
+    name: 'chat_scheduler_claimed_total',
+    help: 'Due scheduled messages this node claimed (taken over from a dead node after its lease included)',
+    registers: [this.registry],
+  });
+  readonly schedulerLag = new Histogram({
+    name: 'chat_scheduler_lag_seconds',
+    help: "From a scheduled message's sendAt to its commit as a message: within SCHEDULER_POLL_MS plus a round normally, up to the 15 s lease after a node died holding it",
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60],
+    registers: [this.registry],
+  });
   /** Where the state gauges below read from at scrape time (set by the plugin; absent, they read 0). */
   #state: NodeState | undefined;
   readonly draining: Gauge = new Gauge({

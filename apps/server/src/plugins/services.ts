@@ -8,6 +8,7 @@ import { NotificationInbox } from '../domain/notification-inbox.ts';
 import { NotificationWriter } from '../domain/notification-writer.ts';
 import { PresenceService } from '../domain/presence.ts';
 import { ReceiptService } from '../domain/receipts.ts';
+import { ScheduledMessageService } from '../domain/scheduled-messages.ts';
 import { SearchService } from '../domain/search.ts';
 import { SyncService } from '../domain/sync.ts';
 import { TypingService } from '../domain/typing.ts';
@@ -25,6 +26,7 @@ export interface Services {
   receipts: ReceiptService;
   sync: SyncService;
   search: SearchService;
+  scheduled: ScheduledMessageService;
   typing: TypingService;
   presence: PresenceService;
   /** Writes notifications in the background (what producers report; `idle()` for shutdown and tests). */
@@ -76,6 +78,7 @@ export default fp<{ config: Config }>(
       receipts: new ReceiptService(app.db, app.sql, fanout, { onBatch: (reports) => app.metrics.writeBatchSize.observe({ writer: 'receipts' }, reports) }),
       sync: new SyncService(app.db),
       search: new SearchService(app.db),
+      scheduled: new ScheduledMessageService(app.db, fanout, { maxAheadDays: config.scheduler.maxAheadDays, maxBodyLength: config.limits.messageBodyLength }),
       presence: new PresenceService(app.db, app.state.presence, fanout, {
         // Once per outage, not per user: the rest wait in the same queue.
         onDeferred: (error, pending) => {

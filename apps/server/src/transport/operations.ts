@@ -96,6 +96,11 @@ export const operations: Operations = {
   'conversation:mute': ({ app, principal, socket }, { conversationId, muted }) => app.services.notificationInbox.mute(principal.userId, conversationId, muted, socket?.id),
   'conversation:archive': ({ app, principal, socket }, { conversationId, archived }) => app.services.conversations.archive(principal.userId, conversationId, archived, socket?.id),
 
+  'message:schedule': ({ app, principal, socket }, payload) => app.services.scheduled.schedule(principal.userId, { ...payload, origin: socket?.id }),
+  'message:scheduled-list': ({ app, principal }, query) => app.services.scheduled.list(principal.userId, query),
+  'message:scheduled-edit': ({ app, principal, socket }, { scheduledId, ...change }) => app.services.scheduled.edit(principal.userId, scheduledId, change, socket?.id),
+  'message:scheduled-cancel': ({ app, principal, socket }, { scheduledId }) => app.services.scheduled.cancel(principal.userId, scheduledId, socket?.id),
+
   'call:invite': async ({ app, principal, socket }, { calleeId, media }) => ({
     call: await app.services.calls.invite(principal.userId, deviceOf(socket), calleeId, media),
   }),

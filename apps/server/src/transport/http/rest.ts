@@ -24,6 +24,7 @@ export interface RestRoute {
 
 const conversationParams = z.object({ conversationId: idSchema });
 const messageParams = z.object({ messageId: idSchema });
+const scheduledParams = z.object({ scheduledId: idSchema });
 const pageQuery = z.object({ limit: z.coerce.number().int().min(1).max(limits.pageSize).optional() });
 
 /** The event's payload schema without the fields the URL carries, for the body's documentation and first check. */
@@ -167,6 +168,37 @@ export const routes: readonly RestRoute[] = [
     summary: 'Archive or unarchive a conversation for me (out of my default list until a new message, unless muted)',
     params: conversationParams,
     body: bodyOf('conversation:archive', 'conversationId'),
+  },
+  {
+    method: 'POST',
+    url: '/v1/conversations/:conversationId/scheduled-messages',
+    event: 'message:schedule',
+    summary: 'Schedule a message for sendAt (idempotent per clientMsgId; 201 when stored, 200 for a retry)',
+    params: conversationParams,
+    body: bodyOf('message:schedule', 'conversationId'),
+    status: (r) => (r['duplicate'] ? 200 : 201),
+  },
+  {
+    method: 'GET',
+    url: '/v1/scheduled-messages',
+    event: 'message:scheduled-list',
+    summary: 'My pending scheduled messages, soonest first; ?conversationId= for one conversation',
+    querystring: pageQuery.extend({ conversationId: idSchema.optional(), cursor: z.string().max(200).optional() }),
+  },
+  {
+    method: 'PATCH',
+    url: '/v1/scheduled-messages/:scheduledId',
+    event: 'message:scheduled-edit',
+    summary: 'Change the body or time of a pending scheduled message of mine',
+    params: scheduledParams,
+    body: bodyOf('message:scheduled-edit', 'scheduledId'),
+  },
+  {
+    method: 'DELETE',
+    url: '/v1/scheduled-messages/:scheduledId',
+    event: 'message:scheduled-cancel',
+    summary: 'Cancel a pending scheduled message of mine (it is never sent)',
+    params: scheduledParams,
   },
   {
     method: 'GET',
