@@ -10,3 +10,12 @@ export function createLogger(config: Pick<Config, 'nodeId' | 'logLevel'>): Logge
     timestamp: pino.stdTimeFunctions.isoTime,
   });
 }
+
+/**
+ * What the domain and identity modules log through: a subset of pino's (and Fastify's) logger, so
+ * they depend on neither.
+ */
+export interface ServiceLog {
+  warn(object: object, message: string): void;
+  error(object: object, message: string): void;
+}

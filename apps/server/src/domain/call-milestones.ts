@@ -1,11 +1,12 @@
 import type { Db } from '../db/client.ts';
 import { BackgroundDrain } from './background-drain.ts';
 import type { Fanout } from './fanout.ts';
+import type { ServiceLog } from '../logger.ts';
 
 export interface CallMilestoneOptions {
   /** Messages a direct conversation needs before its pair may call (CALL_MIN_MESSAGES; 0: no rule, nothing to do). */
   minMessages: number;
-  log: { warn(object: object, message: string): void };
+  log: Pick<ServiceLog, 'warn'>;
 }
 
 /** Conversations known to be past the milestone, remembered so their messages need no query; bounded. */

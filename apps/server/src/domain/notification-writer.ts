@@ -7,6 +7,7 @@ import { BackgroundDrain } from './background-drain.ts';
 import type { Fanout } from './fanout.ts';
 import { type NotificationRow as Row, toWireNotification } from './notification-rows.ts';
 import type { PushPublisher } from './push.ts';
+import type { ServiceLog } from '../logger.ts';
 
 /** What producers report; turned into notification rows by the background writer. */
 type Intent =
@@ -25,7 +26,7 @@ type Intent =
 export interface NotificationOptions {
   /** Where notifications for recipients without a connected device go; none without one. */
   push: PushPublisher | null;
-  log: { warn(object: object, message: string): void; error(object: object, message: string): void };
+  log: ServiceLog;
 }
 
 const PREVIEW_LENGTH = 140;

@@ -1,8 +1,8 @@
-import type { FastifyBaseLogger } from 'fastify';
 import type { ClaimedRow, Outcome, ScheduledStore } from '../db/scheduled-messages.ts';
 import { toAppError } from '../errors.ts';
 import type { MessageService } from './messages.ts';
 import { toWireScheduled, type ScheduledMessageService } from './scheduled-messages.ts';
+import type { ServiceLog } from '../logger.ts';
 
 /**
  * How long a claim is held. A node that dies mid-round leaves its rows `sending`; another node takes
@@ -18,7 +18,7 @@ export interface SchedulerOptions {
   pollMs: number;
   batch: number;
   leaseMs?: number;
-  log: FastifyBaseLogger;
+  log: Pick<ServiceLog, 'warn'>;
   /** Told after each round that claimed something: how many rows, and what became of each. */
   onRound?: (claimed: number) => void;
   onOutcome?: (outcome: 'sent' | 'failed' | 'retry') => void;

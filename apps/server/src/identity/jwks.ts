@@ -1,5 +1,6 @@
 import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import { AppError } from '../errors.ts';
+import type { ServiceLog } from '../logger.ts';
 
 /** The asymmetric algorithms accepted in JWKS mode; anything else (HS*, `none`) is `token_invalid`. */
 export const JWKS_ALGORITHMS = ['RS256', 'PS256', 'ES256'] as const;
@@ -9,9 +10,7 @@ const MAX_JWKS_BYTES = 256 * 1024;
 const FETCH_TIMEOUT_MS = 5000;
 
 /** Where a failed fetch is reported. */
-export interface WarnLog {
-  warn(object: object, message: string): void;
-}
+export type WarnLog = Pick<ServiceLog, 'warn'>;
 
 export interface JwksOptions {
   url: string;
