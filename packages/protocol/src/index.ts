@@ -5,3 +5,4 @@ export * from './limits.ts';
 export * from './schemas.ts';
 export * from './events.ts';
 export type * from './admin.ts';
+export * from './uploads.ts';

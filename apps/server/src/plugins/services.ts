@@ -71,6 +71,7 @@ export default fp<{ config: Config }>(
           reacted: (message, actorId, emoji) => notifications.reacted(message, actorId, emoji),
         },
         onBatch: (messages) => app.metrics.writeBatchSize.observe({ writer: 'messages' }, messages),
+        attachments: (senderId, conversationId, attachments) => app.uploads.resolveAttachments(senderId, conversationId, attachments),
       }),
       receipts: new ReceiptService(app.db, app.sql, fanout, { onBatch: (reports) => app.metrics.writeBatchSize.observe({ writer: 'receipts' }, reports) }),
       sync: new SyncService(app.db),
@@ -92,5 +93,5 @@ export default fp<{ config: Config }>(
       await webhook?.close();
     });
   },
-  { name: 'services', dependencies: ['database', 'realtime', 'state', 'metrics'] },
+  { name: 'services', dependencies: ['database', 'realtime', 'state', 'metrics', 'uploads'] },
 );
