@@ -1,4 +1,6 @@
 import type {
+  Upload,
+  UploadUrls,
   Ack,
   Call,
   CallMedia,
@@ -32,6 +34,7 @@ import { Outgoing, type OutgoingMessage, type SendInput } from './outgoing.ts';
 import { ClientState, SETTLE_MS, type ConversationState, type MessageState, type MessageStatus, type Source } from './state.ts';
 import { type RetryOptions, retryPolicy, type Timer } from './timers.ts';
 import { TypingTracker, type TypingEvent } from './typing.ts';
+import { type UploadBody, type UploadOptions, uploadFile, uploadUrls } from './uploads.ts';
 
 export type ChatSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
@@ -261,6 +264,9 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   #gapTimer: Timer | null = null;
   readonly #loadingMembers = new Set<string>();
 
+  /** The server's origin, which relative upload URLs resolve against. */
+  readonly #origin: string;
+
   constructor(options: ChatClientOptions) {
     super();
     this.#token = options.token;
@@ -278,6 +284,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       (event) => this.emit('typing', event),
     );
 
+    this.#origin = options.url;
     this.socket = io(options.url, {
       path: options.path ?? '/socket.io',
       transports: options.transports ?? ['websocket', 'polling'],
@@ -533,6 +540,24 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   /** One page of my conversations by last activity; the archived ones with `archived: true`, the others without. */
   listConversations(options: { cursor?: string; limit?: number; archived?: boolean } = {}): Promise<{ conversations: ConversationSummary[]; nextCursor: string | null }> {
     return this.request('conversation:list', options);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Uploads (uploads.ts)
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * Uploads a file for a conversation and resolves with the verified upload; attach it with
+   * `send({ ..., attachments: [{ uploadId: upload.id }] })`. Rejects with the server's code when the
+   * bytes are refused (`upload_type_mismatch`, `upload_too_large`, ...).
+   */
+  upload(body: UploadBody, options: UploadOptions): Promise<Upload> {
+    return uploadFile((event, payload) => this.request(event, payload), this.#origin, body, options);
+  }
+
+  /** Short-lived download URLs of an upload in one of my conversations (absolute; valid for UPLOAD_URL_TTL_S). */
+  uploadUrls(uploadId: string): Promise<UploadUrls> {
+    return uploadUrls((event, payload) => this.request(event, payload), this.#origin, uploadId);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -5,3 +5,4 @@ export type { OutgoingMessage, SendInput } from './outgoing.ts';
 export type { MessageState, MessageStatus } from './state.ts';
 export type { RetryOptions } from './timers.ts';
 export type { TypingEvent } from './typing.ts';
+export type { UploadBody, UploadOptions } from './uploads.ts';
