@@ -19,6 +19,7 @@ import { installSearch } from './search.ts';
 import { loadSession } from './session.ts';
 import { PageState } from './state.ts';
 import { ui } from './ui.ts';
+import { installUploads } from './uploads.ts';
 
 const page = createPage(new PageState());
 // For diagnostics from the console and for the browser tests (e.g. `chatPage.client.receipts(id)`).
@@ -36,6 +37,7 @@ installNotifications(page);
 installArchive(page);
 installCalls(page);
 installSearch(page);
+installUploads(page);
 
 const saved = loadSession();
 if (saved) page.connection.start(saved);
