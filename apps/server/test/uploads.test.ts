@@ -139,6 +139,13 @@ describe.each(backends)('uploads on $name', (backend) => {
     }
   });
 
+  it("lets the browser page reach the storage: its own origin for disk, the bucket's too for S3", async () => {
+    const csp = (await fetch(`${node.url}/`)).headers.get('content-security-policy') ?? '';
+    const connect = /connect-src ([^;]*)/.exec(csp)?.[1];
+    expect(connect).toBe(backend.name === 's3' ? `'self' ws: wss: ${s3.endpoint}` : "'self' ws: wss:");
+    expect(/img-src ([^;]*)/.exec(csp)?.[1]?.includes(s3.endpoint)).toBe(backend.name === 's3');
+  });
+
   it('bad input gets a catalogued error and the node keeps serving', async () => {
     const { alice, bob, conversationId } = await setUp();
     const image = png(32, 32);

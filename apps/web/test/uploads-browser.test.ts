@@ -5,29 +5,13 @@ import { mkdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findNginx, startCluster, type Cluster } from '@chat/testkit/cluster';
-import { findChromium } from '@chat/testkit/executables';
+import { startCluster, type Cluster } from '@chat/testkit/cluster';
 import { testEnv } from '@chat/testkit/nodes';
 import { buildWeb } from '../src/build.ts';
-
-const NGINX = findNginx();
-const CHROMIUM = findChromium();
-const SKIP = !NGINX ? ' (skipped: no nginx binary)' : !CHROMIUM ? ' (skipped: no Chromium at /usr/bin/chromium)' : '';
-const SHOTS = fileURLToPath(new URL('../../../reports/web/', import.meta.url));
-// The fake devices give getUserMedia a generated tone without a prompt: MediaRecorder records real audio.
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--headless',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--use-fake-ui-for-media-stream',
-  '--use-fake-device-for-media-stream',
-  '--autoplay-policy=no-user-gesture-required',
-];
+import { CHROMIUM, CHROMIUM_ARGS, SHOTS, SKIP } from './chromium.ts';
 
 /** What the test reads of an image and an audio element in the page (this file compiles without the DOM library). */
 type ImageFields = { complete: boolean; naturalWidth: number; naturalHeight: number };
@@ -44,7 +28,7 @@ describe.skipIf(SKIP !== '')(`uploads on the browser page${SKIP}`, () => {
     await buildWeb();
     uploadDir = await mkdtemp(join(tmpdir(), 'chat-page-uploads-'));
     cluster = await startCluster({ nodes: 1, env: testEnv({ LOG_LEVEL: 'warn', DEV_TOKENS: 'true', SHUTDOWN_TIMEOUT_MS: '3000', STORAGE: 'disk', UPLOAD_DIR: uploadDir }) });
-    browser = await chromium.launch({ executablePath: CHROMIUM!, args: CHROMIUM_ARGS });
+    browser = await chromium.launch({ executablePath: CHROMIUM!, args: [...CHROMIUM_ARGS, '--autoplay-policy=no-user-gesture-required'] });
   });
   afterAll(async () => {
     await browser?.close();
