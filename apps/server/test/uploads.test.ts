@@ -1,8 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { UploadSlot } from '@chat/protocol';
+import { errorCatalog, type UploadSlot } from '@chat/protocol';
+import fc from 'fast-check';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '@chat/testkit/eventually';
@@ -185,6 +187,25 @@ describe.each(backends)('uploads on $name', (backend) => {
     expect((await put(slot, image)).status).toBe(200);
     const { upload: done } = await alice.ok('upload:complete', { uploadId: slot.upload.id });
 
+    if (backend.name === 'disk') {
+      // A PUT cut off mid-body (the connection closes): nothing is stored, the slot still takes the file.
+      const cut = await alice.ok('upload:create', { conversationId, name: 'cut.png', mimeType: 'image/png', size: image.length });
+      const { port } = new URL(node.url);
+      const path = new URL(absolute(cut.putUrl)).pathname + new URL(absolute(cut.putUrl)).search;
+      await new Promise<void>((resolve, reject) => {
+        const socket = connect(Number(port), '127.0.0.1', () => {
+          socket.write(`PUT ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: ${image.length}\r\n\r\n`);
+          socket.write(image.subarray(0, 30), () => setTimeout(() => socket.destroy(), 100));
+        });
+        socket.on('close', () => resolve());
+        socket.on('error', reject);
+      });
+      await eventually(async () => expect((await backend.keys()).filter((key) => key.includes(cut.upload.id))).toEqual([]));
+      expect(await alice.call('upload:complete', { uploadId: cut.upload.id })).toMatchObject({ ok: false, error: { code: 'upload_incomplete' } });
+      expect((await put(cut, image)).status).toBe(200);
+      expect(await alice.call('upload:complete', { uploadId: cut.upload.id })).toMatchObject({ ok: true });
+    }
+
     // A second PUT to a used slot, and a second complete.
     const again = await put(slot, png(16, 16));
     if (backend.name === 'disk') expect(await again.json()).toMatchObject({ ok: false, error: { code: 'upload_slot_used' } });
@@ -254,6 +275,49 @@ describe.each(backends)('uploads on $name', (backend) => {
     await alice.ok('message:delete', { messageId, scope: 'everyone' });
     await node.app.uploads.sweep(later);
     expect(await node.app.db.upload.count({ where: { id: keptId } })).toBe(0);
+  });
+});
+
+describe("the disk backend's blob routes under fuzzing", () => {
+  it('answer every hostile method, path, query and body with a catalogued 4xx, and keep serving', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'chat-uploads-fuzz-'));
+    const node = await startNode({ NODE_ID: 'uploads-fuzz', STORAGE: 'disk', UPLOAD_DIR: dir });
+    try {
+      const segment = fc.oneof(
+        fc.constantFrom('incoming', 'objects', 'thumbnails', '..', '%2e%2e', '..%2f..%2fetc', '%00', 'etc/passwd', '.', '', 'x'.repeat(300)),
+        fc.uuid(),
+        fc.string({ maxLength: 40 }).map(encodeURIComponent),
+      );
+      const query = fc.dictionary(
+        fc.constantFrom('exp', 'max', 'type', 'name', 'sig', 'other'),
+        fc.oneof(fc.string({ maxLength: 80 }), fc.constant(String(Date.now() + 60_000)), fc.stringMatching(/^[0-9a-f]{0,64}$/)),
+      );
+      await fc.assert(
+        fc.asyncProperty(
+          fc.constantFrom('GET', 'PUT', 'POST', 'DELETE', 'HEAD'),
+          fc.array(segment, { minLength: 1, maxLength: 4 }),
+          query,
+          fc.uint8Array({ maxLength: 64 }),
+          async (method, path, params, body) => {
+            const url = `/v1/blobs/${path.join('/')}?${new URLSearchParams(params)}`;
+            const response = await node.app.inject({
+              method,
+              url,
+              ...(method === 'PUT' || method === 'POST' ? { payload: Buffer.from(body), headers: { 'content-type': 'application/octet-stream' } } : {}),
+            });
+            expect(response.statusCode, url).toBeGreaterThanOrEqual(400);
+            expect(response.statusCode, url).toBeLessThan(500);
+            if (method !== 'HEAD') expect(Object.keys(errorCatalog)).toContain(response.json().error.code);
+          },
+        ),
+        { numRuns: Number(process.env['FUZZ_RUNS'] ?? 300) },
+      );
+      expect(await listFiles(dir)).toEqual([]);
+      expect((await node.app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+    } finally {
+      await node.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

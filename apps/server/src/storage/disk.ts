@@ -85,6 +85,10 @@ export class DiskStorage implements ObjectStorage {
         throw error;
       });
       return received;
+    } catch (error) {
+      // The client stopped sending (closed the connection mid-body): nothing is stored.
+      const aborted = !(error instanceof AppError) && (body.errored !== null || body.readableAborted);
+      throw aborted ? new AppError('upload_incomplete', 'The upload was cut off; PUT the whole file again', { cause: error }) : error;
     } finally {
       await rm(part, { force: true });
     }
