@@ -89,6 +89,7 @@ export class UploadService {
     if (row.status === 'ready') throw new AppError('upload_slot_used', 'This upload has been completed already');
     const keys = objectKeys(row.id);
     const size = await this.#storage.size(keys.incoming);
+    if (size === null && (await this.#storage.size(keys.object)) !== null) throw new AppError('upload_slot_used', 'This upload has been completed already');
     if (size === null) throw new AppError('upload_incomplete', 'No bytes have arrived for this upload; PUT the file to the slot URL first');
     const refuse = async (error: AppError): Promise<never> => {
       await this.#storage.delete([keys.incoming]);
@@ -97,14 +98,15 @@ export class UploadService {
     if (size < row.size) return refuse(new AppError('upload_incomplete', `Only ${size} of ${row.size} bytes arrived; PUT the whole file again`));
     if (size > row.size) return refuse(new AppError('upload_too_large', `${size} bytes arrived; the slot was for ${row.size}`));
     const bytes = await this.#storage.read(keys.incoming);
-    if (bytes === null || bytes.length !== row.size) return refuse(new AppError('upload_incomplete', 'The bytes changed while being checked; PUT the file again'));
+    if (bytes === null) throw new AppError('upload_slot_used', 'This upload has been completed already');
+    if (bytes.length !== row.size) return refuse(new AppError('upload_incomplete', 'The bytes changed while being checked; PUT the file again'));
     const media = await inspect(bytes, row.mime, { maxImagePixels: this.#config.maxImagePixels }).catch((error: unknown) => (error instanceof AppError ? refuse(error) : Promise.reject(error)));
     if (media.thumbnail) await this.#storage.write(keys.thumbnail, media.thumbnail, 'image/jpeg');
     try {
       await this.#storage.promote(keys.incoming, keys.object);
     } catch (error) {
-      // A concurrent complete of the same slot got there first.
-      if ((await this.#db.upload.count({ where: { id: row.id, status: 'ready' } })) > 0) throw new AppError('upload_slot_used', 'This upload has been completed already');
+      // A concurrent complete of the same slot (on any node) moved the bytes first.
+      if ((await this.#storage.size(keys.object)) !== null) throw new AppError('upload_slot_used', 'This upload has been completed already', { cause: error });
       throw error;
     }
     const { count } = await this.#db.upload.updateMany({
