@@ -253,6 +253,10 @@ describe.each(backends)('uploads on $name', (backend) => {
     });
 
     expect((await alice.ok('session:info', {})).user.id).toBe(alice.userId);
+    const metrics = await (await fetch(`${node.url}/metrics`)).text();
+    for (const outcome of ['ready', 'upload_type_mismatch', 'upload_too_large', 'upload_incomplete']) {
+      expect(metrics).toMatch(new RegExp(`chat_uploads_total\\{[^}]*outcome="${outcome}"[^}]*\\} [1-9]`));
+    }
   });
 
   it('the sweep deletes unreferenced uploads and their bytes after the TTL, and keeps attached ones', async () => {

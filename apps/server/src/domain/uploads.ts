@@ -54,11 +54,14 @@ export class UploadService {
   readonly #db: Db;
   readonly #storage: ObjectStorage;
   readonly #config: UploadConfig;
+  readonly #onOutcome: (outcome: string, count: number) => void;
 
-  constructor(db: Db, storage: ObjectStorage, config: UploadConfig) {
+  /** @param onOutcome told each verified (`ready`) or refused (its code) upload, and how many a sweep deleted (`swept`): a metric. */
+  constructor(db: Db, storage: ObjectStorage, config: UploadConfig, onOutcome: (outcome: string, count: number) => void = () => {}) {
     this.#db = db;
     this.#storage = storage;
     this.#config = config;
+    this.#onOutcome = onOutcome;
   }
 
   get storage(): ObjectStorage {
@@ -92,6 +95,7 @@ export class UploadService {
     if (size === null && (await this.#storage.size(keys.object)) !== null) throw new AppError('upload_slot_used', 'This upload has been completed already');
     if (size === null) throw new AppError('upload_incomplete', 'No bytes have arrived for this upload; PUT the file to the slot URL first');
     const refuse = async (error: AppError): Promise<never> => {
+      this.#onOutcome(error.code, 1);
       await this.#storage.delete([keys.incoming]);
       throw error;
     };
@@ -114,6 +118,7 @@ export class UploadService {
       data: { status: 'ready', mime: media.mime, width: media.width, height: media.height, durationMs: media.durationMs, hasThumbnail: media.thumbnail !== null, completedAt: new Date() },
     });
     if (count === 0) throw new AppError('upload_slot_used', 'This upload has been completed already');
+    this.#onOutcome('ready', 1);
     return { upload: toWireUpload((await this.#db.upload.findUniqueOrThrow({ where: { id: row.id } })) as UploadRow) };
   }
 
@@ -184,6 +189,7 @@ export class UploadService {
         return ids.length;
       });
       total += deleted;
+      if (deleted > 0) this.#onOutcome('swept', deleted);
       if (deleted < SWEEP_BATCH) return total;
     }
   }

@@ -23,7 +23,7 @@ export default fp<{ config: Config }>(
   async (app, { config }) => {
     const settings = config.uploads;
     const storage = settings.storage.kind === 's3' ? new S3Storage(settings.storage) : new DiskStorage(settings.storage.dir, settings.signingSecret);
-    const uploads = new UploadService(app.db, storage, settings);
+    const uploads = new UploadService(app.db, storage, settings, (outcome, count) => app.metrics.uploads.inc({ outcome }, count));
     app.decorate('uploads', uploads);
     if (storage instanceof DiskStorage) await app.register(blobRoutes, { storage });
 
@@ -51,5 +51,5 @@ export default fp<{ config: Config }>(
       if (storage instanceof S3Storage) storage.close();
     });
   },
-  { name: 'uploads', dependencies: ['database'] },
+  { name: 'uploads', dependencies: ['database', 'metrics'] },
 );
