@@ -15,7 +15,9 @@ const SOURCE_CONDITION = '@chat/source';
 
 export default defineConfig({
   resolve: { conditions: [SOURCE_CONDITION, 'module', 'browser', 'development|production'] },
-  ssr: { resolve: { conditions: [SOURCE_CONDITION, 'module', 'node', 'development|production'] } },
+  // No `module` condition on the Node side: Vitest hands these conditions to Node itself, and a
+  // bundler-only ESM build behind `module` (the AWS SDK's imports files without extensions) fails there.
+  ssr: { resolve: { conditions: [SOURCE_CONDITION, 'node', 'development|production'] } },
   // Where vitest itself loads global set-up files (apps/server/test/global-setup.ts imports @chat/testkit).
   environments: { __vitest__: { resolve: { conditions: [SOURCE_CONDITION, 'module', 'node', 'development|production'] } } },
   test: {

@@ -23,6 +23,7 @@ import redis from './plugins/redis.ts';
 import revocations from './plugins/revocations.ts';
 import services from './plugins/services.ts';
 import scheduler from './plugins/scheduler.ts';
+import uploads from './plugins/uploads.ts';
 import userSessions from './plugins/user-sessions.ts';
 import state from './plugins/state.ts';
 import { drainAndClose } from './shutdown.ts';
@@ -170,6 +171,7 @@ export async function buildApp(config: Config, logger: Logger): Promise<FastifyI
   await app.register(auth, { config });
   await app.register(apiKeys, { config });
   await app.register(realtime, { config });
+  await app.register(uploads, { config });
   await app.register(services, { config });
   await app.register(presence, { config });
   await app.register(calls, { config });

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { limits } from '@chat/protocol';
 import { z } from 'zod';
 import { DatabaseUrlError, parseDatabaseUrl } from './db/url.ts';
+import { checkUploadEnv, uploadConfig, uploadEnvShape, type UploadConfig } from './storage/config.ts';
 
 /** Used only outside production, so a newcomer's `npm start` works; production refuses it. */
 export const DEV_JWT_SECRET = 'dev-only-insecure-secret-do-not-use-in-production';
@@ -172,8 +173,11 @@ export const envSchema = z
 
     SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
     DRAIN_DELAY_MS: int(0, 600_000).default(0),
+
+    ...uploadEnvShape,
   })
   .superRefine((env, ctx) => {
+    checkUploadEnv(env, (path, message) => ctx.addIssue({ code: 'custom', path: [path], message }));
     if (env.REDIS_CLUSTER_NODES && env.REDIS_URL) {
       ctx.addIssue({ code: 'custom', path: ['REDIS_CLUSTER_NODES'], message: 'unset when REDIS_URL is set (one Redis, or one Redis Cluster)' });
     }
@@ -298,6 +302,8 @@ export interface Config {
     socketConnect: { capacity: number; refillPerSecond: number };
   };
   presence: { nodeTtlMs: number };
+  /** Uploads and where their bytes are stored (storage/config.ts). */
+  uploads: UploadConfig;
   calls: {
     /** An unanswered call ends as `missed` this long after the invite. */
     ringTimeoutMs: number;
@@ -395,6 +401,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       socketConnect: env.RATE_LIMIT_SOCKET_CONNECT,
     },
     presence: { nodeTtlMs: env.PRESENCE_NODE_TTL_MS },
+    uploads: uploadConfig(env, env.DATA_DIR, env.JWT_SECRET),
     calls: { ringTimeoutMs: env.CALL_RING_TIMEOUT_MS, stateTtlMs: env.CALL_STATE_TTL_MS, minMessages: env.CALL_MIN_MESSAGES },
     scheduler: { pollMs: env.SCHEDULER_POLL_MS, batch: env.SCHEDULER_BATCH, maxAheadDays: env.SCHEDULE_MAX_AHEAD_DAYS },
     notifyWebhook: env.NOTIFY_WEBHOOK_URL
@@ -419,7 +426,7 @@ function keyPairs(pairs: string[] | undefined): ApiKey[] {
 }
 
 /** Variables whose value is never echoed in an error line, even when it is wrong. */
-const SECRET_VARIABLES = new Set(['JWT_SECRET', 'JWT_SECRET_PREVIOUS', 'NOTIFY_WEBHOOK_SECRET', 'ADMIN_API_KEYS', 'SERVER_API_KEYS']);
+const SECRET_VARIABLES = new Set(['JWT_SECRET', 'JWT_SECRET_PREVIOUS', 'NOTIFY_WEBHOOK_SECRET', 'ADMIN_API_KEYS', 'SERVER_API_KEYS', 'UPLOAD_SIGNING_SECRET', 'S3_SECRET_ACCESS_KEY']);
 
 /** A bad value is echoed in the error line, which lands in logs: the password of any URL in it is masked. */
 function redactCredentials(text: string): string {

@@ -13,6 +13,7 @@ import { findNginx, startCluster, type Cluster } from '@chat/testkit/cluster';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { routes } from '../src/transport/http/rest.ts';
 import { connectRaw, openRaw } from './helpers/hostile.ts';
+import { png } from '@chat/testkit/media';
 import { connectError, startNode, testEnv, type TestNode } from '@chat/testkit/nodes';
 import { signToken, unsignedToken } from '@chat/testkit/tokens';
 import { connectDevice, uniqueUser, type Device } from '@chat/testkit/users';
@@ -110,6 +111,8 @@ interface Ids {
   userId: string;
   /** A scheduled message of the insider's, in the conversation. */
   scheduledId: string;
+  /** A completed upload of the insider's, attached to the secret message. */
+  uploadId: string;
 }
 
 interface Fixture extends Ids {
@@ -192,6 +195,9 @@ const matrix: { [E in ClientEventName]: Entry<E> } = {
   'call:end': { kind: 'hidden', payload: (_f, id) => ({ callId: id.callId }) },
   'call:signal': { kind: 'hidden', payload: (_f, id) => ({ callId: id.callId, signal: { type: 'offer', sdp: 'v=0' } }) },
   'call:get': { kind: 'hidden', payload: (_f, id) => ({ callId: id.callId }) },
+  'upload:create': { kind: 'hidden', payload: (_f, id) => ({ conversationId: id.conversationId, name: 'mine.png', mimeType: 'image/png', size: 10 }) },
+  'upload:complete': { kind: 'hidden', payload: (_f, id) => ({ uploadId: id.uploadId }) },
+  'upload:url': { kind: 'hidden', payload: (_f, id) => ({ uploadId: id.uploadId }) },
 };
 
 describe('authorization matrix: every socket event and REST route, as a non-member and unauthenticated', () => {
@@ -209,7 +215,11 @@ describe('authorization matrix: every socket event and REST route, as a non-memb
     outsiderToken = signToken({ sub: outsiderId });
     devices.push(insider, member, outsider);
     const conversationId = (await insider.ok('conversation:create-group', { title: 'private', memberIds: [member.userId] })).conversation.id;
-    const messageId = (await insider.ok('message:send', { conversationId, clientMsgId: `secret-${randomUUID()}`, body: 'secret' })).message.id;
+    const image = png(4, 4);
+    const slot = await insider.ok('upload:create', { conversationId, name: 'secret.png', mimeType: 'image/png', size: image.length });
+    await fetch(new URL(slot.putUrl, target.url), { method: 'PUT', body: new Uint8Array(image), headers: { 'content-type': 'image/png' } });
+    const uploadId = (await insider.ok('upload:complete', { uploadId: slot.upload.id })).upload.id;
+    const messageId = (await insider.ok('message:send', { conversationId, clientMsgId: `secret-${randomUUID()}`, body: 'secret', attachments: [{ uploadId }] })).message.id;
     const callId = (await insider.ok('call:invite', { calleeId: member.userId, media: 'video' })).call.id;
     // Being added to the group gave the member a notification.
     const notificationId = await eventually(async () => {
@@ -219,8 +229,16 @@ describe('authorization matrix: every socket event and REST route, as a non-memb
     });
     const scheduledId = (await insider.ok('message:schedule', { conversationId, clientMsgId: `later-${randomUUID()}`, body: 'secret later', sendAt: new Date(Date.now() + 3600_000).toISOString() }))
       .scheduled.id;
-    const missing = { conversationId: randomUUID(), messageId: randomUUID(), callId: randomUUID(), notificationId: randomUUID(), userId: uniqueUser('nobody'), scheduledId: randomUUID() };
-    f = { conversationId, messageId, callId, notificationId, userId: insider.userId, insiderId: insider.userId, scheduledId, missing };
+    const missing = {
+      conversationId: randomUUID(),
+      messageId: randomUUID(),
+      callId: randomUUID(),
+      notificationId: randomUUID(),
+      userId: uniqueUser('nobody'),
+      scheduledId: randomUUID(),
+      uploadId: randomUUID(),
+    };
+    f = { conversationId, messageId, callId, notificationId, userId: insider.userId, insiderId: insider.userId, scheduledId, uploadId, missing };
   });
 
   it('has an entry for every client event', () => {

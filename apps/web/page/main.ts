@@ -20,6 +20,7 @@ import { installSearch } from './search.ts';
 import { loadSession } from './session.ts';
 import { PageState } from './state.ts';
 import { ui } from './ui.ts';
+import { installUploads } from './uploads.ts';
 
 const page = createPage(new PageState());
 // For diagnostics from the console and for the browser tests (e.g. `chatPage.client.receipts(id)`).
@@ -38,6 +39,7 @@ installArchive(page);
 installCalls(page);
 installSearch(page);
 installScheduled(page);
+installUploads(page);
 
 const saved = loadSession();
 if (saved) page.connection.start(saved);

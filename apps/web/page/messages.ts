@@ -10,6 +10,7 @@ import { actionsFor, closeMenus, reactionsOf } from './message-actions.ts';
 import type { Page } from './page.ts';
 import type { ConversationView } from './state.ts';
 import { ui } from './ui.ts';
+import { attachmentsOf } from './uploads.ts';
 
 const STATUS_TEXT: Record<MessageState, string> = { sending: 'Sending', sent: 'Sent', delivered: 'Delivered', read: 'Read', failed: 'Failed' };
 const STATUS_GLYPH: Record<MessageState, string> = { sending: '◷', sent: '✓', delivered: '✓✓', read: '✓✓', failed: '!' };
@@ -123,6 +124,7 @@ export function installMessages(page: Page): Messages {
       message.replyToId && view ? replyQuote(message.replyToId, view) : null,
       mine ? null : h('p', { class: 'author' }, author),
       h('p', { class: 'body' }, deleted ? 'This message was deleted' : message.body),
+      attachmentsOf(state.client, message),
       reactionsOf(page, message),
       h(
         'p',

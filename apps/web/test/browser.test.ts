@@ -5,30 +5,20 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { networkInterfaces } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChatClient } from '@chat/client';
 import type { Ack, ClientEventResults } from '@chat/protocol';
-import { findNginx, startCluster, type Cluster } from '@chat/testkit/cluster';
+import { startCluster, type Cluster } from '@chat/testkit/cluster';
 import { eventually } from '@chat/testkit/eventually';
-import { findChromium } from '@chat/testkit/executables';
 import { testEnv } from '@chat/testkit/nodes';
 import { signToken } from '@chat/testkit/tokens';
 import { buildWeb } from '../src/build.ts';
+import { CHROMIUM, CHROMIUM_ARGS as BROWSER_ARGS, SHOTS, SKIP } from './chromium.ts';
 
-const NGINX = findNginx();
-const CHROMIUM = findChromium();
-const SKIP = !NGINX ? ' (skipped: no nginx binary; `apt-get install -y nginx`)' : !CHROMIUM ? ' (skipped: no Chromium at /usr/bin/chromium; `apt-get install -y chromium`)' : '';
-const SHOTS = fileURLToPath(new URL('../../../reports/web/', import.meta.url));
 const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--headless',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--use-fake-ui-for-media-stream',
-  '--use-fake-device-for-media-stream',
+  ...BROWSER_ARGS,
   // Host candidates on 127.0.0.1, so the call's media stays on loopback (see the init script below).
   '--allow-loopback-in-peer-connection',
 ];

@@ -16,6 +16,8 @@ import type {
   ScheduledMessage,
   ScheduledPage,
   SearchPage,
+  Upload,
+  UploadUrls,
 } from '@chat/protocol';
 import { Changes } from './changes.ts';
 import { type ChatSocket, Connection } from './connection.ts';
@@ -30,6 +32,7 @@ import { Receipts } from './receipts.ts';
 import { ScheduledMessages, type ScheduleInput } from './scheduled.ts';
 import { type MessageStatus, SETTLE_MS } from './state.ts';
 import { Sync } from './sync.ts';
+import { type UploadBody, type UploadOptions, uploadFile, uploadUrls } from './uploads.ts';
 
 type RawEmitter = { emitWithAck(event: string, payload: unknown): Promise<unknown> };
 
@@ -292,6 +295,24 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   /** Cancels a pending scheduled message: it is never sent. */
   cancelScheduled(scheduledId: string): Promise<ScheduledMessage> {
     return this.#scheduled.cancel(scheduledId);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Uploads (uploads.ts)
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * Uploads a file for a conversation and resolves with the verified upload; attach it with
+   * `send({ ..., attachments: [{ uploadId: upload.id }] })`. Rejects with the server's code when the
+   * bytes are refused (`upload_type_mismatch`, `upload_too_large`, ...).
+   */
+  upload(body: UploadBody, options: UploadOptions): Promise<Upload> {
+    return uploadFile(this.#ctx, body, options);
+  }
+
+  /** Short-lived download URLs of an upload in one of my conversations (absolute; valid for UPLOAD_URL_TTL_S). */
+  uploadUrls(uploadId: string): Promise<UploadUrls> {
+    return uploadUrls(this.#ctx, uploadId);
   }
 
   // -------------------------------------------------------------------------------------------

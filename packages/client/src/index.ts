@@ -9,3 +9,4 @@ export type { ScheduleInput } from './scheduled.ts';
 export type { MessageState, MessageStatus } from './state.ts';
 export type { RetryOptions } from './timers.ts';
 export type { TypingEvent } from './typing.ts';
+export type { UploadBody, UploadOptions } from './uploads.ts';

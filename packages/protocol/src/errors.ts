@@ -44,6 +44,22 @@ export const errorCatalog = {
   },
   payload_too_large: { status: 413, retryable: false, description: 'The request (headers or body) or event payload exceeds the size cap.' },
   request_timeout: { status: 408, retryable: true, description: 'The request did not arrive in time (HTTP_HEADERS_TIMEOUT_MS, HTTP_REQUEST_TIMEOUT_MS); the connection is closed.' },
+  upload_too_large: {
+    status: 413,
+    retryable: false,
+    description: 'The upload is larger than the slot allows (its declared size, at most UPLOAD_MAX_BYTES), or an image has more pixels than UPLOAD_MAX_IMAGE_PIXELS.',
+  },
+  upload_type_mismatch: {
+    status: 415,
+    retryable: false,
+    description: 'The bytes are not of the declared type (the server sniffs them), or are not a well-formed image or audio file of that type. PUT the right bytes again, or start a new slot.',
+  },
+  upload_incomplete: {
+    status: 409,
+    retryable: true,
+    description: 'The slot holds fewer bytes than declared, or none: PUT the whole file again (until the slot expires), then complete it.',
+  },
+  upload_slot_used: { status: 409, retryable: false, description: 'The upload slot has been filled (and verified) already: a slot takes one file, once. Ask for a new slot.' },
   rate_limited: { status: 429, retryable: true, description: 'Too many requests: wait `retryAfterMs` and try again.' },
   unavailable: { status: 503, retryable: true, description: 'A dependency is unreachable or the node is draining: retry, possibly on another node.' },
   internal: { status: 500, retryable: true, description: 'Unexpected server error; details are in the server log, never in the response.' },

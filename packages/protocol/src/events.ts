@@ -32,6 +32,7 @@ import {
   type SearchHit,
   type User,
 } from './schemas.ts';
+import { createUploadSchema, uploadIdPayloadSchema, type Upload, type UploadSlot, type UploadUrls } from './uploads.ts';
 
 const pageLimit = z.number().int().min(1).max(limits.pageSize).optional();
 
@@ -167,6 +168,13 @@ export const clientEventSchemas = {
   /** Relay an SDP offer/answer or an ICE candidate to the other device in the call. */
   'call:signal': z.object({ callId: idSchema, signal: callSignalSchema }).strict(),
   'call:get': callIdPayload,
+
+  /** A slot for one file in a conversation I am a member of: PUT the bytes to its URL, then `upload:complete`. */
+  'upload:create': createUploadSchema,
+  /** The bytes are in: the server checks size and type from the bytes and makes the upload ready to attach. */
+  'upload:complete': uploadIdPayloadSchema,
+  /** Short-lived download URLs for an upload of a conversation I am a member of. */
+  'upload:url': uploadIdPayloadSchema,
 } as const;
 
 export type ClientEventName = keyof typeof clientEventSchemas;
@@ -235,6 +243,9 @@ export interface ClientEventResults {
   /** The signal was handed to the other device (or is dropped if it just disconnected). */
   'call:signal': { callId: string };
   'call:get': { call: Call };
+  'upload:create': UploadSlot;
+  'upload:complete': { upload: Upload };
+  'upload:url': UploadUrls;
 }
 
 export interface SearchPage {

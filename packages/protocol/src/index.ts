@@ -6,3 +6,4 @@ export * from './schemas.ts';
 export * from './events.ts';
 export * from './scheduled.ts';
 export type * from './admin.ts';
+export * from './uploads.ts';

@@ -44,7 +44,8 @@ export const emojiSchema = z
   // biome-ignore lint/suspicious/noControlCharactersInRegex: an emoji must not contain control characters.
   .regex(/^[^\s\u0000-\u001F\u007F]+$/u, 'an emoji without whitespace');
 
-export const attachmentSchema = z
+/** An attachment that links to a file hosted elsewhere (kept for compatibility; uploads use {@link uploadAttachmentSchema}). */
+export const linkAttachmentSchema = z
   .object({
     url: z.url({ protocol: /^https?$/, hostname: z.regexes.domain }).max(2048),
     mime: z
@@ -55,6 +56,14 @@ export const attachmentSchema = z
     name: z.string().max(255).transform(cleanText).pipe(z.string().min(1).max(255)),
   })
   .strict();
+
+/**
+ * An attachment stored by the server (`upload:create`, then `upload:complete`): only its id travels.
+ * The sender must have completed it for the same conversation; the server fills in name, type and size.
+ */
+export const uploadAttachmentSchema = z.object({ uploadId: idSchema }).strict();
+
+export const attachmentSchema = z.union([uploadAttachmentSchema, linkAttachmentSchema]);
 
 /** What a client may send; stored messages may also be `system` notices (see messageSchema). */
 export const messageKindSchema = z.enum(['text', 'image', 'file']);
@@ -94,7 +103,8 @@ export const messageSchema = z.object({
   kind: z.enum([...messageKindSchema.options, 'system']),
   /** Empty on a tombstone. */
   body: z.string(),
-  attachments: z.array(attachmentSchema.extend({ name: z.string() })),
+  /** A link attachment has `url`; an uploaded one has `uploadId` (ask `upload:url` for a short-lived download URL) and no `url`. */
+  attachments: z.array(z.object({ url: z.string().optional(), uploadId: z.string().optional(), mime: z.string(), size: z.number().int(), name: z.string() })),
   replyToId: z.string().nullable(),
   reactions: z.array(reactionSchema),
   createdAt: z.string(),
@@ -173,6 +183,8 @@ export type ConversationKind = z.infer<typeof conversationKindSchema>;
 export type MemberRole = z.infer<typeof memberRoleSchema>;
 export type DeleteScope = z.infer<typeof deleteScopeSchema>;
 export type ReactionAction = z.infer<typeof reactionActionSchema>;
+export type LinkAttachment = z.infer<typeof linkAttachmentSchema>;
+export type UploadAttachment = z.infer<typeof uploadAttachmentSchema>;
 export type User = z.infer<typeof userSchema>;
 export type Reaction = z.infer<typeof reactionSchema>;
 export type Message = z.infer<typeof messageSchema>;

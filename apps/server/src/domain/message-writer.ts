@@ -16,7 +16,7 @@ export interface NewMessage {
   kind: MessageKind;
   body: string;
   replyToId: string | null;
-  attachments: Array<{ position: number; url: string; mime: string; size: number; name: string }>;
+  attachments: Array<{ position: number; url: string; mime: string; size: number; name: string; uploadId: string | null }>;
 }
 
 export interface WrittenMessage {
@@ -122,7 +122,7 @@ export class MessageWriter {
 
 /** The batch insert; its parameters are one array per column, in the `ord` order of the batch. */
 const INSERT_MESSAGES: Statement = {
-  name: 'chat_insert_messages_v3',
+  name: 'chat_insert_messages_v4',
   text: `
   WITH input AS (
     SELECT * FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[], $9::jsonb[], $10::bool[])
@@ -151,9 +151,9 @@ const INSERT_MESSAGES: Statement = {
     SELECT id, conversation_id, seq, version, sender_id, client_msg_id, kind::"MessageKind", body, reply_to_id FROM numbered
     RETURNING id, seq, version, created_at
   ), att AS (
-    INSERT INTO attachments (id, message_id, position, url, mime, size, name)
-    SELECT gen_random_uuid(), n.id, a.position, a.url, a.mime, a.size, a.name
-    FROM numbered n CROSS JOIN jsonb_to_recordset(n.attachments) AS a(position int, url text, mime text, size int, name text)
+    INSERT INTO attachments (id, message_id, position, url, mime, size, name, upload_id)
+    SELECT gen_random_uuid(), n.id, a.position, a.url, a.mime, a.size, a.name, a."uploadId"
+    FROM numbered n CROSS JOIN jsonb_to_recordset(n.attachments) AS a(position int, url text, mime text, size int, name text, "uploadId" uuid)
   ), senders AS (
     SELECT conversation_id, sender_id, max(seq) AS seq FROM numbered GROUP BY conversation_id, sender_id
   ), member_rows AS (

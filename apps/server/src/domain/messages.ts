@@ -5,7 +5,8 @@ import { AppError } from '../errors.ts';
 import { bumpConversation, ensureUsersExist, requireMember } from './access.ts';
 import type { Fanout } from './fanout.ts';
 import { MessageWriter } from './message-writer.ts';
-import { iso, messageInclude, toWireMessage, type MessageRow } from './wire.ts';
+import type { StoredAttachment } from './uploads.ts';
+import { iso, messageInclude, toWireAttachment, toWireMessage, type MessageRow } from './wire.ts';
 
 export interface SendInput {
   conversationId: string;
@@ -19,6 +20,15 @@ export interface SendInput {
 }
 
 const HISTORY_DEFAULT = 50;
+
+/** Turns a message's attachments into stored ones, checking each upload it names (see UploadService). */
+export type AttachmentResolver = (senderId: string, conversationId: string, attachments: readonly Attachment[]) => Promise<StoredAttachment[]>;
+
+const linksOnly: AttachmentResolver = async (_senderId, _conversationId, attachments) =>
+  attachments.map((attachment, position) => {
+    if ('uploadId' in attachment) throw new AppError('not_found', `Upload ${attachment.uploadId} not found`);
+    return { position, ...attachment, uploadId: null };
+  });
 
 /**
  * Told about each new message after its commit, in the order this node learned the commits (a
@@ -42,8 +52,15 @@ export class MessageService {
   #systemUser: Promise<void> | null = null;
 
   /** @param options.onBatch told how many messages each insert statement carried (a metric). */
-  constructor(db: Db, sql: Sql, fanout: Fanout, options: { maxBodyLength: number; onBatch?: (messages: number) => void }) {
+  readonly #resolveAttachments: AttachmentResolver;
+
+  /**
+   * @param options.onBatch told how many messages each insert statement carried (a metric).
+   * @param options.attachments turns upload ids into stored attachments (domain/uploads.ts); without it, only links are taken.
+   */
+  constructor(db: Db, sql: Sql, fanout: Fanout, options: { maxBodyLength: number; onBatch?: (messages: number) => void; attachments?: AttachmentResolver }) {
     this.#db = db;
+    this.#resolveAttachments = options.attachments ?? linksOnly;
     this.#writer = new MessageWriter(sql, options.onBatch);
     this.#fanout = fanout;
     this.#maxBodyLength = options.maxBodyLength;
@@ -77,7 +94,7 @@ export class MessageService {
     if (systemSender) await this.#ensureSystemUser();
     const id = uuidv7();
     const kind = input.kind ?? 'text';
-    const attachments = (input.attachments ?? []).map((attachment, position) => ({ position, ...attachment }));
+    const attachments = await this.#resolveAttachments(senderId, input.conversationId, input.attachments ?? []);
     const replyToId = input.replyToId ?? null;
     const row = await this.#writer.write({
       id,
@@ -100,7 +117,7 @@ export class MessageService {
       clientMsgId: input.clientMsgId,
       kind,
       body: input.body,
-      attachments: input.attachments ?? [],
+      attachments: attachments.map(toWireAttachment),
       replyToId,
       reactions: [],
       createdAt: iso(row.createdAt),

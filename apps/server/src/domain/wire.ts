@@ -16,7 +16,7 @@ export interface MessageRow {
   createdAt: Date;
   editedAt: Date | null;
   deletedAt: Date | null;
-  attachments: Array<{ position: number; url: string; mime: string; size: number; name: string }>;
+  attachments: Array<{ position: number; url: string; mime: string; size: number; name: string; uploadId: string | null }>;
   reactions: Array<{ emoji: string; userId: string; createdAt?: Date }>;
 }
 
@@ -31,13 +31,18 @@ export function toWireMessage(row: MessageRow): Message {
     clientMsgId: row.clientMsgId,
     kind: row.kind,
     body: deleted ? '' : row.body,
-    attachments: deleted ? [] : [...row.attachments].sort((a, b) => a.position - b.position).map(({ url, mime, size, name }) => ({ url, mime, size, name })),
+    attachments: deleted ? [] : [...row.attachments].sort((a, b) => a.position - b.position).map(toWireAttachment),
     replyToId: row.replyToId,
     reactions: deleted ? [] : row.reactions.map(({ emoji, userId }) => ({ emoji, userId })),
     createdAt: iso(row.createdAt),
     editedAt: row.editedAt === null ? null : iso(row.editedAt),
     deletedAt: row.deletedAt === null ? null : iso(row.deletedAt),
   };
+}
+
+/** A link attachment carries its `url`; an uploaded one its `uploadId` instead (its bytes are fetched through `upload:url`). */
+export function toWireAttachment({ url, mime, size, name, uploadId }: MessageRow['attachments'][number]): Message['attachments'][number] {
+  return uploadId ? { uploadId, mime, size, name } : { url, mime, size, name };
 }
 
 export interface ConversationRow {
@@ -94,7 +99,7 @@ export function iso(value: Date | string): string {
 
 /** Prisma `include` for a message as the wire needs it. */
 export const messageInclude = {
-  attachments: { select: { position: true, url: true, mime: true, size: true, name: true } },
+  attachments: { select: { position: true, url: true, mime: true, size: true, name: true, uploadId: true } },
   reactions: { select: { emoji: true, userId: true }, orderBy: { createdAt: 'asc' } },
 } as const;
 

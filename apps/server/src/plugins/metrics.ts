@@ -96,6 +96,12 @@ export class Metrics implements NodeCounters {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
+  readonly uploads = new Counter({
+    name: 'chat_uploads_total',
+    help: 'Uploads by outcome: ready (verified), refused by code (upload_too_large, upload_type_mismatch, upload_incomplete), swept (unattached, deleted after UPLOAD_GC_TTL_H)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly httpRequests = new Counter({
     name: 'chat_http_requests_total',
     help: 'HTTP requests by route and status code',

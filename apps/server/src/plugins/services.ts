@@ -67,6 +67,7 @@ export default fp<{ config: Config }>(
     const messages = new MessageService(app.db, app.sql, fanout, {
       maxBodyLength: config.limits.messageBodyLength,
       onBatch: (count) => app.metrics.writeBatchSize.observe({ writer: 'messages' }, count),
+      attachments: (senderId, conversationId, attachments) => app.uploads.resolveAttachments(senderId, conversationId, attachments),
     });
     messages.onCommitted((message, memberIds) => notifications.messageSent(message, memberIds));
     messages.onCommitted((message) => callMilestones.committed(message));
@@ -99,5 +100,5 @@ export default fp<{ config: Config }>(
       await webhook?.close();
     });
   },
-  { name: 'services', dependencies: ['database', 'realtime', 'state', 'metrics'] },
+  { name: 'services', dependencies: ['database', 'realtime', 'state', 'metrics', 'uploads'] },
 );

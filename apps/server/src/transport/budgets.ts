@@ -43,6 +43,9 @@ export const eventClasses: Record<ClientEventName, RateLimitClass> = {
   'call:end': 'call',
   'call:signal': 'call',
   'call:get': 'read',
+  'upload:create': 'message',
+  'upload:complete': 'message',
+  'upload:url': 'read',
 };
 
 /**

@@ -5,6 +5,7 @@ import type { ApiCaller } from '../identity/api-caller.ts';
 import type { Principal } from '../identity/principal.ts';
 import { enforceRateLimit } from './budgets.ts';
 import type { ChatSocket } from './socket/types.ts';
+import { uploadOperations } from './upload-operations.ts';
 
 export interface OperationContext {
   app: FastifyInstance;
@@ -113,6 +114,8 @@ export const operations: Operations = {
     return { callId };
   },
   'call:get': async ({ app, principal }, { callId }) => ({ call: await app.services.calls.get(principal.userId, callId) }),
+
+  ...uploadOperations,
 };
 
 /** Placing, answering and signaling a call happen on a device: its socket is where the peer's signals go. */

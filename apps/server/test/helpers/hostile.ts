@@ -186,6 +186,9 @@ export const validExamples: { [E in ClientEventName]: (f: FuzzFixture) => Client
   'call:end': () => ({ callId: UNKNOWN_ID }),
   'call:signal': () => ({ callId: UNKNOWN_ID, signal: { type: 'offer', sdp: 'v=0' } }),
   'call:get': () => ({ callId: UNKNOWN_ID }),
+  'upload:create': (f) => ({ conversationId: f.groupId, name: '../../etc/passwd', mimeType: 'image/png; charset=binary', size: 1024 }),
+  'upload:complete': () => ({ uploadId: UNKNOWN_ID }),
+  'upload:url': () => ({ uploadId: UNKNOWN_ID }),
 };
 
 /** A well-formed id of nothing: notifications and calls are the fuzzing user's own only when it made them. */

@@ -4,6 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { routeSchema } from './route-schema.ts';
 import { runOperation } from '../operations.ts';
+import { uploadRoutes } from './upload-routes.ts';
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -222,6 +223,7 @@ export const routes: readonly RestRoute[] = [
   },
   { method: 'DELETE', url: '/v1/notifications/:notificationId', event: 'notification:delete', summary: 'Delete one of my notifications', params: z.object({ notificationId: idSchema }) },
   { method: 'GET', url: '/v1/calls/:callId', event: 'call:get', summary: 'A call I am a party of (calls themselves are placed over the socket)', params: z.object({ callId: idSchema }) },
+  ...uploadRoutes,
 ];
 
 export async function restRoutes(app: FastifyInstance): Promise<void> {

@@ -4,18 +4,22 @@ import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
 import { webDistDir } from '@chat/web';
 
-// The pages talk only to their own origin (REST and Socket.IO, ws: or wss:) and show camera streams.
-const CONTENT_SECURITY_POLICY = [
-  "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "connect-src 'self' ws: wss:",
-  "img-src 'self' data: blob:",
-  "media-src 'self' blob: mediastream:",
-  "base-uri 'none'",
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-].join('; ');
+// The pages talk only to their own origin (REST and Socket.IO, ws: or wss:) and show camera streams;
+// with STORAGE=s3 also to the bucket, where uploads are PUT and fetched through presigned URLs.
+function contentSecurityPolicy(storageOrigin: string): string {
+  const extra = storageOrigin ? ` ${storageOrigin}` : '';
+  return [
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    `connect-src 'self' ws: wss:${extra}`,
+    `img-src 'self' data: blob:${extra}`,
+    `media-src 'self' blob: mediastream:${extra}`,
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+  ].join('; ');
+}
 
 /**
  * The browser pages (apps/web, built by `npm run web:build`): the chat page at `/`, the admin page at
@@ -38,6 +42,7 @@ export async function webRoutes(app: FastifyInstance, options: { root?: string }
     throw error;
   });
   const assetFolders = [join(root, 'assets', '/'), join(root, 'admin', 'assets', '/')];
+  const pageCsp = contentSecurityPolicy(s3Origin(app.config.uploads.storage));
   await app.register(fastifyStatic, {
     root,
     prefix: '/',
@@ -55,7 +60,7 @@ export async function webRoutes(app: FastifyInstance, options: { root?: string }
         reply.header('cache-control', 'public, max-age=31536000, immutable');
       } else {
         reply.header('cache-control', 'no-cache');
-        reply.header('content-security-policy', CONTENT_SECURITY_POLICY);
+        reply.header('content-security-policy', pageCsp);
         reply.header('referrer-policy', 'no-referrer');
       }
     },
@@ -65,4 +70,11 @@ export async function webRoutes(app: FastifyInstance, options: { root?: string }
   for (const url of ['/admin', '/admin/']) {
     app.get(url, (_request, reply) => reply.sendFile('admin/index.html'));
   }
+}
+
+/** Where browsers reach the S3 bucket (its endpoint, or AWS's virtual-hosted and path-style hosts); empty for the disk backend. */
+function s3Origin(storage: FastifyInstance['config']['uploads']['storage']): string {
+  if (storage.kind !== 's3') return '';
+  if (storage.endpoint) return new URL(storage.endpoint).origin;
+  return `https://${storage.bucket}.s3.${storage.region}.amazonaws.com https://s3.${storage.region}.amazonaws.com`;
 }
