@@ -1,5 +1,6 @@
 import { buildApp } from './app.ts';
-import { ConfigError, loadConfig, type Config } from './config.ts';
+import { loadConfig, type Config } from './config.ts';
+import { ConfigError } from './config-errors.ts';
 import { createLogger } from './logger.ts';
 import type { DrainRequest } from './plugins/lifecycle.ts';
 import { verifyClusterSeeds } from './plugins/redis.ts';

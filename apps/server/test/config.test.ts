@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { CONFIG_VARIABLES, ConfigError, DEV_JWT_SECRET, loadConfig, migrationDatabaseUrl } from '../src/config.ts';
+import { CONFIG_VARIABLES, DEV_JWT_SECRET, loadConfig, migrationDatabaseUrl } from '../src/config.ts';
+import { ConfigError } from '../src/config-errors.ts';
 import { spawnNode, testEnv } from '@chat/testkit/nodes';
 
 function rejection(env: Record<string, string>): string {

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin';
 import { Cluster, Redis } from 'ioredis';
-import { ConfigError, type Config, type RedisTarget } from '../config.ts';
+import type { Config, RedisTarget } from '../config.ts';
+import { ConfigError } from '../config-errors.ts';
 import type { RedisClient } from '../state/redis-client.ts';
 
 declare module 'fastify' {
