@@ -33,7 +33,11 @@ const RULES: Rule[] = [
   { layer: 'identity/', forbiddenFolders: ['domain/', 'transport/', 'plugins/', 'state/', 'db/'], forbiddenPackages: FRAMEWORKS },
   { layer: 'db/', forbiddenFolders: ['domain/', 'transport/', 'plugins/', 'state/', 'identity/'], forbiddenPackages: [] },
   { layer: 'transport/', forbiddenFolders: ['plugins/'], forbiddenPackages: [] },
-  ...['config.ts', 'config-errors.ts', 'errors.ts', 'logger.ts'].map((file) => ({ layer: file, forbiddenFolders: ['domain/', 'transport/', 'plugins/', 'state/', 'identity/'], forbiddenPackages: [] })),
+  ...['config.ts', 'config-errors.ts', 'errors.ts', 'logger.ts'].map((file) => ({
+    layer: file,
+    forbiddenFolders: ['domain/', 'transport/', 'plugins/', 'state/', 'identity/'],
+    forbiddenPackages: [],
+  })),
 ];
 
 /** Every import specifier of a TypeScript source. */
