@@ -1,9 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import type { TestProject } from 'vitest/node';
-import { adminQuery, withDatabase } from '../src/db/admin.ts';
-import { applyMigrations } from '../src/db/migrations.ts';
 import { deleteRedisKeys } from '@chat/testkit/services';
+import { createMigratedDatabase } from '@chat/testkit/throwaway-database';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -47,10 +45,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     return `redis://${container.getHost()}:${container.getMappedPort(6379)}`;
   });
 
-  const name = `chat_test_${Date.now()}_${randomBytes(3).toString('hex')}`;
-  await adminQuery(adminUrl, `CREATE DATABASE "${name}"`);
-  const databaseUrl = withDatabase(adminUrl, name);
-  await applyMigrations({ kind: 'postgres', connectionString: databaseUrl });
+  const database = await createMigratedDatabase(adminUrl, 'chat_test');
+  const { name, url: databaseUrl } = database;
 
   project.provide('databaseUrl', databaseUrl);
   project.provide('adminDatabaseUrl', adminUrl);
@@ -59,7 +55,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('redisPrefix', redisPrefix);
 
   return async () => {
-    await adminQuery(adminUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await database.drop();
     await deleteRedisKeys(redisUrl, redisPrefix);
     for (const stop of stops.reverse()) await stop();
   };

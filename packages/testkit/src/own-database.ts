@@ -1,8 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { adminQuery, withDatabase } from '@chat/server/db/admin';
-import { applyMigrations } from '@chat/server/db/migrations';
+import { createMigratedDatabase } from './throwaway-database.ts';
 
 export interface OwnDatabase {
   url: string;
@@ -18,11 +16,7 @@ export interface OwnDatabase {
  * file's Redis scope, where this file's devices never hear them.
  */
 export async function ownDatabase(label: string): Promise<OwnDatabase> {
-  const admin = inject('adminDatabaseUrl');
-  const name = `chat_${label}_${Date.now()}_${randomBytes(3).toString('hex')}`;
-  await adminQuery(admin, `CREATE DATABASE "${name}"`);
-  const url = withDatabase(admin, name);
-  await applyMigrations({ kind: 'postgres', connectionString: url });
+  const { url, drop } = await createMigratedDatabase(inject('adminDatabaseUrl'), `chat_${label}`);
   return {
     url,
     query: async <T extends pg.QueryResultRow>(text: string, values: unknown[] = []) => {
@@ -34,6 +28,6 @@ export async function ownDatabase(label: string): Promise<OwnDatabase> {
         await client.end();
       }
     },
-    drop: () => adminQuery(admin, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`),
+    drop,
   };
 }
