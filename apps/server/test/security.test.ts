@@ -157,6 +157,9 @@ const matrix: { [E in ClientEventName]: Entry<E> } = {
   'history:fetch': { kind: 'hidden', payload: (_f, id) => ({ conversationId: id.conversationId }) },
   // Naming the conversation answers like a missing one; searching everywhere is `own` (search.test.ts).
   'message:search': { kind: 'hidden', payload: (_f, id) => ({ query: 'secret', conversationId: id.conversationId }) },
+  'thread:fetch': { kind: 'hidden', payload: (_f, id) => ({ rootId: id.messageId }) },
+  'thread:list': { kind: 'hidden', payload: (_f, id) => ({ conversationId: id.conversationId }) },
+  'thread:mark-read': { kind: 'hidden', payload: (_f, id) => ({ rootId: id.messageId, seq: 1 }) },
   'sync:changes': {
     kind: 'own',
     payload: (f) => ({ since: [{ conversationId: f.conversationId, version: 0 }] }),

@@ -68,6 +68,8 @@ export function message(conversationId: string, seq: number, senderId = 'bob', c
     body: `message ${seq}`,
     attachments: [],
     replyToId: null,
+    threadRootId: null,
+    thread: null,
     reactions: [],
     createdAt: '2026-01-01T00:00:00.000Z',
     editedAt: null,

@@ -15,6 +15,8 @@ function message(overrides: Partial<Message> & Pick<Message, 'id' | 'seq' | 'ver
     body: 'hi',
     attachments: [],
     replyToId: null,
+    threadRootId: null,
+    thread: null,
     reactions: [],
     createdAt: '2025-01-01T00:00:00.000Z',
     editedAt: null,

@@ -32,6 +32,7 @@ import {
   type SearchHit,
   type User,
 } from './schemas.ts';
+import { threadFetchSchema, threadListSchema, threadMarkReadSchema, type ThreadListPage, type ThreadPage, type ThreadRead } from './threads.ts';
 import { createUploadSchema, uploadIdPayloadSchema, type Upload, type UploadSlot, type UploadUrls } from './uploads.ts';
 
 const pageLimit = z.number().int().min(1).max(limits.pageSize).optional();
@@ -45,6 +46,8 @@ export const sendMessageSchema = z
     kind: messageKindSchema.optional(),
     attachments: z.array(attachmentSchema).max(limits.attachmentsPerMessage).optional(),
     replyToId: idSchema.optional(),
+    /** Send as a reply in this message's thread (a message of the same conversation that is not itself a reply). */
+    threadRootId: idSchema.optional(),
   })
   .strict();
 
@@ -133,6 +136,13 @@ export const clientEventSchemas = {
   /** Ranked full-text search over my current conversations, with highlighted plain-text snippets. */
   'message:search': searchMessagesSchema,
 
+  /** A thread's root and its replies after a seq, with my read state of it. */
+  'thread:fetch': threadFetchSchema,
+  /** A conversation's threads, the most recently replied first, each with my unread count. */
+  'thread:list': threadListSchema,
+  /** Move my read watermark of a thread forward; my other devices get `thread:read`. */
+  'thread:mark-read': threadMarkReadSchema,
+
   /** My notifications, newest first, with my unread count. */
   'notification:list': z.object({ cursor: cursorSchema.optional(), limit: pageLimit, unreadOnly: z.boolean().optional() }).strict(),
   /** Mark some (by id) or all of my notifications read; every device of mine gets `notification:read`. */
@@ -214,6 +224,9 @@ export interface ClientEventResults {
   'receipt:mark': { receipt: Receipt };
   'history:fetch': { messages: Message[]; hasMore: boolean };
   'message:search': SearchPage;
+  'thread:fetch': ThreadPage;
+  'thread:list': ThreadListPage;
+  'thread:mark-read': ThreadRead;
   'sync:changes': {
     conversations: ConversationChanges[];
     /** Conversations in `since` that the user is no longer a member of. */
@@ -312,10 +325,15 @@ export interface SessionEnding {
 /** Everything a server pushes. Each change reaches every connected device of every member, on any node. */
 export interface ServerToClientEvents {
   'message:new': (message: Message) => void;
-  /** An edit, a delete for everyone (tombstone) or a reaction change: the message as it now is. */
+  /**
+   * An edit, a delete for everyone (tombstone), a reaction change, or a thread root whose replies
+   * changed (`thread`): the message as it now is.
+   */
   'message:updated': (message: Message) => void;
   /** Only to the user's own devices: a message they deleted for themself. */
   'message:hidden': (payload: { conversationId: string; messageId: string }) => void;
+  /** To my own devices: I read a thread up to a reply (on another device). */
+  'thread:read': (payload: ThreadRead) => void;
   /** Created, renamed, members added or removed. */
   'conversation:updated': (conversation: Conversation) => void;
   /** To a user who left or was removed. */

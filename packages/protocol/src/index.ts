@@ -7,3 +7,4 @@ export * from './events.ts';
 export * from './scheduled.ts';
 export type * from './admin.ts';
 export * from './uploads.ts';
+export * from './threads.ts';

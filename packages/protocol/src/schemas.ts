@@ -106,6 +106,13 @@ export const messageSchema = z.object({
   /** A link attachment has `url`; an uploaded one has `uploadId` (ask `upload:url` for a short-lived download URL) and no `url`. */
   attachments: z.array(z.object({ url: z.string().optional(), uploadId: z.string().optional(), mime: z.string(), size: z.number().int(), name: z.string() })),
   replyToId: z.string().nullable(),
+  /** Set on a thread reply: the message whose thread it belongs to (see threads.ts). */
+  threadRootId: z.string().nullable(),
+  /**
+   * Set on a message that has had thread replies: how many are not deleted, and when the last one
+   * was sent. Each reply changes the root (a new version, pushed as `message:updated`).
+   */
+  thread: z.object({ replyCount: z.number().int(), lastReplyAt: z.string() }).nullable(),
   reactions: z.array(reactionSchema),
   createdAt: z.string(),
   editedAt: z.string().nullable(),

@@ -16,6 +16,8 @@ export interface NewMessage {
   kind: MessageKind;
   body: string;
   replyToId: string | null;
+  /** A thread reply: its root, a message of the same conversation that is not a reply itself. */
+  threadRootId: string | null;
   attachments: Array<{ position: number; url: string; mime: string; size: number; name: string; uploadId: string | null }>;
 }
 
@@ -30,14 +32,22 @@ export interface WrittenMessage {
    * Given on one message per conversation and statement, so each member is told once; empty elsewhere.
    */
   unarchivedIds: string[];
+  /**
+   * This reply's thread root changed in the same statement (reply count, last reply time, a version
+   * of its own). Set on the root's last reply of the statement only, so the root is announced once.
+   */
+  rootChanged: boolean;
 }
 
 /**
  * Group commit for new messages (see GroupCommit). Each statement inserts a batch of messages,
  * possibly into many conversations, in one round trip and one transaction: per message it checks
- * membership (the system sender needs none), idempotency and the reply target; per conversation it
- * takes the row lock once and reserves as many seqs and versions as it has messages, numbering them
- * in arrival order; it inserts the messages and their attachments, moves the senders' own
+ * membership (the system sender needs none), idempotency, the reply target and the thread root; per
+ * conversation it takes the row lock once and reserves as many seqs as it has messages and as many
+ * versions as it has messages and thread roots they reply in, numbering the messages in arrival order
+ * and giving each such root the versions after them (a root never shares a version with a message,
+ * so a resync page that ends on one cannot skip the other); it inserts the messages and their
+ * attachments, counts the replies into their roots, moves the senders' own
  * watermarks and unarchives the conversation for its archived, unmuted members who got a message
  * from someone else (reading the conversation's member rows by primary key, as the member list it
  * answers already does; writing only those members' rows). One statement per conversation in flight means this node learns (and fans out) each
@@ -113,20 +123,24 @@ export class MessageWriter {
       messages.map((m) => m.replyToId),
       messages.map((m) => JSON.stringify(m.attachments)),
       messages.map((m) => m.systemSender === true),
+      messages.map((m) => m.threadRootId),
     ]);
     return new Map(
-      rows.map((row) => [Number(row.ord), { seq: Number(row.seq), version: Number(row.version), createdAt: row.createdAt, memberIds: row.memberIds, unarchivedIds: row.unarchivedIds ?? [] }]),
+      rows.map((row) => [
+        Number(row.ord),
+        { seq: Number(row.seq), version: Number(row.version), createdAt: row.createdAt, memberIds: row.memberIds, unarchivedIds: row.unarchivedIds ?? [], rootChanged: row.rootChanged },
+      ]),
     );
   }
 }
 
 /** The batch insert; its parameters are one array per column, in the `ord` order of the batch. */
 const INSERT_MESSAGES: Statement = {
-  name: 'chat_insert_messages_v4',
+  name: 'chat_insert_messages_v5',
   text: `
   WITH input AS (
-    SELECT * FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[], $9::jsonb[], $10::bool[])
-      AS t(ord, id, conversation_id, sender_id, client_msg_id, kind, body, reply_to_id, attachments, system_sender)
+    SELECT * FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[], $9::jsonb[], $10::bool[], $11::uuid[])
+      AS t(ord, id, conversation_id, sender_id, client_msg_id, kind, body, reply_to_id, attachments, system_sender, thread_root_id)
   ), valid AS (
     SELECT i.* FROM input i
     WHERE (i.system_sender OR EXISTS (
@@ -135,21 +149,34 @@ const INSERT_MESSAGES: Statement = {
       AND NOT EXISTS (SELECT 1 FROM messages d WHERE d.sender_id = i.sender_id AND d.client_msg_id = i.client_msg_id)
       AND (i.reply_to_id IS NULL OR EXISTS (
         SELECT 1 FROM messages r WHERE r.id = i.reply_to_id AND r.conversation_id = i.conversation_id))
+      AND (i.thread_root_id IS NULL OR EXISTS (
+        SELECT 1 FROM messages t WHERE t.id = i.thread_root_id AND t.conversation_id = i.conversation_id AND t.thread_root_id IS NULL))
   ), counts AS (
-    -- Sorted, so concurrent batches lock shared conversations in the same order.
-    SELECT conversation_id, count(*)::int AS n FROM valid GROUP BY conversation_id ORDER BY conversation_id
+    -- Sorted, so concurrent batches lock shared conversations in the same order. r: the thread roots
+    -- replied in, each of which takes a version after the messages'.
+    SELECT conversation_id, count(*)::int AS n, count(DISTINCT thread_root_id)::int AS r FROM valid GROUP BY conversation_id ORDER BY conversation_id
   ), conv AS (
-    UPDATE conversations c SET last_seq = c.last_seq + counts.n, version = c.version + counts.n, last_activity_at = now()
+    UPDATE conversations c SET last_seq = c.last_seq + counts.n, version = c.version + counts.n + counts.r, last_activity_at = now()
     FROM counts WHERE c.id = counts.conversation_id
-    RETURNING c.id, c.last_seq, c.version, counts.n
+    RETURNING c.id, c.last_seq, c.version, counts.n, counts.r
   ), numbered AS (
-    SELECT v.*, conv.last_seq - conv.n + row_number() OVER w AS seq, conv.version - conv.n + row_number() OVER w AS version
+    SELECT v.*, conv.last_seq - conv.n + row_number() OVER w AS seq, conv.version - conv.n - conv.r + row_number() OVER w AS version
     FROM valid v JOIN conv ON conv.id = v.conversation_id
     WINDOW w AS (PARTITION BY v.conversation_id ORDER BY v.ord)
   ), msg AS (
-    INSERT INTO messages (id, conversation_id, seq, version, sender_id, client_msg_id, kind, body, reply_to_id)
-    SELECT id, conversation_id, seq, version, sender_id, client_msg_id, kind::"MessageKind", body, reply_to_id FROM numbered
+    INSERT INTO messages (id, conversation_id, seq, version, sender_id, client_msg_id, kind, body, reply_to_id, thread_root_id)
+    SELECT id, conversation_id, seq, version, sender_id, client_msg_id, kind::"MessageKind", body, reply_to_id, thread_root_id FROM numbered
     RETURNING id, seq, version, created_at
+  ), threads AS (
+    SELECT conversation_id, thread_root_id, count(*)::int AS n, max(seq) AS last_seq,
+           row_number() OVER (PARTITION BY conversation_id ORDER BY thread_root_id) AS k
+    FROM numbered WHERE thread_root_id IS NOT NULL GROUP BY conversation_id, thread_root_id
+  ), roots AS (
+    -- Under the conversation's row lock taken above, like every other change to its messages.
+    UPDATE messages m SET thread_reply_count = m.thread_reply_count + t.n, thread_last_reply_at = now(), version = conv.version - conv.r + t.k
+    FROM threads t JOIN conv ON conv.id = t.conversation_id
+    WHERE m.id = t.thread_root_id
+    RETURNING m.id, t.last_seq
   ), att AS (
     INSERT INTO attachments (id, message_id, position, url, mime, size, name, upload_id)
     SELECT gen_random_uuid(), n.id, a.position, a.url, a.mime, a.size, a.name, a."uploadId"
@@ -184,7 +211,8 @@ const INSERT_MESSAGES: Statement = {
          -- On the conversation's first message of the batch only, so each is told once.
          CASE WHEN n.seq = conv.last_seq - conv.n + 1 THEN
            (SELECT array_agg(u.user_id) FROM mine u WHERE u.conversation_id = n.conversation_id AND u.unarchive)
-         END AS "unarchivedIds"
+         END AS "unarchivedIds",
+         EXISTS (SELECT 1 FROM roots WHERE roots.id = n.thread_root_id AND roots.last_seq = n.seq) AS "rootChanged"
   FROM msg JOIN numbered n ON n.id = msg.id JOIN conv ON conv.id = n.conversation_id`,
 };
 

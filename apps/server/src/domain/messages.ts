@@ -2,6 +2,7 @@ import { SYSTEM_SENDER_ID, type Attachment, type DeleteScope, type Message, type
 import { v7 as uuidv7 } from 'uuid';
 import type { Db, Sql } from '../db/client.ts';
 import { AppError } from '../errors.ts';
+import type { ServiceLog } from '../logger.ts';
 import { bumpConversation, ensureUsersExist, requireMember } from './access.ts';
 import type { Fanout } from './fanout.ts';
 import { MessageWriter } from './message-writer.ts';
@@ -15,6 +16,7 @@ export interface SendInput {
   kind?: MessageKind | undefined;
   attachments?: Attachment[] | undefined;
   replyToId?: string | undefined;
+  threadRootId?: string | undefined;
   /** The connection the message came from; it gets the message in its ack, not again as an event. */
   origin?: string | undefined;
 }
@@ -51,15 +53,17 @@ export class MessageService {
   /** The system sender's user row (messages reference their sender), created once per service. */
   #systemUser: Promise<void> | null = null;
 
-  /** @param options.onBatch told how many messages each insert statement carried (a metric). */
   readonly #resolveAttachments: AttachmentResolver;
+  readonly #log: Pick<ServiceLog, 'warn'> | undefined;
 
   /**
    * @param options.onBatch told how many messages each insert statement carried (a metric).
    * @param options.attachments turns upload ids into stored attachments (domain/uploads.ts); without it, only links are taken.
+   * @param options.log where a failed thread-root push is reported (the root stays right in PostgreSQL; resync brings it).
    */
-  constructor(db: Db, sql: Sql, fanout: Fanout, options: { maxBodyLength: number; onBatch?: (messages: number) => void; attachments?: AttachmentResolver }) {
+  constructor(db: Db, sql: Sql, fanout: Fanout, options: { maxBodyLength: number; onBatch?: (messages: number) => void; attachments?: AttachmentResolver; log?: Pick<ServiceLog, 'warn'> }) {
     this.#db = db;
+    this.#log = options.log;
     this.#resolveAttachments = options.attachments ?? linksOnly;
     this.#writer = new MessageWriter(sql, options.onBatch);
     this.#fanout = fanout;
@@ -96,6 +100,7 @@ export class MessageService {
     const kind = input.kind ?? 'text';
     const attachments = await this.#resolveAttachments(senderId, input.conversationId, input.attachments ?? []);
     const replyToId = input.replyToId ?? null;
+    const threadRootId = input.threadRootId ?? null;
     const row = await this.#writer.write({
       id,
       conversationId: input.conversationId,
@@ -105,6 +110,7 @@ export class MessageService {
       kind,
       body: input.body,
       replyToId,
+      threadRootId,
       attachments,
     });
     if (!row) return { message: await this.#explainUnsent(senderId, input), duplicate: true };
@@ -119,6 +125,8 @@ export class MessageService {
       body: input.body,
       attachments: attachments.map(toWireAttachment),
       replyToId,
+      threadRootId,
+      thread: null,
       reactions: [],
       createdAt: iso(row.createdAt),
       editedAt: null,
@@ -128,7 +136,22 @@ export class MessageService {
     if (row.unarchivedIds.length > 0) this.#fanout.toUsers(row.unarchivedIds, 'conversation:archived', { conversationId: input.conversationId, archived: false });
     this.#fanout.toUsers(row.memberIds, 'message:new', message, { except: input.origin });
     for (const listener of this.#committed) listener(message, row.memberIds);
+    if (row.rootChanged && threadRootId) this.#announceRoot(threadRootId, row.memberIds);
     return { message, duplicate: false };
+  }
+
+  /**
+   * A thread root as it now is, to every member, after a reply changed it. Read after the commit, so
+   * it may already carry a later change; clients keep the highest version of a message, and a resync
+   * finds the root by its version whatever this push does (it is lost only with the connection).
+   */
+  #announceRoot(rootId: string, memberIds: readonly string[]): void {
+    this.#db.message.findUnique({ where: { id: rootId }, include: messageInclude }).then(
+      (root) => {
+        if (root) this.#fanout.toUsers(memberIds, 'message:updated', toWireMessage(root as MessageRow));
+      },
+      (error: unknown) => this.#log?.warn({ err: error, rootId }, 'thread root not pushed after a reply; clients get it on resync'),
+    );
   }
 
   /** Why nothing was inserted: a retry (return the original), or a refusal with its reason. */
@@ -145,6 +168,9 @@ export class MessageService {
       if (!(await this.#db.conversation.findUnique({ where: { id: input.conversationId }, select: { id: true } }))) throw new AppError('not_found', 'Conversation not found');
     } else {
       await requireMember(this.#db, input.conversationId, senderId);
+    }
+    if (input.threadRootId && !(await this.#db.message.findFirst({ where: { id: input.threadRootId, conversationId: input.conversationId, threadRootId: null }, select: { id: true } }))) {
+      throw new AppError('validation', 'threadRootId: not a message of this conversation that can start a thread (a thread reply cannot)');
     }
     if (input.replyToId) throw new AppError('validation', 'replyToId: not a message of this conversation');
     throw new AppError('conflict', 'The message could not be stored; retry');
@@ -184,19 +210,21 @@ export class MessageService {
       this.#fanout.toUsers([actorId], 'message:hidden', { conversationId, messageId });
       return null;
     }
-    const { message, memberIds } = await this.#db.$transaction(async (tx) => {
+    const { message, root, memberIds } = await this.#db.$transaction(async (tx) => {
       const current = await this.#visibleMessage(tx, actorId, messageId);
       if (current.senderId !== actorId) throw new AppError('forbidden', 'Only the sender can delete a message for everyone');
-      if (current.deletedAt) return { message: current, memberIds: null };
+      if (current.deletedAt) return { message: current, root: null, memberIds: null };
       const { version } = await bumpConversation(tx, current.conversationId, { newMessage: false });
       await tx.attachment.deleteMany({ where: { messageId } });
       await tx.reaction.deleteMany({ where: { messageId } });
       await tx.messageEdit.deleteMany({ where: { messageId } });
       const updated = await tx.message.update({ where: { id: messageId }, data: { body: '', deletedAt: new Date(), version }, include: messageInclude });
-      return { message: updated as MessageRow, memberIds: await activeMemberIds(tx, current.conversationId) };
+      const root = current.threadRootId ? await recountThread(tx, current.conversationId, current.threadRootId) : null;
+      return { message: updated as MessageRow, root, memberIds: await activeMemberIds(tx, current.conversationId) };
     });
     const wire = toWireMessage(message);
     if (memberIds) this.#fanout.toUsers(memberIds, 'message:updated', wire);
+    if (memberIds && root) this.#fanout.toUsers(memberIds, 'message:updated', toWireMessage(root));
     return wire;
   }
 
@@ -271,6 +299,20 @@ export class MessageService {
   #checkBody(body: string): void {
     if (body.length > this.#maxBodyLength) throw new AppError('validation', `body: at most ${this.#maxBodyLength} characters`);
   }
+}
+
+/**
+ * A reply of the thread was deleted for everyone: its root's reply count and last reply time are
+ * recounted from the replies left, under a version of their own (taken after the tombstone's).
+ */
+async function recountThread(tx: Parameters<typeof requireMember>[0], conversationId: string, rootId: string): Promise<MessageRow> {
+  const { version } = await bumpConversation(tx, conversationId, { newMessage: false });
+  await tx.$executeRaw`
+    UPDATE messages r SET version = ${version}::int,
+      thread_reply_count = (SELECT count(*) FROM messages m WHERE m.thread_root_id = r.id AND m.deleted_at IS NULL),
+      thread_last_reply_at = COALESCE((SELECT max(created_at) FROM messages m WHERE m.thread_root_id = r.id AND m.deleted_at IS NULL), r.thread_last_reply_at)
+    WHERE r.id = ${rootId}::uuid`;
+  return (await tx.message.findUniqueOrThrow({ where: { id: rootId }, include: messageInclude })) as MessageRow;
 }
 
 async function activeMemberIds(tx: Parameters<typeof requireMember>[0], conversationId: string): Promise<string[]> {

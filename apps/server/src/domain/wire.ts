@@ -13,6 +13,9 @@ export interface MessageRow {
   kind: Message['kind'];
   body: string;
   replyToId: string | null;
+  threadRootId: string | null;
+  threadReplyCount: number;
+  threadLastReplyAt: Date | null;
   createdAt: Date;
   editedAt: Date | null;
   deletedAt: Date | null;
@@ -33,6 +36,8 @@ export function toWireMessage(row: MessageRow): Message {
     body: deleted ? '' : row.body,
     attachments: deleted ? [] : [...row.attachments].sort((a, b) => a.position - b.position).map(toWireAttachment),
     replyToId: row.replyToId,
+    threadRootId: row.threadRootId,
+    thread: row.threadLastReplyAt === null ? null : { replyCount: row.threadReplyCount, lastReplyAt: iso(row.threadLastReplyAt) },
     reactions: deleted ? [] : row.reactions.map(({ emoji, userId }) => ({ emoji, userId })),
     createdAt: iso(row.createdAt),
     editedAt: row.editedAt === null ? null : iso(row.editedAt),

@@ -10,6 +10,7 @@ import { PresenceService } from '../domain/presence.ts';
 import { ReceiptService } from '../domain/receipts.ts';
 import { ScheduledMessageService } from '../domain/scheduled-messages.ts';
 import { SearchService } from '../domain/search.ts';
+import { ThreadService } from '../domain/threads.ts';
 import { SyncService } from '../domain/sync.ts';
 import { TypingService } from '../domain/typing.ts';
 import { UserService } from '../domain/users.ts';
@@ -26,6 +27,7 @@ export interface Services {
   receipts: ReceiptService;
   sync: SyncService;
   search: SearchService;
+  threads: ThreadService;
   scheduled: ScheduledMessageService;
   typing: TypingService;
   presence: PresenceService;
@@ -68,6 +70,7 @@ export default fp<{ config: Config }>(
       maxBodyLength: config.limits.messageBodyLength,
       onBatch: (count) => app.metrics.writeBatchSize.observe({ writer: 'messages' }, count),
       attachments: (senderId, conversationId, attachments) => app.uploads.resolveAttachments(senderId, conversationId, attachments),
+      log: app.log,
     });
     messages.onCommitted((message, memberIds) => notifications.messageSent(message, memberIds));
     messages.onCommitted((message) => callMilestones.committed(message));
@@ -79,6 +82,7 @@ export default fp<{ config: Config }>(
       receipts: new ReceiptService(app.db, app.sql, fanout, { onBatch: (reports) => app.metrics.writeBatchSize.observe({ writer: 'receipts' }, reports) }),
       sync: new SyncService(app.db),
       search: new SearchService(app.db),
+      threads: new ThreadService(app.db, fanout),
       scheduled: new ScheduledMessageService(app.db, fanout, { maxAheadDays: config.scheduler.maxAheadDays, maxBodyLength: config.limits.messageBodyLength }),
       presence: new PresenceService(app.db, app.state.presence, fanout, {
         // Once per outage, not per user: the rest wait in the same queue.

@@ -90,6 +90,9 @@ export const operations: Operations = {
   'history:fetch': ({ app, principal }, payload) => app.services.messages.history(principal.userId, payload),
   'sync:changes': ({ app, principal }, payload) => app.services.sync.changes(principal.userId, payload),
   'message:search': ({ app, principal }, query) => app.services.search.search(principal.userId, query),
+  'thread:fetch': ({ app, principal }, query) => app.services.threads.fetch(principal.userId, query),
+  'thread:list': ({ app, principal }, query) => app.services.threads.list(principal.userId, query),
+  'thread:mark-read': ({ app, principal, socket }, input) => app.services.threads.markRead(principal.userId, input, socket?.id),
 
   'notification:list': ({ app, principal }, query) => app.services.notificationInbox.list(principal.userId, query),
   'notification:mark-read': ({ app, principal, socket }, which) => app.services.notificationInbox.markRead(principal.userId, which, socket?.id),
