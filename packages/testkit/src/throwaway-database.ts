@@ -9,11 +9,17 @@ export interface ThrowawayDatabase {
   drop(): Promise<void>;
 }
 
-/** A new database on the server of `adminUrl`, named `<prefix>_<time>_<random>`, with every migration applied. */
+/** A new database on the server of `adminUrl`, named `<prefix>_<time>_<random>`, with every migration applied (dropped again if they fail). */
 export async function createMigratedDatabase(adminUrl: string, prefix: string): Promise<ThrowawayDatabase> {
   const name = `${prefix}_${Date.now()}_${randomBytes(3).toString('hex')}`;
   await adminQuery(adminUrl, `CREATE DATABASE "${name}"`);
   const url = withDatabase(adminUrl, name);
-  await applyMigrations({ kind: 'postgres', connectionString: url });
-  return { name, url, drop: () => adminQuery(adminUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`) };
+  const drop = () => adminQuery(adminUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  try {
+    await applyMigrations({ kind: 'postgres', connectionString: url });
+  } catch (error) {
+    await drop();
+    throw error;
+  }
+  return { name, url, drop };
 }
