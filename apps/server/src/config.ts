@@ -162,11 +162,7 @@ export const envSchema = z
     SCHEDULER_POLL_MS: int(10, 60_000).default(250),
     SCHEDULER_BATCH: int(1, 10_000).default(200),
     SCHEDULE_MAX_AHEAD_DAYS: int(1, 3650).default(30),
-    SCHEDULED_RETENTION_HOURS: z.coerce
-      .number()
-      .min(0.0001)
-      .max(24 * 3650)
-      .default(168),
+    SCHEDULED_RETENTION_HOURS: z.coerce.number().min(0.0001).max(87_600).default(168),
     NOTIFY_WEBHOOK_URL: z.url({ protocol: /^https?$/ }).optional(),
     NOTIFY_WEBHOOK_SECRET: z.string().min(16, 'at least 16 characters').optional(),
     NOTIFY_WEBHOOK_MAX_ATTEMPTS: int(1, 100).default(6),
