@@ -162,6 +162,7 @@ export const envSchema = z
     SCHEDULER_POLL_MS: int(10, 60_000).default(250),
     SCHEDULER_BATCH: int(1, 10_000).default(200),
     SCHEDULE_MAX_AHEAD_DAYS: int(1, 3650).default(30),
+    SCHEDULED_RETENTION_HOURS: z.coerce.number().min(0.0001).max(87_600).default(168),
     NOTIFY_WEBHOOK_URL: z.url({ protocol: /^https?$/ }).optional(),
     NOTIFY_WEBHOOK_SECRET: z.string().min(16, 'at least 16 characters').optional(),
     NOTIFY_WEBHOOK_MAX_ATTEMPTS: int(1, 100).default(6),
@@ -314,10 +315,10 @@ export interface Config {
     minMessages: number;
   };
   /**
-   * Scheduled messages: how often every node looks for due ones, how many it claims per round, and
-   * how far ahead one may be scheduled.
+   * Scheduled messages: how often every node looks for due ones, how many it claims per round, how
+   * far ahead one may be scheduled, and how long a finished one (sent, failed, canceled) is kept.
    */
-  scheduler: { pollMs: number; batch: number; maxAheadDays: number };
+  scheduler: { pollMs: number; batch: number; maxAheadDays: number; retentionMs: number };
   /** Where notifications for users without a connected device are POSTed; null: nowhere. */
   notifyWebhook: { url: string; secret: string; maxAttempts: number; retryBaseMs: number; retryMaxMs: number; timeoutMs: number } | null;
   /**
@@ -400,7 +401,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     presence: { nodeTtlMs: env.PRESENCE_NODE_TTL_MS },
     uploads: uploadConfig(env, env.DATA_DIR, env.JWT_SECRET),
     calls: { ringTimeoutMs: env.CALL_RING_TIMEOUT_MS, stateTtlMs: env.CALL_STATE_TTL_MS, minMessages: env.CALL_MIN_MESSAGES },
-    scheduler: { pollMs: env.SCHEDULER_POLL_MS, batch: env.SCHEDULER_BATCH, maxAheadDays: env.SCHEDULE_MAX_AHEAD_DAYS },
+    scheduler: { pollMs: env.SCHEDULER_POLL_MS, batch: env.SCHEDULER_BATCH, maxAheadDays: env.SCHEDULE_MAX_AHEAD_DAYS, retentionMs: Math.round(env.SCHEDULED_RETENTION_HOURS * 3_600_000) },
     notifyWebhook: env.NOTIFY_WEBHOOK_URL
       ? {
           url: env.NOTIFY_WEBHOOK_URL,

@@ -32,6 +32,13 @@ describe('configuration', () => {
     expect(loadConfig({ SOCKET_MAX_BUFFERED_BYTES: '262144' }).socket.maxBufferedBytes).toBe(262_144);
   });
 
+  it('keeps finished scheduled messages a week unless SCHEDULED_RETENTION_HOURS says otherwise', () => {
+    expect(loadConfig({}).scheduler.retentionMs).toBe(168 * 3600_000);
+    expect(loadConfig({ SCHEDULED_RETENTION_HOURS: '0.5' }).scheduler.retentionMs).toBe(1800_000);
+    expect(rejection({ SCHEDULED_RETENTION_HOURS: '0' })).toMatch(/^Invalid configuration: SCHEDULED_RETENTION_HOURS: /);
+    expect(rejection({ SCHEDULED_RETENTION_HOURS: 'a week' })).toMatch(/^Invalid configuration: SCHEDULED_RETENTION_HOURS: /);
+  });
+
   it('reads the admin and backend API keys as id:secret pairs, a secret may hold colons', () => {
     const secret = `s3cr:${'x'.repeat(30)}`;
     const config = loadConfig({ ADMIN_API_KEYS: `ops-1:${secret}, ops-2:${'y'.repeat(32)}` });

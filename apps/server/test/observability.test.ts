@@ -215,6 +215,8 @@ describe('Prometheus alert rules (alerts.yml)', () => {
         'ChatSlowConsumerDisconnectSpike',
         'ChatRateLimiterFailures',
         'ChatSocketsDroppedSharply',
+        'ChatScheduledMessagesLate',
+        'ChatScheduledMessagesFailing',
       ]),
     );
     for (const rule of rules) {

@@ -61,7 +61,36 @@ const FINISH: Statement = {
   RETURNING s.id::text AS id, s.updated_at AS "updatedAt"`,
 };
 
-/** The claim and finish statements of the scheduler (domain/scheduler.ts). */
+/**
+ * Deletes up to `$2` rows that finished (sent, failed, canceled) more than `$1` milliseconds ago by
+ * the database's clock, oldest first per status, and answers how many. `pending` and `sending` rows
+ * are never selected, and finished rows never change again. Each status reads its own range of the
+ * (status, updated_at) index in order and stops at the limit, so a batch costs the same whether
+ * thousands or millions have expired (a plain `status IN (…)` may get a sequential scan of the
+ * table). `SKIP LOCKED` passes over rows another sweep holds: concurrent sweeps split the work and
+ * none waits; each statement holds locks only on its own batch, and only while it runs.
+ */
+const SWEEP: Statement = {
+  name: 'chat_sweep_scheduled_v1',
+  text: `
+  WITH done AS MATERIALIZED (
+    SELECT expired.id
+      FROM unnest(ARRAY['sent', 'failed', 'canceled']::"ScheduledStatus"[]) AS finished(status)
+     CROSS JOIN LATERAL (
+       SELECT id FROM scheduled_messages
+        WHERE status = finished.status AND updated_at < now() - make_interval(secs => $1::bigint / 1000.0)
+        ORDER BY updated_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+     ) AS expired
+     LIMIT $2
+  ), gone AS (
+    DELETE FROM scheduled_messages s USING done WHERE s.id = done.id RETURNING 1
+  )
+  SELECT count(*)::int AS deleted FROM gone`,
+};
+
+/** The claim, finish and retention statements of the scheduler (domain/scheduler.ts, domain/scheduled-retention.ts). */
 export class ScheduledStore {
   readonly #sql: Sql;
 
@@ -85,6 +114,12 @@ export class ScheduledStore {
       outcomes.map((o) => (o.status === 'failed' ? o.error : null)),
     ]);
     return new Map(rows.map((row) => [row.id, row.updatedAt]));
+  }
+
+  /** Deletes at most `batch` rows that finished more than `retentionMs` ago; answers how many. */
+  async sweep(retentionMs: number, batch: number): Promise<number> {
+    const [row] = await this.#sql.query<{ deleted: number }>(SWEEP, [retentionMs, batch]);
+    return Number(row?.deleted ?? 0);
   }
 }
 

@@ -131,6 +131,11 @@ export class Metrics implements NodeCounters {
     help: 'Due scheduled messages this node claimed (taken over from a dead node after its lease included)',
     registers: [this.registry],
   });
+  readonly scheduledSwept = new Counter({
+    name: 'chat_scheduled_messages_swept_total',
+    help: 'Finished scheduled messages (sent, failed, canceled) this node deleted once they were older than SCHEDULED_RETENTION_HOURS',
+    registers: [this.registry],
+  });
   readonly schedulerLag = new Histogram({
     name: 'chat_scheduler_lag_seconds',
     help: "From a scheduled message's sendAt to its commit as a message: within SCHEDULER_POLL_MS plus a round normally, up to the 15 s lease after a node died holding it",
