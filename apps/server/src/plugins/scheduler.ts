@@ -3,15 +3,13 @@ import type { Config } from '../config.ts';
 import { ScheduledStore } from '../db/scheduled-messages.ts';
 import { ScheduledRetention } from '../domain/scheduled-retention.ts';
 import { Scheduler } from '../domain/scheduler.ts';
+import { startPeriodicSweep } from './periodic-sweep.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
     scheduler: Scheduler;
   }
 }
-
-/** The longest pause between two retention sweeps; shorter when SCHEDULED_RETENTION_HOURS is short. */
-const MAX_SWEEP_INTERVAL_MS = 10 * 60_000;
 
 /**
  * Every node polls for due scheduled messages (domain/scheduler.ts) from when it is ready until it
@@ -39,23 +37,17 @@ export default fp<{ config: Config }>(
     app.addHook('onReady', async () => scheduler.start());
 
     const retention = new ScheduledRetention(store, { retentionMs: config.scheduler.retentionMs, onSwept: (count) => app.metrics.scheduledSwept.inc(count) });
-    const every = Math.max(1000, Math.min(MAX_SWEEP_INTERVAL_MS, config.scheduler.retentionMs / 4));
-    const sweep = () =>
-      void retention.sweep().then(
-        (deleted) => {
-          if (deleted > 0) app.log.info({ deleted }, 'scheduler: deleted finished scheduled messages past their retention');
-        },
-        (error: unknown) => app.log.warn({ err: error }, 'scheduler: retention sweep failed; the next one retries'),
-      );
-    // Jittered, so nodes started together do not sweep in step.
-    const timer = setInterval(sweep, every * (0.75 + Math.random() / 2));
-    timer.unref();
+    const sweeper = startPeriodicSweep(app.log, {
+      ttlMs: config.scheduler.retentionMs,
+      sweep: () => retention.sweep(),
+      swept: 'scheduler: deleted finished scheduled messages past their retention',
+      failed: 'scheduler: retention sweep failed; the next one retries',
+    });
 
     // The services' own preClose ran first (registration order): the notifications of the last
     // round's messages are written here.
     app.addHook('preClose', async () => {
-      clearInterval(timer);
-      await Promise.all([scheduler.stop(), retention.stop()]);
+      await Promise.all([scheduler.stop(), retention.stop(), sweeper.stop()]);
       await app.services.notifications.idle();
     });
   },
