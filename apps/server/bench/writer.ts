@@ -58,17 +58,20 @@ try {
   };
   const writer = new MessageWriter(sql);
   let sent = 0;
-  const message = (conversation: (typeof conversations)[number], threadRootId: string | null): NewMessage => ({
-    id: randomUUID(),
-    conversationId: conversation.id,
-    senderId: sent % 2 === 0 ? conversation.a : conversation.b,
-    clientMsgId: `w-${(sent += 1)}`,
-    kind: 'text',
-    body: 'a message of ordinary length, about as long as a chat line is',
-    replyToId: null,
-    threadRootId,
-    attachments: [],
-  });
+  const message = (conversation: (typeof conversations)[number], threadRootId: string | null): NewMessage => {
+    sent += 1;
+    return {
+      id: randomUUID(),
+      conversationId: conversation.id,
+      senderId: sent % 2 === 0 ? conversation.a : conversation.b,
+      clientMsgId: `w-${sent}`,
+      kind: 'text',
+      body: 'a message of ordinary length, about as long as a chat line is',
+      replyToId: null,
+      threadRootId,
+      attachments: [],
+    };
+  };
   // Every conversation's first message: the thread roots, and the tables warm.
   const roots = new Map<string, string>();
   for (let i = 0; i < conversations.length; i += 100) {
