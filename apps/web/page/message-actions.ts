@@ -1,6 +1,7 @@
 /**
- * What a reader can do to one message: the reaction chips under it, and its ⋯ menu (reply, react,
- * edit, delete for everyone or for me). Menus close on Escape, on a choice and on a click elsewhere.
+ * What a reader can do to one message: the reaction chips under it, and its ⋯ menu (reply, the
+ * feature modules' entries (addMessageAction), react, edit, delete for everyone or for me). Menus
+ * close on Escape, on a choice and on a click elsewhere.
  */
 import type { ChatError } from '@chat/client';
 import type { ClientPayload, Message } from '@chat/protocol';
@@ -45,6 +46,7 @@ export function actionsFor(page: Page, message: Message, mine: boolean): HTMLEle
     'div',
     { id: menuId, class: 'actions', role: 'group', 'aria-label': 'Message actions', hidden: true },
     h('button', { type: 'button', onclick: () => page.composer.setMode({ kind: 'reply', message }) }, 'Reply'),
+    ...page.messageActions.map((action) => action(message)).map((entry) => entry && h('button', { type: 'button', onclick: () => entry.run() }, entry.label)),
     ...REACTIONS.map((emoji) =>
       h('button', { type: 'button', class: 'react', 'aria-label': `React with ${emoji}`, onclick: () => react(page, message, emoji, alreadyReacted(emoji) ? 'remove' : 'add') }, emoji),
     ),

@@ -1,7 +1,8 @@
 /**
  * The open conversation's messages: stored ones in seq order and my own not stored yet (sending or
  * failed, with Retry and Discard), each own message with its tick (sent, delivered, read) from the
- * SDK's watermarks; live messages, edits, deletions and reactions as they arrive.
+ * SDK's watermarks; live messages, edits, deletions and reactions as they arrive. Thread replies are
+ * not part of this timeline: they show under their root, in the thread pane (threads.ts).
  */
 import type { MessageState, OutgoingMessage } from '@chat/client';
 import type { Message } from '@chat/protocol';
@@ -21,7 +22,12 @@ export interface Messages {
   /** Shows an own message that is still sending at the end, in view. */
   appendPending(entry: OutgoingMessage): void;
   scrollToBottom(): void;
+  /** Renders a message of the open conversation's timeline again, if it is shown. */
+  rerender(messageId: string): void;
 }
+
+/** Whether a message belongs to the main timeline (replies belong to their thread). */
+const inTimeline = (message: Message) => message.threadRootId === null;
 
 export function installMessages(page: Page): Messages {
   const { state } = page;
@@ -32,7 +38,7 @@ export function installMessages(page: Page): Messages {
   };
 
   function renderAll(view: ConversationView): void {
-    const stored = [...(view.messages?.values() ?? [])].sort((a, b) => a.seq - b.seq);
+    const stored = [...(view.messages?.values() ?? [])].filter(inTimeline).sort((a, b) => a.seq - b.seq);
     const pending = [...state.outbox.values()].filter((entry) => entry.conversationId === view.conversation.id && !stored.some((m) => m.clientMsgId === entry.clientMsgId));
     // A whole page at once (opening, older history) is not news: the live region announces only what
     // arrives after it.
@@ -62,9 +68,12 @@ export function installMessages(page: Page): Messages {
     if (view.messages) view.messages.set(message.id, message);
     page.list.render();
     if (message.conversationId !== state.openId || !view.messages) return;
-    const stick = nearBottom() || message.senderId === state.session?.userId;
-    placeMessage(message);
-    if (stick) scrollToBottom();
+    // A thread reply is shown in its thread, and read with the conversation all the same.
+    if (inTimeline(message)) {
+      const stick = nearBottom() || message.senderId === state.session?.userId;
+      placeMessage(message);
+      if (stick) scrollToBottom();
+    }
     page.pane.markReadSoon();
   }
 
@@ -126,6 +135,7 @@ export function installMessages(page: Page): Messages {
       h('p', { class: 'body' }, deleted ? 'This message was deleted' : message.body),
       attachmentsOf(state.client, message),
       reactionsOf(page, message),
+      ...page.messageParts.map((part) => part(message)),
       h(
         'p',
         { class: 'meta' },
@@ -256,5 +266,9 @@ export function installMessages(page: Page): Messages {
       scrollToBottom();
     },
     scrollToBottom,
+    rerender: (messageId) => {
+      const message = state.openView?.messages?.get(messageId);
+      if (message && ui.messages.querySelector(`[data-id="${messageId}"]`)) placeMessage(message);
+    },
   };
 }

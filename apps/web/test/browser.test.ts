@@ -224,7 +224,7 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await bob.page.locator('#messages .message.mine .reaction', { hasText: '👍 1' }).waitFor();
 
     await bobsMessage.getByRole('button', { name: 'Message actions' }).click();
-    await bobsMessage.getByRole('button', { name: 'Reply' }).click();
+    await bobsMessage.getByRole('button', { name: 'Reply', exact: true }).click();
     await alice.page.locator('#composer-context-text', { hasText: `Replying to ${bob.name}` }).waitFor();
     await send(alice, 'This is a reply');
     await bob.page.locator('#messages .message').filter({ hasText: 'This is a reply' }).locator('.reply-quote', { hasText: 'Hi Alice, from the other node' }).waitFor();
