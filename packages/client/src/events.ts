@@ -75,7 +75,8 @@ export interface ChatClientEvents {
   scheduledUpdated: [scheduled: ScheduledMessage];
   /**
    * My read state of a thread: after each `markThreadRead()` on this device (its answer, moved or not)
-   * and each move of my watermark on another device of mine.
+   * and each move of my watermark on another device of mine. Moves made while this device was
+   * disconnected are not replayed by the resync: after `synced`, read `listThreads()` again.
    */
   threadRead: [read: ThreadRead];
   /** A direct conversation reached the message count that unlocks calls (once per conversation). */
