@@ -6,8 +6,8 @@
  */
 import type { MessageState, OutgoingMessage } from '@chat/client';
 import type { Message } from '@chat/protocol';
-import { formatTime, h } from './dom.ts';
-import { actionsFor, closeMenus, reactionsOf } from './message-actions.ts';
+import { formatTime, h, placeBySeq } from './dom.ts';
+import { actionsFor, closeMenus, failureLine, reactionsOf } from './message-actions.ts';
 import type { Page } from './page.ts';
 import type { ConversationView } from './state.ts';
 import { ui } from './ui.ts';
@@ -79,17 +79,7 @@ export function installMessages(page: Page): Messages {
 
   /** Inserts (or replaces, including its own pending twin) a message's element in seq order. */
   function placeMessage(message: Message): void {
-    const element = messageItem(message);
-    const existing = ui.messages.querySelector(`[data-id="${message.id}"]`) ?? ui.messages.querySelector(`[data-client-msg-id="${message.clientMsgId}"]`);
-    if (existing) {
-      existing.replaceWith(element);
-      return;
-    }
-    for (const child of ui.messages.children) {
-      const seq = Number((child as HTMLElement).dataset['seq'] ?? Infinity);
-      if (seq > message.seq) return void ui.messages.insertBefore(element, child);
-    }
-    ui.messages.append(element);
+    placeBySeq(ui.messages, messageItem(message));
   }
 
   function onMessageUpdated(message: Message): void {
@@ -155,16 +145,7 @@ export function installMessages(page: Page): Messages {
       { class: `message mine pending${status === 'failed' ? ' failed' : ''}`, 'data-client-msg-id': entry.clientMsgId },
       h('p', { class: 'body' }, entry.payload.body),
       h('p', { class: 'meta' }, tick(status, entry.clientMsgId)),
-      status === 'failed'
-        ? h(
-            'p',
-            { class: 'failure' },
-            h('span', {}, entry.error?.message ?? 'Not sent.'),
-            ' ',
-            h('button', { type: 'button', class: 'link-button retry', onclick: () => retry(entry.clientMsgId) }, 'Retry'),
-            h('button', { type: 'button', class: 'link-button discard', onclick: () => discard(entry.clientMsgId) }, 'Discard'),
-          )
-        : null,
+      status === 'failed' ? failureLine(entry, retry, discard) : null,
     );
   }
 

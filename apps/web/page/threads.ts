@@ -10,7 +10,8 @@
 import type { ChatError, OutgoingMessage } from '@chat/client';
 import { limits, type Message, type ThreadRead } from '@chat/protocol';
 import type { PageApi } from './api.ts';
-import { byId, formatTime, h } from './dom.ts';
+import { byId, formatTime, h, placeBySeq } from './dom.ts';
+import { failureLine } from './message-actions.ts';
 import { attachmentsOf } from './uploads.ts';
 
 const PAGE = 50;
@@ -196,33 +197,13 @@ export function installThreads(page: PageApi): void {
       'li',
       { class: `message mine pending${failed ? ' failed' : ''}`, 'data-client-msg-id': entry.clientMsgId },
       h('p', { class: 'body' }, entry.payload.body),
-      failed
-        ? h(
-            'p',
-            { class: 'failure' },
-            h('span', {}, entry.error?.message ?? 'Not sent.'),
-            ' ',
-            h('button', { type: 'button', class: 'link-button retry', onclick: () => retry(entry.clientMsgId) }, 'Retry'),
-            h('button', { type: 'button', class: 'link-button discard', onclick: () => discard(entry.clientMsgId) }, 'Discard'),
-          )
-        : h('p', { class: 'meta' }, 'Sending…'),
+      failed ? failureLine(entry, retry, discard) : h('p', { class: 'meta' }, 'Sending…'),
     );
-  }
-
-  /** Puts one reply (or my pending one) in its place by seq, replacing its earlier element or pending twin. */
-  function place(element: HTMLLIElement, clientMsgId: string, id: string | null): void {
-    const existing = (id && list.querySelector(`[data-id="${id}"]`)) || list.querySelector(`[data-client-msg-id="${clientMsgId}"]`);
-    if (existing) return void existing.replaceWith(element);
-    const seq = Number(element.dataset['seq'] ?? Infinity);
-    for (const child of list.children) {
-      if (Number((child as HTMLElement).dataset['seq'] ?? Infinity) > seq) return void list.insertBefore(element, child);
-    }
-    list.append(element);
   }
 
   function retry(clientMsgId: string): void {
     const entry = page.client?.retry(clientMsgId);
-    if (entry) place(pendingItem(entry), clientMsgId, null);
+    if (entry) placeBySeq(list, pendingItem(entry));
   }
 
   function discard(clientMsgId: string): void {
@@ -257,7 +238,7 @@ export function installThreads(page: PageApi): void {
     const outgoing = chat.send({ conversationId: thread.root.conversationId, body, threadRootId: thread.root.id });
     if (outgoing.state !== 'sent') {
       thread.pending.set(outgoing.clientMsgId, outgoing);
-      place(pendingItem(outgoing), outgoing.clientMsgId, null);
+      placeBySeq(list, pendingItem(outgoing));
     }
     input.value = '';
   });
@@ -310,7 +291,7 @@ export function installThreads(page: PageApi): void {
       thread.replies.set(message.id, newer(thread.replies.get(message.id), message));
       if (!shown(thread, message)) return;
       const stick = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80 || mine(message);
-      place(replyItem(message), message.clientMsgId, message.id);
+      placeBySeq(list, replyItem(message));
       if (stick) scroller.scrollTop = scroller.scrollHeight;
       markReadSoon();
     });
@@ -322,7 +303,7 @@ export function installThreads(page: PageApi): void {
         renderRoot(thread);
       } else if (message.threadRootId === thread.root.id && thread.replies.has(message.id)) {
         thread.replies.set(message.id, newer(thread.replies.get(message.id), message));
-        if (list.querySelector(`[data-id="${message.id}"]`)) place(replyItem(message), message.clientMsgId, message.id);
+        if (list.querySelector(`[data-id="${message.id}"]`)) placeBySeq(list, replyItem(message));
       }
     });
     chat.on('messageHidden', ({ messageId }) => {
@@ -334,7 +315,7 @@ export function installThreads(page: PageApi): void {
     chat.on('status', (event) => {
       const entry = open?.pending.get(event.clientMsgId);
       if (!entry) return;
-      if (event.state === 'failed') return place(pendingItem(entry), entry.clientMsgId, null);
+      if (event.state === 'failed') return placeBySeq(list, pendingItem(entry));
       if (event.state !== 'sent') return;
       // Stored: shown as a reply by now, unless earlier replies are still to be loaded before it.
       open!.pending.delete(event.clientMsgId);
