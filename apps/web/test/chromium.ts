@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { Page } from 'playwright-core';
+import type { Browser, BrowserContextOptions, Page } from 'playwright-core';
 import { findNginx } from '@chat/testkit/cluster';
 import { findChromium } from '@chat/testkit/executables';
 
@@ -36,4 +36,21 @@ export async function accessibilityViolations(page: Page): Promise<string[]> {
     const result = await axe.run({ runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
     return result.violations.map((violation) => `${violation.id} (${violation.impact}): ${violation.nodes.map((node) => node.target.join(' ')).join(', ')}`);
   });
+}
+
+/**
+ * The chat page at `url` in a context of its own (`options` add to a 1100×800 viewport), signed in
+ * with `name` and connected; the page's uncaught errors collect in `errors`.
+ */
+export async function signedIn(browser: Browser, url: string, name: string, options: BrowserContextOptions = {}): Promise<{ page: Page; errors: string[] }> {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 800 }, ...options });
+  context.setDefaultTimeout(15_000);
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (error) => errors.push(String(error)));
+  await page.goto(`${url}/`);
+  await page.getByLabel('Your name').fill(name);
+  await page.getByLabel('Your name').press('Enter');
+  await page.locator('#connection[data-state="online"]').waitFor();
+  return { page, errors };
 }

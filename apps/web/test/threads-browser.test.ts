@@ -10,7 +10,7 @@ import { startCluster, type Cluster } from '@chat/testkit/cluster';
 import { testEnv } from '@chat/testkit/nodes';
 import { signToken } from '@chat/testkit/tokens';
 import { buildWeb } from '../src/build.ts';
-import { accessibilityViolations, CHROMIUM, CHROMIUM_ARGS, SHOTS, SKIP } from './chromium.ts';
+import { accessibilityViolations, CHROMIUM, CHROMIUM_ARGS, SHOTS, SKIP, signedIn } from './chromium.ts';
 
 describe.skipIf(SKIP !== '')(`threads on the browser page${SKIP}`, () => {
   let cluster: Cluster;
@@ -30,18 +30,7 @@ describe.skipIf(SKIP !== '')(`threads on the browser page${SKIP}`, () => {
     await cluster?.stop();
   });
 
-  async function signIn(name: string): Promise<{ page: Page; errors: string[] }> {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    context.setDefaultTimeout(15_000);
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(String(error)));
-    await page.goto(`${cluster.url}/`);
-    await page.getByLabel('Your name').fill(name);
-    await page.getByLabel('Your name').press('Enter');
-    await page.locator('#connection[data-state="online"]').waitFor();
-    return { page, errors };
-  }
+  const signIn = (name: string) => signedIn(browser, cluster.url, name, { viewport: { width: 1280, height: 800 } });
 
   /** A message of the main timeline by its exact text. */
   const inTimeline = (page: Page, text: string) => page.locator('#messages .message').filter({ has: page.locator('.body', { hasText: new RegExp(`^${text}$`) }) });
