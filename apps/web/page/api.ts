@@ -1,5 +1,11 @@
 import type { ChatClient } from '@chat/client';
-import type { Conversation } from '@chat/protocol';
+import type { Conversation, Message } from '@chat/protocol';
+
+/** An entry of a message's ⋯ menu. */
+export interface MessageAction {
+  label: string;
+  run(): void;
+}
 
 /** What the chat page (page.ts) offers the feature modules (notifications, archive, calls, search). */
 export interface PageApi {
@@ -19,6 +25,15 @@ export interface PageApi {
   onClient(hook: (client: ChatClient) => void): void;
   /** Called whenever the open conversation changes (null: none) or is updated. */
   onOpen(hook: (conversation: Conversation | null) => void): void;
+  /**
+   * Adds a part to each message the timeline shows, under its reactions (e.g. a thread's reply
+   * count); null adds nothing to that message. Parts are made again whenever their message is rendered.
+   */
+  addMessagePart(part: (message: Message) => Node | null): void;
+  /** Adds an entry to each message's ⋯ menu; null leaves it out of that message's. */
+  addMessageAction(action: (message: Message) => MessageAction | null): void;
+  /** Renders a message of the open conversation again (what one of its parts shows changed); no-op if it is not shown. */
+  rerenderMessage(messageId: string): void;
   /** Shows only the conversations `keep` accepts in the list (all by default); call again to re-render with it. */
   filterList(keep: (conversationId: string) => boolean, empty: string): void;
 }

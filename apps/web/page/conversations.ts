@@ -113,7 +113,8 @@ export function installConversationList(page: Page): ConversationList {
     if (!message) return 'No messages yet';
     if (message.deletedAt) return 'Message deleted';
     const who = message.senderId === state.session?.userId ? 'You: ' : '';
-    return `${who}${message.body}`.slice(0, 120);
+    const where = message.threadRootId === null ? '' : 'in a thread: ';
+    return `${who}${where}${message.body}`.slice(0, 120);
   }
 
   ui.newChat.addEventListener('submit', (event) => {

@@ -25,6 +25,23 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   return element as T;
 }
 
+/**
+ * Puts a message's element into a list kept in seq order by `data-seq` (elements without one, own
+ * messages still sending, stay last): in place of the element with its `data-id`, else of the one
+ * with its `data-client-msg-id` (its pending twin), else before the first element of a later seq.
+ */
+export function placeBySeq(list: Element, element: HTMLElement): void {
+  const { id, clientMsgId } = element.dataset;
+  const existing = (id && list.querySelector(`[data-id="${id}"]`)) || (clientMsgId && list.querySelector(`[data-client-msg-id="${clientMsgId}"]`));
+  if (existing) {
+    existing.replaceWith(element);
+    return;
+  }
+  const seqOf = (item: Element) => Number((item as HTMLElement).dataset['seq'] ?? Infinity);
+  const later = [...list.children].find((child) => seqOf(child) > seqOf(element));
+  list.insertBefore(element, later ?? null);
+}
+
 /** Short local time, e.g. 14:05; with the date when not today. */
 export function formatTime(iso: string): string {
   const date = new Date(iso);

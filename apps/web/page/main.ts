@@ -17,6 +17,7 @@ import { createPage } from './page.ts';
 import { installPresence } from './presence.ts';
 import { installScheduled } from './scheduled.ts';
 import { installSearch } from './search.ts';
+import { installThreads } from './threads.ts';
 import { loadSession } from './session.ts';
 import { PageState } from './state.ts';
 import { ui } from './ui.ts';
@@ -40,6 +41,7 @@ installCalls(page);
 installSearch(page);
 installScheduled(page);
 installUploads(page);
+installThreads(page);
 
 const saved = loadSession();
 if (saved) page.connection.start(saved);

@@ -1,8 +1,9 @@
 /**
- * What a reader can do to one message: the reaction chips under it, and its ⋯ menu (reply, react,
- * edit, delete for everyone or for me). Menus close on Escape, on a choice and on a click elsewhere.
+ * What a reader can do to one message: the reaction chips under it, its ⋯ menu (reply, the feature
+ * modules' entries (addMessageAction), react, edit, delete for everyone or for me), and Retry or
+ * Discard on an own message that failed. Menus close on Escape, on a choice and on a click elsewhere.
  */
-import type { ChatError } from '@chat/client';
+import type { ChatError, OutgoingMessage } from '@chat/client';
 import type { ClientPayload, Message } from '@chat/protocol';
 import { h } from './dom.ts';
 import type { Page } from './page.ts';
@@ -45,6 +46,7 @@ export function actionsFor(page: Page, message: Message, mine: boolean): HTMLEle
     'div',
     { id: menuId, class: 'actions', role: 'group', 'aria-label': 'Message actions', hidden: true },
     h('button', { type: 'button', onclick: () => page.composer.setMode({ kind: 'reply', message }) }, 'Reply'),
+    ...page.messageActions.map((action) => action(message)).map((entry) => entry && h('button', { type: 'button', onclick: () => entry.run() }, entry.label)),
     ...REACTIONS.map((emoji) =>
       h('button', { type: 'button', class: 'react', 'aria-label': `React with ${emoji}`, onclick: () => react(page, message, emoji, alreadyReacted(emoji) ? 'remove' : 'add') }, emoji),
     ),
@@ -68,6 +70,18 @@ export function actionsFor(page: Page, message: Message, mine: boolean): HTMLEle
     if ((event.target as HTMLElement).closest('button')) closeMenus();
   });
   return h('div', { class: 'message-actions' }, toggle, menu);
+}
+
+/** Why an own message was not sent, with Retry and Discard (each given its clientMsgId). */
+export function failureLine(entry: OutgoingMessage, retry: (clientMsgId: string) => void, discard: (clientMsgId: string) => void): HTMLElement {
+  return h(
+    'p',
+    { class: 'failure' },
+    h('span', {}, entry.error?.message ?? 'Not sent.'),
+    ' ',
+    h('button', { type: 'button', class: 'link-button retry', onclick: () => retry(entry.clientMsgId) }, 'Retry'),
+    h('button', { type: 'button', class: 'link-button discard', onclick: () => discard(entry.clientMsgId) }, 'Discard'),
+  );
 }
 
 export function closeMenus(): void {

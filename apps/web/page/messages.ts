@@ -1,12 +1,13 @@
 /**
  * The open conversation's messages: stored ones in seq order and my own not stored yet (sending or
  * failed, with Retry and Discard), each own message with its tick (sent, delivered, read) from the
- * SDK's watermarks; live messages, edits, deletions and reactions as they arrive.
+ * SDK's watermarks; live messages, edits, deletions and reactions as they arrive. Thread replies are
+ * not part of this timeline: they show under their root, in the thread pane (threads.ts).
  */
 import type { MessageState, OutgoingMessage } from '@chat/client';
 import type { Message } from '@chat/protocol';
-import { formatTime, h } from './dom.ts';
-import { actionsFor, closeMenus, reactionsOf } from './message-actions.ts';
+import { formatTime, h, placeBySeq } from './dom.ts';
+import { actionsFor, closeMenus, failureLine, reactionsOf } from './message-actions.ts';
 import type { Page } from './page.ts';
 import type { ConversationView } from './state.ts';
 import { ui } from './ui.ts';
@@ -21,7 +22,12 @@ export interface Messages {
   /** Shows an own message that is still sending at the end, in view. */
   appendPending(entry: OutgoingMessage): void;
   scrollToBottom(): void;
+  /** Renders a message of the open conversation's timeline again, if it is shown. */
+  rerender(messageId: string): void;
 }
+
+/** Whether a message belongs to the main timeline (replies belong to their thread). */
+const inTimeline = (message: Message) => message.threadRootId === null;
 
 export function installMessages(page: Page): Messages {
   const { state } = page;
@@ -32,7 +38,7 @@ export function installMessages(page: Page): Messages {
   };
 
   function renderAll(view: ConversationView): void {
-    const stored = [...(view.messages?.values() ?? [])].sort((a, b) => a.seq - b.seq);
+    const stored = [...(view.messages?.values() ?? [])].filter(inTimeline).sort((a, b) => a.seq - b.seq);
     const pending = [...state.outbox.values()].filter((entry) => entry.conversationId === view.conversation.id && !stored.some((m) => m.clientMsgId === entry.clientMsgId));
     // A whole page at once (opening, older history) is not news: the live region announces only what
     // arrives after it.
@@ -62,25 +68,18 @@ export function installMessages(page: Page): Messages {
     if (view.messages) view.messages.set(message.id, message);
     page.list.render();
     if (message.conversationId !== state.openId || !view.messages) return;
-    const stick = nearBottom() || message.senderId === state.session?.userId;
-    placeMessage(message);
-    if (stick) scrollToBottom();
+    // A thread reply is shown in its thread, and read with the conversation all the same.
+    if (inTimeline(message)) {
+      const stick = nearBottom() || message.senderId === state.session?.userId;
+      placeMessage(message);
+      if (stick) scrollToBottom();
+    }
     page.pane.markReadSoon();
   }
 
   /** Inserts (or replaces, including its own pending twin) a message's element in seq order. */
   function placeMessage(message: Message): void {
-    const element = messageItem(message);
-    const existing = ui.messages.querySelector(`[data-id="${message.id}"]`) ?? ui.messages.querySelector(`[data-client-msg-id="${message.clientMsgId}"]`);
-    if (existing) {
-      existing.replaceWith(element);
-      return;
-    }
-    for (const child of ui.messages.children) {
-      const seq = Number((child as HTMLElement).dataset['seq'] ?? Infinity);
-      if (seq > message.seq) return void ui.messages.insertBefore(element, child);
-    }
-    ui.messages.append(element);
+    placeBySeq(ui.messages, messageItem(message));
   }
 
   function onMessageUpdated(message: Message): void {
@@ -126,6 +125,7 @@ export function installMessages(page: Page): Messages {
       h('p', { class: 'body' }, deleted ? 'This message was deleted' : message.body),
       attachmentsOf(state.client, message),
       reactionsOf(page, message),
+      ...page.messageParts.map((part) => part(message)),
       h(
         'p',
         { class: 'meta' },
@@ -145,16 +145,7 @@ export function installMessages(page: Page): Messages {
       { class: `message mine pending${status === 'failed' ? ' failed' : ''}`, 'data-client-msg-id': entry.clientMsgId },
       h('p', { class: 'body' }, entry.payload.body),
       h('p', { class: 'meta' }, tick(status, entry.clientMsgId)),
-      status === 'failed'
-        ? h(
-            'p',
-            { class: 'failure' },
-            h('span', {}, entry.error?.message ?? 'Not sent.'),
-            ' ',
-            h('button', { type: 'button', class: 'link-button retry', onclick: () => retry(entry.clientMsgId) }, 'Retry'),
-            h('button', { type: 'button', class: 'link-button discard', onclick: () => discard(entry.clientMsgId) }, 'Discard'),
-          )
-        : null,
+      status === 'failed' ? failureLine(entry, retry, discard) : null,
     );
   }
 
@@ -256,5 +247,9 @@ export function installMessages(page: Page): Messages {
       scrollToBottom();
     },
     scrollToBottom,
+    rerender: (messageId) => {
+      const message = state.openView?.messages?.get(messageId);
+      if (message && ui.messages.querySelector(`[data-id="${messageId}"]`)) placeMessage(message);
+    },
   };
 }

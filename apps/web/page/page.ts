@@ -4,8 +4,8 @@
  * creates it, installs each core module into its slot, then the feature modules.
  */
 import type { ChatClient, ChatError } from '@chat/client';
-import type { Conversation } from '@chat/protocol';
-import type { PageApi } from './api.ts';
+import type { Conversation, Message } from '@chat/protocol';
+import type { MessageAction, PageApi } from './api.ts';
 import type { Composer } from './composer.ts';
 import type { Connection } from './connection.ts';
 import type { ConversationPane } from './conversation.ts';
@@ -30,6 +30,9 @@ export interface PageParts {
 export interface Page extends PageApi, PageParts {
   readonly state: PageState;
   readonly session: Session | null;
+  /** What feature modules add to each message (addMessagePart, addMessageAction), in the order added. */
+  readonly messageParts: ReadonlyArray<(message: Message) => Node | null>;
+  readonly messageActions: ReadonlyArray<(message: Message) => MessageAction | null>;
   /** Runs the onClient hooks, in the order they were added (core modules are installed first). */
   clientCreated(client: ChatClient): void;
   /** Runs the onOpen hooks. */
@@ -39,6 +42,8 @@ export interface Page extends PageApi, PageParts {
 export function createPage(state: PageState): Page {
   const clientHooks: Array<(client: ChatClient) => void> = [];
   const openHooks: Array<(conversation: Conversation | null) => void> = [];
+  const messageParts: Array<(message: Message) => Node | null> = [];
+  const messageActions: Array<(message: Message) => MessageAction | null> = [];
   const core: Omit<Page, keyof PageParts> = {
     state,
     get client() {
@@ -71,6 +76,11 @@ export function createPage(state: PageState): Page {
     },
     onClient: (hook) => void clientHooks.push(hook),
     onOpen: (hook) => void openHooks.push(hook),
+    messageParts,
+    messageActions,
+    addMessagePart: (part) => void messageParts.push(part),
+    addMessageAction: (action) => void messageActions.push(action),
+    rerenderMessage: (messageId) => page.messages.rerender(messageId),
     filterList: (keep, empty) => {
       state.listFilter = keep;
       ui.noConversations.textContent = empty;

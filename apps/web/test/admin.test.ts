@@ -4,8 +4,7 @@
 // axe-core's WCAG 2.1 A/AA rules run on every state shown, and any violation, whatever its impact,
 // fails the test. Screenshots go to reports/admin/*.png.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { io as ioClient, type Socket } from 'socket.io-client';
@@ -18,23 +17,13 @@ import { findChromium } from '@chat/testkit/executables';
 import { testEnv } from '@chat/testkit/nodes';
 import { signToken } from '@chat/testkit/tokens';
 import { buildWeb } from '../src/build.ts';
+import { accessibilityViolations } from './chromium.ts';
 
 const NGINX = findNginx();
 const CHROMIUM = findChromium();
 const SKIP = !NGINX ? ' (skipped: no nginx binary; `apt-get install -y nginx`)' : !CHROMIUM ? ' (skipped: no Chromium at /usr/bin/chromium; `apt-get install -y chromium`)' : '';
 const SHOTS = fileURLToPath(new URL('../../../reports/admin/', import.meta.url));
 const CHROMIUM_ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking'];
-const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
-
-/** WCAG 2.1 A/AA violations axe-core finds on the page as it is now, as `rule (impact): target` lines. */
-async function accessibilityViolations(page: Page): Promise<string[]> {
-  await page.evaluate(AXE_SOURCE);
-  return page.evaluate(async () => {
-    const axe = (globalThis as unknown as { axe: { run(options: object): Promise<{ violations: Array<{ id: string; impact: string; nodes: Array<{ target: string[] }> }> }> } }).axe;
-    const result = await axe.run({ runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
-    return result.violations.map((violation) => `${violation.id} (${violation.impact}): ${violation.nodes.map((node) => node.target.join(' ')).join(', ')}`);
-  });
-}
 
 describe.skipIf(SKIP !== '')(`the admin page in Chromium, against 2 nodes behind nginx${SKIP}`, () => {
   const secret = randomBytes(24).toString('base64url');

@@ -2,8 +2,7 @@
 // a different node of a real 2-node cluster behind the repository's nginx, driven only through the
 // page — what a person sees and clicks. Screenshots go to reports/web/*.png.
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { mkdirSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { io as ioClient } from 'socket.io-client';
@@ -15,7 +14,7 @@ import { eventually } from '@chat/testkit/eventually';
 import { testEnv } from '@chat/testkit/nodes';
 import { signToken } from '@chat/testkit/tokens';
 import { buildWeb } from '../src/build.ts';
-import { CHROMIUM, CHROMIUM_ARGS as BROWSER_ARGS, SHOTS, SKIP } from './chromium.ts';
+import { accessibilityViolations, CHROMIUM, CHROMIUM_ARGS as BROWSER_ARGS, SHOTS, SKIP } from './chromium.ts';
 
 const CHROMIUM_ARGS = [
   ...BROWSER_ARGS,
@@ -35,22 +34,6 @@ const LOOPBACK_ICE_ONLY = `(() => {
     return add.call(this, candidate, ...rest);
   };
 })();`;
-
-const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
-
-/**
- * WCAG 2.1 A/AA violations axe-core finds on the page as it is now, as `rule: target` lines.
- * The source goes in through evaluate (DevTools protocol), which the page's CSP does not block.
- */
-async function accessibilityViolations(page: Page): Promise<string[]> {
-  await page.evaluate(AXE_SOURCE);
-  const violations = await page.evaluate(async () => {
-    const axe = (globalThis as unknown as { axe: { run(options: object): Promise<{ violations: Array<{ id: string; impact: string; nodes: Array<{ target: string[] }> }> }> } }).axe;
-    const result = await axe.run({ runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
-    return result.violations.map((violation) => `${violation.id} (${violation.impact}): ${violation.nodes.map((node) => node.target.join(' ')).join(', ')}`);
-  });
-  return violations;
-}
 
 interface Person {
   name: string;
@@ -241,7 +224,7 @@ describe.skipIf(SKIP !== '')(`the browser client in Chromium: two users on two n
     await bob.page.locator('#messages .message.mine .reaction', { hasText: '👍 1' }).waitFor();
 
     await bobsMessage.getByRole('button', { name: 'Message actions' }).click();
-    await bobsMessage.getByRole('button', { name: 'Reply' }).click();
+    await bobsMessage.getByRole('button', { name: 'Reply', exact: true }).click();
     await alice.page.locator('#composer-context-text', { hasText: `Replying to ${bob.name}` }).waitFor();
     await send(alice, 'This is a reply');
     await bob.page.locator('#messages .message').filter({ hasText: 'This is a reply' }).locator('.reply-quote', { hasText: 'Hi Alice, from the other node' }).waitFor();

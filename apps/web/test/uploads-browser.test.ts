@@ -5,13 +5,13 @@ import { mkdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster } from '@chat/testkit/cluster';
 import { testEnv } from '@chat/testkit/nodes';
 import { buildWeb } from '../src/build.ts';
-import { CHROMIUM, CHROMIUM_ARGS, SHOTS, SKIP } from './chromium.ts';
+import { CHROMIUM, CHROMIUM_ARGS, SHOTS, SKIP, signedIn } from './chromium.ts';
 
 /** What the test reads of an image and an audio element in the page (this file compiles without the DOM library). */
 type ImageFields = { complete: boolean; naturalWidth: number; naturalHeight: number };
@@ -36,18 +36,7 @@ describe.skipIf(SKIP !== '')(`uploads on the browser page${SKIP}`, () => {
     if (uploadDir) await rm(uploadDir, { recursive: true, force: true });
   });
 
-  async function signIn(name: string): Promise<{ page: Page; errors: string[] }> {
-    const context = await browser.newContext({ viewport: { width: 1100, height: 800 }, permissions: ['microphone'] });
-    context.setDefaultTimeout(15_000);
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(String(error)));
-    await page.goto(`${cluster.url}/`);
-    await page.getByLabel('Your name').fill(name);
-    await page.getByLabel('Your name').press('Enter');
-    await page.locator('#connection[data-state="online"]').waitFor();
-    return { page, errors };
-  }
+  const signIn = (name: string) => signedIn(browser, cluster.url, name, { permissions: ['microphone'] });
 
   it('attaches an image with a preview, and records a voice note the other user plays', async () => {
     const alice = await signIn(`Alice ${run}`);

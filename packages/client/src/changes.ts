@@ -82,6 +82,7 @@ export class Changes {
     socket.on('conversation:archived', (event) => this.live(() => this.setArchived(event.conversationId, event.archived)));
     socket.on('conversation:milestone', (event) => ctx.emit('milestone', event));
     socket.on('message:scheduled-updated', (scheduled) => ctx.emit('scheduledUpdated', scheduled));
+    socket.on('thread:read', (read) => ctx.emit('threadRead', read));
     socket.on('call:ringing', (call) => ctx.emit('callRinging', call));
     socket.on('call:updated', (call) => ctx.emit('callUpdated', call));
     socket.on('call:signal', (event) => ctx.emit('callSignal', event));

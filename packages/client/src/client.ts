@@ -16,6 +16,9 @@ import type {
   ScheduledMessage,
   ScheduledPage,
   SearchPage,
+  ThreadListPage,
+  ThreadPage,
+  ThreadRead,
   Upload,
   UploadUrls,
 } from '@chat/protocol';
@@ -32,6 +35,7 @@ import { Receipts } from './receipts.ts';
 import { ScheduledMessages, type ScheduleInput } from './scheduled.ts';
 import { type MessageStatus, SETTLE_MS } from './state.ts';
 import { Sync } from './sync.ts';
+import { type ThreadFetchOptions, type ThreadListOptions, Threads } from './threads.ts';
 import { type UploadBody, type UploadOptions, uploadFile, uploadUrls } from './uploads.ts';
 
 type RawEmitter = { emitWithAck(event: string, payload: unknown): Promise<unknown> };
@@ -63,6 +67,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   readonly #sync: Sync;
   readonly #connection: Connection;
   readonly #scheduled: ScheduledMessages;
+  readonly #threads: Threads;
 
   constructor(options: ChatClientOptions) {
     super();
@@ -81,6 +86,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#sync = new Sync(ctx, this.#changes);
     this.#connection = new Connection(ctx, { sync: this.#sync, changes: this.#changes, receipts: this.#receipts });
     this.#scheduled = new ScheduledMessages(ctx);
+    this.#threads = new Threads(ctx);
     this.socket = this.#connection.socket;
     this.#changes.listen(this.socket);
   }
@@ -295,6 +301,37 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   /** Cancels a pending scheduled message: it is never sent. */
   cancelScheduled(scheduledId: string): Promise<ScheduledMessage> {
     return this.#scheduled.cancel(scheduledId);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Threads (threads.ts); replies are sent with `send({ ..., threadRootId })`
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * A thread: its root (with `thread`: reply count, last reply time), its replies after `after` in seq
+   * order, `hasMore` (ask again with the last reply's seq as `after`), and my `lastReadSeq` and
+   * `unreadCount` in it. Rejects with `not_found` for a root I cannot see, `validation` for a reply.
+   *
+   * @example
+   * let page = await client.fetchThread(root.id);
+   * while (page.hasMore) page = await client.fetchThread(root.id, { after: page.replies.at(-1)!.seq });
+   */
+  fetchThread(rootId: string, options: ThreadFetchOptions = {}): Promise<ThreadPage> {
+    return this.#threads.fetch(rootId, options);
+  }
+
+  /** One page of a conversation's threads, the most recently replied first, each with my unread count; pass `nextCursor` back for more. */
+  listThreads(conversationId: string, options: ThreadListOptions = {}): Promise<ThreadListPage> {
+    return this.#threads.list(conversationId, options);
+  }
+
+  /**
+   * Marks a thread read up to `seq` (a reply's seq) for me: the watermark only moves forward and
+   * stops at the last reply. Resolves with my read state, also emitted as `threadRead`; my other
+   * devices hear `threadRead` when it moved.
+   */
+  markThreadRead(rootId: string, seq: number): Promise<ThreadRead> {
+    return this.#threads.markRead(rootId, seq);
   }
 
   // -------------------------------------------------------------------------------------------

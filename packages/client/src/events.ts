@@ -12,6 +12,7 @@ import type {
   Receipt,
   ScheduledMessage,
   SessionEnding,
+  ThreadRead,
 } from '@chat/protocol';
 import type { ChatError } from './errors.ts';
 import type { MessageState } from './state.ts';
@@ -72,6 +73,12 @@ export interface ChatClientEvents {
   conversationArchived: [event: ConversationArchived];
   /** A scheduled message of mine changed: created, edited or canceled (here or on another device of mine), or sent or failed by the server. */
   scheduledUpdated: [scheduled: ScheduledMessage];
+  /**
+   * My read state of a thread: after each `markThreadRead()` on this device (its answer, moved or not)
+   * and each move of my watermark on another device of mine. Moves made while this device was
+   * disconnected are not replayed by the resync: after `synced`, read `listThreads()` again.
+   */
+  threadRead: [read: ThreadRead];
   /** A direct conversation reached the message count that unlocks calls (once per conversation). */
   milestone: [event: ConversationMilestone];
 

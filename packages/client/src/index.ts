@@ -7,6 +7,7 @@ export { ChatError, type ClientErrorCode } from './errors.ts';
 export type { OutgoingMessage, SendInput } from './outgoing.ts';
 export type { ScheduleInput } from './scheduled.ts';
 export type { MessageState, MessageStatus } from './state.ts';
+export type { ThreadFetchOptions, ThreadListOptions } from './threads.ts';
 export type { RetryOptions } from './timers.ts';
 export type { TypingEvent } from './typing.ts';
 export type { UploadBody, UploadOptions } from './uploads.ts';

@@ -37,6 +37,7 @@ export class Outbox {
       ...(input.kind !== undefined && { kind: input.kind }),
       ...(input.attachments !== undefined && { attachments: input.attachments }),
       ...(input.replyToId !== undefined && { replyToId: input.replyToId }),
+      ...(input.threadRootId !== undefined && { threadRootId: input.threadRootId }),
     };
     const entry = new Outgoing(payload);
     this.#entries.set(entry.clientMsgId, entry);

@@ -7,7 +7,15 @@ export interface SendInput {
   body: string;
   kind?: MessageKind;
   attachments?: Attachment[];
+  /** Quotes this message (a reply in the conversation's main line). */
   replyToId?: string;
+  /**
+   * Sends it as a reply in this message's thread: a message of the same conversation that is not a
+   * reply itself (else the send fails with `validation`). The reply is a message of the conversation
+   * like any other (next seq, `message` event); its root comes back as `messageUpdated` with the new
+   * `thread` summary.
+   */
+  threadRootId?: string;
   /**
    * The idempotency key. Give one only to resend a message from an earlier session (e.g. an outbox
    * persisted by the app); it must match the protocol's `clientMsgId` format.
