@@ -146,6 +146,25 @@ describe('threads', () => {
     expect(stranger).toEqual(missing);
   });
 
+  it('a root I deleted for me is gone for me: not fetched, not listed, not replied to; the others keep it', async () => {
+    const { alice, bobA, carol, conversationId } = await setUp();
+    const { message: root } = await send(alice, conversationId, 'root');
+    await send(carol, conversationId, 'reply', root.id);
+    await bobA.ok('message:delete', { messageId: root.id, scope: 'me' });
+
+    const missing = await bobA.call('thread:fetch', { rootId: randomUUID() });
+    expect(await bobA.call('thread:fetch', { rootId: root.id })).toEqual(missing);
+    expect(await bobA.call('thread:mark-read', { rootId: root.id, seq: 1 })).toEqual(await bobA.call('thread:mark-read', { rootId: randomUUID(), seq: 1 }));
+    expect((await bobA.ok('thread:list', { conversationId })).threads).toEqual([]);
+    const refused = await bobA.call('message:send', { conversationId, clientMsgId: clientMsgId(), body: 'x', threadRootId: root.id });
+    const refusedMissing = await bobA.call('message:send', { conversationId, clientMsgId: clientMsgId(), body: 'x', threadRootId: randomUUID() });
+    expect(refused).toMatchObject({ ok: false, error: { code: 'validation' } });
+    expect(refused).toEqual(refusedMissing);
+
+    expect((await carol.ok('thread:list', { conversationId })).threads.map((t) => t.rootId)).toEqual([root.id]);
+    expect((await send(carol, conversationId, 'still open for others', root.id)).message.threadRootId).toBe(root.id);
+  });
+
   it('unread per user per thread: others’ replies count, mine do not; the watermark moves forward only, capped at the last reply, and reaches my other device', async () => {
     const { alice, bobA, bobB, carol, conversationId } = await setUp();
     const { message: root } = await send(alice, conversationId, 'root');

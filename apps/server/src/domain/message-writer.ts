@@ -42,7 +42,8 @@ export interface WrittenMessage {
 /**
  * Group commit for new messages (see GroupCommit). Each statement inserts a batch of messages,
  * possibly into many conversations, in one round trip and one transaction: per message it checks
- * membership (the system sender needs none), idempotency, the reply target and the thread root; per
+ * membership (the system sender needs none), idempotency, the reply target and the thread root (of
+ * the conversation, not a reply, not deleted for the sender); per
  * conversation it takes the row lock once and reserves as many seqs as it has messages and as many
  * versions as it has messages and thread roots they reply in, numbering the messages in arrival order
  * and giving each such root the versions after them (a root never shares a version with a message,
@@ -136,7 +137,7 @@ export class MessageWriter {
 
 /** The batch insert; its parameters are one array per column, in the `ord` order of the batch. */
 const INSERT_MESSAGES: Statement = {
-  name: 'chat_insert_messages_v5',
+  name: 'chat_insert_messages_v6',
   text: `
   WITH input AS (
     SELECT * FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[], $9::jsonb[], $10::bool[], $11::uuid[])
@@ -150,7 +151,8 @@ const INSERT_MESSAGES: Statement = {
       AND (i.reply_to_id IS NULL OR EXISTS (
         SELECT 1 FROM messages r WHERE r.id = i.reply_to_id AND r.conversation_id = i.conversation_id))
       AND (i.thread_root_id IS NULL OR EXISTS (
-        SELECT 1 FROM messages t WHERE t.id = i.thread_root_id AND t.conversation_id = i.conversation_id AND t.thread_root_id IS NULL))
+        SELECT 1 FROM messages t WHERE t.id = i.thread_root_id AND t.conversation_id = i.conversation_id AND t.thread_root_id IS NULL
+          AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = i.sender_id AND h.message_id = t.id)))
   ), counts AS (
     -- Sorted, so concurrent batches lock shared conversations in the same order. r: the thread roots
     -- replied in, each of which takes a version after the messages'.

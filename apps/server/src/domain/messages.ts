@@ -169,7 +169,13 @@ export class MessageService {
     } else {
       await requireMember(this.#db, input.conversationId, senderId);
     }
-    if (input.threadRootId && !(await this.#db.message.findFirst({ where: { id: input.threadRootId, conversationId: input.conversationId, threadRootId: null }, select: { id: true } }))) {
+    const root = input.threadRootId
+      ? await this.#db.message.findFirst({
+          where: { id: input.threadRootId, conversationId: input.conversationId, threadRootId: null, hiddenBy: { none: { userId: senderId } } },
+          select: { id: true },
+        })
+      : null;
+    if (input.threadRootId && !root) {
       throw new AppError('validation', 'threadRootId: not a message of this conversation that can start a thread (a thread reply cannot)');
     }
     if (input.replyToId) throw new AppError('validation', 'replyToId: not a message of this conversation');

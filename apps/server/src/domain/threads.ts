@@ -20,7 +20,7 @@ interface ReadState {
  * (`message:send` with `threadRootId`), which keeps each root's reply count and last reply time in the
  * sending statement. Guarantees:
  * - a stranger to the conversation gets `not_found` for a root, exactly like a missing message; so does
- *   a member for a root at or below their hide watermark;
+ *   a member for a root at or below their hide watermark or deleted for them (it is not listed either);
  * - a reply listing is in seq order and complete: tombstones appear as such, replies hidden for the
  *   caller do not;
  * - `unreadCount` counts the replies after my watermark that others sent and that are neither deleted
@@ -66,6 +66,7 @@ export class ThreadService {
         conversationId: query.conversationId,
         threadLastReplyAt: { not: null },
         seq: { gt: member.hiddenBeforeSeq },
+        hiddenBy: { none: { userId: actorId } },
         ...(after && { OR: [{ threadLastReplyAt: { lt: after.at } }, { threadLastReplyAt: after.at, id: { lt: after.id } }] }),
       },
       orderBy: [{ threadLastReplyAt: 'desc' }, { id: 'desc' }],
@@ -114,12 +115,15 @@ export class ThreadService {
     return read;
   }
 
-  /** A root the actor may see: in a conversation they are a current member of, above their hide watermark, not a reply. */
+  /** A root the actor may see: in a conversation they are a current member of, above their hide watermark, not hidden for them, not a reply. */
   async #visibleRoot(actorId: string, rootId: string): Promise<{ root: MessageRow; hiddenBeforeSeq: number }> {
     const root = (await this.#db.message.findUnique({ where: { id: rootId }, include: messageInclude })) as MessageRow | null;
     if (!root) throw new AppError('not_found', 'Message not found');
     const member = await this.#db.conversationMember.findUnique({ where: { conversationId_userId: { conversationId: root.conversationId, userId: actorId } } });
     if (!member || member.leftAt !== null || root.seq <= member.hiddenBeforeSeq) throw new AppError('not_found', 'Message not found');
+    if (await this.#db.hiddenMessage.findUnique({ where: { userId_messageId: { userId: actorId, messageId: rootId } }, select: { messageId: true } })) {
+      throw new AppError('not_found', 'Message not found');
+    }
     if (root.threadRootId !== null) throw new AppError('validation', 'rootId: a thread reply has no thread of its own; use its threadRootId');
     return { root, hiddenBeforeSeq: member.hiddenBeforeSeq };
   }
