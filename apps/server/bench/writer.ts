@@ -5,8 +5,8 @@
  * messages in rounds of --batch concurrent sends (one statement each round, distinct conversations),
  * on one connection, and reads that backend's CPU time from /proc (PostgreSQL must run on this
  * machine). With --thread-share s, that share of the messages are replies in a thread of their
- * conversation's first message. Prints PostgreSQL CPU µs per message and per statement, and the
- * round trip per statement.
+ * conversation's first message. Prints PostgreSQL CPU µs per message and per statement, the round
+ * trip per statement, and the WAL written per message (the whole server's; run it on a quiet one).
  *
  *   npm run bench:writer -- [--messages 20000] [--batch 1] [--conversations 1000] [--thread-share 0]
  */
@@ -87,6 +87,7 @@ try {
 
   const pid = Number((await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid);
   const statementsBefore = statements;
+  const walBefore = (await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
   const cpuBefore = cpuMicros(pid);
   const started = performance.now();
   let written = 0;
@@ -99,11 +100,14 @@ try {
   const wallMs = performance.now() - started;
   const cpu = cpuMicros(pid) - cpuBefore;
   const ran = statements - statementsBefore;
+  const wal = (await client.query<{ bytes: string }>('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::bigint AS bytes', [walBefore])).rows[0]!.bytes;
   const plans = await client.query<{ name: string; generic: string; custom: string }>(
     `SELECT name, generic_plans AS generic, custom_plans AS custom FROM pg_prepared_statements WHERE name LIKE 'chat_insert_messages%'`,
   );
   console.log(`message insert statement: ${total} messages, ${(total / ran).toFixed(2)} per statement, thread replies ${(threadShare * 100).toFixed(0)}%`);
-  console.log(`  PostgreSQL backend CPU ${(cpu / total).toFixed(1)} µs per message, ${(cpu / ran).toFixed(1)} µs per statement; round trip ${((wallMs * 1000) / ran).toFixed(1)} µs per statement`);
+  console.log(
+    `  PostgreSQL backend CPU ${(cpu / total).toFixed(1)} µs per message, ${(cpu / ran).toFixed(1)} µs per statement; round trip ${((wallMs * 1000) / ran).toFixed(1)} µs per statement; WAL ${(Number(wal) / total).toFixed(0)} bytes per message`,
+  );
   // PostgreSQL plans a prepared statement anew for its first 5 runs, then keeps a generic plan unless it looks dearer.
   for (const row of plans.rows) console.log(`  ${row.name}: ${row.generic} runs on the generic plan, ${row.custom} planned anew`);
 } finally {
