@@ -89,6 +89,7 @@ export class Device {
       url: options.url,
       token: () => user.token(),
       transports: [planned.transport],
+      ...(user.planned.sticky && { sticky: user.planned.sticky }),
       ackTimeoutMs: options.ackTimeoutMs,
       autoDeliveredReceipts: options.receipts !== 'none',
     });

@@ -27,6 +27,8 @@ export interface Options {
   /** New connections per second while ramping up. */
   ramp: number;
   transport: Transport;
+  /** Which node a device lands on behind the load balancer (see the flag). */
+  placement: 'random' | 'conversation' | 'one';
   /** Planned disconnect + reconnect of a random device, per second over all devices. */
   churn: number;
   offlineMs: Range;
@@ -86,6 +88,12 @@ export const flags = {
   duration: { type: 'string', arg: 'TIME', default: '30s', help: 'Length of the load phase (after ramp-up and conversation set-up): 500ms, 60s, 2m.' },
   ramp: { type: 'string', arg: 'N/s', default: '200/s', help: 'New connections per second during ramp-up.' },
   transport: { type: 'string', arg: 'websocket|polling|mixed', default: 'websocket', help: 'Socket.IO transport per device; mixed gives each device one of the two at random.' },
+  placement: {
+    type: 'string',
+    arg: 'random|conversation|one',
+    default: 'random',
+    help: "Which node a device lands on behind the load balancer: random (the SDK's own sticky id per device), or conversation (every device of a user sends its user's first conversation as the sticky key, so the members of a 1:1 conversation share a node: a yardstick for what crossing nodes costs), or one (every device sends the same key: all on one node, the others idle).",
+  },
   churn: {
     type: 'string',
     arg: 'N/s',
@@ -325,6 +333,7 @@ export function resolveOptions(values: Partial<Record<FlagName, Raw>>, env: Node
     durationMs,
     ramp,
     transport: parseChoice('transport', get('transport') ?? 'websocket', ['websocket', 'polling', 'mixed'] as const),
+    placement: parseChoice('placement', get('placement') ?? 'random', ['random', 'conversation', 'one'] as const),
     churn: rate('churn', clients / 200),
     offlineMs: parseDurationRange('offline', get('offline') ?? '500ms..3s'),
     typing: num('typing', 0.2, { min: 0, max: 10 }),

@@ -14,6 +14,8 @@ export interface PlannedUser {
   /** The worker thread that owns the user and every device of it. */
   worker: number;
   devices: PlannedDevice[];
+  /** With `--placement conversation` or `one`: the sticky key every device of the user sends (its first conversation's, or one for all). */
+  sticky?: string;
 }
 
 export interface PlannedConversation {
@@ -86,6 +88,10 @@ export function buildPlan(options: Options): Plan {
       members.push(candidate);
     }
     conversations.push({ index, kind: 'group', members });
+  }
+  if (options.placement === 'one') for (const user of users) user.sticky = 'one';
+  if (options.placement === 'conversation') {
+    for (const conversation of conversations) for (const member of conversation.members) users[member]!.sticky ??= `conv-${conversation.index}`;
   }
   return { users, conversations, devices };
 }

@@ -10,7 +10,11 @@
  * holds --idle N sockets (default 5000) idle: memory per socket, and CPU per 1,000 idle sockets per
  * component over what the same cluster uses with none.
  *
- *   npm run bench:scaling -- [--nodes 1,3,6] [--rate 600/s] [--clients 2000] [--duration 30s] [--idle 5000] [--adapter routed|classic|sharded] [--skip-bare]
+ * `--placement conversation` puts both members of each conversation on one node, `--placement one` every
+ * device on one node (the load generator's flag): what is left of the growth with the node count once
+ * no message crosses nodes, or once one node does all the work beside idle ones.
+ *
+ *   npm run bench:scaling -- [--nodes 1,3,6] [--rate 600/s] [--clients 2000] [--duration 30s] [--idle 5000] [--adapter routed|classic|sharded] [--placement random|conversation|one] [--skip-bare]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -47,12 +51,13 @@ const { values } = parseArgs({
     adapter: { type: 'string' },
     'rate-limits': { type: 'string', default: 'on' },
     'skip-bare': { type: 'boolean', default: false },
+    placement: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
   console.log(
-    'npm run bench:scaling -- [--nodes 1,3,6] [--rate 600/s] [--clients 2000] [--duration 30s] [--idle 5000 (0: skip)] [--idle-window 20 (s)] [--adapter routed|classic|sharded] [--rate-limits on|off] [--skip-bare]',
+    'npm run bench:scaling -- [--nodes 1,3,6] [--rate 600/s] [--clients 2000] [--duration 30s] [--idle 5000 (0: skip)] [--idle-window 20 (s)] [--adapter routed|classic|sharded] [--rate-limits on|off] [--placement random|conversation|one] [--skip-bare]',
   );
   console.log('Env: DATABASE_URL (server for the throwaway databases), REDIS_URL (default redis://127.0.0.1:6379)');
   process.exit(0);
@@ -76,6 +81,7 @@ const scenario: Scenario = {
   typing: '0',
   receipts: 'none',
   presence: '0',
+  ...(values.placement && { placement: values.placement }),
 };
 
 interface IdleCost {
