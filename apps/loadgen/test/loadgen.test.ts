@@ -157,6 +157,27 @@ describe('building blocks', () => {
     expect(plan.conversations.some((c) => c.kind === 'group')).toBe(true);
   });
 
+  it('places devices as --placement says: the SDK id per device, a conversation together, or everyone together', () => {
+    const base = { clients: 200, conversations: 100, 'group-size': '2', seed: 5, 'run-id': 'place' } as const;
+    expect(buildPlan(resolveOptions(base)).users.every((user) => user.sticky === undefined)).toBe(true);
+    // Each user takes the key of its first conversation, so a conversation whose members are in no
+    // earlier one has one key for all of them; with one conversation per user (the scaling bench's
+    // shape) that is most of them.
+    const together = buildPlan(resolveOptions({ ...base, placement: 'conversation' }));
+    const seen = new Set<number>();
+    let whole = 0;
+    for (const conversation of together.conversations) {
+      if (conversation.members.every((member) => !seen.has(member))) {
+        expect(conversation.members.map((member) => together.users[member]!.sticky)).toEqual(conversation.members.map(() => `conv-${conversation.index}`));
+        whole += 1;
+      }
+      for (const member of conversation.members) seen.add(member);
+    }
+    expect(whole).toBeGreaterThan(together.conversations.length / 2);
+    expect(new Set(buildPlan(resolveOptions({ ...base, placement: 'one' })).users.map((user) => user.sticky))).toEqual(new Set(['one']));
+    expect(() => resolveOptions({ ...base, placement: 'nowhere' })).toThrow(UsageError);
+  });
+
   it('fires an open-loop schedule at its rate and reports how late a caller polled', () => {
     const uniform = new Schedule(10, 'uniform', new Random(1), 0);
     let fired = 0;
