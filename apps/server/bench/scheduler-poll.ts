@@ -11,12 +11,12 @@
  *
  *   npm run bench:scheduler-poll -- [--calls 5000] [--pending 10000] [--finished 100000] [--poll-ms 250] [--rate 600] [--explain]
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import type { Sql } from '../src/db/client.ts';
 import { ScheduledStore } from '../src/db/scheduled-messages.ts';
 import { throwawayDatabase } from './database.ts';
+import { cpuSeconds } from './process-stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -32,11 +32,7 @@ const calls = Number(values.calls);
 const pollMs = Number(values['poll-ms']);
 const rate = Number(values.rate);
 
-/** utime + stime of a process, in µs (clock ticks of 10 ms on Linux; enough over thousands of calls). */
-function cpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
+const cpuMicros = (pid: number) => cpuSeconds(pid) * 1e6;
 
 const database = await throwawayDatabase('bench_sched');
 const client = new pg.Client({ connectionString: database.url });

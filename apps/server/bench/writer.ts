@@ -11,12 +11,12 @@
  *   npm run bench:writer -- [--messages 20000] [--batch 1] [--conversations 1000] [--thread-share 0]
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import type { Sql } from '../src/db/client.ts';
 import { MessageWriter, type NewMessage } from '../src/domain/message-writer.ts';
 import { throwawayDatabase } from './database.ts';
+import { cpuSeconds } from './process-stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -31,11 +31,7 @@ const batch = Number(values.batch);
 const conversationCount = Number(values.conversations);
 const threadShare = Number(values['thread-share']);
 
-/** utime + stime of a process, in µs (clock ticks of 10 ms on Linux; enough over thousands of statements). */
-function cpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
+const cpuMicros = (pid: number) => cpuSeconds(pid) * 1e6;
 
 const database = await throwawayDatabase('bench_writer');
 const client = new pg.Client({ connectionString: database.url });
