@@ -8,12 +8,8 @@ import { messageInclude, toWireMessage, type MessageRow } from './wire.ts';
 const PAGE_DEFAULT = 50;
 const PAGE_MAX = 100;
 
-/** My read state of a set of roots (see ThreadService.#readStates). */
-interface ReadState {
-  rootId: string;
-  lastReadSeq: number;
-  unreadCount: number;
-}
+/** My read state of one root, as #readStates reads it for a set of them. */
+type ReadState = Omit<ThreadRead, 'conversationId'>;
 
 /**
  * Reading threads and their per-user read state. Replies themselves are written by MessageService
