@@ -67,14 +67,18 @@ export function installConversationPane(page: Page): ConversationPane {
     if (!client || view.loadingHistory || (!view.hasMoreBefore && view.messages)) return;
     view.loadingHistory = true;
     const first = view.messages === null;
+    // A message that arrives (or is sent) while the first page is on its way may be newer than what the
+    // page holds: kept from now on, so it is not lost between the two.
+    if (first) view.messages = new Map();
     ui.historyStatus.textContent = first ? 'Loading messages…' : 'Loading older messages…';
     try {
       const before = Number.isFinite(view.oldestSeq) ? view.oldestSeq : undefined;
       const { messages, hasMore } = await client.request('history:fetch', { conversationId: view.conversation.id, limit: HISTORY_PAGE, ...(before !== undefined && { before }) });
-      view.messages ??= new Map();
+      const kept: NonNullable<ConversationView['messages']> = view.messages ?? new Map();
+      view.messages = kept;
       for (const message of messages) {
-        const known = view.messages.get(message.id);
-        if (!known || known.version < message.version) view.messages.set(message.id, message);
+        const known = kept.get(message.id);
+        if (!known || known.version < message.version) kept.set(message.id, message);
         view.oldestSeq = Math.min(view.oldestSeq, message.seq);
         view.lastSeq = Math.max(view.lastSeq, message.seq);
         if (message.senderId !== state.session?.userId) view.lastOthersSeq = Math.max(view.lastOthersSeq, message.seq);
@@ -91,6 +95,8 @@ export function installConversationPane(page: Page): ConversationPane {
       markReadSoon();
     } catch (error) {
       ui.historyStatus.textContent = `Could not load messages: ${(error as Error).message}`;
+      // Loaded again on the next open or sync.
+      if (first) view.messages = null;
     } finally {
       view.loadingHistory = false;
     }
