@@ -1,6 +1,7 @@
 import type { Prisma } from '../generated/prisma/client.ts';
 import type { Db } from '../db/client.ts';
 import { AppError } from '../errors.ts';
+import { messageInclude, type MessageRow } from './wire.ts';
 
 /** A Prisma client or an interactive transaction: domain helpers work inside and outside one. */
 export type Tx = Db | Prisma.TransactionClient;
@@ -42,4 +43,16 @@ export async function bumpConversation(tx: Tx, conversationId: string, options: 
   const row = rows[0];
   if (!row) throw new AppError('not_found', 'Conversation not found');
   return { lastSeq: Number(row.lastSeq), version: Number(row.version) };
+}
+
+/**
+ * A message the actor may see: in a conversation they are a current member of, above their hide
+ * watermark; else `not_found`, exactly like a missing one. Answers their hide watermark too.
+ */
+export async function visibleMessage(tx: Tx, actorId: string, messageId: string): Promise<{ message: MessageRow; hiddenBeforeSeq: number }> {
+  const message = await tx.message.findUnique({ where: { id: messageId }, include: messageInclude });
+  if (!message) throw new AppError('not_found', 'Message not found');
+  const member = await tx.conversationMember.findUnique({ where: { conversationId_userId: { conversationId: message.conversationId, userId: actorId } } });
+  if (!member || member.leftAt !== null || message.seq <= member.hiddenBeforeSeq) throw new AppError('not_found', 'Message not found');
+  return { message: message as MessageRow, hiddenBeforeSeq: member.hiddenBeforeSeq };
 }

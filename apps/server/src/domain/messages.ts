@@ -3,7 +3,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { Db, Sql } from '../db/client.ts';
 import { AppError } from '../errors.ts';
 import type { ServiceLog } from '../logger.ts';
-import { bumpConversation, ensureUsersExist, requireMember } from './access.ts';
+import { bumpConversation, ensureUsersExist, requireMember, visibleMessage } from './access.ts';
 import type { Fanout } from './fanout.ts';
 import { MessageWriter } from './message-writer.ts';
 import type { StoredAttachment } from './uploads.ts';
@@ -186,7 +186,7 @@ export class MessageService {
   async edit(actorId: string, messageId: string, body: string): Promise<Message> {
     this.#checkBody(body);
     const { message, memberIds } = await this.#db.$transaction(async (tx) => {
-      const current = await this.#visibleMessage(tx, actorId, messageId);
+      const current = (await visibleMessage(tx, actorId, messageId)).message;
       if (current.senderId !== actorId) throw new AppError('forbidden', 'Only the sender can edit a message');
       if (current.deletedAt) throw new AppError('conflict', 'The message was deleted');
       if (current.kind === 'system') throw new AppError('forbidden', 'System messages cannot be edited');
@@ -208,7 +208,7 @@ export class MessageService {
   async delete(actorId: string, messageId: string, scope: DeleteScope): Promise<Message | null> {
     if (scope === 'me') {
       const conversationId = await this.#db.$transaction(async (tx) => {
-        const current = await this.#visibleMessage(tx, actorId, messageId);
+        const current = (await visibleMessage(tx, actorId, messageId)).message;
         const { version } = await bumpConversation(tx, current.conversationId, { newMessage: false });
         await tx.hiddenMessage.createMany({ data: [{ userId: actorId, messageId, conversationId: current.conversationId, version }], skipDuplicates: true });
         return current.conversationId;
@@ -217,7 +217,7 @@ export class MessageService {
       return null;
     }
     const { message, root, memberIds } = await this.#db.$transaction(async (tx) => {
-      const current = await this.#visibleMessage(tx, actorId, messageId);
+      const current = (await visibleMessage(tx, actorId, messageId)).message;
       if (current.senderId !== actorId) throw new AppError('forbidden', 'Only the sender can delete a message for everyone');
       if (current.deletedAt) return { message: current, root: null, memberIds: null };
       const { version } = await bumpConversation(tx, current.conversationId, { newMessage: false });
@@ -237,7 +237,7 @@ export class MessageService {
   /** One reaction per user, message and emoji; adding twice or removing an absent one changes nothing. */
   async react(actorId: string, messageId: string, emoji: string, action: ReactionAction): Promise<Message> {
     const { message, memberIds } = await this.#db.$transaction(async (tx) => {
-      const current = await this.#visibleMessage(tx, actorId, messageId);
+      const current = (await visibleMessage(tx, actorId, messageId)).message;
       if (current.deletedAt) throw new AppError('conflict', 'The message was deleted');
       const changed =
         action === 'add'
@@ -283,15 +283,6 @@ export class MessageService {
     const page = rows.slice(0, take).map((row) => toWireMessage(row as MessageRow));
     if (!forward) page.reverse();
     return { messages: page, hasMore: rows.length > take };
-  }
-
-  /** A message in a conversation the actor belongs to, not hidden for them; else `not_found`. */
-  async #visibleMessage(tx: Parameters<typeof requireMember>[0], actorId: string, messageId: string): Promise<MessageRow> {
-    const message = await tx.message.findUnique({ where: { id: messageId }, include: messageInclude });
-    if (!message) throw new AppError('not_found', 'Message not found');
-    const member = await tx.conversationMember.findUnique({ where: { conversationId_userId: { conversationId: message.conversationId, userId: actorId } } });
-    if (!member || member.leftAt !== null || message.seq <= member.hiddenBeforeSeq) throw new AppError('not_found', 'Message not found');
-    return message as MessageRow;
   }
 
   #ensureSystemUser(): Promise<void> {

@@ -1,7 +1,7 @@
 import type { ThreadListPage, ThreadPage, ThreadRead } from '@chat/protocol';
 import type { Db } from '../db/client.ts';
 import { AppError } from '../errors.ts';
-import { requireMember } from './access.ts';
+import { requireMember, visibleMessage } from './access.ts';
 import type { Fanout } from './fanout.ts';
 import { messageInclude, toWireMessage, type MessageRow } from './wire.ts';
 
@@ -113,15 +113,12 @@ export class ThreadService {
 
   /** A root the actor may see: in a conversation they are a current member of, above their hide watermark, not hidden for them, not a reply. */
   async #visibleRoot(actorId: string, rootId: string): Promise<{ root: MessageRow; hiddenBeforeSeq: number }> {
-    const root = (await this.#db.message.findUnique({ where: { id: rootId }, include: messageInclude })) as MessageRow | null;
-    if (!root) throw new AppError('not_found', 'Message not found');
-    const member = await this.#db.conversationMember.findUnique({ where: { conversationId_userId: { conversationId: root.conversationId, userId: actorId } } });
-    if (!member || member.leftAt !== null || root.seq <= member.hiddenBeforeSeq) throw new AppError('not_found', 'Message not found');
+    const { message: root, hiddenBeforeSeq } = await visibleMessage(this.#db, actorId, rootId);
     if (await this.#db.hiddenMessage.findUnique({ where: { userId_messageId: { userId: actorId, messageId: rootId } }, select: { messageId: true } })) {
       throw new AppError('not_found', 'Message not found');
     }
     if (root.threadRootId !== null) throw new AppError('validation', 'rootId: a thread reply has no thread of its own; use its threadRootId');
-    return { root, hiddenBeforeSeq: member.hiddenBeforeSeq };
+    return { root, hiddenBeforeSeq };
   }
 
   /** My watermark and unread count in each root, in one statement (the replies come through the partial (thread_root_id, seq) index). */
