@@ -6,6 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChatClient, ChatError } from '@chat/client';
+import { type BackoffPolicy, backoffDelay } from '@chat/protocol';
 import type { SeqWindow } from './accounting.ts';
 import { clock } from './body.ts';
 import type { Options } from './options.ts';
@@ -14,6 +15,9 @@ import type { Random } from './random.ts';
 import type { Recorder } from './stats.ts';
 import { TokenError, type Mint, type Minted } from './tokens.ts';
 import type { Command } from './wire.ts';
+
+/** Back-off between a device's connect attempts, at set-up and after churn (ceilings 1 s, 2 s, 4 s, then 5 s). */
+const CONNECT_RETRY: BackoffPolicy = { initialMs: 1000, maxMs: 5000 };
 
 /** What the parts of one worker thread share. */
 export interface WorkerContext {
@@ -219,8 +223,10 @@ export class Fleet {
       } catch (error) {
         this.failure('connect', error);
         const retryable = error instanceof ChatError && error.retryable;
-        if (!retryable || attempt >= 3 || clock() + 1000 * attempt > deadline || device.failed) break;
-        await sleep(1000 * attempt);
+        if (!retryable || attempt >= 3 || device.failed) break;
+        const delay = backoffDelay(attempt, CONNECT_RETRY, error.retryAfterMs);
+        if (clock() + delay > deadline) break;
+        await sleep(delay);
       }
     }
     this.#giveUp(device);
@@ -276,7 +282,7 @@ export class Fleet {
         } catch (error) {
           this.failure('reconnect', error);
           if (this.#context.closing) break;
-          await sleep(1000 * attempt);
+          await sleep(backoffDelay(attempt, CONNECT_RETRY, error instanceof ChatError ? error.retryAfterMs : 0));
         }
       }
       device.churning = false;

@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest';
  *   Fastify wiring.
  * - state: shared stores behind contracts (memory and Redis); below the domain.
  * - identity: who is calling (principals, tokens, API keys); imported by plugins, transport and domain.
+ * - storage: where uploaded bytes live (disk, S3) behind one interface; below the domain.
  * - transport: Socket.IO handlers and HTTP routes over the domain.
  * - plugins: the Fastify wiring of all of the above; only app.ts, main.ts and other plugins import it.
  */
@@ -31,6 +32,7 @@ const RULES: Rule[] = [
   { layer: 'domain/', forbiddenFolders: ['transport/', 'plugins/'], forbiddenPackages: FRAMEWORKS },
   { layer: 'state/', forbiddenFolders: ['domain/', 'transport/', 'plugins/', 'identity/'], forbiddenPackages: FRAMEWORKS },
   { layer: 'identity/', forbiddenFolders: ['domain/', 'transport/', 'plugins/', 'state/', 'db/'], forbiddenPackages: FRAMEWORKS },
+  { layer: 'storage/', forbiddenFolders: ['domain/', 'transport/', 'plugins/', 'state/', 'identity/', 'db/'], forbiddenPackages: FRAMEWORKS },
   { layer: 'db/', forbiddenFolders: ['domain/', 'transport/', 'plugins/', 'state/', 'identity/'], forbiddenPackages: [] },
   { layer: 'transport/', forbiddenFolders: ['plugins/'], forbiddenPackages: [] },
   ...['config.ts', 'config-errors.ts', 'errors.ts', 'logger.ts'].map((file) => ({
@@ -76,7 +78,14 @@ describe('server layers', () => {
   const files = sources(SRC).map((path) => ({ path: relative(SRC, path), source: readFileSync(path, 'utf8') }));
 
   it('reads every layer', () => {
-    for (const layer of ['domain/', 'state/', 'identity/', 'db/', 'transport/', 'plugins/']) expect(files.some((file) => file.path.startsWith(layer))).toBe(true);
+    for (const layer of ['domain/', 'state/', 'identity/', 'storage/', 'db/', 'transport/', 'plugins/']) expect(files.some((file) => file.path.startsWith(layer))).toBe(true);
+  });
+
+  it('has rules for every folder of src, so a new one cannot slip past them', () => {
+    const folders = readdirSync(SRC, { withFileTypes: true }).flatMap((entry) => (entry.isDirectory() && entry.name !== 'generated' ? [`${entry.name}/`] : []));
+    // plugins/ has a test of its own below.
+    const ruled = new Set([...RULES.map((rule) => rule.layer), 'plugins/']);
+    expect(folders.filter((folder) => !ruled.has(folder))).toEqual([]);
   });
 
   it('has no import against the rules', () => {

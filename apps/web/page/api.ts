@@ -30,6 +30,8 @@ export interface PageApi {
    * count); null adds nothing to that message. Parts are made again whenever their message is rendered.
    */
   addMessagePart(part: (message: Message) => Node | null): void;
+  /** A message's uploaded attachments, filled in as their signed URLs arrive; null when it has none. */
+  attachments(message: Message): HTMLElement | null;
   /** Adds an entry to each message's ⋯ menu; null leaves it out of that message's. */
   addMessageAction(action: (message: Message) => MessageAction | null): void;
   /** Renders a message of the open conversation again (what one of its parts shows changed); no-op if it is not shown. */

@@ -11,7 +11,6 @@ import { actionsFor, closeMenus, failureLine, reactionsOf } from './message-acti
 import type { Page } from './page.ts';
 import type { ConversationView } from './state.ts';
 import { ui } from './ui.ts';
-import { attachmentsOf } from './uploads.ts';
 
 const STATUS_TEXT: Record<MessageState, string> = { sending: 'Sending', sent: 'Sent', delivered: 'Delivered', read: 'Read', failed: 'Failed' };
 const STATUS_GLYPH: Record<MessageState, string> = { sending: '◷', sent: '✓', delivered: '✓✓', read: '✓✓', failed: '!' };
@@ -123,7 +122,7 @@ export function installMessages(page: Page): Messages {
       message.replyToId && view ? replyQuote(message.replyToId, view) : null,
       mine ? null : h('p', { class: 'author' }, author),
       h('p', { class: 'body' }, deleted ? 'This message was deleted' : message.body),
-      attachmentsOf(state.client, message),
+      page.attachments(message),
       reactionsOf(page, message),
       ...page.messageParts.map((part) => part(message)),
       h(

@@ -6,6 +6,7 @@
 import type { ChatClient, ChatError } from '@chat/client';
 import type { Conversation, Message } from '@chat/protocol';
 import type { MessageAction, PageApi } from './api.ts';
+import { attachmentsOf } from './attachments.ts';
 import type { Composer } from './composer.ts';
 import type { Connection } from './connection.ts';
 import type { ConversationPane } from './conversation.ts';
@@ -79,6 +80,7 @@ export function createPage(state: PageState): Page {
     messageParts,
     messageActions,
     addMessagePart: (part) => void messageParts.push(part),
+    attachments: (message) => attachmentsOf(state.uploadUrls, state.client, message),
     addMessageAction: (action) => void messageActions.push(action),
     rerenderMessage: (messageId) => page.messages.rerender(messageId),
     filterList: (keep, empty) => {

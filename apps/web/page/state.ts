@@ -1,10 +1,12 @@
 /**
  * What the page knows, in one place: who is signed in, their client, every conversation it shows
- * with its messages, presence, own messages not stored yet, and which conversation is open. The core
+ * with its messages, presence, own messages not stored yet, which conversation is open, and the
+ * signed URLs of the uploads it shows. The core
  * modules (page.ts installs them) read and change it; nothing else holds page-wide data.
  */
 import type { ChatClient, OutgoingMessage } from '@chat/client';
 import type { Conversation, Message, Presence } from '@chat/protocol';
+import type { UploadUrlCache } from './attachments.ts';
 import type { Session } from './session.ts';
 
 /** What the page knows about one conversation. */
@@ -30,6 +32,8 @@ export class PageState {
   /** Own messages not stored yet (sending or failed), by clientMsgId. */
   readonly outbox = new Map<string, OutgoingMessage>();
   openId: string | null = null;
+  /** Signed URLs per upload id, reused until shortly before they expire (attachments.ts). */
+  readonly uploadUrls: UploadUrlCache = new Map();
   /** Which conversations the list shows (a feature module may narrow it, e.g. archived ones). */
   listFilter: (conversationId: string) => boolean = () => true;
 

@@ -12,7 +12,6 @@ import { limits, type Message, type ThreadRead } from '@chat/protocol';
 import type { PageApi } from './api.ts';
 import { byId, formatTime, h, placeBySeq } from './dom.ts';
 import { failureLine } from './message-actions.ts';
-import { attachmentsOf } from './uploads.ts';
 
 const PAGE = 50;
 /** Roots whose read state thread:list loads for the open conversation (the most recently replied). */
@@ -165,7 +164,7 @@ export function installThreads(page: PageApi): void {
         { class: 'message thread-root-message', 'data-id': root.id },
         h('p', { class: 'author' }, page.displayName(root.senderId, page.conversation(root.conversationId) ?? undefined)),
         h('p', { class: 'body' }, root.deletedAt ? 'This message was deleted' : root.body),
-        attachmentsOf(page.client, root),
+        page.attachments(root),
         h('p', { class: 'meta' }, h('time', { datetime: root.createdAt }, formatTime(root.createdAt))),
       ),
       h('p', { class: 'thread-count' }, count === 0 ? 'No replies yet' : `${count} ${count === 1 ? 'reply' : 'replies'}`),
@@ -186,7 +185,7 @@ export function installThreads(page: PageApi): void {
       },
       mine(reply) ? null : h('p', { class: 'author' }, author),
       h('p', { class: 'body' }, deleted ? 'This message was deleted' : reply.body),
-      attachmentsOf(page.client, reply),
+      page.attachments(reply),
       h('p', { class: 'meta' }, h('time', { datetime: reply.createdAt }, formatTime(reply.createdAt)), reply.editedAt && !deleted ? h('span', { class: 'edited' }, ' · edited') : null),
     );
   }

@@ -1,5 +1,5 @@
 import type { CallState } from '@chat/protocol';
-import { byCall, type CallPatch, type CallRecord, type CallStore, type CallTimings, type CallTransition, type NewCall, type Touched } from './calls.ts';
+import { byCall, FINAL_CALL_STATES, type CallPatch, type CallRecord, type CallStore, type CallTimings, type CallTransition, type NewCall, type Touched } from './calls.ts';
 import type { RedisClient } from './redis-client.ts';
 import { assertNoClientKeyPrefix, defineScript, LUA_NOW_MS, type RedisScript } from './redis-script.ts';
 
@@ -18,7 +18,7 @@ import { assertNoClientKeyPrefix, defineScript, LUA_NOW_MS, type RedisScript } f
 const LUA_COMMON = `
 ${LUA_NOW_MS}
 local prefix = ARGV[1]
-local final = { rejected = true, cancelled = true, ended = true, missed = true, busy = true }
+local final = { ${[...FINAL_CALL_STATES].map((state) => `${state} = true`).join(', ')} }
 local function call_key(id) return prefix .. 'call:' .. id end
 local function marker_key(user) return prefix .. 'call-user:' .. user end
 local function drop_markers(call)

@@ -98,7 +98,8 @@ export interface CallStore {
   touch(devices: ReadonlyArray<{ callId: string; deviceId: string }>, timings: CallTimings): Promise<Map<string, Touched>>;
 }
 
-const FINAL: ReadonlySet<CallState> = new Set(['rejected', 'cancelled', 'ended', 'missed', 'busy']);
+/** The states a call ends in: both stores stamp `endedAt`, free its users and keep it `finalTtlMs` more. */
+export const FINAL_CALL_STATES: ReadonlySet<CallState> = new Set(['rejected', 'cancelled', 'ended', 'missed', 'busy']);
 
 /** Calls of one process (single-node mode, tests). Expired entries are pruned lazily. */
 export class MemoryCallStore implements CallStore {
@@ -211,7 +212,7 @@ export class MemoryCallStore implements CallStore {
       call.acceptedAt = now;
       call.calleeSeenAt = now;
     }
-    if (FINAL.has(to)) {
+    if (FINAL_CALL_STATES.has(to)) {
       call.endedAt = now;
       entry.expiresAt = now + timings.finalTtlMs;
       for (const userId of [call.callerId, call.calleeId]) {
