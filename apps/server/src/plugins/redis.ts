@@ -1,3 +1,4 @@
+import { backoffDelay } from '@chat/protocol';
 import fp from 'fastify-plugin';
 import { Cluster, Redis } from 'ioredis';
 import type { Config, RedisTarget } from '../config.ts';
@@ -44,9 +45,13 @@ export interface RedisRoleOptions {
 }
 
 /** A Redis (or Redis Cluster) connection that logs its outages instead of throwing them at the process. */
+/** Reconnect delays: 100–200 ms after the first failure, doubling up to 1–2 s. */
+const REDIS_RECONNECT = { initialMs: 200, maxMs: 2000 };
+
 export function createRedis(target: RedisTarget, log: { warn: (obj: object, msg: string) => void }, role: string, options: RedisRoleOptions = {}): RedisClient {
   const maxRetriesPerRequest = options.maxRetriesPerRequest === undefined ? 2 : options.maxRetriesPerRequest;
-  const retryStrategy = (attempt: number) => Math.min(attempt * 200, 2000);
+  // Jittered, so replicas that lost Redis together do not reconnect in lockstep.
+  const retryStrategy = (attempt: number) => backoffDelay(attempt, REDIS_RECONNECT);
   const redis: RedisClient =
     target.kind === 'single'
       ? new Redis(target.url, {
