@@ -33,6 +33,13 @@ interface Totals extends NodeCounterTotals {
 }
 
 /**
+ * How often the event-loop delay monitors (this sampler's and prom-client's) take a sample. Each
+ * sample is a timer wake-up, paid even by an idle node; a stall longer than this always delays a
+ * sample, so the lag alert (p99 > 200 ms) and the console still see every stall that matters.
+ */
+export const EVENT_LOOP_SAMPLE_MS = 50;
+
+/**
  * One node's status report, each call covering the interval since the previous one. Rates and the
  * ack p99 are differences of the node's own cumulative counters between two calls, so sampling adds
  * no work to the message path:
@@ -50,7 +57,7 @@ export class NodeStatusSampler {
   constructor(counters: NodeCounters, probe: NodeProbe) {
     this.#counters = counters;
     this.#probe = probe;
-    this.#loop = monitorEventLoopDelay({ resolution: 10 });
+    this.#loop = monitorEventLoopDelay({ resolution: EVENT_LOOP_SAMPLE_MS });
     this.#loop.enable();
   }
 

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { NodeCounterTotals, NodeCounters } from '../domain/node-status.ts';
+import { EVENT_LOOP_SAMPLE_MS, type NodeCounterTotals, type NodeCounters } from '../domain/node-status.ts';
 
 /** What the node-state gauges read at scrape time. */
 export interface NodeState {
@@ -173,7 +173,7 @@ export class Metrics implements NodeCounters {
     this.#state = state;
     this.registry.setDefaultLabels({ node: nodeId });
     // Includes process CPU/memory, GC, and event-loop lag (nodejs_eventloop_lag_seconds).
-    collectDefaultMetrics({ register: this.registry });
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   }
 
   /**
