@@ -1,16 +1,27 @@
 /**
- * The baseline for `npm run bench`: the simplest Socket.IO chat relay from the seed guides. One
- * process, in-memory adapter, no persistence, no token verification, no validation, no rate limits,
- * no idempotency. It speaks just enough of our protocol for the SDK and the load generator to run
- * the same scenario against it: conversations in a Map, a seq counter per conversation, acks, and
- * fan-out to the members' rooms. Comparing against it shows what persistence, auth, validation and
- * the cluster cost.
+ * The baseline for `npm run bench`: the simplest Socket.IO chat relay from the seed guides. No
+ * persistence, no token verification, no validation, no rate limits, no idempotency. It speaks just
+ * enough of our protocol for the SDK and the load generator to run the same scenario against it:
+ * conversations, a seq counter per conversation, acks, and fan-out to the members' rooms. Comparing
+ * against it shows what persistence, auth, validation and the cluster cost.
  *
- *   PORT=3999 node --import tsx apps/server/bench/bare-relay.ts
+ * Two modes:
+ * - one process (no REDIS_URL): in-memory adapter, conversations and seqs in Maps: the relay the
+ *   scaling targets are stated against;
+ * - a cluster (REDIS_URL set, behind nginx like our nodes): the least a Socket.IO cluster must add,
+ *   and nothing more. Socket.IO's sharded Redis adapter (dynamic subscriptions: a publish reaches only
+ *   the nodes holding a member's room), conversations registered in Redis once and cached by every
+ *   node, and the seq from one INCR per message. `npm run bench:scaling` runs it at every node count as
+ *   the control for ours: what a replica costs any Socket.IO cluster on the same machine. Seqs of one
+ *   conversation sent on two nodes at once may arrive out of order; nothing here orders them.
+ *
+ *   PORT=3999 [REDIS_URL=redis://127.0.0.1:6379 REDIS_KEY_PREFIX=bare:] node --import tsx apps/server/bench/bare-relay.ts
  */
 import { randomUUID } from 'node:crypto';
 import type { ConversationKind } from '@chat/protocol';
 import { createServer } from 'node:http';
+import { createShardedAdapter } from '@socket.io/redis-adapter';
+import { Redis } from 'ioredis';
 import { Server } from 'socket.io';
 
 interface Conversation {
@@ -21,8 +32,31 @@ interface Conversation {
   lastSeq: number;
 }
 
+/** This node's conversations: all of them in one process, a cache of the Redis registry in a cluster. */
 const conversations = new Map<string, Conversation>();
 const directs = new Map<string, string>();
+
+const redisUrl = process.env['REDIS_URL'];
+const prefix = process.env['REDIS_KEY_PREFIX'] ?? 'bare:';
+const redis = redisUrl ? new Redis(redisUrl, { enableAutoPipelining: true }) : null;
+
+/** The conversation, from this node's cache or (in a cluster) the registry. */
+async function lookup(id: string): Promise<Conversation | undefined> {
+  const cached = conversations.get(id);
+  if (cached || !redis) return cached;
+  const stored = await redis.get(`${prefix}conv:${id}`);
+  if (!stored) return undefined;
+  const { kind, title, memberIds } = JSON.parse(stored) as { kind: ConversationKind; title: string | null; memberIds: string[] };
+  const conversation: Conversation = { id, kind, title, members: new Map(memberIds.map((m) => [m, { delivered: 0, read: 0 }])), lastSeq: 0 };
+  conversations.set(id, conversation);
+  return conversation;
+}
+
+/** The next seq: a counter here, one INCR in a cluster (any node may send into any conversation). */
+async function nextSeq(conversation: Conversation): Promise<number> {
+  conversation.lastSeq = redis ? await redis.incr(`${prefix}seq:${conversation.id}`) : conversation.lastSeq + 1;
+  return conversation.lastSeq;
+}
 
 /** No verification: the "token" is only where the user id is carried (`sub` of an unsigned JWT). */
 function userOf(token: unknown): string | null {
@@ -49,9 +83,10 @@ function wire(conversation: Conversation) {
   };
 }
 
-function create(kind: Conversation['kind'], memberIds: string[], title: string | null): Conversation {
+async function create(kind: Conversation['kind'], memberIds: string[], title: string | null): Promise<Conversation> {
   const conversation: Conversation = { id: randomUUID(), kind, title, members: new Map(memberIds.map((id) => [id, { delivered: 0, read: 0 }])), lastSeq: 0 };
   conversations.set(conversation.id, conversation);
+  await redis?.set(`${prefix}conv:${conversation.id}`, JSON.stringify({ kind, title, memberIds }));
   return conversation;
 }
 
@@ -72,6 +107,7 @@ const http = createServer((request, response) => {
 });
 
 const io = new Server(http, { serveClient: false });
+if (redis) io.adapter(createShardedAdapter(redis, redis.duplicate(), { channelPrefix: `${prefix}socket.io`, subscriptionMode: 'dynamic' }));
 io.on('connection', (socket) => {
   const userId = userOf(socket.handshake.auth['token']) ?? `anon-${socket.id}`;
   void socket.join(`user:${userId}`);
@@ -79,34 +115,35 @@ io.on('connection', (socket) => {
   type Ack = (response: object) => void;
 
   socket.on('session:info', (_p: unknown, ack: Ack) => ack({ ok: true, user: { id: userId, displayName: userId }, nodeId: 'bare', socketId: socket.id, expiresAt: null }));
-  socket.on('conversation:open-direct', (p: { userId: string }, ack: Ack) => {
+  // A direct conversation per pair and node: the load generator opens each pair once.
+  socket.on('conversation:open-direct', async (p: { userId: string }, ack: Ack) => {
     const key = [userId, p.userId].sort().join('\u0000');
     let conversation = conversations.get(directs.get(key) ?? '');
     const created = !conversation;
     if (!conversation) {
-      conversation = create('direct', [userId, p.userId], null);
+      conversation = await create('direct', [userId, p.userId], null);
       directs.set(key, conversation.id);
     }
     ack({ ok: true, conversation: wire(conversation), created });
   });
-  socket.on('conversation:create-group', (p: { title: string; memberIds: string[] }, ack: Ack) => {
-    ack({ ok: true, conversation: wire(create('group', [...new Set([userId, ...p.memberIds])], p.title)) });
+  socket.on('conversation:create-group', async (p: { title: string; memberIds: string[] }, ack: Ack) => {
+    ack({ ok: true, conversation: wire(await create('group', [...new Set([userId, ...p.memberIds])], p.title)) });
   });
-  socket.on('conversation:get', (p: { conversationId: string }, ack: Ack) => {
-    const conversation = conversations.get(p.conversationId);
+  socket.on('conversation:get', async (p: { conversationId: string }, ack: Ack) => {
+    const conversation = await lookup(p.conversationId);
     ack(conversation ? { ok: true, conversation: wire(conversation) } : { ok: false, error: { code: 'not_found', message: 'Conversation not found', retryable: false } });
   });
   socket.on('conversation:list', (_p: unknown, ack: Ack) => ack({ ok: true, conversations: [], nextCursor: null }));
   socket.on('sync:changes', (_p: unknown, ack: Ack) => ack({ ok: true, conversations: [], removedConversationIds: [], receipts: [] }));
-  socket.on('message:send', (p: { conversationId: string; clientMsgId: string; body: string; kind?: string }, ack: Ack) => {
-    const conversation = conversations.get(p.conversationId);
+  socket.on('message:send', async (p: { conversationId: string; clientMsgId: string; body: string; kind?: string }, ack: Ack) => {
+    const conversation = await lookup(p.conversationId);
     if (!conversation) return ack({ ok: false, error: { code: 'not_found', message: 'Conversation not found', retryable: false } });
-    conversation.lastSeq += 1;
+    const seq = await nextSeq(conversation);
     const message = {
       id: randomUUID(),
       conversationId: conversation.id,
-      seq: conversation.lastSeq,
-      version: conversation.lastSeq,
+      seq,
+      version: seq,
       senderId: userId,
       clientMsgId: p.clientMsgId,
       kind: p.kind ?? 'text',
@@ -121,6 +158,7 @@ io.on('connection', (socket) => {
     ack({ ok: true, message, duplicate: false });
     io.to(rooms(conversation)).emit('message:new', message);
   });
+  // Receipts and typing go by this node's copy of the conversation (receipts are not shared between nodes).
   socket.on('receipt:mark', (p: { conversationId: string; delivered?: number; read?: number }, ack: Ack) => {
     const member = conversations.get(p.conversationId)?.members.get(userId);
     if (!member) return ack({ ok: false, error: { code: 'not_found', message: 'Conversation not found', retryable: false } });
@@ -140,5 +178,6 @@ io.on('connection', (socket) => {
 
 const port = Number(process.env['PORT'] ?? 3999);
 http.listen(port, process.env['HOST'] ?? '127.0.0.1', () => console.log(JSON.stringify({ msg: `bare relay listening at http://127.0.0.1:${port}` })));
-process.on('SIGTERM', () => io.close(() => process.exit(0)));
-process.on('SIGINT', () => io.close(() => process.exit(0)));
+const stop = () => io.close(() => process.exit(0));
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

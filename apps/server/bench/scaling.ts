@@ -10,11 +10,17 @@
  * holds --idle N sockets (default 5000) idle: memory per socket, and CPU per 1,000 idle sockets per
  * component over what the same cluster uses with none.
  *
+ * The control: the bare relay run as a cluster (bare-relay.ts with Redis: Socket.IO's sharded adapter,
+ * one INCR per message) at the same node counts, behind the same nginx, under the same load. Its
+ * growth with the node count is what any Socket.IO cluster pays on this machine (processes sharing
+ * its cores, fewer messages per wake-up); ours beyond it is what our design adds. `--skip-bare-cluster`
+ * leaves it out.
+ *
  * `--placement conversation` puts both members of each conversation on one node, `--placement one` every
  * device on one node (the load generator's flag): what is left of the growth with the node count once
  * no message crosses nodes, or once one node does all the work beside idle ones.
  *
- *   npm run bench:scaling -- [--nodes 1,3,6] [--rate 600/s] [--clients 2000] [--duration 30s] [--idle 5000] [--adapter routed|classic|sharded] [--placement random|conversation|one] [--skip-bare]
+ *   npm run bench:scaling -- [--nodes 1,3,6] [--rate 600/s] [--clients 2000] [--duration 30s] [--idle 5000] [--adapter routed|classic|sharded] [--placement random|conversation|one] [--skip-bare] [--skip-bare-cluster]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,6 +38,7 @@ import {
   ratio,
   REPORTS,
   runBare,
+  runBareCluster,
   runLoad,
   verdict,
   withOurCluster,
@@ -51,13 +58,14 @@ const { values } = parseArgs({
     adapter: { type: 'string' },
     'rate-limits': { type: 'string', default: 'on' },
     'skip-bare': { type: 'boolean', default: false },
+    'skip-bare-cluster': { type: 'boolean', default: false },
     placement: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
   console.log(
-    'npm run bench:scaling -- [--nodes 1,3,6] [--rate 600/s] [--clients 2000] [--duration 30s] [--idle 5000 (0: skip)] [--idle-window 20 (s)] [--adapter routed|classic|sharded] [--rate-limits on|off] [--placement random|conversation|one] [--skip-bare]',
+    'npm run bench:scaling -- [--nodes 1,3,6] [--rate 600/s] [--clients 2000] [--duration 30s] [--idle 5000 (0: skip)] [--idle-window 20 (s)] [--adapter routed|classic|sharded] [--rate-limits on|off] [--placement random|conversation|one] [--skip-bare] [--skip-bare-cluster]',
   );
   console.log('Env: DATABASE_URL (server for the throwaway databases), REDIS_URL (default redis://127.0.0.1:6379)');
   process.exit(0);
@@ -94,6 +102,7 @@ interface IdleCost {
 async function main(): Promise<void> {
   mkdirSync(REPORTS, { recursive: true });
   const runs = new Map<number, Run>();
+  const bareRuns = new Map<number, Run>();
   let idle: IdleCost | undefined;
   for (const nodes of counts) {
     const options = { nodes, secret, stamp, rateLimits: values['rate-limits'] !== 'off', env: adapterEnv(values.adapter) };
@@ -114,18 +123,29 @@ async function main(): Promise<void> {
       await runLoad(cluster.url, pids(), scenario, ['--jwt-secret', secret], { warmup: true, name, stamp });
       runs.set(nodes, await runLoad(cluster.url, pids(), scenario, ['--jwt-secret', secret], { name, stamp, metricsUrls: cluster.nodes.map((node) => node.url), databaseUrl }));
     });
+    // Side by side with ours at the same node count, so a drift of the shared box hits both alike.
+    if (!values['skip-bare-cluster']) bareRuns.set(nodes, await runBareCluster(nodes, scenario, stamp));
   }
   const bare = values['skip-bare'] ? undefined : await runBare(scenario, stamp);
-  report(runs, bare, idle);
+  report(runs, bareRuns, bare, idle);
 }
 
-function report(runs: Map<number, Run>, bare: Run | undefined, idle: IdleCost | undefined): void {
-  const columns: Array<[string, Run | undefined]> = [...[...runs].map(([n, run]): [string, Run] => [`${n} node${n === 1 ? '' : 's'}`, run]), ['bare relay', bare]];
+function report(runs: Map<number, Run>, bareRuns: Map<number, Run>, bare: Run | undefined, idle: IdleCost | undefined): void {
+  const columns: Array<[string, Run | undefined]> = [
+    ...[...runs].map(([n, run]): [string, Run] => [`${n} node${n === 1 ? '' : 's'}`, run]),
+    ...[...bareRuns].map(([n, run]): [string, Run] => [`bare ×${n}`, run]),
+    ['bare relay', bare],
+  ];
   const row = (name: string, value: (run: Run) => number | undefined, note = '') => `| ${name} | ${columns.map(([, run]) => fmt(run && value(run))).join(' | ')} | ${note} |`;
   const stack = (run: Run) => perDelivery(run, run.stackCpuSeconds);
   const first = runs.get(counts[0]!);
   const last = runs.get(counts[counts.length - 1]!);
   const three = runs.get(3) ?? runs.get(idleOn);
+  const bareFirst = bareRuns.get(counts[0]!);
+  const bareLast = bareRuns.get(counts[counts.length - 1]!);
+  const bareThree = bareRuns.get(3) ?? bareRuns.get(idleOn);
+  const growth = (a?: Run, b?: Run) => (a && b ? stack(a) / stack(b) : undefined);
+  const beyond = (ours?: number, control?: number) => (ours && control ? `${(ours / control).toFixed(2)}x` : '—');
   const lines = [
     `# npm run bench:scaling — ${new Date().toISOString()}`,
     '',
@@ -149,6 +169,12 @@ function report(runs: Map<number, Run>, bare: Run | undefined, idle: IdleCost | 
     '',
     `Stack CPU per delivered message, ${counts[counts.length - 1]} nodes / ${counts[0]} node${counts[0] === 1 ? '' : 's'}: **${ratio(last && stack(last), first && stack(first))}** (target ≤ 1.15x).`,
     `Stack CPU per delivered message, ${three ? [...runs].find(([, r]) => r === three)![0] : '?'} nodes / bare relay: **${ratio(three && stack(three), bare && stack(bare))}** (target ≤ 4x).`,
+    ...(bareRuns.size > 0
+      ? [
+          `Control, the bare relay as a cluster of as many processes: bare ×${counts[counts.length - 1]} / bare ×${counts[0]} = **${ratio(bareLast && stack(bareLast), bareFirst && stack(bareFirst))}**; ours grows ${beyond(growth(last, first), growth(bareLast, bareFirst))} as much as the control does.`,
+          `Ours at ${[...bareRuns].find(([, r]) => r === bareThree)?.[0] ?? '?'} nodes / the control at as many: **${ratio(three && stack(three), bareThree && stack(bareThree))}** (what persistence, auth, validation and our fan-out add to a minimal Socket.IO cluster).`,
+        ]
+      : []),
     '',
     `Verdicts: ${columns.map(([name, run]) => `${name} ${verdict(run)}`).join('; ')}.`,
   ];
@@ -167,7 +193,10 @@ function report(runs: Map<number, Run>, bare: Run | undefined, idle: IdleCost | 
   const text = lines.join('\n');
   console.log(`\n${text}`);
   writeFileSync(join(REPORTS, `bench-scaling-${stamp}.md`), `${text}\n`);
-  writeFileSync(join(REPORTS, `bench-scaling-${stamp}.json`), JSON.stringify({ scenario, machine: machineLine(), runs: Object.fromEntries(runs), bare, idle }, null, 2));
+  writeFileSync(
+    join(REPORTS, `bench-scaling-${stamp}.json`),
+    JSON.stringify({ scenario, machine: machineLine(), runs: Object.fromEntries(runs), bareClusters: Object.fromEntries(bareRuns), bare, idle }, null, 2),
+  );
   console.log(`\nreports/bench-scaling-${stamp}.{md,json}`);
 }
 

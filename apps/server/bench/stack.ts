@@ -303,6 +303,32 @@ export async function runBare(scenario: Scenario, stamp: string): Promise<Run> {
   });
 }
 
+/**
+ * The bare relay as a cluster (bare-relay.ts with REDIS_URL): `nodes` processes behind the same nginx
+ * as ours, on the machine's Redis under a key prefix of its own (removed afterwards). The control
+ * for our node counts: what the same number of Socket.IO processes costs on the same machine.
+ */
+export async function runBareCluster(nodes: number, scenario: Scenario, stamp: string): Promise<Run> {
+  const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+  const redisPrefix = `bench:${stamp}:bare-${nodes}n:`;
+  const cluster = await startCluster({
+    nodes,
+    accessLog: false,
+    program: join(ROOT, 'apps/server/bench/bare-relay.ts'),
+    nodeArgs: () => gcProbe.args,
+    env: { GC_PROBE_DIR: gcProbe.dir, REDIS_URL: redisUrl, REDIS_KEY_PREFIX: redisPrefix },
+  });
+  try {
+    const pids = cluster.nodes.map((node) => node.pid);
+    const name = `bare-${nodes}n`;
+    await runLoad(cluster.url, pids, scenario, [], { warmup: true, name, stamp });
+    return await runLoad(cluster.url, pids, scenario, [], { name, stamp });
+  } finally {
+    await cluster.stop();
+    await deleteRedisKeys(redisUrl, redisPrefix);
+  }
+}
+
 /** CPU µs per message delivered to a recipient's device (the sender's own ack is not a delivery). */
 export function perDelivery(run: Run | undefined, cpuSeconds: number | undefined): number {
   const deliveries = run?.summary.messages.deliveries ?? 0;

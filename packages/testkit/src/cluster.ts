@@ -68,6 +68,12 @@ export interface ClusterOptions {
    * @example (index) => [`--inspect=127.0.0.1:${9229 + index}`]
    */
   nodeArgs?: (index: number) => string[];
+  /**
+   * The TypeScript program every node runs (it must serve /readyz on HOST:PORT). Benchmarks run
+   * their bare relay this way; a program other than the chat server gets no database migration.
+   * @default apps/server/src/main.ts
+   */
+  program?: string;
 }
 
 export interface ClusterNode {
@@ -125,8 +131,11 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const env: Record<string, string | undefined> = { ...CLUSTER_DEFAULTS, ...inherited, ...options.env };
   // Seeds of a Redis Cluster replace the default single Redis (the node refuses both at once).
   if (env['REDIS_CLUSTER_NODES'] && !inherited['REDIS_URL'] && !options.env?.['REDIS_URL']) delete env['REDIS_URL'];
-  const migrateUrl = migrationDatabaseUrl(env);
-  await prepareDatabase(migrateUrl, migrateUrl === DEFAULT_DATABASE_URL);
+  const program = options.program ?? SERVER_MAIN;
+  if (program === SERVER_MAIN) {
+    const migrateUrl = migrationDatabaseUrl(env);
+    await prepareDatabase(migrateUrl, migrateUrl === DEFAULT_DATABASE_URL);
+  }
 
   const { basePort } = options;
   const ports = basePort === undefined ? await Promise.all(Array.from({ length: count }, freePort)) : Array.from({ length: count }, (_, i) => basePort + i);
@@ -145,7 +154,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const proc = launch(
       node.id,
       NODE_BIN,
-      [...(options.nodeArgs?.(i) ?? []), '--conditions=@chat/source', '--import', 'tsx', SERVER_MAIN],
+      [...(options.nodeArgs?.(i) ?? []), '--conditions=@chat/source', '--import', 'tsx', program],
       {
         PATH: process.env['PATH'],
         ...env,
