@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,6 +10,23 @@ const CLOCK_TICKS = 100; // USER_HZ on Linux
 export function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/**
+ * Voluntary context switches of every thread of a process so far: how often one of its threads went
+ * to sleep waiting for work, so how often it had to be woken. On this VM each wake-up has a cost of
+ * its own (scheduling, the hypervisor's interrupt handling), paid per wake-up, not per message.
+ */
+export function wakeups(pid: number): number {
+  let total = 0;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      total += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      // the thread exited
+    }
+  }
+  return total;
 }
 
 /** Busy and total CPU time of the whole machine (all cores) so far, in clock ticks, from /proc/stat. */

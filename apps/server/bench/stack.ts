@@ -16,7 +16,7 @@ import type { Summary } from '@chat/loadgen/summary';
 import { startCluster, type Cluster } from '@chat/testkit/cluster';
 import { deleteRedisKeys, startPrivateRedisCluster } from '@chat/testkit/services';
 import { throwawayDatabase } from './database.ts';
-import { cpuSeconds, gcProbe, machineTicks } from './process-stats.ts';
+import { cpuSeconds, gcProbe, machineTicks, wakeups } from './process-stats.ts';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const REPORTS = resolve(ROOT, 'reports');
@@ -45,12 +45,18 @@ function infraPids(): Array<[number, Component]> {
   return found;
 }
 
-/** CPU seconds used so far by each process that still exists, with its component. */
-function cpuByPid(pids: Array<[number, Component]>): Map<number, { component: Component; seconds: number }> {
-  const used = new Map<number, { component: Component; seconds: number }>();
+interface Usage {
+  component: Component;
+  seconds: number;
+  wakeups: number;
+}
+
+/** CPU seconds and wake-ups so far of each process that still exists, with its component. */
+function cpuByPid(pids: Array<[number, Component]>): Map<number, Usage> {
+  const used = new Map<number, Usage>();
   for (const [pid, component] of pids) {
     try {
-      used.set(pid, { component, seconds: cpuSeconds(pid) });
+      used.set(pid, { component, seconds: cpuSeconds(pid), wakeups: wakeups(pid) });
     } catch {
       // exited
     }
@@ -59,13 +65,13 @@ function cpuByPid(pids: Array<[number, Component]>): Map<number, { component: Co
 }
 
 /**
- * CPU used between two samples, per component. PostgreSQL starts a backend per pool connection
+ * CPU seconds (or wake-ups) used between two samples, per component. PostgreSQL starts a backend per pool connection
  * whenever a pool grows, so the processes are listed anew at every sample; one that appeared in
  * between counts whole.
  */
-function cpuBetween(from: Map<number, { seconds: number }>, to: Map<number, { component: Component; seconds: number }>): Record<Component, number> {
+function cpuBetween(from: Map<number, Usage>, to: Map<number, Usage>, measure: 'seconds' | 'wakeups' = 'seconds'): Record<Component, number> {
   const used: Record<Component, number> = { nodes: 0, PostgreSQL: 0, Redis: 0, nginx: 0 };
-  for (const [pid, { component, seconds }] of to) used[component] += seconds - (from.get(pid)?.seconds ?? 0);
+  for (const [pid, usage] of to) used[usage.component] += usage[measure] - (from.get(pid)?.[measure] ?? 0);
   return used;
 }
 
@@ -74,6 +80,8 @@ export interface Run {
   stackCpuSeconds: number;
   /** CPU seconds of the load phase per component of the stack. */
   cpuByComponent: Record<Component, number>;
+  /** Wake-ups (voluntary context switches, every thread) of the load phase per component. */
+  wakeupsByComponent: Record<Component, number>;
   /** Mean items per group-commit statement over the run, from the nodes' /metrics (ours only). */
   batch?: { messages: number; receipts: number };
   /** PostgreSQL's background work during the run (ours only): what makes one run's tail unlike another's. */
@@ -124,7 +132,7 @@ export async function runLoad(url: string, serverPids: number[], scenario: Scena
     ...Object.entries(flags).flatMap(([key, value]) => [`--${key}`, value]),
     ...extra,
   ];
-  const samples: Array<{ at: number; cpu: Map<number, { component: Component; seconds: number }>; machine: { busy: number; total: number } }> = [];
+  const samples: Array<{ at: number; cpu: Map<number, Usage>; machine: { busy: number; total: number } }> = [];
   const sample = () => samples.push({ at: Date.now(), cpu: cpuByPid([...serverPids.map((pid): [number, Component] => [pid, 'nodes']), ...infraPids()]), machine: machineTicks() });
   sample();
   const timer = setInterval(sample, 250);
@@ -140,6 +148,7 @@ export async function runLoad(url: string, serverPids: number[], scenario: Scena
   const to = nearest(started + (load?.endS ?? summary.run.wallSeconds) * 1000);
   const machine = to.machine.total > from.machine.total ? (100 * (to.machine.busy - from.machine.busy)) / (to.machine.total - from.machine.total) : NaN;
   const cpuByComponent = cpuBetween(from.cpu, to.cpu);
+  const wakeupsByComponent = cpuBetween(from.cpu, to.cpu, 'wakeups');
   const stackCpuSeconds = Object.values(cpuByComponent).reduce((a, b) => a + b, 0);
   const batchesAfter = options.metricsUrls && (await writeBatches(options.metricsUrls));
   const backgroundAfter = options.databaseUrl && (await background(options.databaseUrl));
@@ -151,6 +160,7 @@ export async function runLoad(url: string, serverPids: number[], scenario: Scena
     summary,
     stackCpuSeconds,
     cpuByComponent,
+    wakeupsByComponent,
     machineBusyPct: machine,
     ...(batchesAfter && { batch: { messages: mean('messages'), receipts: mean('receipts') } }),
     ...(backgroundBefore &&
