@@ -116,10 +116,15 @@ describe('MessageWriter', () => {
       await bob.ok('receipt:mark', { conversationId: conversation.id, read: 3 });
       const prepared = await single.app.db.$queryRawUnsafe<Array<{ name: string }>>('SELECT name FROM pg_prepared_statements ORDER BY name');
       const ours = prepared.map((row) => row.name).filter((name) => name.startsWith('chat_'));
-      expect(ours).toEqual(viaPgBouncer() ? [] : expect.arrayContaining(['chat_insert_messages_v7', 'chat_update_watermarks_v1']));
-      // The batch statement itself runs inside the function, on one generic plan per server connection.
-      const [insert] = await single.app.db.$queryRawUnsafe<Array<{ config: string[] }>>("SELECT proconfig AS config FROM pg_proc WHERE proname = 'chat_insert_messages_v7'");
-      expect(insert?.config).toEqual(['plan_cache_mode=force_generic_plan']);
+      expect(ours).toEqual(viaPgBouncer() ? [] : expect.arrayContaining(['chat_insert_messages_v7', 'chat_update_watermarks_v2']));
+      // The batch statements themselves run inside functions, on one generic plan per server connection.
+      const functions = await single.app.db.$queryRawUnsafe<Array<{ name: string; config: string[] }>>(
+        "SELECT proname AS name, proconfig AS config FROM pg_proc WHERE proname IN ('chat_insert_messages_v7', 'chat_update_watermarks_v2') ORDER BY proname",
+      );
+      expect(functions).toEqual([
+        { name: 'chat_insert_messages_v7', config: ['plan_cache_mode=force_generic_plan'] },
+        { name: 'chat_update_watermarks_v2', config: ['plan_cache_mode=force_generic_plan'] },
+      ]);
       const metrics = (await single.app.inject({ url: '/metrics' })).body;
       const value = (name: string) => Number(new RegExp(`^${name}\\{[^}]*writer="messages"[^}]*\\} (\\d+)$`, 'm').exec(metrics)?.[1]);
       expect(value('chat_write_batch_size_sum')).toBe(3);

@@ -101,29 +101,16 @@ async function writeReceipts(sql: Sql, reports: ReceiptReport[]): Promise<Array<
   });
 }
 
-/** The batch of watermark moves; its parameters are one array per column of the merged reports. */
+/**
+ * The batch of watermark moves: the PL/pgSQL function of migration `watermarks_function`, which holds
+ * the statement and keeps one generic plan of it per connection. Each member row is locked in
+ * (conversation, user) order, as the message writer locks senders' rows, so the two cannot deadlock;
+ * a watermark only moves forward and never past the conversation's last seq. Its parameters are one
+ * array per column of the merged reports.
+ */
 const UPDATE_WATERMARKS: Statement = {
-  name: 'chat_update_watermarks_v1',
-  text: `
-  WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[]) AS t(conversation_id, user_id, delivered, read)
-  ), locked AS (
-    -- Locked in (conversation, user) order, as the message writer locks senders' rows: no deadlocks.
-    SELECT m.conversation_id, m.user_id, i.delivered, i.read FROM conversation_members m
-    JOIN input i ON m.conversation_id = i.conversation_id AND m.user_id = i.user_id
-    WHERE m.left_at IS NULL
-    ORDER BY m.conversation_id, m.user_id FOR UPDATE OF m
-  )
-  UPDATE conversation_members m
-     SET last_delivered_seq = GREATEST(m.last_delivered_seq, LEAST(i.delivered, c.last_seq)),
-         last_read_seq = GREATEST(m.last_read_seq, LEAST(i.read, c.last_seq))
-    FROM locked i JOIN conversations c ON c.id = i.conversation_id
-   WHERE m.conversation_id = i.conversation_id AND m.user_id = i.user_id AND m.left_at IS NULL
-     AND (LEAST(i.delivered, c.last_seq) > m.last_delivered_seq OR LEAST(i.read, c.last_seq) > m.last_read_seq)
-  RETURNING m.conversation_id::text AS "conversationId", m.user_id AS "userId",
-    m.last_delivered_seq AS "lastDeliveredSeq", m.last_read_seq AS "lastReadSeq",
-    (SELECT array_agg(o.user_id) FROM conversation_members o
-      WHERE o.conversation_id = m.conversation_id AND o.left_at IS NULL) AS "memberIds"`,
+  name: 'chat_update_watermarks_v2',
+  text: 'SELECT * FROM chat_update_watermarks_v2($1::uuid[], $2::text[], $3::int[], $4::int[])',
 };
 
 function receiptKey(report: { conversationId: string; userId: string }): string {
