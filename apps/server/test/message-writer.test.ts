@@ -121,9 +121,9 @@ describe('MessageWriter', () => {
       const functions = await single.app.db.$queryRawUnsafe<Array<{ name: string; config: string[] }>>(
         "SELECT proname AS name, proconfig AS config FROM pg_proc WHERE proname IN ('chat_insert_messages_v7', 'chat_update_watermarks_v2') ORDER BY proname",
       );
-      expect(functions).toEqual([
-        { name: 'chat_insert_messages_v7', config: ['plan_cache_mode=force_generic_plan'] },
-        { name: 'chat_update_watermarks_v2', config: ['plan_cache_mode=force_generic_plan'] },
+      expect(functions.map((f) => [f.name, f.config[0]])).toEqual([
+        ['chat_insert_messages_v7', 'plan_cache_mode=force_generic_plan'],
+        ['chat_update_watermarks_v2', 'plan_cache_mode=force_generic_plan'],
       ]);
       const metrics = (await single.app.inject({ url: '/metrics' })).body;
       const value = (name: string) => Number(new RegExp(`^${name}\\{[^}]*writer="messages"[^}]*\\} (\\d+)$`, 'm').exec(metrics)?.[1]);
@@ -134,6 +134,42 @@ describe('MessageWriter', () => {
       bob.close();
     } finally {
       await single.close();
+    }
+  });
+  it.each(['chat_insert_messages_v7', 'chat_update_watermarks_v2'])('plans the statement of %s with index scans and nested loops only, whatever the statistics', async (name) => {
+    // The plan is made once per connection, possibly on tables never analysed (as this suite's
+    // database may be); under the function's own settings it must reach every row through an index.
+    const node = await startNode();
+    try {
+      const plan = await node.app.db.$transaction(async (tx) => {
+        const [fn] = await tx.$queryRawUnsafe<Array<{ src: string; args: string[]; types: string; config: string[] }>>(
+          'SELECT prosrc AS src, proargnames[1:pronargs] AS args, oidvectortypes(proargtypes) AS types, proconfig AS config FROM pg_proc WHERE proname = $1',
+          name,
+        );
+        if (!fn) throw new Error(`no function ${name}`);
+        let statement = fn.src.slice(fn.src.indexOf('RETURN QUERY') + 'RETURN QUERY'.length, fn.src.lastIndexOf(';'));
+        for (const [i, arg] of [...fn.args.entries()].sort((a, b) => b[1].length - a[1].length)) statement = statement.replace(new RegExp(`\\b${arg}\\b`, 'g'), `$${i + 1}`);
+        for (const setting of fn.config) {
+          const [key, value] = setting.split('=');
+          await tx.$executeRawUnsafe(`SET LOCAL ${key} = ${value}`);
+        }
+        await tx.$executeRawUnsafe(`PREPARE plan_check(${fn.types}) AS ${statement}`);
+        const [explained] = await tx.$queryRawUnsafe<Array<{ 'QUERY PLAN': unknown }>>(`EXPLAIN (FORMAT JSON) EXECUTE plan_check(${fn.args.map(() => 'NULL').join(', ')})`);
+        await tx.$executeRawUnsafe('DEALLOCATE plan_check');
+        return explained!['QUERY PLAN'];
+      });
+      const nodes: Array<{ 'Node Type': string; 'Relation Name'?: string }> = [];
+      const walk = (node: { 'Node Type': string; Plans?: unknown[] }) => {
+        nodes.push(node);
+        for (const child of node.Plans ?? []) walk(child as typeof node);
+      };
+      walk((plan as Array<{ Plan: { 'Node Type': string } }>)[0]!.Plan);
+      const tables = nodes.filter((node) => node['Relation Name'] && node['Node Type'] !== 'ModifyTable');
+      expect(tables.length).toBeGreaterThan(0);
+      expect(tables.filter((node) => !['Index Scan', 'Index Only Scan'].includes(node['Node Type']))).toEqual([]);
+      expect(nodes.filter((node) => ['Hash Join', 'Merge Join'].includes(node['Node Type']))).toEqual([]);
+    } finally {
+      await node.close();
     }
   });
 });

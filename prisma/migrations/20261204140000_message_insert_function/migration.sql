@@ -5,6 +5,10 @@
 -- assumes unnest's 100 rows, so the custom plan always looks cheaper, and planning this statement
 -- costs as much CPU as running it. The plan is cached by the server connection, so this also holds
 -- behind PgBouncer in transaction mode, where the node's statements run unnamed.
+-- That one plan may be made before the tables have statistics (a new database, a restore), and is
+-- kept until they change; planned then, PostgreSQL would hash whole tables for each batch. The other
+-- SETs pin the plan to the shape that is right at any table size: every row reached through an index,
+-- joins as nested loops over the batch's few rows (a test checks the plan on an unanalysed database).
 -- Parameters: one array per column, in the batch's `ord` order.
 CREATE FUNCTION chat_insert_messages_v7(
   p_ord int[],
@@ -21,6 +25,10 @@ CREATE FUNCTION chat_insert_messages_v7(
 ) RETURNS TABLE (ord int, seq int, version int, "createdAt" timestamptz, "memberIds" text[], "unarchivedIds" text[], "rootChanged" boolean)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $fn$
 #variable_conflict use_column
 BEGIN

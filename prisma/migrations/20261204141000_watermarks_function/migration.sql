@@ -1,6 +1,7 @@
 -- The receipt batch (ReceiptWriter) as a PL/pgSQL function, for the reason and with the guarantee of
 -- chat_insert_messages_v7 (migration message_insert_function): one generic plan per server
--- connection, also behind PgBouncer, where a prepared statement would be planned anew on every call.
+-- connection, also behind PgBouncer, where a prepared statement would be planned anew on every call;
+-- its plan pinned to index scans and nested loops whatever the statistics, as there.
 -- Parameters: one array per column of the merged reports.
 CREATE FUNCTION chat_update_watermarks_v2(
   p_conversation_id uuid[],
@@ -10,6 +11,10 @@ CREATE FUNCTION chat_update_watermarks_v2(
 ) RETURNS TABLE ("conversationId" text, "userId" text, "lastDeliveredSeq" int, "lastReadSeq" int, "memberIds" text[])
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $fn$
 #variable_conflict use_column
 BEGIN
