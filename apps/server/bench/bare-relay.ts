@@ -52,12 +52,6 @@ async function lookup(id: string): Promise<Conversation | undefined> {
   return conversation;
 }
 
-/** The next seq: a counter here, one INCR in a cluster (any node may send into any conversation). */
-async function nextSeq(conversation: Conversation): Promise<number> {
-  conversation.lastSeq = redis ? await redis.incr(`${prefix}seq:${conversation.id}`) : conversation.lastSeq + 1;
-  return conversation.lastSeq;
-}
-
 /** No verification: the "token" is only where the user id is carried (`sub` of an unsigned JWT). */
 function userOf(token: unknown): string | null {
   if (typeof token !== 'string') return null;
@@ -135,10 +129,8 @@ io.on('connection', (socket) => {
   });
   socket.on('conversation:list', (_p: unknown, ack: Ack) => ack({ ok: true, conversations: [], nextCursor: null }));
   socket.on('sync:changes', (_p: unknown, ack: Ack) => ack({ ok: true, conversations: [], removedConversationIds: [], receipts: [] }));
-  socket.on('message:send', async (p: { conversationId: string; clientMsgId: string; body: string; kind?: string }, ack: Ack) => {
-    const conversation = await lookup(p.conversationId);
-    if (!conversation) return ack({ ok: false, error: { code: 'not_found', message: 'Conversation not found', retryable: false } });
-    const seq = await nextSeq(conversation);
+  type Send = { conversationId: string; clientMsgId: string; body: string; kind?: string };
+  const relay = (conversation: Conversation, seq: number, p: Send, ack: Ack) => {
     const message = {
       id: randomUUID(),
       conversationId: conversation.id,
@@ -157,6 +149,21 @@ io.on('connection', (socket) => {
     };
     ack({ ok: true, message, duplicate: false });
     io.to(rooms(conversation)).emit('message:new', message);
+  };
+  socket.on('message:send', (p: Send, ack: Ack) => {
+    // One process: synchronous, a counter per conversation. A cluster: any node may send into any
+    // conversation, so the seq is one INCR.
+    if (!redis) {
+      const conversation = conversations.get(p.conversationId);
+      if (!conversation) return ack({ ok: false, error: { code: 'not_found', message: 'Conversation not found', retryable: false } });
+      conversation.lastSeq += 1;
+      return relay(conversation, conversation.lastSeq, p, ack);
+    }
+    void lookup(p.conversationId).then(async (conversation) => {
+      if (!conversation) return ack({ ok: false, error: { code: 'not_found', message: 'Conversation not found', retryable: false } });
+      conversation.lastSeq = await redis.incr(`${prefix}seq:${conversation.id}`);
+      relay(conversation, conversation.lastSeq, p, ack);
+    });
   });
   // Receipts and typing go by this node's copy of the conversation (receipts are not shared between nodes).
   socket.on('receipt:mark', (p: { conversationId: string; delivered?: number; read?: number }, ack: Ack) => {
