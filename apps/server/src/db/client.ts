@@ -17,9 +17,11 @@ const CONNECT_TIMEOUT_MS = 3000;
 /**
  * A statement of a hot path (the message and receipt batches, the connect-time user upsert), written
  * once with `$1…` placeholders. On PostgreSQL it runs as a named prepared statement: each connection
- * parses, analyzes and plans it once and then only binds and executes it, where Prisma's raw queries
- * are unnamed and planned anew every time. The message batch costs PostgreSQL more to plan than to
- * execute (README, Benchmarks).
+ * parses and analyzes it once, where Prisma's raw queries are unnamed and parsed anew every time.
+ * PostgreSQL still plans a prepared statement on every call unless it settles on a generic plan, which
+ * it never does for the two batches (their custom plans see the arrays' real length and always look
+ * cheaper), so their statements live in PL/pgSQL functions with one forced generic plan per connection
+ * (migrations `message_insert_function`, `watermarks_function`), and the batches call those.
  * `name` is the statement's identity on each connection: one name, one text.
  *
  * Behind PgBouncer in transaction mode (`DATABASE_URL` with `pgbouncer=true`) it runs unnamed, with the
