@@ -34,6 +34,8 @@ interface Conversation {
 
 /** This node's conversations: all of them in one process, a cache of the Redis registry in a cluster. */
 const conversations = new Map<string, Conversation>();
+/** The answer to any event naming a conversation this relay does not know. */
+const NOT_FOUND = { ok: false, error: { code: 'not_found', message: 'Conversation not found', retryable: false } };
 const directs = new Map<string, string>();
 
 const redisUrl = process.env['REDIS_URL'];
@@ -125,7 +127,7 @@ io.on('connection', (socket) => {
   });
   socket.on('conversation:get', async (p: { conversationId: string }, ack: Ack) => {
     const conversation = await lookup(p.conversationId);
-    ack(conversation ? { ok: true, conversation: wire(conversation) } : { ok: false, error: { code: 'not_found', message: 'Conversation not found', retryable: false } });
+    ack(conversation ? { ok: true, conversation: wire(conversation) } : NOT_FOUND);
   });
   socket.on('conversation:list', (_p: unknown, ack: Ack) => ack({ ok: true, conversations: [], nextCursor: null }));
   socket.on('sync:changes', (_p: unknown, ack: Ack) => ack({ ok: true, conversations: [], removedConversationIds: [], receipts: [] }));
@@ -155,12 +157,12 @@ io.on('connection', (socket) => {
     // conversation, so the seq is one INCR.
     if (!redis) {
       const conversation = conversations.get(p.conversationId);
-      if (!conversation) return ack({ ok: false, error: { code: 'not_found', message: 'Conversation not found', retryable: false } });
+      if (!conversation) return ack(NOT_FOUND);
       conversation.lastSeq += 1;
       return relay(conversation, conversation.lastSeq, p, ack);
     }
     void lookup(p.conversationId).then(async (conversation) => {
-      if (!conversation) return ack({ ok: false, error: { code: 'not_found', message: 'Conversation not found', retryable: false } });
+      if (!conversation) return ack(NOT_FOUND);
       conversation.lastSeq = await redis.incr(`${prefix}seq:${conversation.id}`);
       relay(conversation, conversation.lastSeq, p, ack);
     });
@@ -168,7 +170,7 @@ io.on('connection', (socket) => {
   // Receipts and typing go by this node's copy of the conversation (receipts are not shared between nodes).
   socket.on('receipt:mark', (p: { conversationId: string; delivered?: number; read?: number }, ack: Ack) => {
     const member = conversations.get(p.conversationId)?.members.get(userId);
-    if (!member) return ack({ ok: false, error: { code: 'not_found', message: 'Conversation not found', retryable: false } });
+    if (!member) return ack(NOT_FOUND);
     member.read = Math.max(member.read, p.read ?? 0);
     member.delivered = Math.max(member.delivered, p.delivered ?? 0, member.read);
     const receipt = { conversationId: p.conversationId, userId, lastDeliveredSeq: member.delivered, lastReadSeq: member.read };

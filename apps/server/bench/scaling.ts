@@ -145,7 +145,7 @@ function report(runs: Map<number, Run>, bareRuns: Map<number, Run>, bare: Run | 
   const bareLast = bareRuns.get(counts[counts.length - 1]!);
   const bareThree = bareRuns.get(3) ?? bareRuns.get(idleOn);
   const growth = (a?: Run, b?: Run) => (a && b ? stack(a) / stack(b) : undefined);
-  const beyond = (ours?: number, control?: number) => (ours && control ? `${(ours / control).toFixed(2)}x` : '—');
+  const perMessage = (r: Run, count: number) => count / Math.max(1, r.summary.messages.deliveries);
   const lines = [
     `# npm run bench:scaling — ${new Date().toISOString()}`,
     '',
@@ -158,9 +158,17 @@ function report(runs: Map<number, Run>, bareRuns: Map<number, Run>, bare: Run | 
     row('deliveries/s', (r) => r.summary.messages.deliveryRate),
     row('stack CPU µs per delivered message', stack, 'load phase; every process of the stack'),
     ...COMPONENTS.map((c) => row(`  ${c} µs per delivered message`, (r) => perDelivery(r, r.cpuByComponent[c]))),
-    row('nodes wake-ups per delivered message', (r) => r.wakeupsByComponent.nodes / Math.max(1, r.summary.messages.deliveries), 'voluntary context switches, every thread'),
+    row('nodes wake-ups per delivered message', (r) => perMessage(r, r.wakeupsByComponent.nodes), 'voluntary context switches, every thread'),
     row('nodes CPU µs per wake-up', (r) => (r.cpuByComponent.nodes * 1e6) / Math.max(1, r.wakeupsByComponent.nodes)),
-    row('stack wake-ups per delivered message', (r) => Object.values(r.wakeupsByComponent).reduce((a, b) => a + b, 0) / Math.max(1, r.summary.messages.deliveries), 'nodes, PostgreSQL, Redis, nginx'),
+    row(
+      'stack wake-ups per delivered message',
+      (r) =>
+        perMessage(
+          r,
+          Object.values(r.wakeupsByComponent).reduce((a, b) => a + b, 0),
+        ),
+      'nodes, PostgreSQL, Redis, nginx',
+    ),
     row('messages per insert statement', (r) => r.batch?.messages, 'group commit, mean over the nodes'),
     row('WAL bytes per acked message', (r) => (r.background ? r.background.walBytes / Math.max(1, r.summary.messages.acked) : undefined), 'the whole run (set-up included), the whole server'),
     row('end-to-end p50 (ms)', (r) => r.summary.messages.e2eMs?.p50),
@@ -174,7 +182,7 @@ function report(runs: Map<number, Run>, bareRuns: Map<number, Run>, bare: Run | 
     `Stack CPU per delivered message, ${three ? [...runs].find(([, r]) => r === three)![0] : '?'} nodes / bare relay: **${ratio(three && stack(three), bare && stack(bare))}** (target ≤ 4x).`,
     ...(bareRuns.size > 0
       ? [
-          `Control, the bare relay as a cluster of as many processes: bare ×${counts[counts.length - 1]} / bare ×${counts[0]} = **${ratio(bareLast && stack(bareLast), bareFirst && stack(bareFirst))}**; ours grows ${beyond(growth(last, first), growth(bareLast, bareFirst))} as much as the control does.`,
+          `Control, the bare relay as a cluster of as many processes: bare ×${counts[counts.length - 1]} / bare ×${counts[0]} = **${ratio(bareLast && stack(bareLast), bareFirst && stack(bareFirst))}**; ours grows ${ratio(growth(last, first), growth(bareLast, bareFirst))} as much as the control does.`,
           `Ours at ${[...bareRuns].find(([, r]) => r === bareThree)?.[0] ?? '?'} nodes / the control at as many: **${ratio(three && stack(three), bareThree && stack(bareThree))}** (what persistence, auth, validation and our fan-out add to a minimal Socket.IO cluster).`,
         ]
       : []),

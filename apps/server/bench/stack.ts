@@ -52,7 +52,7 @@ interface Usage {
 }
 
 /** CPU seconds and wake-ups so far of each process that still exists, with its component. */
-function cpuByPid(pids: Array<[number, Component]>): Map<number, Usage> {
+function usageByPid(pids: Array<[number, Component]>): Map<number, Usage> {
   const used = new Map<number, Usage>();
   for (const [pid, component] of pids) {
     try {
@@ -69,7 +69,7 @@ function cpuByPid(pids: Array<[number, Component]>): Map<number, Usage> {
  * whenever a pool grows, so the processes are listed anew at every sample; one that appeared in
  * between counts whole.
  */
-function cpuBetween(from: Map<number, Usage>, to: Map<number, Usage>, measure: 'seconds' | 'wakeups' = 'seconds'): Record<Component, number> {
+function usageBetween(from: Map<number, Usage>, to: Map<number, Usage>, measure: 'seconds' | 'wakeups' = 'seconds'): Record<Component, number> {
   const used: Record<Component, number> = { nodes: 0, PostgreSQL: 0, Redis: 0, nginx: 0 };
   for (const [pid, usage] of to) used[usage.component] += usage[measure] - (from.get(pid)?.[measure] ?? 0);
   return used;
@@ -133,7 +133,7 @@ export async function runLoad(url: string, serverPids: number[], scenario: Scena
     ...extra,
   ];
   const samples: Array<{ at: number; cpu: Map<number, Usage>; machine: { busy: number; total: number } }> = [];
-  const sample = () => samples.push({ at: Date.now(), cpu: cpuByPid([...serverPids.map((pid): [number, Component] => [pid, 'nodes']), ...infraPids()]), machine: machineTicks() });
+  const sample = () => samples.push({ at: Date.now(), cpu: usageByPid([...serverPids.map((pid): [number, Component] => [pid, 'nodes']), ...infraPids()]), machine: machineTicks() });
   sample();
   const timer = setInterval(sample, 250);
   const code = await new Promise<number | null>((done) => spawn(process.execPath, args, { stdio: options.warmup ? 'ignore' : 'inherit' }).once('exit', done));
@@ -147,8 +147,8 @@ export async function runLoad(url: string, serverPids: number[], scenario: Scena
   const from = nearest(started + (load?.startS ?? 0) * 1000);
   const to = nearest(started + (load?.endS ?? summary.run.wallSeconds) * 1000);
   const machine = to.machine.total > from.machine.total ? (100 * (to.machine.busy - from.machine.busy)) / (to.machine.total - from.machine.total) : NaN;
-  const cpuByComponent = cpuBetween(from.cpu, to.cpu);
-  const wakeupsByComponent = cpuBetween(from.cpu, to.cpu, 'wakeups');
+  const cpuByComponent = usageBetween(from.cpu, to.cpu);
+  const wakeupsByComponent = usageBetween(from.cpu, to.cpu, 'wakeups');
   const stackCpuSeconds = Object.values(cpuByComponent).reduce((a, b) => a + b, 0);
   const batchesAfter = options.metricsUrls && (await writeBatches(options.metricsUrls));
   const backgroundAfter = options.databaseUrl && (await background(options.databaseUrl));
@@ -357,10 +357,10 @@ export const verdict = (run?: Run): string => (!run ? 'skipped' : run.summary.ve
 
 /** CPU seconds per component used by `serverPids` (as nodes) and the infra processes over `ms` of wall time. */
 export async function cpuOver(serverPids: number[], ms: number): Promise<Record<Component, number>> {
-  const all = () => cpuByPid([...serverPids.map((pid): [number, Component] => [pid, 'nodes']), ...infraPids()]);
+  const all = () => usageByPid([...serverPids.map((pid): [number, Component] => [pid, 'nodes']), ...infraPids()]);
   const from = all();
   await sleep(ms);
-  return cpuBetween(from, all());
+  return usageBetween(from, all());
 }
 
 /** The nodes' REDIS_ADAPTER from a benchmark's --adapter flag; unset keeps the server's default. */
